@@ -1,0 +1,151 @@
+"""Azure SignalR Service connection strings (``docs/protocol.md`` §1).
+
+Parsing follows the ASP.NET SDK's ``ConnectionStringParser``: parts split on ``;`` (empty parts dropped), each part
+split at its first ``=``, keys trimmed and case-insensitive, values trimmed and case-sensitive, a key repeated in any
+casing is an error. Error messages are the SDK's and never contain the AccessKey.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["ConnectionString", "ConnectionStringError", "parse_connection_string"]
+
+_VERSION = re.compile(r"^1\.\d+(?:[\w\-.]+)?$")
+_ENTRA_TYPES = frozenset({"aad", "azure", "azure.app", "azure.msi"})
+
+
+class ConnectionStringError(ValueError):
+    """A connection string that cannot be used; the message names the offending key, never a secret."""
+
+
+@dataclass(frozen=True)
+class ConnectionString:
+    """A parsed, validated connection string.
+
+    ``endpoint`` has no trailing ``/`` and carries ``Port=`` when given; ``client_endpoint`` is the URL clients are
+    redirected to (``ClientEndpoint`` as written, else ``endpoint``); ``server_endpoint`` is where REST calls go.
+    """
+
+    endpoint: str
+    access_key: str | None = field(repr=False)
+    version: str | None = None
+    port: int | None = None
+    client_endpoint: str = ""
+    server_endpoint: str = ""
+    auth_type: str | None = None
+
+    @property
+    def audience_base(self) -> str:
+        """``{scheme}://{host}/`` of the Endpoint: no port, no path (trap 2)."""
+        parts = urlsplit(self.endpoint)
+        return f"{parts.scheme}://{parts.hostname}/"
+
+    @property
+    def client_base(self) -> str:
+        """The ClientEndpoint's absolute URI, as .NET's ``Uri.AbsoluteUri`` renders it (trap 4)."""
+        return _absolute_uri(self.client_endpoint)
+
+    def client_audience(self, hub: str) -> str:
+        """``aud`` of a client access token for ``hub``: ``{scheme}://{host}/client/?hub={hub}``."""
+        return f"{self.audience_base}client/?hub={hub.lower()}"
+
+    def redacted(self) -> str:
+        """The string with its AccessKey replaced by ``***``: safe to log."""
+        text = f"Endpoint={self.endpoint};AccessKey=***;"
+        if self.client_endpoint != self.endpoint:
+            text += f"ClientEndpoint={self.client_endpoint};"
+        if self.version:
+            text += f"Version={self.version};"
+        return text
+
+
+def _absolute_uri(url: str) -> str:
+    """``https://h`` → ``https://h/``; a URL with a path keeps it untouched (.NET ``AbsoluteUri``)."""
+    parts = urlsplit(url)
+    return url if parts.path else url + "/"
+
+
+def _is_absolute_http(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port outside 0..65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _with_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return parts._replace(netloc=f"{host}:{port}").geturl()
+
+
+def parse_connection_string(text: str) -> ConnectionString:
+    """Parse and validate ``text``; raises :class:`ConnectionStringError` in the SDK's order of checks."""
+    parts = [p for p in text.split(";") if p.strip()]
+    if len(parts) < 2:
+        raise ConnectionStringError("Connection string missing required properties endpoint.")
+    values: dict[str, str] = {}
+    for part in parts:
+        if "=" not in part:
+            continue
+        key, _, value = part.partition("=")
+        key = key.strip().lower()
+        if key in values:
+            raise ConnectionStringError(f"Duplicate properties found in connection string: {key}.")
+        values[key] = value.strip()
+
+    if "endpoint" not in values:
+        raise ConnectionStringError("Connection string missing required properties endpoint.")
+    endpoint = values["endpoint"].rstrip("/")
+    if not _is_absolute_http(endpoint):
+        raise ConnectionStringError("Invalid value for endpoint property, it must be a valid URI.")
+
+    version = values.get("version")
+    if version is not None and not _VERSION.match(version):
+        raise ConnectionStringError(f"Version {version} is not supported.")
+
+    port: int | None = None
+    if "port" in values:
+        raw = values["port"]
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise ConnectionStringError(
+                "Invalid value for port property, it must be an positive integer between (0, 65536)."
+            )
+        port = int(raw)
+        endpoint = _with_port(endpoint, port)
+
+    client_endpoint = values.get("clientendpoint")
+    if client_endpoint is not None and not _is_absolute_http(client_endpoint):
+        raise ConnectionStringError("Invalid value for clientEndpoint property, it must be a valid URI.")
+
+    server_endpoint = values.get("serverendpoint")
+    if server_endpoint is not None and not _is_absolute_http(server_endpoint):
+        raise ConnectionStringError("Invalid value for serverEndpoint property, it must be a valid URI.")
+
+    auth_type = values.get("authtype")
+    entra = auth_type is not None and auth_type.lower() in _ENTRA_TYPES
+    if entra and auth_type is not None and auth_type.lower() == "azure.app":
+        for key, name in (("clientid", "clientId"), ("tenantid", "tenantId")):
+            if key not in values:
+                raise ConnectionStringError(f"Connection string missing required properties {name}.")
+        if "clientsecret" not in values and "clientcert" not in values:
+            raise ConnectionStringError("Connection string missing required properties clientSecret or clientCert.")
+    access_key = values.get("accesskey")
+    if not entra and not access_key:
+        raise ConnectionStringError("accesskey is required.")
+
+    return ConnectionString(
+        endpoint=endpoint,
+        access_key=access_key,
+        version=version,
+        port=port,
+        client_endpoint=client_endpoint if client_endpoint is not None else endpoint,
+        server_endpoint=(server_endpoint.rstrip("/") if server_endpoint else endpoint),
+        auth_type=auth_type,
+    )

@@ -1,0 +1,206 @@
+"""Negotiate: the app server redirect, the service reply (v0/v1), the client URL rules (``docs/protocol.md`` §2, §3).
+
+Pure functions over strings and bytes; the aiohttp adapters in the emulator, the app server and the client call them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
+
+from .connection_string import ConnectionString
+from .tokens import DEFAULT_LIFETIME, mint_token
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "NegotiateError",
+    "NegotiateRedirect",
+    "NegotiateResult",
+    "TransferFormat",
+    "TransportType",
+    "build_redirect",
+    "connect_url",
+    "negotiate_url",
+    "new_request_id",
+    "parse_negotiate_response",
+    "requested_version",
+    "service_negotiate_response",
+]
+
+MAX_REDIRECTS = 100
+
+
+class TransportType(Enum):
+    """Transport names as they appear in ``availableTransports``."""
+
+    WEBSOCKETS = "WebSockets"
+    SERVER_SENT_EVENTS = "ServerSentEvents"
+    LONG_POLLING = "LongPolling"
+
+
+class TransferFormat(Enum):
+    TEXT = "Text"
+    BINARY = "Binary"
+
+
+ALL_TRANSPORTS: list[dict[str, Any]] = [
+    {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]},
+    {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
+    {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+]
+
+
+class NegotiateError(Exception):
+    """Negotiation failed; the message is the one the official JS client would report."""
+
+
+@dataclass(frozen=True)
+class NegotiateRedirect:
+    """A redirect reply: connect to ``url`` with ``access_token`` as the bearer token (§3.1)."""
+
+    url: str
+    access_token: str = field(repr=False)
+
+    def to_json(self) -> bytes:
+        """The ASP.NET SDK's reply, fields in its order; ``negotiateVersion`` 0 and no transports (trap 5)."""
+        body = {
+            "negotiateVersion": 0,
+            "url": self.url,
+            "accessToken": self.access_token,
+            "availableTransports": [],
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class NegotiateResult:
+    """A service's final reply: the connection to open."""
+
+    connection_id: str
+    connection_token: str | None
+    negotiate_version: int
+    available_transports: tuple[TransportType, ...]
+
+    @property
+    def id_for_connect(self) -> str:
+        """The ``id=`` query value: ``connectionToken`` under v1, ``connectionId`` under v0 (trap 6)."""
+        return self.connection_token or self.connection_id
+
+
+def new_request_id(now_ns: int | None = None) -> str:
+    """An ``asrs_request_id``: base64 of an 8-byte monotonic timestamp, like the SDK's Stopwatch value."""
+    ticks = (time.monotonic_ns() if now_ns is None else now_ns) // 100
+    return base64.b64encode(ticks.to_bytes(8, "little", signed=False)).decode()
+
+
+def build_redirect(
+    connection: ConnectionString,
+    hub: str,
+    *,
+    request_path: str,
+    request_query: str = "",
+    request_id: str | None = None,
+    lifetime: int = DEFAULT_LIFETIME,
+    claims: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> NegotiateRedirect:
+    """The app server's answer to ``POST {request_path}?{request_query}``, as the ASP.NET SDK builds it (§2).
+
+    ``url`` = ClientEndpoint's absolute URI + ``client/?hub=`` + hub [+ ``&asrs.op=`` + path before ``/negotiate``]
+    + ``&`` + the original query (if any) + ``&asrs_request_id=…``; the token's ``aud`` is on the Endpoint.
+    """
+    if connection.access_key is None:
+        raise NegotiateError("Unable to get the negotiate endpoint")
+    hub = hub.lower()
+    url = f"{connection.client_base}client/?hub={quote(hub, safe='')}"
+    path = request_path.rstrip("/")
+    if path.endswith("/negotiate"):
+        url += "&asrs.op=" + quote_plus(path[: -len("/negotiate")], safe="")
+    query = request_query.lstrip("?")
+    if query:
+        url += "&" + query
+    url += "&asrs_request_id=" + quote(request_id or new_request_id(), safe="")
+    token = mint_token(
+        connection.access_key, connection.client_audience(hub), lifetime=lifetime, claims=claims, now=now
+    )
+    return NegotiateRedirect(url, token)
+
+
+def negotiate_url(url: str) -> str:
+    """The negotiate URL for a hub or redirect URL: path + ``negotiate`` + the original query (trap 7).
+
+    ``negotiateVersion=1`` is added when the query has no ``negotiateVersion`` yet (the redirect copies it, trap 5).
+    """
+    parts = urlsplit(url)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    query = parts.query
+    if not any(k.lower() == "negotiateversion" for k, _ in parse_qsl(query, keep_blank_values=True)):
+        query = f"{query}&negotiateVersion=1" if query else "negotiateVersion=1"
+    return urlunsplit((parts.scheme, parts.netloc, path + "negotiate", query, ""))
+
+
+def connect_url(url: str, connection_id: str) -> str:
+    """``url`` + ``&id=…`` (or ``?id=…``) — the token is URL-safe and is not encoded (§3.4)."""
+    return url + ("&" if "?" in url else "?") + "id=" + connection_id
+
+
+def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult:
+    """Interpret a 200 negotiate body; raises :class:`NegotiateError` with the JS client's messages (§3.1)."""
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise NegotiateError("Negotiate response is not valid JSON.") from None
+    if not isinstance(obj, dict):
+        raise NegotiateError("Negotiate response is not a JSON object.")
+    if obj.get("error"):
+        raise NegotiateError(str(obj["error"]))
+    if "ProtocolVersion" in obj:
+        raise NegotiateError(
+            "Detected a connection attempt to an ASP.NET SignalR Server. This client only supports connecting to "
+            "an ASP.NET Core SignalR Server. See https://aka.ms/signalr-core-differences for details."
+        )
+    if obj.get("url"):
+        token = obj.get("accessToken")
+        return NegotiateRedirect(str(obj["url"]), str(token) if token else "")
+    connection_id = obj.get("connectionId")
+    if not isinstance(connection_id, str) or not connection_id:
+        raise NegotiateError("Negotiate response has no connectionId.")
+    version = obj.get("negotiateVersion", 0)
+    token = obj.get("connectionToken") if version and version > 0 else None
+    transports: list[TransportType] = []
+    for entry in obj.get("availableTransports") or []:
+        try:
+            transports.append(TransportType(entry.get("transport")))
+        except (ValueError, AttributeError):
+            continue
+    return NegotiateResult(connection_id, token if isinstance(token, str) else None, int(version), tuple(transports))
+
+
+def service_negotiate_response(
+    connection_id: str,
+    connection_token: str,
+    version: int,
+    transports: list[dict[str, Any]] | None = None,
+) -> bytes:
+    """The service's reply in ASP.NET Core's field order; v0 omits ``connectionToken`` (§3.3)."""
+    body: dict[str, Any] = {"negotiateVersion": version, "connectionId": connection_id}
+    if version >= 1:
+        body["connectionToken"] = connection_token
+    body["availableTransports"] = ALL_TRANSPORTS if transports is None else transports
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def requested_version(query: str) -> int:
+    """The negotiate version a service grants for ``query``: min(requested, 1), 0 when absent (§3.2)."""
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.lower() == "negotiateversion":
+            try:
+                return min(int(value), 1)
+            except ValueError:
+                raise NegotiateError("The client requested a non-integer protocol version.") from None
+    return 0

@@ -1,0 +1,363 @@
+"""The JSON hub protocol, sans-I/O (``docs/protocol.md`` §4).
+
+Every message, the handshake included, is UTF-8 JSON terminated by the record separator ``0x1E``. A transport frame,
+SSE event, LongPolling response or POST body may carry several records (trap 8), so :class:`RecordReader` splits an
+incremental byte stream into complete records and keeps the partial tail. Hub messages are frozen dataclasses;
+:func:`encode` and :func:`decode` convert them to and from one record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "PING_RECORD",
+    "RECORD_SEPARATOR",
+    "CancelInvocation",
+    "Close",
+    "Completion",
+    "HandshakeRequest",
+    "HubMessage",
+    "Invocation",
+    "MessageTooLarge",
+    "MessageType",
+    "Ping",
+    "ProtocolError",
+    "RecordReader",
+    "StreamInvocation",
+    "StreamItem",
+    "decode",
+    "decode_handshake_request",
+    "decode_handshake_response",
+    "encode",
+    "encode_handshake_request",
+    "encode_handshake_response",
+    "encode_many",
+    "split_records",
+]
+
+RECORD_SEPARATOR = b"\x1e"
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+PING_RECORD = b'{"type":6}\x1e'
+
+
+class ProtocolError(ValueError):
+    """Bytes that are not a valid hub protocol record; the message says what is wrong."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A record (or a partial one still waiting for its separator) exceeds the configured maximum size."""
+
+
+class MessageType(IntEnum):
+    INVOCATION = 1
+    STREAM_ITEM = 2
+    COMPLETION = 3
+    STREAM_INVOCATION = 4
+    CANCEL_INVOCATION = 5
+    PING = 6
+    CLOSE = 7
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Type 1: call ``target`` with ``arguments``. Without ``invocation_id`` no Completion is ever sent (trap 11)."""
+
+    target: str
+    arguments: tuple[Any, ...] = ()
+    invocation_id: str | None = None
+    stream_ids: tuple[str, ...] | None = None
+    headers: Mapping[str, str] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    """Type 2: one item of the stream started by ``invocation_id``."""
+
+    invocation_id: str
+    item: Any
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Type 3: the end of invocation ``invocation_id``: a ``result`` (when ``has_result``), an ``error``, or void."""
+
+    invocation_id: str
+    result: Any = None
+    error: str | None = None
+    has_result: bool = False
+
+    @classmethod
+    def with_result(cls, invocation_id: str, result: Any) -> Completion:
+        return cls(invocation_id, result=result, has_result=True)
+
+    @classmethod
+    def with_error(cls, invocation_id: str, error: str) -> Completion:
+        return cls(invocation_id, error=error)
+
+
+@dataclass(frozen=True)
+class StreamInvocation:
+    """Type 4: start a server-to-client stream."""
+
+    invocation_id: str
+    target: str
+    arguments: tuple[Any, ...] = ()
+    stream_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CancelInvocation:
+    """Type 5: cancel the stream ``invocation_id``."""
+
+    invocation_id: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Type 6: keep-alive; sent when nothing else was sent for the keep-alive interval."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Type 7: the sender closes the connection, with an optional ``error`` reason."""
+
+    error: str | None = None
+    allow_reconnect: bool | None = None
+
+
+HubMessage = Invocation | StreamItem | Completion | StreamInvocation | CancelInvocation | Ping | Close
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + RECORD_SEPARATOR
+
+
+def _to_json(message: HubMessage) -> dict[str, Any]:
+    match message:
+        case Invocation():
+            out: dict[str, Any] = {"type": 1}
+            if message.headers:
+                out["headers"] = dict(message.headers)
+            if message.invocation_id is not None:
+                out["invocationId"] = message.invocation_id
+            out["target"] = message.target
+            out["arguments"] = list(message.arguments)
+            if message.stream_ids:
+                out["streamIds"] = list(message.stream_ids)
+            return out
+        case StreamItem():
+            return {"type": 2, "invocationId": message.invocation_id, "item": message.item}
+        case Completion():
+            out = {"type": 3, "invocationId": message.invocation_id}
+            if message.error is not None:
+                out["error"] = message.error
+            elif message.has_result:
+                out["result"] = message.result
+            return out
+        case StreamInvocation():
+            out = {"type": 4, "invocationId": message.invocation_id, "target": message.target}
+            out["arguments"] = list(message.arguments)
+            if message.stream_ids:
+                out["streamIds"] = list(message.stream_ids)
+            return out
+        case CancelInvocation():
+            return {"type": 5, "invocationId": message.invocation_id}
+        case Ping():
+            return {"type": 6}
+        case Close():
+            out = {"type": 7}
+            if message.error is not None:
+                out["error"] = message.error
+            if message.allow_reconnect is not None:
+                out["allowReconnect"] = message.allow_reconnect
+            return out
+
+
+def encode(message: HubMessage) -> bytes:
+    """One complete record: compact UTF-8 JSON followed by ``0x1E``."""
+    if isinstance(message, Ping):
+        return PING_RECORD
+    return _dumps(_to_json(message))
+
+
+def encode_many(messages: list[HubMessage]) -> bytes:
+    """Several records back to back, as one frame, event or body may carry them."""
+    return b"".join(encode(m) for m in messages)
+
+
+def _load(record: bytes) -> Any:
+    try:
+        return json.loads(record.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("Message is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"Message is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+
+
+def _string(obj: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ProtocolError(f"Missing required property '{key}'.")
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"Expected '{key}' to be of type String.")
+    return value
+
+
+def _arguments(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    if "arguments" not in obj:
+        raise ProtocolError("Missing required property 'arguments'.")
+    value = obj["arguments"]
+    if not isinstance(value, list):
+        raise ProtocolError("Expected 'arguments' to be of type Array.")
+    return tuple(value)
+
+
+def _stream_ids(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = obj.get("streamIds")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError("Expected 'streamIds' to be an Array of String.")
+    return tuple(value)
+
+
+def decode(record: bytes) -> HubMessage:
+    """Parse one record (without its separator) into a hub message; raises :class:`ProtocolError`."""
+    obj = _load(record)
+    if not isinstance(obj, dict):
+        raise ProtocolError("Message must be a JSON object.")
+    kind = obj.get("type")
+    if kind is None:
+        raise ProtocolError("Missing required property 'type'.")
+    if not isinstance(kind, int) or isinstance(kind, bool):
+        raise ProtocolError("Expected 'type' to be of type Integer.")
+    if kind == MessageType.INVOCATION:
+        target = _string(obj, "target")
+        assert target is not None
+        headers = obj.get("headers")
+        return Invocation(
+            target=target,
+            arguments=_arguments(obj),
+            invocation_id=_string(obj, "invocationId", required=False),
+            stream_ids=_stream_ids(obj),
+            headers=headers if isinstance(headers, dict) else None,
+        )
+    if kind == MessageType.STREAM_ITEM:
+        invocation_id = _string(obj, "invocationId")
+        assert invocation_id is not None
+        return StreamItem(invocation_id, obj.get("item"))
+    if kind == MessageType.COMPLETION:
+        invocation_id = _string(obj, "invocationId")
+        assert invocation_id is not None
+        if "error" in obj and "result" in obj:
+            raise ProtocolError("The 'error' and 'result' properties are mutually exclusive.")
+        if "error" in obj:
+            return Completion.with_error(invocation_id, str(_string(obj, "error")))
+        if "result" in obj:
+            return Completion.with_result(invocation_id, obj["result"])
+        return Completion(invocation_id)
+    if kind == MessageType.STREAM_INVOCATION:
+        invocation_id = _string(obj, "invocationId")
+        target = _string(obj, "target")
+        assert invocation_id is not None and target is not None
+        return StreamInvocation(invocation_id, target, _arguments(obj), _stream_ids(obj))
+    if kind == MessageType.CANCEL_INVOCATION:
+        invocation_id = _string(obj, "invocationId")
+        assert invocation_id is not None
+        return CancelInvocation(invocation_id)
+    if kind == MessageType.PING:
+        return Ping()
+    if kind == MessageType.CLOSE:
+        allow = obj.get("allowReconnect")
+        return Close(_string(obj, "error", required=False), allow if isinstance(allow, bool) else None)
+    raise ProtocolError(f"Unknown message type '{kind}'.")
+
+
+class RecordReader:
+    """Splits a byte stream into ``0x1E``-terminated records, keeping an incomplete tail for the next call.
+
+    Feed bytes as they arrive with :meth:`feed`; it returns the complete records (separators removed). A record, or a
+    tail that is still waiting for its separator, larger than ``max_message_size`` raises :class:`MessageTooLarge`:
+    the caller must then close the connection.
+    """
+
+    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.max_message_size = max_message_size
+        self._tail = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received after the last complete record."""
+        return len(self._tail)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._tail += data
+        if RECORD_SEPARATOR not in data:
+            self._check(len(self._tail))
+            return []
+        *records, rest = bytes(self._tail).split(RECORD_SEPARATOR)
+        self._tail = bytearray(rest)
+        for record in records:
+            self._check(len(record))
+        self._check(len(rest))
+        return records
+
+    def _check(self, size: int) -> None:
+        if size > self.max_message_size:
+            self._tail.clear()
+            raise MessageTooLarge(f"The message exceeded the maximum message size of {self.max_message_size} bytes.")
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """Records of a complete buffer (frame, event, body). Its last byte must be ``0x1E`` (JS: incomplete message)."""
+    if not data.endswith(RECORD_SEPARATOR):
+        raise ProtocolError("Message is incomplete.")
+    return data.split(RECORD_SEPARATOR)[:-1]
+
+
+@dataclass(frozen=True)
+class HandshakeRequest:
+    """The client's first record: ``{"protocol":"json","version":1}``."""
+
+    protocol: str
+    version: int
+
+
+def encode_handshake_request(protocol: str = "json", version: int = 1) -> bytes:
+    return _dumps({"protocol": protocol, "version": version})
+
+
+def decode_handshake_request(record: bytes) -> HandshakeRequest:
+    """Parse the handshake request; raises :class:`ProtocolError` with the reason to send back."""
+    obj = _load(record)
+    if not isinstance(obj, dict):
+        raise ProtocolError("Handshake request must be a JSON object.")
+    protocol = obj.get("protocol")
+    version = obj.get("version")
+    if not isinstance(protocol, str):
+        raise ProtocolError("Missing required property 'protocol'.")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ProtocolError("Missing required property 'version'.")
+    return HandshakeRequest(protocol, version)
+
+
+def encode_handshake_response(error: str | None = None) -> bytes:
+    """``{}`` on success, ``{"error":"…"}`` on failure, as one record."""
+    return _dumps({"error": error} if error is not None else {})
+
+
+def decode_handshake_response(record: bytes) -> str | None:
+    """The error of a handshake response, or ``None`` when the handshake succeeded."""
+    obj = _load(record)
+    if not isinstance(obj, dict):
+        raise ProtocolError("Handshake response must be a JSON object.")
+    error = obj.get("error")
+    return str(error) if error is not None else None

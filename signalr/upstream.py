@@ -1,0 +1,73 @@
+"""Upstream webhooks (serverless mode), sans-I/O (``docs/protocol.md`` §6.2–§6.4).
+
+The service POSTs client events to the app server with ``X-ASRS-*`` headers; ``X-ASRS-Signature`` is
+``sha256=`` + upper-case hex HMAC-SHA256 of the connection id under each access key, comma-joined (trap 14).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from urllib.parse import quote
+
+__all__ = [
+    "UpstreamTemplate",
+    "sign_connection_id",
+    "signature_header",
+    "verify_signature",
+]
+
+
+def sign_connection_id(access_key: str, connection_id: str) -> str:
+    """``sha256=<HEX>`` for one key."""
+    digest = hmac.new(access_key.encode("utf-8"), connection_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "sha256=" + digest.upper()
+
+
+def signature_header(access_keys: list[str], connection_id: str) -> str:
+    """The ``X-ASRS-Signature`` value: one signature per key, comma-joined."""
+    return ",".join(sign_connection_id(key, connection_id) for key in access_keys)
+
+
+def verify_signature(header: str | None, access_keys: list[str], connection_id: str) -> bool:
+    """Whether any signature in ``header`` matches any key; compared case-insensitively in constant time."""
+    if not header:
+        return False
+    offered = [part.strip().lower() for part in header.split(",") if part.strip()]
+    expected = [sign_connection_id(key, connection_id).lower() for key in access_keys]
+    matched = False
+    for candidate in offered:
+        for good in expected:
+            matched |= hmac.compare_digest(candidate.encode(), good.encode())
+    return matched
+
+
+def _matches(pattern: str, value: str) -> bool:
+    names = [p.strip() for p in pattern.split(",")]
+    return "*" in names or value in names
+
+
+@dataclass(frozen=True)
+class UpstreamTemplate:
+    """One upstream setting: where to POST events of matching hub, category and event (first match wins)."""
+
+    url_template: str
+    hub_pattern: str = "*"
+    category_pattern: str = "*"
+    event_pattern: str = "*"
+
+    def matches(self, hub: str, category: str, event: str) -> bool:
+        return (
+            _matches(self.hub_pattern, hub)
+            and _matches(self.category_pattern, category)
+            and _matches(self.event_pattern, event)
+        )
+
+    def url(self, hub: str, category: str, event: str) -> str:
+        """The template with ``{hub}``, ``{category}``, ``{event}`` replaced by their escaped values."""
+        return (
+            self.url_template.replace("{hub}", quote(hub, safe=""))
+            .replace("{category}", quote(category, safe=""))
+            .replace("{event}", quote(event, safe=""))
+        )
