@@ -36,7 +36,7 @@ class Process:
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | Path | None = None) -> None:
         self.argv = argv
-        self._stderr = tempfile.NamedTemporaryFile(prefix="proc-", suffix=".log", delete=False)  # noqa: SIM115
+        self._stderr = tempfile.NamedTemporaryFile(prefix="proc-", suffix=".log", delete=False)
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
         if env:

@@ -1,0 +1,293 @@
+"""``chat-demo``: the whole APIM flow on one machine, from one command.
+
+Starts three processes on loopback — ``signalr-emulator`` (the service), ``apim-gateway`` (APIM, in front of the
+service) and ``chat-server`` (the app server, whose connection string names the gateway as ``ClientEndpoint``) — then
+opens the terminal chat, or with ``--no-tui`` prints one JSON line and serves until SIGINT/SIGTERM.
+
+The servers are started as console scripts, not imported: each role stays its own process, as in Azure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+PROFILES = ("websocket", "sse-lp")
+START_TIMEOUT = 30.0
+
+
+class DemoError(Exception):
+    """A server of the demo could not start; the message says which and why."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _script(name: str) -> str:
+    """The console script ``name`` next to this interpreter (the project's virtual environment), else on PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise DemoError(f"{name} is not installed: run `make demo` from the repository")
+    return found
+
+
+@dataclass
+class Child:
+    """One server process of the demo and the first line it printed when ready."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    ready_line: str
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+
+
+@dataclass
+class Demo:
+    """The three servers, their URLs, and the gateway's current profile."""
+
+    profile: str
+    service_port: int
+    gateway_port: int
+    server_port: int
+    with_delete: bool = False
+    log: IO[str] | None = None
+    access_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.service_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/"
+
+    @property
+    def chat_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/chat"
+
+    def summary(self) -> dict[str, str]:
+        return {
+            "chat_url": self.chat_url,
+            "web_url": self.web_url,
+            "gateway_url": self.gateway_url,
+            "service_url": self.service_url,
+            "profile": self.profile,
+        }
+
+    async def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self.log if self.log is not None else None,
+            env=full_env,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        try:
+            raw = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            raw = b""
+        line = raw.decode(errors="replace").strip()
+        if not line:
+            child = Child(name, process, "")
+            await child.stop()
+            raise DemoError(f"{name} did not start (exit code {process.returncode}); see its log")
+        child = Child(name, process, line)
+        self.children[name] = child
+        return child
+
+    async def start_service(self) -> None:
+        child = await self._spawn(
+            "signalr-emulator",
+            [
+                _script("signalr-emulator"),
+                "--port",
+                str(self.service_port),
+                "--access-key",
+                self.access_key,
+                "--upstream",
+                f"http://127.0.0.1:{self.server_port}/upstream/{{hub}}/{{category}}/{{event}}",
+            ],
+        )
+        match = re.search(r"Port=(\d+)", child.ready_line)
+        if match:
+            self.service_port = int(match.group(1))
+
+    async def start_gateway(self) -> None:
+        argv = [
+            _script("apim-gateway"),
+            "--backend",
+            self.service_url,
+            "--profile",
+            self.profile,
+            "--port",
+            str(self.gateway_port),
+        ]
+        if self.with_delete:
+            argv.append("--with-delete")
+        await self._spawn("apim-gateway", argv)
+
+    async def start_server(self) -> None:
+        connection_string = (
+            f"Endpoint=http://127.0.0.1;Port={self.service_port};AccessKey={self.access_key};"
+            f"Version=1.0;ClientEndpoint={self.gateway_url};"
+        )
+        await self._spawn(
+            "chat-server",
+            [_script("chat-server"), "--port", str(self.server_port)],
+            env={"Azure__SignalR__ConnectionString": connection_string},
+        )
+
+    async def start(self) -> None:
+        await self.start_service()
+        await self.start_gateway()
+        await self.start_server()
+
+    async def switch_profile(self, profile: str) -> None:
+        """Restart the gateway with ``profile`` on the same port (APIM serves one profile per suffix)."""
+        if profile not in PROFILES:
+            raise DemoError(f"unknown APIM profile {profile!r}")
+        if profile == self.profile:
+            return
+        gateway = self.children.pop("apim-gateway", None)
+        if gateway is not None:
+            await gateway.stop()
+        self.profile = profile
+        await self.start_gateway()
+
+    async def stop(self) -> None:
+        for name in ("chat-server", "apim-gateway", "signalr-emulator"):
+            child = self.children.pop(name, None)
+            if child is not None:
+                await child.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chat-demo",
+        description="Run the local SignalR service, the APIM gateway and the app server, then chat through them.",
+    )
+    parser.add_argument("--profile", choices=PROFILES, default=None, help="APIM profile of the gateway")
+    parser.add_argument("--transport", choices=("websockets", "sse", "longpolling", "sse-lp"), default=None)
+    parser.add_argument("--name", default=None, help="chat name (asked for when omitted)")
+    parser.add_argument("--no-tui", action="store_true", help="serve only; print one JSON line when ready")
+    parser.add_argument("--strict-apim", action="store_true", help="never switch the gateway profile")
+    parser.add_argument("--with-delete", action="store_true", help="add the DELETE operation LongPolling needs")
+    parser.add_argument("--service-port", type=int, default=0)
+    parser.add_argument("--gateway-port", type=int, default=0)
+    parser.add_argument("--server-port", type=int, default=0)
+    return parser
+
+
+def _resolve(args: argparse.Namespace) -> tuple[str, str]:
+    """The profile and transport to start with: each defaults to match the other."""
+    if args.profile is None:
+        args.profile = "sse-lp" if args.transport in ("sse", "longpolling", "sse-lp") else "websocket"
+    if args.transport is None:
+        args.transport = "websockets" if args.profile == "websocket" else "sse-lp"
+    return args.profile, args.transport
+
+
+async def _serve(demo: Demo) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(json.dumps(demo.summary()), flush=True)
+    waiters = [asyncio.ensure_future(c.process.wait()) for c in demo.children.values()]
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+    for task in (stopper, *waiters):
+        task.cancel()
+    if stopper not in done:
+        crashed = [c.name for c in demo.children.values() if c.process.returncode is not None]
+        raise DemoError(f"{', '.join(crashed)} exited unexpectedly")
+
+
+async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
+    from signalr.client import TransportChoice
+
+    from .app import ChatApp
+
+    app = ChatApp(
+        demo.chat_url,
+        TransportChoice(args.transport),
+        name=args.name,
+        gateway_profile=demo.profile,
+        profile_switcher=demo.switch_profile,
+        strict_apim=args.strict_apim,
+    )
+    await app.run_async()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    ports = {k: getattr(args, k) or _free_port() for k in ("gateway_port", "server_port")}
+    log: IO[str] | None = None
+    if not args.no_tui:
+        # The terminal belongs to the chat UI: the servers' logs go to a file instead.
+        log = tempfile.NamedTemporaryFile("w", prefix="chat-demo-", suffix=".log", delete=False)
+    demo = Demo(args.profile, args.service_port, ports["gateway_port"], ports["server_port"], args.with_delete, log)
+    try:
+        await demo.start()
+        if args.no_tui:
+            await _serve(demo)
+        else:
+            await _run_tui(demo, args)
+    finally:
+        await demo.stop()
+        if log is not None:
+            log.close()
+            print(f"server logs: {log.name}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _resolve(args)
+    try:
+        return asyncio.run(_main(args))
+    except DemoError as exc:
+        print(f"chat-demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
