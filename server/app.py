@@ -1,0 +1,115 @@
+"""The app server as an aiohttp application: negotiate, upstream, the web page and the health probe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from signalr.redact import redact_url
+
+from .config import Settings
+from .hub import ChatHub
+from .negotiate import handle_negotiate, handle_preflight
+from .rest_client import ServiceRestClient
+from .state import HUB, REST, SETTINGS
+from .upstream import handle_upstream
+
+__all__ = ["RedactingAccessLogger", "create_app"]
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+# The page loads only its own scripts and styles; it may connect anywhere (the ClientEndpoint is another origin),
+# and never sends its URL (which may hold a subscription key) as a Referer.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' http: https: ws: wss:; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+log = logging.getLogger("server")
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """One line per request; secret query values (``subscription-key``, ``access_token``) are replaced by ``***``."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s -> %d (%.0f ms)",
+            request.remote,
+            request.method,
+            redact_url(request.path_qs),
+            response.status,
+            time * 1000,
+        )
+
+
+def _static(path: Path, content_type: str) -> web.Response:
+    return web.Response(body=path.read_bytes(), content_type=content_type, charset="utf-8", headers=_PAGE_HEADERS)
+
+
+async def _index(request: web.Request) -> web.Response:
+    # The hub name is validated to letters, digits and `_` (config.py), so it is safe inside an HTML attribute.
+    page = (WEB_DIR / "index.html").read_text("utf-8").replace("__HUB__", request.app[SETTINGS].hub)
+    return web.Response(text=page, content_type="text/html", headers=_PAGE_HEADERS)
+
+
+async def _chat_js(request: web.Request) -> web.Response:
+    return _static(WEB_DIR / "chat.js", "application/javascript")
+
+
+async def _chat_css(request: web.Request) -> web.Response:
+    return _static(WEB_DIR / "chat.css", "text/css")
+
+
+async def _signalr_js(request: web.Request) -> web.Response:
+    path = request.app[SETTINGS].signalr_js
+    if not path.is_file():
+        text = "// @microsoft/signalr is not installed: run `make`\n"
+        return web.Response(status=404, text=text, content_type="application/javascript")
+    return _static(path, "application/javascript")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "hub": request.app[SETTINGS].hub})
+
+
+async def _start_rest(app: web.Application) -> None:
+    await app[REST].start()
+
+
+async def _close_rest(app: web.Application) -> None:
+    await app[REST].close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The application for ``settings``; the REST client opens on startup and closes on cleanup."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[HUB] = ChatHub()
+    app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
+    app.on_startup.append(_start_rest)
+    app.on_cleanup.append(_close_rest)
+
+    negotiate = f"/{settings.hub}/negotiate"
+    for path in (negotiate, negotiate + "/"):
+        app.router.add_post(path, handle_negotiate)
+        app.router.add_route("OPTIONS", path, handle_preflight)
+    app.router.add_post("/upstream", handle_upstream)
+    app.router.add_post("/upstream/{tail:.*}", handle_upstream)
+    app.router.add_get("/", _index)
+    app.router.add_get("/static/chat.js", _chat_js)
+    app.router.add_get("/static/chat.css", _chat_css)
+    app.router.add_get("/lib/signalr.min.js", _signalr_js)
+    app.router.add_get("/healthz", _healthz)
+    if not settings.signalr_js.is_file():
+        log.warning(
+            "the @microsoft/signalr browser bundle is missing (%s): run `make`; the web page cannot connect until then",
+            settings.signalr_js,
+        )
+    return app

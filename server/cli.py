@@ -1,0 +1,164 @@
+"""``chat-server``: run the Chatroom app server until SIGINT or SIGTERM.
+
+Prints one line on stdout when it accepts connections: ``Chat server listening on http://<host>:<port>/ (hub <hub>)``.
+Startup problems are one ``error: …`` line on stderr, exit code 2 for configuration and 1 for runtime (for example a
+port in use). Logs go to stderr, with access tokens, AccessKeys and subscription keys redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from aiohttp import web
+
+from signalr.redact import redact_text
+from signalr.tokens import DEFAULT_LIFETIME
+
+from .app import RedactingAccessLogger, create_app
+from .config import ConfigError, Settings, load_settings, read_connection_string
+
+__all__ = ["build_parser", "main", "serve"]
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+log = logging.getLogger("server")
+
+
+class ListenError(Exception):
+    """The server socket could not be opened; ``str()`` is the user's one-line message."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_CONFIG)
+
+
+class _RedactingFilter(logging.Filter):
+    """Last line of defence: whatever a log record says, secrets are replaced before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_text(record.getMessage())
+        record.args = None
+        return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="chat-server",
+        description=(
+            "The Chatroom app server for Azure SignalR Service in Serverless mode: negotiate redirect, the Chat hub "
+            "through upstream + REST, and the web page. Reads Azure__SignalR__ConnectionString from the environment "
+            "or .env."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on; 0 = any free port (default 5000)")
+    parser.add_argument("--hub", default="chat", help="hub name, mapped at /<hub> (default chat)")
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=DEFAULT_LIFETIME,
+        metavar="SECONDS",
+        help=f"lifetime of client access tokens (default {DEFAULT_LIFETIME})",
+    )
+    parser.add_argument(
+        "--signalr-js",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the @microsoft/signalr browser bundle to serve (default: from node_modules)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default info)"
+    )
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or until the task is cancelled), then shut down cleanly.
+
+    Prints the ready line once listening; raises :class:`ListenError` when the socket cannot be opened.
+    """
+    runner = web.AppRunner(
+        create_app(settings), access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = "address in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
+    port = settings.port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            port = int(address[1])
+            break
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("service %s", settings.connection.redacted())
+    print(f"Chat server listening on http://{_url_host(settings.host)}:{port}/ (hub {settings.hub})", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``chat-server`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        settings = load_settings(
+            connection_string=read_connection_string(os.environ),
+            hub=args.hub,
+            host=args.host,
+            port=args.port,
+            token_lifetime=args.token_lifetime,
+            signalr_js=args.signalr_js,
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    try:
+        asyncio.run(serve(settings))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # a crash is still one line for the user; the secret-free cause is in the text
+        print(f"error: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr, flush=True)
+        return EXIT_RUNTIME
+    return 0

@@ -1,0 +1,124 @@
+"""Settings of ``chat-server``: the connection string from the environment or ``.env``, plus command-line flags.
+
+The connection string is read from ``Azure__SignalR__ConnectionString`` (``__`` stands for ``:`` in .NET
+configuration, ``docs/protocol.md`` §1). The process environment wins over a ``.env`` file in the current directory.
+Every problem is a :class:`ConfigError` whose message is safe to print: it never contains the AccessKey.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
+
+from signalr.connection_string import ConnectionString, ConnectionStringError, parse_connection_string
+from signalr.tokens import DEFAULT_LIFETIME, MAX_TOKEN_LENGTH
+
+__all__ = [
+    "CONNECTION_STRING_VARIABLE",
+    "DEFAULT_SIGNALR_JS",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "read_connection_string",
+]
+
+CONNECTION_STRING_VARIABLE = "Azure__SignalR__ConnectionString"
+
+# The official browser bundle, installed by `make` (npm) at the repository root; never fetched from a CDN.
+DEFAULT_SIGNALR_JS = (
+    Path(__file__)
+    .resolve()
+    .parents[1]
+    .joinpath("node_modules", "@microsoft", "signalr", "dist", "browser", "signalr.min.js")
+)
+
+# The service's REST hub-name rule (docs/protocol.md §6.1): a letter, then letters, digits or `_`.
+_HUB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+
+MAX_TOKEN_LIFETIME = 24 * 3600
+
+
+class ConfigError(Exception):
+    """Settings the server cannot start with; ``str()`` is one line for the user, without secrets."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app server needs, validated.
+
+    ``hub`` is the hub name as configured (the route is ``/{hub}``); the service sees it lower-cased (trap 1).
+    ``connection`` carries the AccessKey: log only ``connection.redacted()``.
+    """
+
+    connection: ConnectionString = field(repr=False)
+    hub: str = "chat"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    token_lifetime: int = DEFAULT_LIFETIME
+    signalr_js: Path = DEFAULT_SIGNALR_JS
+    rest_timeout: float = 10.0
+    max_upstream_body: int = 1024 * 1024
+    max_token_length: int = MAX_TOKEN_LENGTH
+
+    @property
+    def access_key(self) -> str:
+        """The AccessKey (always present: :func:`load_settings` refuses Entra ID connection strings)."""
+        assert self.connection.access_key is not None
+        return self.connection.access_key
+
+
+def read_connection_string(environ: Mapping[str, str], dotenv_path: str | None = None) -> str | None:
+    """The raw connection string: the environment first, then ``.env``; ``None`` when unset.
+
+    ``dotenv_path`` defaults to the ``.env`` python-dotenv finds from the current directory upwards. An empty value
+    counts as unset, so the empty line of ``.env.example`` copied as is gives the "not set" error.
+    """
+    value = environ.get(CONNECTION_STRING_VARIABLE, "").strip()
+    if value:
+        return value
+    path = dotenv_path if dotenv_path is not None else find_dotenv(usecwd=True)
+    if not path or not Path(path).is_file():
+        return None
+    file_value = dotenv_values(path).get(CONNECTION_STRING_VARIABLE) or ""
+    return file_value.strip() or None
+
+
+def load_settings(
+    *,
+    connection_string: str | None,
+    hub: str = "chat",
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    token_lifetime: int = DEFAULT_LIFETIME,
+    signalr_js: Path | None = None,
+) -> Settings:
+    """Validate everything and build :class:`Settings`; raises :class:`ConfigError` with the user's one-line message."""
+    if connection_string is None:
+        raise ConfigError(f"{CONNECTION_STRING_VARIABLE} is not set (environment or .env)")
+    try:
+        connection = parse_connection_string(connection_string)
+    except ConnectionStringError as exc:
+        raise ConfigError(f"invalid connection string: {exc}") from None
+    if connection.access_key is None:
+        raise ConfigError(
+            f"invalid connection string: AuthType={connection.auth_type} (Microsoft Entra ID) is not supported by "
+            "chat-server; use the AccessKey connection string from the portal's Keys page."
+        )
+    if not _HUB_NAME.match(hub):
+        raise ConfigError(f"invalid hub name {hub[:64]!r}: use a letter, then up to 127 letters, digits or '_'")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"invalid port {port}: use 0..65535 (0 = any free port)")
+    if not 60 <= token_lifetime <= MAX_TOKEN_LIFETIME:
+        raise ConfigError(f"invalid token lifetime {token_lifetime}: use 60..{MAX_TOKEN_LIFETIME} seconds")
+    return Settings(
+        connection=connection,
+        hub=hub,
+        host=host,
+        port=port,
+        token_lifetime=token_lifetime,
+        signalr_js=signalr_js or DEFAULT_SIGNALR_JS,
+    )

@@ -1,0 +1,144 @@
+"""``POST /upstream[/…]``: the service's upstream webhook in serverless mode (``docs/protocol.md`` §6.2–§6.4).
+
+Order of checks: the connection id must be present (400), ``X-ASRS-Signature`` must match it under the AccessKey
+(401, trap 14), the other ``X-ASRS-*`` headers must be valid (400) and name our hub (404), the body must fit (413).
+Only then is anything read or sent: a forged request never reaches the REST API. ``connections`` events are logged;
+``messages`` go to the hub, whose sends go out through REST and whose Completion is the response body (trap 16).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from signalr.redact import redact_text
+from signalr.upstream import verify_signature
+
+from .hub import Caller, InvalidMessage, unexpected_error
+from .rest_client import RestError
+from .state import HUB, REST, SETTINGS
+
+__all__ = ["handle_upstream", "read_body"]
+
+CONNECTION_ID = "X-ASRS-Connection-Id"
+HUB_HEADER = "X-ASRS-Hub"
+CATEGORY = "X-ASRS-Category"
+EVENT = "X-ASRS-Event"
+SIGNATURE = "X-ASRS-Signature"
+USER_ID = "X-ASRS-User-Id"
+_MAX_ID = 256
+_CONNECTION_EVENTS = frozenset({"connected", "disconnected"})
+
+log = logging.getLogger("server.upstream")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=json.dumps({"error": message}).encode(), content_type="application/json")
+
+
+def _plain(value: str, limit: int = 64) -> str:
+    """A header value made safe for a log line or an error message."""
+    return repr(value[:limit])
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` when it is larger than ``limit`` bytes (declared or actual)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def handle_upstream(request: web.Request) -> web.Response:
+    """One upstream request; see the module docstring for the checks and what each status means."""
+    settings = request.app[SETTINGS]
+    headers = request.headers
+    connection_id = headers.get(CONNECTION_ID, "")
+    if not connection_id or len(connection_id) > _MAX_ID or not connection_id.isprintable():
+        log.warning("upstream refused (400): missing or invalid %s", CONNECTION_ID)
+        return _error(400, f"missing or invalid {CONNECTION_ID} header")
+    if not verify_signature(headers.get(SIGNATURE), [settings.access_key], connection_id):
+        log.warning("upstream refused (401): %s does not match connection %s", SIGNATURE, _plain(connection_id))
+        return _error(401, f"missing or invalid {SIGNATURE} header")
+
+    hub = headers.get(HUB_HEADER, "")
+    category = headers.get(CATEGORY, "")
+    event = headers.get(EVENT, "")
+    for name, value in ((HUB_HEADER, hub), (CATEGORY, category), (EVENT, event)):
+        if not value or len(value) > _MAX_ID or not value.isprintable():
+            log.warning("upstream refused (400): missing or invalid %s", name)
+            return _error(400, f"missing or invalid {name} header")
+    if hub.lower() != settings.hub.lower():
+        log.warning("upstream refused (404): hub %s is not served here", _plain(hub))
+        return _error(404, f"hub {_plain(hub)} is not served here (this server runs hub '{settings.hub}')")
+
+    body = await read_body(request, settings.max_upstream_body)
+    if body is None:
+        log.warning("upstream refused (413): body larger than %d bytes", settings.max_upstream_body)
+        return _error(413, f"body larger than {settings.max_upstream_body} bytes")
+
+    user_id = headers.get(USER_ID) or None
+    category_l = category.lower()
+    if category_l == "connections":
+        return _connection_event(connection_id, user_id, event, body)
+    if category_l == "messages":
+        if "msgpack" in request.content_type.lower():
+            log.warning("upstream refused (415): MessagePack invocation from %s", _plain(connection_id))
+            return _error(415, "only the JSON hub protocol is supported")
+        return await _invocation(request, Caller(connection_id, user_id), event, body)
+    log.warning("upstream refused (400): unknown category %s", _plain(category))
+    return _error(400, f"unknown {CATEGORY} {_plain(category)}: expected 'connections' or 'messages'")
+
+
+def _connection_event(connection_id: str, user_id: str | None, event: str, body: bytes) -> web.Response:
+    if event.lower() not in _CONNECTION_EVENTS:
+        log.warning("upstream refused (400): unknown connections event %s", _plain(event))
+        return _error(400, f"unknown connections event {_plain(event)}: expected 'connected' or 'disconnected'")
+    details: dict[str, Any] = {}
+    if body.strip():
+        try:
+            parsed = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            log.warning("upstream refused (400): %s body is not a JSON object", event.lower())
+            return _error(400, "the body is not a JSON object")
+        # The emulator writes {"Type":11,"Error":…} for disconnected but {"type":10} for connected (trap 15).
+        details = {str(k).lower(): v for k, v in parsed.items()}
+    who = f"connection {connection_id}" + (f" (user {user_id[:128]})" if user_id else "")
+    error = details.get("error")
+    if event.lower() == "disconnected" and error:
+        log.info("disconnected: %s: %s", who, redact_text(str(error))[:300])
+    else:
+        log.info("%s: %s", event.lower(), who)
+    return web.Response(status=200)
+
+
+async def _invocation(request: web.Request, caller: Caller, event: str, body: bytes) -> web.Response:
+    try:
+        call = request.app[HUB].dispatch(caller, event, body)
+    except InvalidMessage as exc:
+        log.warning("upstream refused (400): invalid invocation from %s: %s", _plain(caller.connection_id), exc)
+        return _error(400, f"invalid invocation: {exc}")
+    failure: str | None = None
+    if call.error is not None:
+        log.warning("invoke %s from %s failed: %s", _plain(call.target), caller.connection_id, call.error)
+    else:
+        rest = request.app[REST]
+        for action in call.actions:
+            try:
+                await rest.send(action)
+            except RestError as exc:
+                # Like ASP.NET without DetailedErrors: the caller gets the generic text, the log gets the cause.
+                log.error("invoke %s from %s: %s", _plain(call.target), caller.connection_id, exc)
+                failure = unexpected_error(call.target)
+                break
+    response = call.response_body(failure)
+    return web.Response(status=200, body=response, content_type="application/json" if response else None)

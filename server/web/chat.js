@@ -1,0 +1,232 @@
+// The Chatroom page: the ASP.NET sample's index.html behaviour (docs/protocol.md §5) on the official
+// @microsoft/signalr browser client, with a selectable transport and a status line naming the gateway.
+"use strict";
+
+(function () {
+  const params = new URLSearchParams(window.location.search);
+  const hub = document.body.dataset.hub || "chat";
+  const messages = document.getElementById("messages");
+  const input = document.getElementById("message");
+  const statusLine = document.getElementById("status");
+  let username = "";
+  let connection = null;
+  // What the client logged while connecting: the last negotiate host (the gateway after the redirect) and the
+  // transport it selected. Log messages are stable text, unlike the minified class names.
+  let lastHost = "";
+  let lastTransport = "";
+
+  // Secrets must never reach the screen or the console (subscription key, access token).
+  function redact(text) {
+    return String(text).replace(/([?&](?:subscription-key|access_token)=)[^&#\s'"]*/gi, "$1***");
+  }
+
+  function setStatus(text, kind) {
+    statusLine.textContent = redact(text);
+    statusLine.className = "status" + (kind ? " " + kind : "");
+  }
+
+  function generateRandomName() {
+    return Math.random().toString(36).substring(2, 10);
+  }
+
+  // The sample's rule: not empty, no leading "_" (reserved for _SYSTEM_/_BROADCAST_), no "<" or ">".
+  function isValidName(name) {
+    return !!name && !name.startsWith("_") && name.indexOf("<") === -1 && name.indexOf(">") === -1;
+  }
+
+  // The sample asks with window.prompt in a loop; an in-page form keeps the same texts and can be driven by tests.
+  function askName() {
+    const preset = params.get("name");
+    if (preset !== null && isValidName(preset)) {
+      return Promise.resolve(preset);
+    }
+    const modal = document.getElementById("name-modal");
+    const form = document.getElementById("name-form");
+    const label = document.getElementById("name-label");
+    const field = document.getElementById("name-input");
+    label.textContent = preset === null ? "Enter your name:" : "Invalid input. Enter your name:";
+    field.value = preset === null ? generateRandomName() : "";
+    modal.hidden = false;
+    field.focus();
+    field.select();
+    return new Promise(function (resolve) {
+      form.addEventListener("submit", function onSubmit(event) {
+        event.preventDefault();
+        const name = field.value;
+        if (!isValidName(name)) {
+          label.textContent = "Invalid input. Enter your name:";
+          field.value = "";
+          field.focus();
+          return;
+        }
+        form.removeEventListener("submit", onSubmit);
+        modal.hidden = true;
+        resolve(name);
+      });
+    });
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    node.className = className;
+    if (text !== undefined) {
+      node.textContent = text; // textContent escapes everything, the name included (the sample escapes only the message)
+    }
+    return node;
+  }
+
+  function appendMessage(name, message) {
+    const entry = element("div", "message-entry");
+    if (name === "_SYSTEM_") {
+      entry.classList.add("system-message");
+      entry.textContent = message;
+    } else if (name === "_BROADCAST_") {
+      entry.classList.add("text-center");
+      entry.appendChild(element("div", "broadcast-message", message));
+    } else {
+      entry.classList.add(name === username ? "mine" : "theirs");
+      entry.appendChild(element("div", "message-avatar", name));
+      entry.appendChild(element("div", "message-content", message));
+    }
+    messages.appendChild(entry);
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  // One callback for both targets, as in the sample: nothing is shown for an empty message.
+  function messageCallback(name, message) {
+    if (!message) {
+      return;
+    }
+    appendMessage(String(name), String(message));
+  }
+
+  function showClosedModal() {
+    document.getElementById("closed-modal").hidden = false;
+  }
+
+  function sendBroadcast() {
+    if (input.value && connection) {
+      connection.send("broadcastMessage", username, input.value).catch(function (e) {
+        appendMessage("_BROADCAST_", redact(e.message));
+      });
+    }
+    input.value = "";
+    input.focus();
+  }
+
+  function sendEcho() {
+    // No empty check, as in the sample: an empty echo comes back as " (echo from server)".
+    if (connection) {
+      connection.send("echo", username, input.value).catch(function (e) {
+        appendMessage("_BROADCAST_", redact(e.message));
+      });
+    }
+    input.value = "";
+    input.focus();
+  }
+
+  function transportOption() {
+    const T = signalR.HttpTransportType;
+    const choices = {
+      websockets: T.WebSockets,
+      sse: T.ServerSentEvents,
+      longpolling: T.LongPolling,
+      "sse-lp": T.ServerSentEvents | T.LongPolling,
+    };
+    const wanted = params.get("transport");
+    if (wanted === null || wanted === "") {
+      return { ok: true, value: undefined }; // the sample's default: let the client choose
+    }
+    const value = choices[wanted.toLowerCase()];
+    return value === undefined ? { ok: false, value: wanted } : { ok: true, value: value };
+  }
+
+  function hubUrl() {
+    // The query reaches the negotiate request, and the server copies it into the redirect URL: this is how a
+    // browser gets a subscription key to APIM (docs/apim.md §3).
+    const query = new URLSearchParams();
+    for (const key of ["subscription-key", "userId"]) {
+      const value = params.get(key);
+      if (value) {
+        query.set(key, value);
+      }
+    }
+    const text = query.toString();
+    return "/" + hub + (text ? "?" + text : "");
+  }
+
+  const logger = {
+    log: function (level, message) {
+      const text = String(message);
+      let match = /^Sending negotiation request: (\S+?)\.?$/.exec(text);
+      if (match) {
+        try {
+          lastHost = new URL(match[1], window.location.href).host;
+        } catch (e) {
+          lastHost = "";
+        }
+      }
+      match = /^Selecting transport '(\w+)'/.exec(text);
+      if (match) {
+        lastTransport = match[1];
+      }
+      if (level >= signalR.LogLevel.Warning) {
+        console.warn("[signalr] " + redact(text));
+      }
+    },
+  };
+
+  async function start() {
+    document.getElementById("composer").addEventListener("submit", function (event) {
+      event.preventDefault();
+      sendBroadcast();
+    });
+    document.getElementById("echo").addEventListener("click", function (event) {
+      event.preventDefault();
+      sendEcho();
+    });
+    document.getElementById("closed-dismiss").addEventListener("click", function () {
+      document.getElementById("closed-modal").hidden = true;
+    });
+
+    if (typeof signalR === "undefined") {
+      document.getElementById("library-error").hidden = false;
+      setStatus("The SignalR client library is missing: run make, then reload.", "error");
+      return;
+    }
+    const transport = transportOption();
+    if (!transport.ok) {
+      setStatus("Unknown transport '" + transport.value + "': use websockets, sse, longpolling or sse-lp.", "error");
+      return;
+    }
+
+    username = await askName();
+    input.focus();
+
+    const options = transport.value === undefined ? {} : { transport: transport.value };
+    connection = new signalR.HubConnectionBuilder().withUrl(hubUrl(), options).configureLogging(logger).build();
+    connection.on("broadcastMessage", messageCallback);
+    connection.on("echo", messageCallback);
+    connection.onclose(function (error) {
+      if (error && error.message) {
+        console.error(redact(error.message));
+      }
+      setStatus("Disconnected", "error");
+      showClosedModal();
+    });
+
+    setStatus("Connecting to /" + hub + "…");
+    try {
+      await connection.start();
+    } catch (error) {
+      // The sample only logs a failed start; the status line says it too.
+      console.error(redact(error.message));
+      setStatus("Could not connect: " + error.message, "error");
+      return;
+    }
+    setStatus("Connected as " + username + " · " + (lastTransport || "unknown transport") + " via " + lastHost, "ok");
+    connection.send("broadcastMessage", "_SYSTEM_", username + " JOINED");
+  }
+
+  start();
+})();
