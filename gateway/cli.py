@@ -1,0 +1,314 @@
+"""``apim-gateway``: run the local API Management stand-in, or export its model as infrastructure code.
+
+    apim-gateway --backend URL [--profile websocket|sse-lp] [--config FILE] [--host 127.0.0.1]
+                 [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
+    apim-gateway export --profile websocket|sse-lp --format bicep|azcli|terraform|arm
+                 [--service-url https://<res>.service.signalr.net] [--apim-name NAME]
+                 [--with-delete] [--sku SKU] [--subscription-required] [--config FILE] [--output FILE]
+
+When the gateway accepts connections it prints one line on stdout (flushed):
+``APIM gateway listening on http://127.0.0.1:<port> (profile <p>) -> <backend>``.
+Logs (one access line per request, secrets redacted) go to stderr. SIGINT/SIGTERM stop it (exit 0).
+Bad input prints one line on stderr and exits 2; a runtime failure (port in use) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.export import ExportError, ExportFormat, ExportOptions, export_model, signalr_host_from_url
+from gateway.model import ApimModel, ModelError, load_model_file, resolve_backend
+from gateway.profiles import (
+    ProfileName,
+    build_profile,
+    with_buffered_responses,
+    with_delete,
+    with_subscription_required,
+)
+from gateway.proxy import ApimGateway
+from gateway.redaction import RedactingFilter
+from gateway.routing import ON_HANDSHAKE
+
+__all__ = ["listening_line", "main"]
+
+PROG = "apim-gateway"
+log = logging.getLogger("gateway")
+
+
+class UsageError(Exception):
+    """Bad command-line input or configuration: exit 2."""
+
+
+def listening_line(url: str, profile: str, backend: str) -> str:
+    """The one stdout line that tells a parent process the gateway is ready."""
+    return f"APIM gateway listening on {url} (profile {profile}) -> {backend}"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Local stand-in for Azure API Management in front of Azure SignalR Service "
+        "(or its emulator). Subcommand: 'apim-gateway export --help' writes the same model as "
+        "Bicep, ARM, az CLI or Terraform.",
+    )
+    parser.add_argument("--backend", required=True, help="service URL, e.g. http://127.0.0.1:8888")
+    parser.add_argument(
+        "--profile",
+        choices=[p.value for p in ProfileName],
+        help="built-in API configuration of the seed doc (default: websocket)",
+    )
+    parser.add_argument("--config", metavar="FILE", help="custom APIM model (JSON, YAML or TOML) instead of --profile")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 = any free port (default 8080)")
+    parser.add_argument(
+        "--subscription-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a valid subscription key (repeat for primary and secondary); with a built-in profile "
+        "this makes every API require a key",
+    )
+    parser.add_argument(
+        "--with-delete",
+        action="store_true",
+        help="add the DELETE / operation LongPolling needs to stop (the seed doc omits it)",
+    )
+    parser.add_argument(
+        "--buffer-sse",
+        action="store_true",
+        help="drop the buffer-response=\"false\" policy from 'connect get': responses are buffered "
+        "in 8 KB blocks as APIM does by default, so Server-Sent Events stall",
+    )
+    return parser
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} export",
+        description="Write the gateway's APIM model as deployable infrastructure code (stdout). "
+        "One API Management instance serves one profile.",
+    )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=[p.value for p in ProfileName],
+        help="profile to export (giving two is refused: they share the suffix 'client')",
+    )
+    parser.add_argument("--config", metavar="FILE", help="custom APIM model instead of --profile")
+    parser.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
+    parser.add_argument("--service-url", help="https://<resource>.service.signalr.net (else a deploy-time parameter)")
+    parser.add_argument("--apim-name", help="existing API Management instance (else a deploy-time parameter)")
+    parser.add_argument("--with-delete", action="store_true", help="add DELETE / for LongPolling stop")
+    parser.add_argument("--sku", help="the instance's tier; Consumption is refused for WebSocket APIs")
+    parser.add_argument("--subscription-required", action="store_true", help="require a subscription key on every API")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    return parser
+
+
+def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
+    warnings: list[str] = []
+    if args.config and args.profile:
+        raise UsageError("use either --profile or --config, not both")
+    if args.config:
+        model = load_model_file(args.config)
+    else:
+        model = build_profile(args.profile or ProfileName.WEBSOCKET.value)
+        if args.subscription_key:
+            model = with_subscription_required(model)
+    if args.with_delete:
+        extended = with_delete(model)
+        if extended == model:
+            warnings.append(f"--with-delete has no effect: profile {model.profile} has no LongPolling API")
+        model = extended
+    if args.buffer_sse:
+        buffered = with_buffered_responses(model)
+        if buffered == model:
+            warnings.append(f"--buffer-sse has no effect: profile {model.profile} has no unbuffered operation")
+        else:
+            warnings.append(
+                "--buffer-sse: responses of 'connect get' are buffered (APIM's default without the "
+                'buffer-response="false" policy); Server-Sent Events will stall'
+            )
+        model = buffered
+    required = [api.name for api in model.apis if api.subscription_required]
+    if required and not args.subscription_key:
+        warnings.append(
+            f"API {', '.join(required)} requires a subscription key but no --subscription-key was given: "
+            "every request to it gets 401"
+        )
+    if args.subscription_key and not required:
+        warnings.append("--subscription-key is ignored: no API of the config requires a subscription")
+    return model, warnings
+
+
+def _describe_routes(model: ApimModel) -> list[str]:
+    lines = []
+    for api in model.apis:
+        if api.is_websocket:
+            ops = f"GET / with Upgrade [{ON_HANDSHAKE}]"
+        else:
+            ops = ", ".join(
+                f"{op.method} {op.url_template} [{op.name}"
+                + ("" if op.forward_request.buffer_response else ", unbuffered")
+                + (f", timeout {op.forward_request.timeout_s}s" if op.forward_request.timeout_s != 300 else "")
+                + "]"
+                for op in api.operations
+            )
+        key = ", subscription required" if api.subscription_required else ""
+        lines.append(f"API {api.name} ({api.type}{key}) /{api.suffix} -> {api.service_url}: {ops}")
+    return lines
+
+
+def _configure_logging(secrets: Sequence[str], query_names: Sequence[str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redactor = RedactingFilter(query_names)
+    for secret in secrets:
+        redactor.add_secret(secret)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _serve(gateway: ApimGateway, model: ApimModel, backend: str) -> None:
+    try:
+        url = await gateway.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RuntimeError(f"cannot listen on {gateway.host}:{gateway.port}: {reason}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for line in _describe_routes(gateway.model):
+        log.info("%s", line)
+    print(listening_line(url, model.profile, backend), flush=True)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await gateway.stop()
+
+
+def _run(argv: Sequence[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    backend = args.backend.rstrip("/")
+    try:
+        model, warnings = _build_run_model(args)
+        resolved = resolve_backend(model, backend)
+    except (ModelError, UsageError, ValueError) as exc:
+        return _fail(str(exc), 2)
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port: {args.port} is not a TCP port", 2)
+    gateway = ApimGateway(resolved, subscription_keys=args.subscription_key, host=args.host, port=args.port)
+    _configure_logging(args.subscription_key, sorted(gateway.secret_query_names))
+    for warning in warnings:
+        log.warning("%s", warning)
+    try:
+        asyncio.run(_serve(gateway, model, backend))
+    except RuntimeError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _export_command(argv: Sequence[str]) -> str:
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--output", "-o"):
+            skip = True
+            continue
+        if arg.startswith("--output="):
+            continue
+        shown.append(arg)
+    return f"{PROG} export {shlex.join(shown)}"
+
+
+def _build_export_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
+    warnings: list[str] = []
+    profiles = list(dict.fromkeys(args.profile or []))
+    if args.config and profiles:
+        raise UsageError("use either --profile or --config, not both")
+    if args.config:
+        model = load_model_file(args.config)
+    elif not profiles:
+        raise UsageError("--profile (websocket or sse-lp) or --config is required")
+    elif len(profiles) == 1:
+        model = build_profile(profiles[0])
+    else:
+        models = [build_profile(p) for p in profiles]
+        try:
+            model = ApimModel(profile="+".join(profiles), apis=tuple(a for m in models for a in m.apis))
+        except ModelError as exc:
+            raise ExportError(
+                f"refusing to export {' and '.join(profiles)} onto one API Management instance: {exc}. "
+                "Export one profile per instance (a path prefix per profile is unverified and not offered)"
+            ) from None
+    if args.with_delete:
+        extended = with_delete(model)
+        if extended == model:
+            warnings.append(f"--with-delete has no effect: profile {model.profile} has no LongPolling API")
+        model = extended
+    if args.subscription_required:
+        model = with_subscription_required(model)
+    return model, warnings
+
+
+def _export(argv: Sequence[str]) -> int:
+    args = _export_parser().parse_args(argv)
+    try:
+        model, warnings = _build_export_model(args)
+        host = signalr_host_from_url(args.service_url) if args.service_url else None
+        options = ExportOptions(
+            apim_name=args.apim_name, signalr_host=host, sku=args.sku, command=_export_command(argv)
+        )
+        result = export_model(model, args.format, options)
+    except (ModelError, ExportError, UsageError, ValueError) as exc:
+        return _fail(str(exc), 2)
+    for warning in (*warnings, *result.warnings):
+        print(f"{PROG} export: warning: {warning}", file=sys.stderr)
+    if args.output:
+        try:
+            Path(args.output).write_text(result.text, encoding="utf-8")
+        except OSError as exc:
+            return _fail(f"cannot write {args.output}: {exc.strerror or exc}", 1)
+    else:
+        sys.stdout.write(result.text)
+        sys.stdout.flush()
+    print(
+        f"{PROG} export: after deploying, append to the app server's connection string: "
+        f"ClientEndpoint={result.client_endpoint}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``apim-gateway`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "export":
+        return _export(args[1:])
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

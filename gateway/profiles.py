@@ -1,0 +1,147 @@
+"""The two API configurations of the seed doc (signalr-howto-work-with-apim.md), as models.
+
+- ``websocket``: an HTTP API ``client/negotiate`` (OPTIONS and POST ``/``) plus a WebSocket API
+  ``client``. Serves negotiate and WebSockets only: SSE and LongPolling requests get APIM's 404.
+- ``sse-lp``: one HTTP API ``client`` with negotiate, connect (POST), preflights and ``connect get``
+  (GET ``/``) under ``forward-request buffer-response="false"`` so SSE streams are not held back.
+  It has no ``DELETE /`` (the doc's gap, docs/apim.md §6): `with_delete` adds it.
+
+APIM serves exactly one of them per instance, because both use the suffix ``client``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import StrEnum
+
+from gateway.model import (
+    Api,
+    ApimModel,
+    ApiType,
+    ForwardRequest,
+    Operation,
+    Policies,
+)
+
+__all__ = [
+    "CONNECT_DELETE",
+    "ProfileName",
+    "build_profile",
+    "sse_lp_profile",
+    "websocket_profile",
+    "with_buffered_responses",
+    "with_delete",
+    "with_subscription_required",
+]
+
+
+class ProfileName(StrEnum):
+    WEBSOCKET = "websocket"
+    SSE_LP = "sse-lp"
+
+
+CONNECT_DELETE = Operation(name="connect-delete", display_name="connect delete", method="DELETE", url_template="/")
+
+
+def websocket_profile() -> ApimModel:
+    """Negotiate over an HTTP API and the connection over a WebSocket API (seed doc, option 1)."""
+    return ApimModel(
+        profile=ProfileName.WEBSOCKET.value,
+        apis=(
+            Api(
+                name="signalr-negotiate",
+                display_name="SignalR negotiate",
+                type=ApiType.HTTP,
+                suffix="client/negotiate",
+                service_url="https://{signalr}/client/negotiate/",
+                operations=(
+                    Operation("negotiate-preflight", "OPTIONS", "/", display_name="negotiate preflight"),
+                    Operation("negotiate", "POST", "/", display_name="negotiate"),
+                ),
+            ),
+            Api(
+                name="signalr-connect",
+                display_name="SignalR connect",
+                type=ApiType.WEBSOCKET,
+                suffix="client",
+                service_url="wss://{signalr}/client/",
+            ),
+        ),
+    )
+
+
+def sse_lp_profile() -> ApimModel:
+    """Negotiate and the SSE/LongPolling connection over one HTTP API (seed doc, option 2)."""
+    unbuffered = Policies(forward_request=ForwardRequest(buffer_response=False))
+    return ApimModel(
+        profile=ProfileName.SSE_LP.value,
+        apis=(
+            Api(
+                name="signalr",
+                display_name="SignalR",
+                type=ApiType.HTTP,
+                suffix="client",
+                service_url="https://{signalr}/client/",
+                operations=(
+                    Operation("negotiate-preflight", "OPTIONS", "/negotiate", display_name="negotiate preflight"),
+                    Operation("negotiate", "POST", "/negotiate", display_name="negotiate"),
+                    Operation("connect-preflight", "OPTIONS", "/", display_name="connect preflight"),
+                    Operation("connect", "POST", "/", display_name="connect"),
+                    Operation("connect-get", "GET", "/", display_name="connect get", policies=unbuffered),
+                ),
+            ),
+        ),
+    )
+
+
+def with_delete(model: ApimModel) -> ApimModel:
+    """Add ``connect-delete`` (``DELETE /``, no policy) to every HTTP API that serves ``GET /``
+    without a DELETE: the operation LongPolling's stop() needs (docs/apim.md §6).
+    A model without such an API (the ``websocket`` profile) is returned unchanged."""
+    apis: list[Api] = []
+    for api in model.apis:
+        routes = {(op.method, op.url_template.rstrip("/") or "/") for op in api.operations}
+        if not api.is_websocket and ("GET", "/") in routes and ("DELETE", "/") not in routes:
+            api = replace(api, operations=(*api.operations, CONNECT_DELETE))
+        apis.append(api)
+    return ApimModel(profile=model.profile, apis=tuple(apis))
+
+
+def with_buffered_responses(model: ApimModel) -> ApimModel:
+    """Turn APIM's default response buffering back on wherever a policy disabled it: the variant
+    "without the policy", under which Server-Sent Events visibly stall (docs/apim.md §8)."""
+    apis: list[Api] = []
+    for api in model.apis:
+        ops = []
+        for op in api.operations:
+            fr = op.policies.forward_request
+            if fr is not None and not fr.buffer_response:
+                fr = replace(fr, buffer_response=True)
+                op = replace(op, policies=Policies(None if fr.is_default() else fr))
+            ops.append(op)
+        apis.append(replace(api, operations=tuple(ops)))
+    return ApimModel(profile=model.profile, apis=tuple(apis))
+
+
+def with_subscription_required(model: ApimModel, required: bool = True) -> ApimModel:
+    """Set `subscription_required` on every API."""
+    return ApimModel(
+        profile=model.profile,
+        apis=tuple(replace(api, subscription_required=required) for api in model.apis),
+    )
+
+
+def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False) -> ApimModel:
+    """A built-in profile by name (``websocket`` or ``sse-lp``), optionally with the LongPolling
+    ``DELETE /`` operation and/or with response buffering back on. Raises ValueError for an
+    unknown name."""
+    try:
+        profile = ProfileName(name)
+    except ValueError:
+        raise ValueError(f"unknown profile {name!r} (use websocket or sse-lp)") from None
+    model = websocket_profile() if profile is ProfileName.WEBSOCKET else sse_lp_profile()
+    if delete:
+        model = with_delete(model)
+    if buffer_sse:
+        model = with_buffered_responses(model)
+    return model

@@ -1,0 +1,85 @@
+"""Keep secrets out of the gateway's logs.
+
+Secrets that cross the gateway: access tokens (``Authorization`` header, ``access_token`` query),
+subscription keys (``Ocp-Apim-Subscription-Key`` header, ``subscription-key`` query, or the
+names an API configures). Log lines are built from redacted request targets, never from headers;
+`RedactingFilter` is a second line of defence on every record that reaches the log handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from urllib.parse import unquote_plus
+
+__all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
+
+REDACTED = "***"
+DEFAULT_SECRET_QUERY_NAMES = frozenset({"access_token", "subscription-key"})
+
+
+def redact_query(raw_query: str, secret_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> str:
+    """The raw query with the values of secret parameters replaced by ``***`` (names compared
+    case-insensitively, after percent-decoding); everything else is kept byte for byte."""
+    names = {n.lower() for n in secret_names}
+    if not raw_query:
+        return raw_query
+    pairs = []
+    for pair in raw_query.split("&"):
+        key, sep, _value = pair.partition("=")
+        if sep and unquote_plus(key).lower() in names:
+            pair = f"{key}={REDACTED}"
+        pairs.append(pair)
+    return "&".join(pairs)
+
+
+def redact_target(path: str, raw_query: str, secret_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> str:
+    """``path?query`` for a log line, with secret query values redacted."""
+    query = redact_query(raw_query, secret_names)
+    return f"{path}?{query}" if query else path
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets from every record that passes a handler.
+
+    Catches bearer tokens, ``access_token=``/subscription-key query values in any URL that found
+    its way into a message (e.g. an exception text), and the configured subscription keys
+    themselves wherever they appear.
+    """
+
+    def __init__(self, secret_query_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> None:
+        super().__init__()
+        self._literals: set[str] = set()
+        self.set_query_names(secret_query_names)
+
+    def set_query_names(self, names: Iterable[str]) -> None:
+        alternatives = "|".join(re.escape(n) for n in sorted({*names, *DEFAULT_SECRET_QUERY_NAMES}))
+        self._query = re.compile(rf"(?i)((?:^|[?&;\s])(?:{alternatives})=)[^&\s\"'#]*")
+
+    def add_secret(self, value: str) -> None:
+        """Redact this literal value (e.g. a configured subscription key) wherever it appears."""
+        if value:
+            self._literals.add(value)
+
+    _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/=]+")
+    _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
+
+    def scrub(self, text: str) -> str:
+        text = self._BEARER.sub(rf"\g<1>{REDACTED}", text)
+        text = self._query.sub(rf"\g<1>{REDACTED}", text)
+        text = self._JWT.sub(REDACTED, text)
+        for literal in self._literals:
+            text = text.replace(literal, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        scrubbed = self.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        return True

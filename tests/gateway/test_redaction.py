@@ -1,0 +1,57 @@
+"""Secrets never reach the gateway's log output."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from gateway.redaction import RedactingFilter, redact_query, redact_target
+
+
+def test_redact_query_keeps_everything_else_byte_for_byte() -> None:
+    raw = "hub=chat&asrs.op=%2Fchat&access_token=eyJ.a.b&id=t1&subscription-key=k1&ACCESS_TOKEN=x&code"
+    assert (
+        redact_query(raw)
+        == "hub=chat&asrs.op=%2Fchat&access_token=***&id=t1&subscription-key=***&ACCESS_TOKEN=***&code"
+    )
+    assert redact_query("key=v&x=1", {"key"}) == "key=***&x=1"
+    assert redact_query("access%5Ftoken=v") == "access%5Ftoken=***"
+    assert redact_target("/client/", "") == "/client/"
+    assert redact_target("/client/", "access_token=v") == "/client/?access_token=***"
+
+
+def _log_through_filter(message: str, *args: object, exc: BaseException | None = None) -> str:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    redactor = RedactingFilter({"key"})
+    redactor.add_secret("literal-subscription-key")
+    handler.addFilter(redactor)
+    logger = logging.getLogger("test.redaction")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    if exc is not None:
+        try:
+            raise exc
+        except BaseException:
+            logger.exception(message, *args)
+    else:
+        logger.error(message, *args)
+    return stream.getvalue()
+
+
+def test_filter_scrubs_tokens_keys_and_urls() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    out = _log_through_filter(
+        "failed %s with Authorization: Bearer %s and key literal-subscription-key",
+        "http://h/client/?hub=chat&access_token=abc.def&key=qk",
+        jwt,
+    )
+    for secret in (jwt, "abc.def", "qk", "literal-subscription-key"):
+        assert secret not in out, out
+    assert "hub=chat" in out and "Bearer ***" in out
+
+
+def test_filter_scrubs_exception_text() -> None:
+    out = _log_through_filter("boom", exc=RuntimeError("url=http://h/?access_token=tok123 literal-subscription-key"))
+    assert "tok123" not in out and "literal-subscription-key" not in out
+    assert "RuntimeError" in out
