@@ -85,10 +85,15 @@ class MessageReceived:
 
 @dataclass(frozen=True)
 class ConnectionClosed:
-    """The connection ended: the peer sent Close (``error`` is its reason) or sent bytes that break the protocol."""
+    """The connection ended: the peer sent Close (``error`` is its reason) or sent bytes that break the protocol.
+
+    ``allow_reconnect`` is the Close message's ``allowReconnect`` (``None`` when absent or not from a Close): a client
+    reconnects only when it is ``True`` (JS ``HubConnection``; the service sends it when an instance shuts down).
+    """
 
     error: str | None
     by_peer: bool
+    allow_reconnect: bool | None = None
 
 
 Event = HandshakeCompleted | HandshakeFailed | MessageReceived | ConnectionClosed
@@ -137,7 +142,9 @@ class _Protocol:
                     return events + self._violation(str(exc))
                 if isinstance(message, Close):
                     self.state = State.CLOSED
-                    events.append(ConnectionClosed(message.error, by_peer=True))
+                    events.append(
+                        ConnectionClosed(message.error, by_peer=True, allow_reconnect=message.allow_reconnect)
+                    )
                 else:
                     events.append(MessageReceived(message))
             if self.state is State.CLOSED:

@@ -1,0 +1,234 @@
+"""One negotiated connection: negotiate (following redirects), pick the transport, connect it.
+
+Negotiate exactly like ``@microsoft/signalr`` (``docs/protocol.md`` §3.1–§3.3): ``POST <path>/negotiate?…`` with
+``negotiateVersion=1`` (trap 7), the custom headers and, once a token is known, ``Authorization: Bearer``. A reply with
+``url`` is a redirect: the URL becomes the new base, its ``accessToken`` the bearer for every later request, and the
+custom headers stay; at most :data:`~signalr.negotiate.MAX_REDIRECTS` negotiates. The final reply's
+``connectionToken`` becomes ``id=`` (trap 6).
+
+Transport choice: WebSockets never falls back (an APIM instance serves it or SSE/LongPolling, never both,
+docs/apim.md §2). ``sse-lp`` tries ServerSentEvents and, when its connect fails, negotiates again (a fresh connection,
+as the JS client does) and uses LongPolling; both attempts are traced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import aiohttp
+
+from signalr.negotiate import (
+    MAX_REDIRECTS,
+    NegotiateError,
+    NegotiateRedirect,
+    NegotiateResult,
+    TransportType,
+    connect_url,
+    negotiate_url,
+    parse_negotiate_response,
+)
+from signalr.redact import redact_url
+
+from .errors import GatewayRouteNotFound, NegotiateFailed, SignalRClientError, TransportFailed, host_of
+from .http_context import HTTP_TIMEOUT, HttpContext, error_for_exception, error_for_status, read_limited, to_url
+from .trace import Tracer
+from .transport_choice import TransportChoice
+from .transports import (
+    LongPollingTransport,
+    OnClose,
+    OnReceive,
+    ServerSentEventsTransport,
+    Transport,
+    WebSocketTransport,
+)
+
+__all__ = ["MAX_NEGOTIATE_BODY", "HttpConnection", "negotiate"]
+
+log = logging.getLogger(__name__)
+
+MAX_NEGOTIATE_BODY = 1024 * 1024
+
+
+async def negotiate(context: HttpContext, url: str) -> tuple[str, NegotiateResult]:
+    """Negotiate against ``url``, following redirects; returns the final base URL and the service's reply.
+
+    Updates ``context.access_token`` with each redirect's token. Raises :class:`NegotiateFailed`,
+    :class:`GatewayRouteNotFound`, :class:`SubscriptionKeyRejected`, :class:`Unauthorized` or
+    :class:`ServerUnreachable`.
+    """
+    tracer = context.tracer
+    for _ in range(MAX_REDIRECTS):
+        target = negotiate_url(url)
+        started = time.monotonic()
+        try:
+            async with context.session.post(
+                to_url(target),
+                headers=context.request_headers(),
+                timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
+            ) as response:
+                status = response.status
+                body = await read_limited(response, MAX_NEGOTIATE_BODY)
+        except ValueError as exc:
+            raise NegotiateFailed(f"negotiate at {host_of(target)} failed: {exc}", status=None, url=target) from None
+        except Exception as exc:
+            error = error_for_exception(exc, target, what="negotiate", transport="negotiate")
+            tracer.emit("error", url=target, method="POST", started=started, detail=str(error))
+            raise error from None
+        if status != 200:
+            error = error_for_status(status, body, target, what="negotiate", transport="negotiate")
+            tracer.emit(
+                "negotiate",
+                url=target,
+                method="POST",
+                status=status,
+                started=started,
+                size=len(body),
+                detail=str(error),
+            )
+            raise error
+        try:
+            reply = parse_negotiate_response(body)
+        except NegotiateError as exc:
+            tracer.emit(
+                "negotiate", url=target, method="POST", status=status, started=started, size=len(body), detail=str(exc)
+            )
+            raise NegotiateFailed(str(exc), status=status, url=target) from None
+        if isinstance(reply, NegotiateRedirect):
+            tracer.emit(
+                "negotiate",
+                url=target,
+                method="POST",
+                status=status,
+                started=started,
+                size=len(body),
+                detail="redirect",
+            )
+            url = reply.url
+            if reply.access_token:
+                context.access_token = reply.access_token
+            tracer.emit("redirect", url=url, detail=f"redirected to {redact_url(url)}")
+            continue
+        offered = ", ".join(t.value for t in reply.available_transports) or "none"
+        tracer.emit(
+            "negotiate",
+            url=target,
+            method="POST",
+            status=status,
+            started=started,
+            size=len(body),
+            detail=f"connection {reply.connection_id}, v{reply.negotiate_version}, transports: {offered}",
+        )
+        return url, reply
+    raise NegotiateFailed("Negotiate redirection limit exceeded.", status=200, url=url)
+
+
+class HttpConnection:
+    """Negotiate + one transport. Call :meth:`start` once, then :meth:`send`; :meth:`stop` always (idempotent).
+
+    ``on_receive`` gets raw record bytes; ``on_close`` is called once if the server side ends the transport.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        choice: TransportChoice,
+        headers: dict[str, str],
+        access_token: str | None,
+        tracer: Tracer,
+        on_receive: OnReceive,
+        on_close: OnClose,
+        sse_open_timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._choice = choice
+        self._headers = headers
+        self._access_token = access_token
+        self._tracer = tracer
+        self._on_receive = on_receive
+        self._on_close = on_close
+        self._sse_open_timeout = sse_open_timeout
+        self._context: HttpContext | None = None
+        self.transport: Transport | None = None
+        self.connection_id: str | None = None
+        self.base_url: str | None = None
+
+    @property
+    def inherent_keep_alive(self) -> bool:
+        return self.transport is not None and self.transport.inherent_keep_alive
+
+    @property
+    def transport_name(self) -> str | None:
+        return self.transport.kind.value if self.transport is not None else None
+
+    async def start(self) -> None:
+        """Negotiate and connect; raises a :class:`SignalRClientError` subclass (then call :meth:`stop`)."""
+        context = HttpContext(headers=self._headers, access_token=self._access_token, tracer=self._tracer)
+        self._context = context
+        base, reply = await negotiate(context, self._url)
+        wanted = self._choice.transports
+        usable = [t for t in wanted if t in reply.available_transports]
+        if not usable:
+            offered = ", ".join(t.value for t in reply.available_transports) or "no transport"
+            raise TransportFailed(
+                f"the service at {host_of(base)} does not offer {' or '.join(t.value for t in wanted)} "
+                f"(it offers {offered})"
+            )
+        failures: list[SignalRClientError] = []
+        for attempt, kind in enumerate(usable):
+            if attempt > 0:
+                # The failed transport may have consumed the connection: negotiate a fresh one (JS HttpConnection).
+                self._tracer.emit("error", url=base, detail=f"{failures[-1]}; falling back to {kind.value}")
+                base, reply = await negotiate(context, base)
+            transport = self._make(kind, context)
+            target = connect_url(base, reply.id_for_connect)
+            try:
+                await transport.connect(target)
+            except SignalRClientError as exc:
+                failures.append(exc)
+                await transport.stop()
+                continue
+            self.transport = transport
+            self.connection_id = reply.connection_id
+            self.base_url = base
+            return
+        raise _combined(failures)
+
+    def _make(self, kind: TransportType, context: HttpContext) -> Transport:
+        if kind is TransportType.WEBSOCKETS:
+            return WebSocketTransport(context, self._on_receive, self._on_close)
+        if kind is TransportType.SERVER_SENT_EVENTS:
+            return ServerSentEventsTransport(
+                context, self._on_receive, self._on_close, open_timeout=self._sse_open_timeout
+            )
+        return LongPollingTransport(context, self._on_receive, self._on_close)
+
+    async def send(self, data: bytes) -> None:
+        if self.transport is None:
+            raise TransportFailed("the transport is not connected")
+        await self.transport.send(data)
+
+    async def stop(self) -> None:
+        """Close the transport (if it is open) and the HTTP session; never raises."""
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            try:
+                await transport.stop()
+            except Exception:
+                log.exception("transport stop failed")
+        context, self._context = self._context, None
+        if context is not None:
+            await context.close()
+
+
+def _combined(failures: list[SignalRClientError]) -> SignalRClientError:
+    if len(failures) == 1:
+        return failures[0]
+    last = failures[-1]
+    if all(isinstance(f, GatewayRouteNotFound) for f in failures):
+        assert isinstance(last, GatewayRouteNotFound)
+        return GatewayRouteNotFound(host=last.host, transport="ServerSentEvents or LongPolling", url=last.url)
+    if type(last) is TransportFailed:
+        return TransportFailed(f"{last} (before that, {failures[0]})")
+    return last
