@@ -1,0 +1,121 @@
+"""Access-token checks for client requests and REST calls, with ASP.NET JwtBearer-style 401 answers.
+
+Client tokens (``docs/protocol.md`` §2, §3.4): signature with the AccessKey's UTF-8 bytes, ``exp`` and ``nbf``, and an
+``aud`` whose path is ``/client/`` and whose ``hub`` query names the requested hub (case-insensitive). Unlike Azure,
+the scheme and host of ``aud`` are not compared: the app server's Endpoint may say ``localhost`` where clients reach
+us as ``127.0.0.1``, and clients come through a gateway that rewrites ``Host``.
+
+REST tokens (§6.1, trap 17): signature, ``exp``, and ``aud`` naming the request URL, with or without its query, port
+ignored. A token is never echoed in an answer or a log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aiohttp import web
+
+from signalr.tokens import TokenError, rest_audience_matches, verify_token
+
+__all__ = [
+    "ClientIdentity",
+    "Unauthorized",
+    "authenticate_client",
+    "authenticate_rest",
+    "bearer_token",
+    "client_audience_matches",
+]
+
+# TokenError reasons of signalr.tokens → the descriptions a client sees in WWW-Authenticate.
+_DESCRIPTIONS = {
+    "malformed token": "The token is malformed",
+    "invalid signature": "The signature is invalid",
+    "missing exp claim": "The token has no expiration time",
+    "token expired": "The token is expired",
+    "token not yet valid": "The token is not valid yet",
+    "missing aud claim": "The token has no audience",
+    "audience mismatch": "The audience is invalid",
+}
+
+
+class Unauthorized(Exception):
+    """A request without a usable token. ``description`` is None when no token was sent at all."""
+
+    def __init__(self, description: str | None) -> None:
+        super().__init__(description or "No bearer token was sent")
+        self.description = description
+
+    @property
+    def www_authenticate(self) -> str:
+        """The challenge header, as ASP.NET's JwtBearer handler writes it."""
+        if self.description is None:
+            return "Bearer"
+        return f'Bearer error="invalid_token", error_description="{self.description}"'
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who a client token says the client is. ``user_id`` comes from ``asrs.s.uid``, else ``nameid`` (§2)."""
+
+    claims: dict[str, Any]
+    user_id: str | None
+
+
+def bearer_token(request: web.BaseRequest, *, allow_query: bool) -> str | None:
+    """The bearer token of ``request``: the ``Authorization`` header, else (when ``allow_query``) the last
+    ``access_token`` query value. The header wins even when the query has one too (trap 13)."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        return (token.strip() or None) if scheme.lower() == "bearer" else None
+    if allow_query:
+        values = request.rel_url.query.getall("access_token", [])
+        if values and values[-1]:
+            return str(values[-1])
+    return None
+
+
+def client_audience_matches(aud: str, hub: str) -> bool:
+    """Whether ``aud`` is a client audience for ``hub``: path ``/client/`` and ``hub=`` equal ignoring case."""
+    try:
+        parts = urlsplit(aud)
+    except ValueError:
+        return False
+    if parts.path.rstrip("/") != "/client":
+        return False
+    hubs = [value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "hub"]
+    return len(hubs) == 1 and hubs[0].lower() == hub.lower()
+
+
+def _description(exc: TokenError) -> str:
+    reason = str(exc)
+    if reason.startswith("unsupported algorithm"):
+        return "The token algorithm is not supported"
+    return _DESCRIPTIONS.get(reason, "The token is invalid")
+
+
+def authenticate_client(request: web.BaseRequest, hub: str, access_key: str, *, allow_query: bool) -> ClientIdentity:
+    """Check a client request's token for ``hub``; raises :class:`Unauthorized`."""
+    token = bearer_token(request, allow_query=allow_query)
+    if token is None:
+        raise Unauthorized(None)
+    try:
+        claims = verify_token(token, access_key, lambda aud: client_audience_matches(aud, hub))
+    except TokenError as exc:
+        raise Unauthorized(_description(exc)) from None
+    user = claims.get("asrs.s.uid") or claims.get("nameid")
+    return ClientIdentity(claims, str(user) if user not in (None, "") else None)
+
+
+def authenticate_rest(request: web.BaseRequest, access_key: str) -> dict[str, Any]:
+    """Check a REST call's token against the request URL; raises :class:`Unauthorized`."""
+    token = bearer_token(request, allow_query=False)
+    if token is None:
+        raise Unauthorized(None)
+    url = str(request.url)
+    try:
+        return verify_token(token, access_key, lambda aud: rest_audience_matches(url, aud))
+    except TokenError as exc:
+        raise Unauthorized(_description(exc)) from None

@@ -1,0 +1,153 @@
+"""``signalr-emulator``: a local Azure SignalR Service in serverless mode.
+
+When it listens it prints one line on stdout, flushed at once, the connection string
+``Endpoint=http://127.0.0.1;Port=<port>;AccessKey=<key>;Version=1.0;``; logs go to stderr without secrets.
+Bad flags and unusable addresses print one line on stderr and exit 2 or 1; SIGINT/SIGTERM shut down cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from signalr.redact import redact_url
+from signalr.upstream import UpstreamTemplate
+
+from .app import serve
+from .settings import MIB, EmulatorSettings, SettingsError, new_access_key
+
+__all__ = ["main"]
+
+PROG = "signalr-emulator"
+log = logging.getLogger("emulator")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line a user can act on, no usage dump.
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not a number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {value}: must be 0..65535 (0 = any free port)")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: not a number of bytes") from None
+    if value < 64:
+        raise argparse.ArgumentTypeError(f"invalid size {value}: at least 64 bytes")
+    return value
+
+
+def _upstream(text: str) -> UpstreamTemplate:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"invalid upstream {redact_url(text)!r}: must be an http(s) URL template")
+    return UpstreamTemplate(text)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description="Local Azure SignalR Service (serverless mode): client negotiate, WebSockets, Server-Sent "
+        "Events and LongPolling on /client/, the data-plane REST API on /api/, upstream webhooks.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8888, help="port to listen on; 0 = any free port (default 8888)")
+    parser.add_argument("--access-key", help="AccessKey to sign and check tokens with (default: random per start)")
+    parser.add_argument(
+        "--upstream",
+        type=_upstream,
+        action="append",
+        default=[],
+        metavar="URL_TEMPLATE",
+        help="upstream URL template with {hub}, {category}, {event}; repeatable, the first one is used "
+        "(e.g. http://127.0.0.1:5000/upstream/{hub}/{category}/{event})",
+    )
+    parser.add_argument(
+        "--max-buffer",
+        type=_size,
+        default=MIB,
+        metavar="BYTES",
+        help="outbound bytes queued per connection before a client that stops reading is dropped (default 1 MiB)",
+    )
+    parser.add_argument(
+        "--max-message-size",
+        type=_size,
+        default=MIB,
+        metavar="BYTES",
+        help="largest hub message a client may send; bigger ones close that connection (default 1 MiB)",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    return parser
+
+
+class _ListenError(Exception):
+    pass
+
+
+async def _run(settings: EmulatorSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            running = await stack.enter_async_context(serve(settings))
+        except OSError as exc:
+            raise _ListenError(exc.strerror or str(exc)) from None
+        print(running.connection_string, flush=True)
+        upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
+        log.info("listening on %s (upstream: %s)", running.url, upstreams)
+        await stop.wait()
+        log.info("shutting down")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``signalr-emulator`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = EmulatorSettings(
+            host=args.host,
+            port=args.port,
+            access_key=args.access_key if args.access_key is not None else new_access_key(),
+            upstreams=tuple(args.upstream),
+            max_buffer_size=args.max_buffer,
+            max_message_size=args.max_message_size,
+        ).from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        sys.exit(2)
+    try:
+        asyncio.run(_run(settings))
+    except _ListenError as exc:
+        sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""The transport-independent core: hubs with their connections, groups and users, and the service that owns them.
+
+Sends take one encoded record and hand the *same* bytes object to every recipient's outbound queue: a broadcast is
+serialised once per protocol (JSON is the only one), never once per recipient. A recipient whose queue is full is
+dropped by its own :meth:`ClientConnection.send`; the others are unaffected.
+
+Hub names are case-insensitive (``docs/protocol.md`` trap 1): they are stored lower-cased. Group names and user ids
+are case-sensitive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from signalr.redact import redact_text
+
+from .connection import ClientConnection, InboundMessage
+from .settings import EmulatorSettings
+from .upstream import UpstreamDispatcher
+
+__all__ = ["SERVICE_KEY", "Hub", "SignalRService"]
+
+log = logging.getLogger("emulator")
+
+
+class Hub:
+    """Connections of one hub, its groups and its users. Only open (handshaken) connections are members."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.connections: dict[str, ClientConnection] = {}
+        self._groups: dict[str, set[str]] = {}
+        self._group_users: dict[str, set[str]] = {}
+        self._users: dict[str, set[str]] = {}
+
+    # --- membership ----------------------------------------------------------------------------------------
+
+    def add(self, connection: ClientConnection) -> None:
+        self.connections[connection.connection_id] = connection
+        if connection.user_id is not None:
+            self._users.setdefault(connection.user_id, set()).add(connection.connection_id)
+
+    def remove(self, connection: ClientConnection) -> None:
+        cid = connection.connection_id
+        if self.connections.pop(cid, None) is None:
+            return
+        self.remove_from_all_groups(cid)
+        if connection.user_id is not None:
+            ids = self._users.get(connection.user_id)
+            if ids is not None:
+                ids.discard(cid)
+                if not ids:
+                    del self._users[connection.user_id]
+
+    def add_to_group(self, group: str, connection_id: str) -> bool:
+        """Add a connection to ``group``; False when the connection does not exist."""
+        if connection_id not in self.connections:
+            return False
+        self._groups.setdefault(group, set()).add(connection_id)
+        return True
+
+    def remove_from_group(self, group: str, connection_id: str) -> bool:
+        """Remove a connection from ``group``; False when the connection does not exist."""
+        if connection_id not in self.connections:
+            return False
+        self._discard(self._groups, group, connection_id)
+        return True
+
+    def remove_from_all_groups(self, connection_id: str) -> None:
+        for group in [g for g, ids in self._groups.items() if connection_id in ids]:
+            self._discard(self._groups, group, connection_id)
+
+    def add_user_to_group(self, user: str, group: str) -> None:
+        self._group_users.setdefault(group, set()).add(user)
+
+    def remove_user_from_group(self, user: str, group: str) -> None:
+        self._discard(self._group_users, group, user)
+
+    def remove_user_from_all_groups(self, user: str) -> None:
+        for group in [g for g, users in self._group_users.items() if user in users]:
+            self._discard(self._group_users, group, user)
+
+    @staticmethod
+    def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+        members = index.get(key)
+        if members is not None:
+            members.discard(value)
+            if not members:
+                del index[key]
+
+    # --- queries -------------------------------------------------------------------------------------------
+
+    def group_connections(self, group: str) -> list[ClientConnection]:
+        """Connections in ``group``: those added directly and those of users added to it."""
+        ids = set(self._groups.get(group, ()))
+        for user in self._group_users.get(group, ()):
+            ids |= self._users.get(user, set())
+        return [self.connections[cid] for cid in ids if cid in self.connections]
+
+    def user_connections(self, user: str) -> list[ClientConnection]:
+        return [self.connections[cid] for cid in self._users.get(user, ()) if cid in self.connections]
+
+    def group_exists(self, group: str) -> bool:
+        return bool(self.group_connections(group))
+
+    def user_exists(self, user: str) -> bool:
+        return bool(self._users.get(user))
+
+    def user_in_group(self, user: str, group: str) -> bool:
+        return user in self._group_users.get(group, ())
+
+    # --- sending -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _deliver(record: bytes, targets: Iterable[ClientConnection], excluded: Iterable[str] = ()) -> int:
+        skip = set(excluded)
+        count = 0
+        for connection in list(targets):
+            if connection.connection_id not in skip and connection.send(record):
+                count += 1
+        return count
+
+    def broadcast(self, record: bytes, excluded: Iterable[str] = ()) -> int:
+        """Queue ``record`` (already encoded, once) to every connection; returns how many accepted it."""
+        return self._deliver(record, self.connections.values(), excluded)
+
+    def send_to_user(self, user: str, record: bytes) -> int:
+        return self._deliver(record, self.user_connections(user))
+
+    def send_to_connection(self, connection_id: str, record: bytes) -> int:
+        connection = self.connections.get(connection_id)
+        return self._deliver(record, [connection] if connection else [])
+
+    def send_to_group(self, group: str, record: bytes, excluded: Iterable[str] = ()) -> int:
+        return self._deliver(record, self.group_connections(group), excluded)
+
+    def close_connections(
+        self, targets: Iterable[ClientConnection], error: str | None, excluded: Iterable[str] = ()
+    ) -> int:
+        skip = set(excluded)
+        closing = [c for c in targets if c.connection_id not in skip]
+        for connection in closing:
+            connection.close(error)
+        return len(closing)
+
+
+class SignalRService:
+    """The emulated service: hubs, the id → connection table, timers, and the bridge to the upstream.
+
+    Call :meth:`start` once inside the event loop before serving and :meth:`stop` on shutdown.
+    """
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.upstream = UpstreamDispatcher(settings)
+        self._hubs: dict[str, Hub] = {}
+        self._by_token: dict[str, ClientConnection] = {}
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.upstream.start()
+        self._maintenance = asyncio.create_task(self._run_timers(), name="emulator-timers")
+
+    async def stop(self, reason: str = "The service is shutting down.") -> None:
+        """Close every connection (each gets a Close message), deliver pending upstream events briefly, stop."""
+        for connection in list(self._by_token.values()):
+            connection.close(reason)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        await self.upstream.stop()
+
+    async def _run_timers(self) -> None:
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.tick)
+            now = time.monotonic()
+            for token, connection in list(self._by_token.items()):
+                try:
+                    connection.check_timers(now, settings.keepalive_interval, settings.client_timeout)
+                    if connection.expired(now):
+                        del self._by_token[token]
+                except Exception:  # one broken connection must not stop the timers of all others
+                    log.exception("timer check failed for %r", connection)
+
+    # --- hubs and connections ------------------------------------------------------------------------------
+
+    def hub(self, name: str) -> Hub:
+        """The hub named ``name`` (case-insensitive), created on first use."""
+        key = name.lower()
+        hub = self._hubs.get(key)
+        if hub is None:
+            hub = self._hubs[key] = Hub(key)
+        return hub
+
+    def find_hub(self, name: str) -> Hub | None:
+        return self._hubs.get(name.lower())
+
+    def new_connection(
+        self,
+        hub: str,
+        *,
+        negotiate_version: int,
+        user_id: str | None,
+        claims: dict[str, Any],
+        client_query: str,
+    ) -> ClientConnection:
+        """Register a negotiated connection. ``connectionToken`` differs from ``connectionId`` under v1 (trap 6)."""
+        connection_id = secrets.token_urlsafe(16)
+        token = secrets.token_urlsafe(16) if negotiate_version >= 1 else connection_id
+        settings = self.settings
+        connection = ClientConnection(
+            connection_id=connection_id,
+            connection_token=token,
+            hub=hub.lower(),
+            user_id=user_id,
+            claims=claims,
+            client_query=client_query,
+            listener=self,
+            max_buffer_size=settings.max_buffer_size,
+            max_message_size=settings.max_message_size,
+            handshake_timeout=_claim_seconds(claims, "asrs.s.cht", 1, 30, settings.handshake_timeout),
+            max_poll_interval=_claim_seconds(claims, "asrs.s.ttl", 1, 300, settings.max_poll_interval),
+        )
+        self._by_token[token] = connection
+        return connection
+
+    def lookup(self, token: str) -> ClientConnection | None:
+        """The connection whose ``id=`` is ``token``, or None once it is unknown or forgotten."""
+        connection = self._by_token.get(token)
+        if connection is None or connection.finished:
+            return None
+        return connection
+
+    def forget(self, connection: ClientConnection) -> None:
+        """The transport finished with ``connection``: later requests with its id get 404."""
+        connection.finish()
+        if self._by_token.get(connection.connection_token) is connection:
+            del self._by_token[connection.connection_token]
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._by_token)
+
+    # --- ConnectionListener --------------------------------------------------------------------------------
+
+    def connected(self, connection: ClientConnection) -> None:
+        self.hub(connection.hub).add(connection)
+        log.info(
+            "connected hub=%s id=%s transport=%s user=%s",
+            connection.hub,
+            connection.connection_id,
+            connection.transport.value if connection.transport else "-",
+            connection.user_id or "-",
+        )
+        self.upstream.connected(connection)
+
+    async def message(self, connection: ClientConnection, message: InboundMessage) -> None:
+        await self.upstream.message(connection, message)
+
+    def disconnected(self, connection: ClientConnection, error: str | None) -> None:
+        self.hub(connection.hub).remove(connection)
+        log.info(
+            "disconnected hub=%s id=%s%s",
+            connection.hub,
+            connection.connection_id,
+            f" error={redact_text(error)!r}" if error else "",
+        )
+        self.upstream.disconnected(connection, error)
+
+
+def _claim_seconds(claims: dict[str, Any], name: str, low: int, high: int, default: float) -> float:
+    """A per-connection timer from a token claim (§2: ``asrs.s.cht``, ``asrs.s.ttl``) when valid, else the default."""
+    value = claims.get(name)
+    try:
+        seconds = int(str(value))
+    except (TypeError, ValueError):
+        return default
+    return float(seconds) if low <= seconds <= high else default
+
+
+SERVICE_KEY = web.AppKey("signalr_service", SignalRService)

@@ -1,0 +1,308 @@
+"""The data-plane REST API (``docs/protocol.md`` §6.1): v1 (``/api/v1/hubs/{hub}…``) and 2022-06-01
+(``/api/hubs/{hub}…?api-version=2022-06-01``).
+
+Sends answer 202 ("queued", also when nobody matches); group membership answers 200, or 404 when the connection does
+not exist; existence checks answer 200 or 404 without a body; closing many connections answers 204. Every error is a
+JSON ``ErrorDetail`` body ``{"code":…,"message":…,"target":…}``. Auth is a Bearer JWT signed with the AccessKey whose
+``aud`` names the request URL (with or without the query, port ignored, trap 17) and whose ``exp`` has not passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from signalr.protocol import Invocation, encode
+from signalr.redact import redact_url
+
+from .auth import Unauthorized, authenticate_rest
+from .hub import SERVICE_KEY, Hub, SignalRService
+from .transports import HUB_NAME
+
+__all__ = ["add_rest_routes", "rest_error", "rest_errors_middleware"]
+
+log = logging.getLogger("emulator")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_CODES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+}
+
+
+class RestError(Exception):
+    """An error answer of the REST API."""
+
+    def __init__(self, status: int, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.target = target
+
+
+def rest_error(
+    status: int, message: str, target: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON ``ErrorDetail`` answer (2022-06-01 shape; v1 gets the same)."""
+    body = {"code": _CODES.get(status, "Error"), "message": message, "target": target}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def rest_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under ``/api/``: every error as a JSON body (aiohttp's own 404/405/413 too), one log line per call."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except RestError as exc:
+        response = rest_error(exc.status, exc.message, exc.target)
+    except Unauthorized as exc:
+        response = rest_error(401, str(exc), headers={"WWW-Authenticate": exc.www_authenticate})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            message = f"No REST operation matches {request.method} {request.path}."
+        elif exc.status == 405:
+            message = f"Method {request.method} is not allowed on {request.path}."
+        else:
+            message = exc.text or exc.reason
+        response = rest_error(exc.status, message)
+    log.info("REST %s %s -> %d", request.method, redact_url(request.path_qs), response.status)
+    return response
+
+
+# --- request parsing ---------------------------------------------------------------------------------------------
+
+
+def _service(request: web.Request) -> SignalRService:
+    return request.app[SERVICE_KEY]
+
+
+def _hub(request: web.Request) -> Hub:
+    """Authenticate, check ``api-version`` on 2022-06-01 paths, validate the hub name, return the hub."""
+    service = _service(request)
+    authenticate_rest(request, service.settings.access_key)
+    if not request.path.startswith("/api/v1/") and not request.rel_url.query.get("api-version"):
+        raise RestError(400, "The 'api-version' query parameter is required (2022-06-01).", "api-version")
+    name = request.match_info["hub"]
+    if not HUB_NAME.match(name):
+        raise RestError(
+            400, "Invalid hub name: it must start with a letter and contain only letters, digits or '_'.", "hub"
+        )
+    application = request.rel_url.query.get("application")
+    if application:
+        if not HUB_NAME.match(application):
+            raise RestError(400, "Invalid application name.", "application")
+        name = f"{application}_{name}"
+    return service.hub(name)
+
+
+async def _payload(request: web.Request) -> bytes:
+    """The body ``{"target":…,"arguments":[…]}`` as one encoded Invocation record (encoded once, sent to many)."""
+    raw = await request.read()
+    if not raw.strip():
+        raise RestError(400, "The request body is required.", "body")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RestError(400, "The request body is not valid JSON.", "body") from None
+    if not isinstance(obj, dict):
+        raise RestError(400, "The request body must be a JSON object.", "body")
+    # .NET binds JSON properties case-insensitively.
+    fields = {str(k).lower(): v for k, v in obj.items()}
+    target = fields.get("target")
+    if not isinstance(target, str) or not target:
+        raise RestError(400, "The 'target' property is required and must be a non-empty string.", "target")
+    arguments = fields.get("arguments")
+    if arguments is None:
+        arguments = []
+    if not isinstance(arguments, list):
+        raise RestError(400, "The 'arguments' property must be an array.", "arguments")
+    return encode(Invocation(target, tuple(arguments)))
+
+
+def _excluded(request: web.Request) -> list[str]:
+    return [value for value in request.rel_url.query.getall("excluded", []) if value]
+
+
+def _reason(request: web.Request) -> str | None:
+    return request.rel_url.query.get("reason") or None
+
+
+def _status(code: int) -> web.Response:
+    return web.Response(status=code)
+
+
+# --- operations --------------------------------------------------------------------------------------------------
+
+
+async def broadcast(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.broadcast(await _payload(request), _excluded(request))
+    return _status(202)
+
+
+async def send_to_user(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.send_to_user(request.match_info["user"], await _payload(request))
+    return _status(202)
+
+
+async def send_to_connection(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.send_to_connection(request.match_info["connection"], await _payload(request))
+    return _status(202)
+
+
+async def send_to_group(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.send_to_group(request.match_info["group"], await _payload(request), _excluded(request))
+    return _status(202)
+
+
+def _missing_connection(connection_id: str) -> RestError:
+    return RestError(404, f"Connection '{connection_id}' does not exist.", "connectionId")
+
+
+async def add_connection_to_group(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    connection_id = request.match_info["connection"]
+    if not hub.add_to_group(request.match_info["group"], connection_id):
+        raise _missing_connection(connection_id)
+    return _status(200)
+
+
+async def remove_connection_from_group(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    connection_id = request.match_info["connection"]
+    if not hub.remove_from_group(request.match_info["group"], connection_id):
+        raise _missing_connection(connection_id)
+    return _status(200)
+
+
+async def remove_connection_from_all_groups(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    connection_id = request.match_info["connection"]
+    if connection_id not in hub.connections:
+        raise _missing_connection(connection_id)
+    hub.remove_from_all_groups(connection_id)
+    return _status(200)
+
+
+async def add_user_to_group(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.add_user_to_group(request.match_info["user"], request.match_info["group"])
+    return _status(200)
+
+
+async def remove_user_from_group(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.remove_user_from_group(request.match_info["user"], request.match_info["group"])
+    return _status(200)
+
+
+async def remove_user_from_all_groups(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    hub.remove_user_from_all_groups(request.match_info["user"])
+    return _status(200)
+
+
+async def close_connection(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    connection = hub.connections.get(request.match_info["connection"])
+    if connection is not None:
+        connection.close(_reason(request))
+    return _status(200)
+
+
+async def close_connections(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    if "group" in request.match_info:
+        targets = hub.group_connections(request.match_info["group"])
+    elif "user" in request.match_info:
+        targets = hub.user_connections(request.match_info["user"])
+    else:
+        targets = list(hub.connections.values())
+    hub.close_connections(targets, _reason(request), _excluded(request))
+    return _status(204)
+
+
+async def connection_exists(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    return _status(200 if request.match_info["connection"] in hub.connections else 404)
+
+
+async def group_exists(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    return _status(200 if hub.group_exists(request.match_info["group"]) else 404)
+
+
+async def user_exists(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    return _status(200 if hub.user_exists(request.match_info["user"]) else 404)
+
+
+async def user_in_group(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    return _status(200 if hub.user_in_group(request.match_info["user"], request.match_info["group"]) else 404)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Health needs no token; the emulator is healthy whenever it answers."""
+    return _status(200)
+
+
+def _v1(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -> None:
+    router.add_route(method, "/api/v1/hubs/{hub}" + path, handler)
+
+
+def _v2022(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -> None:
+    router.add_route(method, "/api/hubs/{hub}" + path, handler)
+
+
+def add_rest_routes(router: web.UrlDispatcher) -> None:
+    """Register both API versions on ``router`` (with :func:`rest_errors_middleware`, misses get JSON 404/405)."""
+    _v1(router, "POST", "", broadcast)
+    _v1(router, "POST", "/users/{user}", send_to_user)
+    _v1(router, "POST", "/connections/{connection}", send_to_connection)
+    _v1(router, "POST", "/groups/{group}", send_to_group)
+    _v1(router, "PUT", "/groups/{group}/connections/{connection}", add_connection_to_group)
+    _v1(router, "DELETE", "/groups/{group}/connections/{connection}", remove_connection_from_group)
+    _v1(router, "PUT", "/groups/{group}/users/{user}", add_user_to_group)
+    _v1(router, "DELETE", "/groups/{group}/users/{user}", remove_user_from_group)
+    _v1(router, "DELETE", "/connections/{connection}", close_connection)
+    for method in ("GET", "HEAD"):
+        _v1(router, method, "/connections/{connection}", connection_exists)
+        _v1(router, method, "/groups/{group}", group_exists)
+        _v1(router, method, "/users/{user}", user_exists)
+        _v1(router, method, "/groups/{group}/users/{user}", user_in_group)
+    router.add_get("/api/v1/health", health)  # add_get also answers HEAD
+    router.add_get("/api/health", health)
+
+    _v2022(router, "POST", "/:send", broadcast)
+    _v2022(router, "POST", "/users/{user}/:send", send_to_user)
+    _v2022(router, "POST", "/connections/{connection}/:send", send_to_connection)
+    _v2022(router, "POST", "/groups/{group}/:send", send_to_group)
+    _v2022(router, "PUT", "/groups/{group}/connections/{connection}", add_connection_to_group)
+    _v2022(router, "DELETE", "/groups/{group}/connections/{connection}", remove_connection_from_group)
+    _v2022(router, "DELETE", "/connections/{connection}/groups", remove_connection_from_all_groups)
+    _v2022(router, "PUT", "/users/{user}/groups/{group}", add_user_to_group)
+    _v2022(router, "DELETE", "/users/{user}/groups/{group}", remove_user_from_group)
+    _v2022(router, "DELETE", "/users/{user}/groups", remove_user_from_all_groups)
+    _v2022(router, "DELETE", "/connections/{connection}", close_connection)
+    _v2022(router, "POST", "/:closeConnections", close_connections)
+    _v2022(router, "POST", "/groups/{group}/:closeConnections", close_connections)
+    _v2022(router, "POST", "/users/{user}/:closeConnections", close_connections)
+    for method in ("GET", "HEAD"):
+        _v2022(router, method, "/connections/{connection}", connection_exists)
+        _v2022(router, method, "/groups/{group}", group_exists)
+        _v2022(router, method, "/users/{user}", user_exists)
+        _v2022(router, method, "/users/{user}/groups/{group}", user_in_group)

@@ -1,0 +1,360 @@
+"""The client-facing HTTP surface: negotiate, then WebSockets, Server-Sent Events and LongPolling on ``/client/``.
+
+Thin aiohttp handlers over :class:`emulator.connection.ClientConnection`; status codes and error strings are those
+of ASP.NET Core's connection dispatcher (``docs/protocol.md`` §3). Auth: ``Authorization: Bearer`` everywhere, the
+``access_token`` query only on a WebSocket upgrade or an SSE GET, and only without the header (trap 13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Mapping
+from urllib.parse import unquote_plus
+
+from aiohttp import WSMsgType, web
+
+from signalr.negotiate import NegotiateError, TransportType, requested_version, service_negotiate_response
+from signalr.redact import redact_url
+from signalr.sse import SSE_PREAMBLE, encode_event
+
+from .auth import ClientIdentity, Unauthorized, authenticate_client
+from .connection import ClientConnection
+from .hub import SERVICE_KEY, SignalRService
+
+__all__ = ["HUB_NAME", "connect", "connect_delete", "connect_send", "negotiate", "preflight"]
+
+log = logging.getLogger("emulator")
+
+# §6.1: the emulator's hub-name rule, applied to clients too so every connected hub is addressable by REST.
+HUB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_`,.\[\]]{0,127}$")
+NO_CACHE: Mapping[str, str] = {
+    "Cache-Control": "no-cache, no-store",
+    "Pragma": "no-cache",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+}
+SSE_HEADERS: Mapping[str, str] = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache,no-store",
+    "Pragma": "no-cache",
+    "Content-Encoding": "identity",
+}
+# Query keys kept out of X-ASRS-Client-Query: the connection token and the access token are secrets, ``_`` is noise.
+_PRIVATE_QUERY_KEYS = frozenset({"id", "access_token", "_"})
+_WS_CLOSE_TIMEOUT = 5.0  # §0.1: server WebSocket close timeout
+
+
+class _Refused(Exception):
+    """A request answered with an error before any transport work; carries the response."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _text(status: int, text: str = "", headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
+
+
+def _unauthorized(exc: Unauthorized) -> web.Response:
+    return web.Response(status=401, headers={"WWW-Authenticate": exc.www_authenticate})
+
+
+def _service(request: web.Request) -> SignalRService:
+    return request.app[SERVICE_KEY]
+
+
+def _hub_query(request: web.Request, required: bool = True) -> str | None:
+    hub = request.rel_url.query.get("hub")
+    if not hub:
+        if required:
+            raise _Refused(_text(400, "The 'hub' query parameter is required."))
+        return None
+    if not HUB_NAME.match(hub):
+        raise _Refused(
+            _text(400, "Invalid hub name: it must start with a letter and contain only letters, digits or '_'.")
+        )
+    return hub.lower()
+
+
+def _authenticate(request: web.Request, hub: str, *, allow_query: bool) -> ClientIdentity:
+    try:
+        return authenticate_client(request, hub, _service(request).settings.access_key, allow_query=allow_query)
+    except Unauthorized as exc:
+        log.info("401 %s %s: %s", request.method, redact_url(request.path_qs), exc)
+        raise _Refused(_unauthorized(exc)) from None
+
+
+def _client_query(request: web.Request) -> str:
+    """``X-ASRS-Client-Query``: the connect query with ``?``, without the secrets and the cache buster."""
+    kept = [
+        part
+        for part in request.rel_url.raw_query_string.split("&")
+        if part and unquote_plus(part.partition("=")[0]) not in _PRIVATE_QUERY_KEYS
+    ]
+    return "?" + "&".join(kept) if kept else ""
+
+
+def _find_connection(request: web.Request, *, allow_query_token: bool) -> ClientConnection:
+    """The connection named by ``id=``, after auth. Refuses 400 / 401 / 404 with ASP.NET's texts."""
+    token = request.rel_url.query.get("id")
+    if not token:
+        raise _Refused(_text(400, "Connection ID required"))
+    service = _service(request)
+    connection = service.lookup(token)
+    hub = _hub_query(request, required=False) or (connection.hub if connection else None)
+    if hub is None:
+        raise _Refused(_text(400, "The 'hub' query parameter is required."))
+    _authenticate(request, hub, allow_query=allow_query_token)
+    if connection is None or connection.hub != hub:
+        raise _Refused(_text(404, "No Connection with that ID"))
+    return connection
+
+
+def _check_transport(connection: ClientConnection, wanted: TransportType) -> None:
+    if connection.transport is None:
+        return
+    if connection.transport is not wanted:
+        raise _Refused(_text(400, "Cannot change transports mid-connection"))
+    if wanted is not TransportType.LONG_POLLING:
+        # A second WebSocket or event stream on one id (§3.5).
+        raise _Refused(_text(409, "Connection is already active."))
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight for negotiate and connect (trap 18); the allow-origin headers are added on prepare."""
+    headers = {
+        "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+        "Access-Control-Max-Age": "600",
+    }
+    requested = request.headers.get("Access-Control-Request-Headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+    return web.Response(status=204, headers=headers)
+
+
+# --- negotiate ---------------------------------------------------------------------------------------------------
+
+
+async def negotiate(request: web.Request) -> web.Response:
+    """``POST /client/negotiate?hub=…`` (§3.2, §3.3): a new connection id and token, v0 or v1."""
+    try:
+        hub = _hub_query(request)
+        assert hub is not None
+        identity = _authenticate(request, hub, allow_query=False)
+    except _Refused as refused:
+        return refused.response
+    try:
+        version = requested_version(request.rel_url.query_string)
+    except NegotiateError as exc:
+        return web.json_response({"error": str(exc)})
+    if version < 0:
+        error = f"The client requested version '{version}', but the server does not support this version."
+        return web.json_response({"error": error})
+    connection = _service(request).new_connection(
+        hub,
+        negotiate_version=version,
+        user_id=identity.user_id,
+        claims=identity.claims,
+        client_query=_client_query(request),
+    )
+    log.info("negotiate hub=%s id=%s version=%d", hub, connection.connection_id, version)
+    body = service_negotiate_response(connection.connection_id, connection.connection_token, version)
+    return web.Response(body=body, content_type="application/json")
+
+
+# --- connect: GET ------------------------------------------------------------------------------------------------
+
+
+async def connect(request: web.Request) -> web.StreamResponse:
+    """``GET /client/?hub=…&id=…``: a WebSocket upgrade, an SSE stream (``Accept: text/event-stream``) or a poll."""
+    try:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await _websocket(request)
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            return await _server_sent_events(request)
+        return await _long_poll(request)
+    except _Refused as refused:
+        return refused.response
+
+
+def _new_websocket_connection(request: web.Request) -> ClientConnection:
+    """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
+    hub = _hub_query(request)
+    assert hub is not None
+    identity = _authenticate(request, hub, allow_query=True)
+    return _service(request).new_connection(
+        hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims, client_query=_client_query(request)
+    )
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    if request.rel_url.query.get("id"):
+        connection = _find_connection(request, allow_query_token=True)
+    else:
+        connection = _new_websocket_connection(request)
+    if connection.closed:
+        raise _Refused(_text(404, "No Connection with that ID"))
+    _check_transport(connection, TransportType.WEBSOCKETS)
+    # The client is dropped by its own outbound bound long before this frame limit matters; bigger inbound frames
+    # still get a Close message from the record reader as long as aiohttp accepts them.
+    ws = web.WebSocketResponse(
+        autoping=True,
+        timeout=_WS_CLOSE_TIMEOUT,
+        max_msg_size=service.settings.max_message_size * 4,
+        compress=False,
+    )
+    if not ws.can_prepare(request).ok:
+        raise _Refused(_text(400, "Not a valid WebSocket request."))
+    transport = request.transport
+    connection.attach(TransportType.WEBSOCKETS)
+    if transport is not None:
+        connection.abort_transport = transport.abort
+    if not connection.client_query:
+        connection.client_query = _client_query(request)
+    await ws.prepare(request)
+    writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                await connection.receive_data(message.data.encode("utf-8"))
+            elif message.type is WSMsgType.BINARY:
+                await connection.receive_data(message.data)
+            elif message.type is WSMsgType.ERROR:
+                log.info("websocket error id=%s: %s", connection.connection_id, ws.exception())
+                break
+            if connection.closed:
+                break
+    finally:
+        if not connection.closed:
+            code = ws.close_code
+            error = None if code in (None, 1000, 1001) else f"WebSocket closed with status code {code}."
+            connection.close(error, by_peer=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({writer}, timeout=_WS_CLOSE_TIMEOUT + 1)
+        if not writer.done():
+            writer.cancel()
+        service.forget(connection)
+    return ws
+
+
+async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnection) -> None:
+    """Send queued records as text frames; after the connection closes, flush and close the socket with 1000."""
+    try:
+        while True:
+            data = connection.take_outgoing()
+            if data:
+                await ws.send_frame(data, WSMsgType.TEXT)
+                continue
+            if connection.closed:
+                break
+            await connection.wait()
+        await ws.close(code=1000)
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("websocket writer ended id=%s: %s", connection.connection_id, exc)
+
+
+async def _server_sent_events(request: web.Request) -> web.StreamResponse:
+    """§3.6: ``:\\r\\n`` first, then one event per flush of the outbound queue, each written at once."""
+    service = _service(request)
+    connection = _find_connection(request, allow_query_token=True)
+    if connection.closed:
+        raise _Refused(_text(404, "No Connection with that ID"))
+    _check_transport(connection, TransportType.SERVER_SENT_EVENTS)
+    connection.attach(TransportType.SERVER_SENT_EVENTS)
+    transport = request.transport
+    if transport is not None:
+        connection.abort_transport = transport.abort
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    try:
+        await response.prepare(request)
+        await response.write(SSE_PREAMBLE)
+        while True:
+            data = connection.take_outgoing()
+            if data:
+                await response.write(encode_event(data))
+                continue
+            if connection.closed:
+                break
+            await connection.wait()
+        await response.write_eof()
+    except ConnectionError as exc:
+        log.debug("event stream ended id=%s: %s", connection.connection_id, exc)
+    finally:
+        # The SSE client stops by dropping the TCP connection (§3.6): that is a normal close.
+        if not connection.closed:
+            connection.close(None, by_peer=True)
+        service.forget(connection)
+    return response
+
+
+async def _long_poll(request: web.Request) -> web.StreamResponse:
+    """§3.7: first poll 200 empty at once; later polls held until data, timeout (200 empty) or close (204)."""
+    service = _service(request)
+    connection = _find_connection(request, allow_query_token=False)
+    _check_transport(connection, TransportType.LONG_POLLING)
+    if connection.transport is None:
+        connection.attach(TransportType.LONG_POLLING)
+        connection.end_poll(connection.begin_poll())
+        if not connection.client_query:
+            connection.client_query = _client_query(request)
+        return web.Response(status=200, body=b"", content_type="application/octet-stream", headers=NO_CACHE)
+    generation = connection.begin_poll()
+    deadline = time.monotonic() + service.settings.poll_timeout
+    try:
+        while True:
+            if connection.poll_superseded(generation):
+                return web.Response(status=204, headers=NO_CACHE)
+            data = connection.take_outgoing()
+            if data:
+                return web.Response(status=200, body=data, content_type="application/octet-stream", headers=NO_CACHE)
+            if connection.closed:
+                service.forget(connection)
+                return web.Response(status=204, headers=NO_CACHE)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return web.Response(status=200, body=b"", content_type="application/octet-stream", headers=NO_CACHE)
+            await connection.wait(remaining)
+    finally:
+        connection.end_poll(generation)
+
+
+# --- connect: POST and DELETE ------------------------------------------------------------------------------------
+
+
+async def connect_send(request: web.Request) -> web.Response:
+    """§3.8: ``POST /client/?id=…`` carries one or more records from an SSE or LongPolling client."""
+    try:
+        connection = _find_connection(request, allow_query_token=False)
+    except _Refused as refused:
+        return refused.response
+    if connection.transport is TransportType.WEBSOCKETS:
+        return _text(405, "POST requests are not allowed for WebSocket connections.")
+    if connection.closed:
+        return web.Response(status=404)
+    async with connection.post_lock:
+        # Fed chunk by chunk: the record reader bounds each record, so a huge body cannot grow memory.
+        async for chunk in request.content.iter_any():
+            await connection.receive_data(chunk)
+            if connection.closed:
+                break
+    return web.Response(status=200, headers=NO_CACHE)
+
+
+async def connect_delete(request: web.Request) -> web.Response:
+    """§3.9: ``DELETE /client/?id=…`` ends a LongPolling connection: 202, and the pending poll answers 204."""
+    try:
+        connection = _find_connection(request, allow_query_token=False)
+    except _Refused as refused:
+        return refused.response
+    if connection.transport is not TransportType.LONG_POLLING:
+        return _text(400, "Cannot terminate this connection using the DELETE endpoint.")
+    connection.close(None, by_peer=True)
+    connection.discard_outgoing()
+    if not connection.polling:
+        _service(request).forget(connection)
+    return web.Response(status=202, content_type="text/plain", headers=NO_CACHE)

@@ -1,0 +1,272 @@
+"""Upstream webhooks (serverless mode): the emulator POSTs client events to the app server (protocol.md §6.2–6.4).
+
+Events of one connection are posted one after another, in order (connected, messages…, disconnected), by one worker
+task per connection; a connection with many invocations waiting stops being read (backpressure) instead of growing a
+queue. Signatures, templates and bodies come from :mod:`signalr.upstream`. A failing or unreachable upstream is
+logged and, for an invocation with an ``invocationId``, answered with a Completion error; it never stops the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from signalr.protocol import (
+    RECORD_SEPARATOR,
+    Completion,
+    ProtocolError,
+    StreamInvocation,
+    decode,
+    encode,
+    split_records,
+)
+from signalr.redact import redact_text, redact_url
+from signalr.upstream import UpstreamTemplate, signature_header
+
+from .settings import EmulatorSettings
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection, InboundMessage
+
+__all__ = ["UpstreamDispatcher", "user_claims_header"]
+
+log = logging.getLogger("emulator")
+
+CONNECTED_BODY = b'{"type":10}'
+# JWT bookkeeping and the service's own asrs.s.* claims are not user claims.
+_NOT_USER_CLAIMS = frozenset({"aud", "exp", "iat", "nbf", "iss", "kid"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRAIN_ON_STOP = 2.0
+
+
+def user_claims_header(claims: Mapping[str, Any]) -> str:
+    """``X-ASRS-User-Claims``: each user claim as ``type: value``, comma-separated (§6.3)."""
+    parts: list[str] = []
+    for name, value in claims.items():
+        if name in _NOT_USER_CLAIMS or name.startswith("asrs.s."):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            parts.append(f"{name}: {item}")
+    return _CONTROL.sub(" ", ", ".join(parts))
+
+
+def disconnected_body(error: str | None) -> bytes:
+    """§6.3 and trap 15: ``{"Type":11}`` or ``{"Type":11,"Error":"…"}`` (capitalised keys)."""
+    body: dict[str, Any] = {"Type": 11}
+    if error:
+        body["Error"] = error
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class _Event:
+    category: str
+    event: str
+    body: bytes
+    invocation_id: str | None = None
+    is_message: bool = False
+
+
+class _Worker:
+    def __init__(self, connection: ClientConnection, max_pending: int) -> None:
+        self.connection = connection
+        self.queue: asyncio.Queue[_Event | None] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(max_pending)
+        self.task: asyncio.Task[None] | None = None
+
+
+class UpstreamDispatcher:
+    """Posts a connection's events to the first matching upstream template; implements the invocation results.
+
+    Call :meth:`start` inside the event loop before use and :meth:`stop` on shutdown.
+    """
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self._settings = settings
+        self._templates: tuple[UpstreamTemplate, ...] = settings.upstreams
+        self._keys = [settings.access_key]
+        self._session: aiohttp.ClientSession | None = None
+        self._workers: dict[str, _Worker] = {}
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._settings.upstream_timeout)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+
+    async def stop(self) -> None:
+        """Give queued events (the disconnected ones of a shutdown) a short time, then cancel and close."""
+        tasks = [w.task for w in self._workers.values() if w.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=_DRAIN_ON_STOP)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- events from connections ---------------------------------------------------------------------------
+
+    def connected(self, connection: ClientConnection) -> None:
+        worker = _Worker(connection, self._settings.max_pending_upstream)
+        self._workers[connection.connection_id] = worker
+        worker.task = asyncio.create_task(self._run(worker), name=f"upstream-{connection.connection_id}")
+        worker.queue.put_nowait(_Event("connections", "connected", CONNECTED_BODY))
+
+    async def message(self, connection: ClientConnection, message: InboundMessage) -> None:
+        """Queue an invocation for the upstream; waits while the connection already has too many in flight."""
+        worker = self._workers.get(connection.connection_id)
+        if worker is None:
+            return
+        if isinstance(message, StreamInvocation):
+            connection.send(
+                encode(
+                    Completion.with_error(
+                        message.invocation_id, "Streaming hub methods are not supported in serverless mode."
+                    )
+                )
+            )
+            return
+        await worker.slots.acquire()
+        body = encode(message)[: -len(RECORD_SEPARATOR)]
+        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, is_message=True))
+
+    def disconnected(self, connection: ClientConnection, error: str | None) -> None:
+        worker = self._workers.get(connection.connection_id)
+        if worker is None:
+            return
+        worker.queue.put_nowait(_Event("connections", "disconnected", disconnected_body(error)))
+        worker.queue.put_nowait(None)
+
+    # --- posting -------------------------------------------------------------------------------------------
+
+    async def _run(self, worker: _Worker) -> None:
+        try:
+            while True:
+                event = await worker.queue.get()
+                if event is None:
+                    return
+                try:
+                    await self._deliver(worker.connection, event)
+                except Exception:  # an upstream problem must never take the service down
+                    log.exception("upstream delivery failed id=%s", worker.connection.connection_id)
+                finally:
+                    if event.is_message:
+                        worker.slots.release()
+        finally:
+            self._workers.pop(worker.connection.connection_id, None)
+
+    def _template(self, hub: str, category: str, event: str) -> UpstreamTemplate | None:
+        for template in self._templates:
+            if template.matches(hub, category, event):
+                return template
+        return None
+
+    async def _deliver(self, connection: ClientConnection, event: _Event) -> None:
+        template = self._template(connection.hub, event.category, event.event)
+        if template is None:
+            self._no_upstream(connection, event)
+            return
+        url = template.url(connection.hub, event.category, event.event)
+        error: str | None = None
+        status = 0
+        body = b""
+        try:
+            status, body = await self._post(url, connection, event)
+        except _TooLarge:
+            error = "Invocation failed, response too large."
+        except TimeoutError:
+            error = (
+                f"Invocation failed, error: the upstream did not answer within {self._settings.upstream_timeout:g} s."
+            )
+        except asyncio.CancelledError:
+            if event.invocation_id is not None:
+                cancelled = "Invocation failed, response cancelled."
+                connection.send(encode(Completion.with_error(event.invocation_id, cancelled)))
+            raise
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            error = f"Invocation failed, error: {redact_text(str(exc)) or type(exc).__name__}."
+        where = f"{event.category}/{event.event} hub={connection.hub} id={connection.connection_id}"
+        if error is not None:
+            log.warning("upstream %s %s failed: %s", redact_url(url), where, error)
+        elif 200 <= status < 300:
+            log.info("upstream %s -> %d", where, status)
+        else:
+            log.warning("upstream %s %s -> %d", redact_url(url), where, status)
+        if event.invocation_id is not None:
+            connection.send(self._result(event.invocation_id, status, body, error))
+
+    async def _post(self, url: str, connection: ClientConnection, event: _Event) -> tuple[int, bytes]:
+        assert self._session is not None, "UpstreamDispatcher.start() was not awaited"
+        headers = {
+            "Content-Type": "application/json",
+            "X-ASRS-Connection-Id": connection.connection_id,
+            "X-ASRS-Hub": connection.hub,
+            "X-ASRS-Category": event.category,
+            "X-ASRS-Event": _CONTROL.sub(" ", event.event),
+            "X-ASRS-Signature": signature_header(self._keys, connection.connection_id),
+            "X-ASRS-User-Claims": user_claims_header(connection.claims),
+            "X-ASRS-Client-Query": connection.client_query,
+        }
+        if connection.user_id is not None:
+            headers["X-ASRS-User-Id"] = _CONTROL.sub(" ", connection.user_id)
+        limit = self._settings.max_upstream_response
+        async with self._session.post(url, data=event.body, headers=headers) as response:
+            if response.content_length is not None and response.content_length > limit:
+                raise _TooLarge
+            body = await response.content.read(limit + 1)
+            while len(body) <= limit:
+                chunk = await response.content.read(limit + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            if len(body) > limit:
+                raise _TooLarge
+            return response.status, body
+
+    @staticmethod
+    def _result(invocation_id: str, status: int, body: bytes, error: str | None) -> bytes:
+        """The bytes for the caller of an invocation with an id (§6.4, trap 16)."""
+        if error is not None:
+            return encode(Completion.with_error(invocation_id, error))
+        if status == 204 or (status == 200 and not body):
+            return encode(Completion(invocation_id))
+        if status != 200:
+            return encode(Completion.with_error(invocation_id, f"Invocation failed, status code {status}"))
+        # A 200 body goes to the caller as it is, so it must be complete hub records: check before writing it.
+        try:
+            for record in split_records(body):
+                decode(record)
+        except ProtocolError:
+            return encode(
+                Completion.with_error(
+                    invocation_id,
+                    "Invocation failed, error: the upstream response is not a complete hub protocol message.",
+                )
+            )
+        return body
+
+    def _no_upstream(self, connection: ClientConnection, event: _Event) -> None:
+        if not event.is_message:
+            return  # §6.2: events without a matching template are dropped silently
+        if not self._templates:
+            reason = f"No upstream is configured for hub '{connection.hub}'."
+        else:
+            reason = f"Unknown hub method '{event.event}'"
+        if event.invocation_id is None:
+            log.info("dropped %s hub=%s id=%s: %s", event.event, connection.hub, connection.connection_id, reason)
+            return
+        connection.send(encode(Completion.with_error(event.invocation_id, reason)))
+
+
+class _TooLarge(Exception):
+    pass
