@@ -1,0 +1,475 @@
+"""``ChatApp``: the Textual chat client of the Chatroom sample, over :class:`signalr.client.HubConnection`.
+
+The connection lives in ``@work`` workers (exclusive group ``connection``), so negotiating, redirecting and
+connecting never block the UI. The client's callbacks only post Textual messages (``chat.messages``); the handlers
+below turn them into lines, status and trace rows. The UI never sees protocol bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Header, Input, Select
+
+from signalr.client import ConnectionState, HubConnection, TraceEvent, TransportChoice
+from signalr.redact import SECRET_HEADERS, redact_text, redact_url
+
+from .messages import ConnectionFailed, MessageArrived, StateChanged, TraceRecorded
+from .names import SYSTEM_SENDER, random_default_name
+from .screens import HelpScreen, NamePrompt
+from .widgets import ChatLine, ChatLog, LineKind, StatusBar, StatusInfo, TracePanel, TransportSelector
+
+__all__ = ["NOT_CONNECTED", "ChatApp", "describe_error", "host_of"]
+
+STOP_TIMEOUT = 5.0
+"""Longest wait for a clean ``stop()`` before the app moves on (quit, transport switch)."""
+NOT_CONNECTED = "Cannot send data if the connection is not in the 'Connected' State."
+"""What the sample shows when a send is attempted without a connection (the JS client's message)."""
+HUB_TARGETS = ("broadcastMessage", "echo")
+
+
+def host_of(url: str) -> str:
+    """``host:port`` of ``url`` (the port only when the URL names one)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port is not None else host
+
+
+def _endpoint(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "ws": 80, "https": 443, "wss": 443}.get(parts.scheme.lower())
+    return (parts.hostname or "").lower(), port if port is not None else default
+
+
+def describe_error(error: BaseException | None) -> str:
+    """A one-line reason for ``error``: its message, or its type when the message is empty."""
+    if error is None:
+        return "the server closed the connection"
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+class ChatApp(App[None]):
+    """The chat. Pass ``name`` to skip the name prompt, ``headers`` for every HTTP request (subscription key).
+
+    ``gateway_profile``/``profile_switcher``/``strict_apim`` are for the local demo: when the user picks a transport
+    whose family the gateway's APIM profile does not serve, the app awaits ``profile_switcher(family)`` before it
+    reconnects, unless ``strict_apim`` is set (then it connects anyway so the failure can be seen).
+    ``connection_factory`` builds the connection (tests inject their own); ``clock`` stamps the lines.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "SignalR Chatroom"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+e", "echo", "Echo", priority=True),
+        Binding("ctrl+t", "choose_transport", "Transport", priority=True),
+        Binding("f12", "toggle_trace", "Trace", priority=True),
+        Binding("ctrl+r", "reconnect", "Reconnect", priority=True),
+        Binding("f1", "help", "Help"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+    _MAIN_ONLY = frozenset({"echo", "choose_transport", "toggle_trace", "reconnect", "help", "clear"})
+
+    def __init__(
+        self,
+        url: str,
+        transport: TransportChoice,
+        name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        connection_factory: Callable[..., HubConnection] = HubConnection,
+        gateway_profile: str | None = None,
+        profile_switcher: Callable[[str], Awaitable[None]] | None = None,
+        strict_apim: bool = False,
+        *,
+        clock: Callable[[], datetime] = datetime.now,
+        default_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.hub_url = url
+        self.transport = transport
+        self.user_name = name
+        self.headers = dict(headers or {})
+        self.connection_factory = connection_factory
+        self.gateway_profile = gateway_profile
+        self.profile_switcher = profile_switcher
+        self.strict_apim = strict_apim
+        self.clock = clock
+        self.default_name = default_name or random_default_name()
+        self.connection: HubConnection | None = None
+        self._generation = 0
+        self._reported_failure = -1
+        self._outbox: asyncio.Queue[tuple[str, tuple[str, str]]] = asyncio.Queue()
+        self._secrets = [v for k, v in self.headers.items() if k.lower() in SECRET_HEADERS and v]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ui_thread = threading.get_ident()
+
+    # ----------------------------------------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield StatusBar(id="status")
+        yield ChatLog(id="chat-log")
+        yield TracePanel(id="trace")
+        with Horizontal(id="compose-bar"):
+            yield Input(placeholder="Type a message — Enter broadcasts, ctrl+e echoes", id="message")
+            yield Button("Send", id="send", variant="primary")
+            yield Button("Echo", id="echo")
+            yield TransportSelector(self.transport, id="transport")
+        yield Footer()
+
+    @property
+    def chat_log(self) -> ChatLog:
+        return self.query_one("#chat-log", ChatLog)
+
+    @property
+    def trace_panel(self) -> TracePanel:
+        return self.query_one("#trace", TracePanel)
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    def on_mount(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ui_thread = threading.get_ident()
+        self.trace_panel.display = False
+        self.sub_title = self._subtitle()
+        self._refresh_status()
+        self.set_interval(1.0, self._refresh_status)
+        self._send_loop()
+        if not self.is_headless:
+            # A terminal app gets SIGTERM from `kill` or a closing terminal: leave the chat cleanly, exit 0.
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    self._loop.add_signal_handler(sig, self._quit_soon)
+        if self.user_name is None:
+            self.push_screen(NamePrompt(self.default_name), self._name_chosen)
+        else:
+            self._connect()
+        self.query_one("#message", Input).focus()
+
+    def _subtitle(self) -> str:
+        who = self.user_name or "…"
+        return f"{who} @ {redact_url(self.hub_url)}"
+
+    def _name_chosen(self, name: str | None) -> None:
+        if not name:
+            return
+        self.user_name = name
+        self.sub_title = self._subtitle()
+        self._connect()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Chat keys act on the chat screen only; on the name prompt and the help screen they do nothing.
+        if action in self._MAIN_ONLY and isinstance(self.screen, ModalScreen):
+            return False
+        return True
+
+    # ----------------------------------------------------------------------------------------------- lines
+
+    def show_line(self, kind: LineKind, text: str, sender: str = "") -> None:
+        """Add a local line (note or error) to the message view."""
+        self.chat_log.add(ChatLine(kind, self.clock(), sender, self._scrub(text)))
+
+    def _note(self, text: str) -> None:
+        self.show_line(LineKind.NOTE, text)
+
+    def _error(self, text: str) -> None:
+        self.show_line(LineKind.ERROR, text)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without secrets: token/key patterns and the literal values of our secret headers."""
+        text = redact_text(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # ----------------------------------------------------------------------------------------------- connection
+
+    def _post(self, message: Message) -> None:
+        """Post from whatever thread the client calls back on (the UI loop's own thread is the common case)."""
+        if threading.get_ident() == self._ui_thread or self._loop is None:
+            self.post_message(message)
+        else:
+            self._loop.call_soon_threadsafe(self.post_message, message)
+
+    def _hub_message(self, generation: int, target: str, *arguments: Any) -> None:
+        # The sample's callback: (name, message); nothing is shown for a falsy message (§5).
+        sender = arguments[0] if arguments else ""
+        message = arguments[1] if len(arguments) > 1 else None
+        if not message:
+            return
+        self._post(MessageArrived(generation, target, _as_text(sender), _as_text(message), at=self.clock().timestamp()))
+
+    def _trace(self, event: TraceEvent) -> None:
+        self._post(TraceRecorded(self._generation, event))
+
+    @work(exclusive=True, group="connection", exit_on_error=False)
+    async def _connect(self) -> None:
+        """Replace the current connection by a new one with the chosen transport, switching the demo gateway first."""
+        await self._drop_connection()
+        choice = self.transport
+        if self.gateway_profile is not None and choice.family != self.gateway_profile:
+            if self.profile_switcher is not None and not self.strict_apim:
+                self._note(
+                    "APIM serves either WebSockets or SSE/LongPolling on client/, never both: "
+                    f"switching the local gateway to the {choice.family} profile"
+                )
+                try:
+                    await self.profile_switcher(choice.family)
+                except Exception as exc:
+                    self._error(f"Could not switch the gateway to the {choice.family} profile: {describe_error(exc)}")
+                    return
+                self.gateway_profile = choice.family
+            else:
+                self._note(
+                    f"The gateway serves APIM profile {self.gateway_profile}, which has no API for {choice.label} "
+                    "on client/ — connecting anyway to show the failure (the gateway is not switched)"
+                )
+        self._generation += 1
+        generation = self._generation
+        connection = self.connection_factory(
+            self.hub_url, transport=choice, headers=self.headers or None, trace=self._trace
+        )
+        for target in HUB_TARGETS:
+            connection.on(target, partial(self._hub_message, generation, target))
+        connection.on_state_change(lambda old, new: self._post(StateChanged(generation, old, new)))
+        connection.on_close(lambda error: self._post(ConnectionFailed(generation, error, during_start=False)))
+        self.connection = connection
+        self._note(f"Connecting to {redact_url(self.hub_url)} with {choice.label}…")
+        self._refresh_status()
+        try:
+            await connection.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._post(ConnectionFailed(generation, exc, during_start=True))
+            return
+        self._refresh_status()
+        used = connection.transport_name or choice.label
+        where = host_of(connection.connected_url) if connection.connected_url else "?"
+        label = self._host_label(where) if connection.connected_url else ""
+        self._note(f"Connected with {used} to {where}{' ' + label if label else ''}")
+        self._outbox.put_nowait(("broadcastMessage", (SYSTEM_SENDER, f"{self.user_name} JOINED")))
+
+    async def _drop_connection(self) -> None:
+        """Stop the current connection (bounded wait); its late events are ignored from now on."""
+        connection, self.connection = self.connection, None
+        self._generation += 1
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.stop(), STOP_TIMEOUT)
+        self._refresh_status()
+
+    @work(group="sender", exit_on_error=False)
+    async def _send_loop(self) -> None:
+        """Send queued invocations one at a time, in order (one worker: messages never overtake each other)."""
+        while True:
+            target, arguments = await self._outbox.get()
+            connection = self.connection
+            if connection is None or connection.state is not ConnectionState.CONNECTED:
+                # The sample shows a rejected send as a _BROADCAST_ line with the error's message.
+                self._error(NOT_CONNECTED)
+                continue
+            try:
+                await connection.send(target, *arguments)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._error(f"Send failed: {describe_error(exc)}")
+
+    def send_broadcast(self, text: str) -> None:
+        """Queue ``broadcastMessage(name, text)``; empty text is not sent (the sample's Send button)."""
+        if text:
+            self._outbox.put_nowait(("broadcastMessage", (self.user_name or "", text)))
+
+    def send_echo(self, text: str) -> None:
+        """Queue ``echo(name, text)``; sent even when empty, like the sample's Echo button."""
+        self._outbox.put_nowait(("echo", (self.user_name or "", text)))
+
+    # ----------------------------------------------------------------------------------------------- handlers
+
+    def on_message_arrived(self, message: MessageArrived) -> None:
+        if message.generation != self._generation:
+            return
+        at = datetime.fromtimestamp(message.at)
+        self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
+
+    def on_state_changed(self, message: StateChanged) -> None:
+        if message.generation == self._generation:
+            self._refresh_status()
+
+    def on_trace_recorded(self, message: TraceRecorded) -> None:
+        # Every connection's steps are kept, also the close of one just replaced: the trace is a log.
+        event = message.event
+        clean = dataclasses.replace(
+            event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail), host=event.host
+        )
+        self.trace_panel.record(clean)
+
+    def on_connection_failed(self, message: ConnectionFailed) -> None:
+        if message.generation != self._generation or message.generation == self._reported_failure:
+            return
+        self._reported_failure = message.generation
+        reason = describe_error(message.error)
+        if message.during_start:
+            self._error(f"Could not connect: {reason} — press ctrl+r to retry")
+        else:
+            self._error(f"Connection closed: {reason} — press ctrl+r to reconnect")
+        self._refresh_status()
+
+    @on(Input.Submitted, "#message")
+    def _message_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value:
+            self.send_broadcast(event.value)
+            event.input.value = ""
+
+    @on(Button.Pressed, "#send")
+    def _send_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        field = self.query_one("#message", Input)
+        if field.value:
+            self.send_broadcast(field.value)
+            field.value = ""
+        field.focus()
+
+    @on(Button.Pressed, "#echo")
+    def _echo_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_echo()
+
+    @on(Select.Changed, "#transport")
+    def _transport_picked(self, event: Select.Changed) -> None:
+        value = event.value
+        if isinstance(value, TransportChoice) and value != self.transport:
+            self.switch_transport(value)
+
+    # ----------------------------------------------------------------------------------------------- actions
+
+    def switch_transport(self, choice: TransportChoice) -> None:
+        """Use ``choice`` from now on and reconnect with it (the selector follows)."""
+        self.transport = choice
+        selector = self.query_one("#transport", TransportSelector)
+        if selector.value != choice:
+            selector.value = choice
+        self._refresh_status()
+        if self.user_name is not None:
+            self._connect()
+
+    def action_echo(self) -> None:
+        field = self.query_one("#message", Input)
+        self.send_echo(field.value)
+        field.value = ""
+        field.focus()
+
+    def action_toggle_trace(self) -> None:
+        panel = self.trace_panel
+        panel.display = not panel.display
+        if panel.display:
+            panel.redraw()
+
+    def action_choose_transport(self) -> None:
+        selector = self.query_one("#transport", TransportSelector)
+        selector.focus()
+        selector.action_show_overlay()
+
+    def action_reconnect(self) -> None:
+        if self.user_name is not None:
+            self._connect()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_clear(self) -> None:
+        self.chat_log.clear_messages()
+
+    async def action_quit(self) -> None:
+        """Close the connection cleanly (bounded), then exit."""
+        self.workers.cancel_group(self, "connection")
+        await self._drop_connection()
+        self.exit()
+
+    def _quit_soon(self) -> None:
+        self.call_later(self.action_quit)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for choice in TransportChoice:
+            yield SystemCommand(
+                f"Transport: {choice.label}",
+                f"Reconnect using {choice.label} (APIM profile {choice.family})",
+                partial(self.switch_transport, choice),
+            )
+        yield SystemCommand(
+            "Toggle network trace", "Show or hide the network trace panel (F12)", self.action_toggle_trace
+        )
+        yield SystemCommand("Clear messages", "Remove all lines from the message view", self.action_clear)
+        yield SystemCommand("Reconnect", "Drop the connection and connect again (ctrl+r)", self.action_reconnect)
+
+    # ----------------------------------------------------------------------------------------------- status
+
+    def _host_label(self, host: str) -> str:
+        """Whose host ``host`` is: the app server, the gateway (APIM), the service, or just the redirect target."""
+        connected = self.connection.connected_url if self.connection else None
+        if connected is None or _endpoint(connected) == _endpoint(self.hub_url):
+            return "(app server)"
+        name = host.lower()
+        if self.gateway_profile is not None or ".azure-api.net" in name:
+            return "via gateway"
+        if ".service.signalr.net" in name:
+            return "(service, direct)"
+        return "via ClientEndpoint"
+
+    def _refresh_status(self) -> None:
+        connection = self.connection
+        if connection is None:
+            info = StatusInfo(wanted=self.transport, profile=self.gateway_profile)
+        else:
+            connected = connection.connected_url
+            host = host_of(connected) if connected else None
+            info = StatusInfo(
+                state=connection.state,
+                transport=connection.transport_name,
+                connection_id=connection.connection_id,
+                host=host,
+                host_label=self._host_label(host) if host else "",
+                rtt_ms=connection.last_rtt_ms,
+                profile=self.gateway_profile,
+                wanted=self.transport,
+            )
+        with contextlib.suppress(Exception):
+            self.status_bar.show(info)

@@ -1,0 +1,122 @@
+"""``chat``: the terminal chat. Options come from the command line, then the environment, then ``./.env``.
+
+    chat [--url http://localhost:5000/chat] [--transport websockets|sse|longpolling|sse-lp] [--name NAME]
+         [--subscription-key KEY]
+
+Environment: ``CHAT_URL``, ``CHAT_TRANSPORT``, ``CHAT_NAME``, ``APIM_SUBSCRIPTION_KEY``. A bad option prints one line
+on stderr and exits 2. The subscription key is sent as ``Ocp-Apim-Subscription-Key`` on every request and is never
+shown (not in the title, the status bar, the trace or error lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+from signalr.client import TransportChoice
+
+from .names import name_problem
+
+__all__ = ["DEFAULT_URL", "SUBSCRIPTION_KEY_HEADER", "ChatOptions", "OptionError", "main", "parse_options"]
+
+DEFAULT_URL = "http://localhost:5000/chat"
+SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
+_TRANSPORTS = [choice.value for choice in TransportChoice]
+
+
+class OptionError(Exception):
+    """An option's value is unusable; the message names the option and what is accepted."""
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """The resolved options of one ``chat`` run."""
+
+    url: str
+    transport: TransportChoice
+    name: str | None
+    subscription_key: str | None = field(default=None, repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers for every request: the subscription key, when there is one."""
+        return {SUBSCRIPTION_KEY_HEADER: self.subscription_key} if self.subscription_key else {}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One clear line instead of argparse's usage block.
+        raise OptionError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="chat",
+        description="Terminal chat for the SignalR Chatroom sample, through Azure SignalR Service and APIM.",
+    )
+    parser.add_argument("--url", help=f"the app server's hub URL (env CHAT_URL; default {DEFAULT_URL})")
+    parser.add_argument("--transport", help=f"one of {', '.join(_TRANSPORTS)} (env CHAT_TRANSPORT; default websockets)")
+    parser.add_argument("--name", help="chat name; asked for when omitted (env CHAT_NAME)")
+    parser.add_argument(
+        "--subscription-key",
+        help="APIM subscription key, sent as the Ocp-Apim-Subscription-Key header (env APIM_SUBSCRIPTION_KEY)",
+    )
+    return parser
+
+
+def parse_options(argv: list[str] | None, environ: dict[str, str] | None = None) -> ChatOptions:
+    """Resolve the options: ``argv`` wins over ``environ`` (default: the process environment after ``.env``)."""
+    args = _parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    url = args.url if args.url is not None else env.get("CHAT_URL") or DEFAULT_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionError(f"--url must be an absolute http:// or https:// URL of the hub, e.g. {DEFAULT_URL}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise OptionError("--url has an invalid port") from None
+    transport_name = args.transport if args.transport is not None else env.get("CHAT_TRANSPORT") or "websockets"
+    try:
+        transport = TransportChoice(transport_name.strip().lower())
+    except ValueError:
+        raise OptionError(f"--transport must be one of {', '.join(_TRANSPORTS)}") from None
+    name = args.name if args.name is not None else env.get("CHAT_NAME") or None
+    if name is not None:
+        problem = name_problem(name)
+        if problem:
+            raise OptionError(f"--name: {problem}")
+    key = args.subscription_key if args.subscription_key is not None else env.get("APIM_SUBSCRIPTION_KEY")
+    if key is not None and (not key.strip() or any(c in key for c in "\r\n")):
+        raise OptionError("--subscription-key must be a non-empty single-line value")
+    return ChatOptions(url=url, transport=transport, name=name, subscription_key=key or None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``chat``: 0 after a normal quit, 2 for bad options, 1 if the UI failed."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+    try:
+        options = parse_options(sys.argv[1:] if argv is None else argv)
+    except OptionError as exc:
+        print(f"chat: error: {exc}", file=sys.stderr)
+        return 2
+
+    from .app import ChatApp  # imported late so `chat --help` and option errors stay fast
+
+    app = ChatApp(options.url, options.transport, name=options.name, headers=options.headers)
+    try:
+        app.run()
+    except KeyboardInterrupt:
+        return 0
+    return 0 if app.return_code in (None, 0) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The chat's widgets: message view, status bar, network-trace panel, transport selector.
+
+Everything that shows text from the network builds ``rich.text.Text`` objects from plain strings — never markup
+strings — so a message such as ``[bold]x`` or ``[/]`` renders literally, and control characters are made visible
+before they reach the terminal (a peer must not be able to send escape sequences to your screen).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import RichLog, Select, Static
+
+from signalr.client import ConnectionState, TraceEvent, TransportChoice
+from signalr.redact import redact_text, redact_url
+
+from .names import BROADCAST_SENDER, SYSTEM_SENDER
+
+__all__ = [
+    "MAX_CHAT_LINES",
+    "MAX_SHOWN_CHARS",
+    "MAX_TRACE_ROWS",
+    "ChatLine",
+    "ChatLog",
+    "LineKind",
+    "StatusBar",
+    "StatusInfo",
+    "TracePanel",
+    "TransportSelector",
+    "printable",
+    "render_chat_line",
+    "render_trace_row",
+]
+
+MAX_CHAT_LINES = 5000
+"""Chat lines kept in the view; older ones scroll out (bounded memory at any message rate)."""
+MAX_TRACE_ROWS = 500
+"""Trace rows kept; the panel shows the most recent ones."""
+MAX_SHOWN_CHARS = 2000
+"""Longest message text rendered; the rest is summarised (a 1 MB message must not freeze the view)."""
+MAX_NAME_CHARS = 64
+
+
+class LineKind(Enum):
+    """How a chat line is shown: the sample's four kinds of lines plus local errors and notes."""
+
+    OWN = "own"  # sent by this user: right-aligned, green, "(you)"
+    OTHER = "other"  # sent by someone else: left-aligned
+    SYSTEM = "system"  # sender _SYSTEM_: centred, dim (e.g. "alice JOINED")
+    BROADCAST = "broadcast"  # sender _BROADCAST_: centred
+    ERROR = "error"  # a local error (connection failure, rejected send): red
+    NOTE = "note"  # a local explanation (e.g. why the gateway profile changes): centred, italic
+
+
+@dataclass(frozen=True)
+class ChatLine:
+    """One line of the message view, before rendering."""
+
+    kind: LineKind
+    at: datetime
+    sender: str
+    text: str
+
+    @classmethod
+    def from_hub(cls, sender: str, text: str, own_name: str | None, at: datetime) -> ChatLine:
+        """Classify a ``(name, message)`` pair the way the sample's page does (§5)."""
+        if sender == SYSTEM_SENDER:
+            kind = LineKind.SYSTEM
+        elif sender == BROADCAST_SENDER:
+            kind = LineKind.BROADCAST
+        elif own_name is not None and sender == own_name:
+            kind = LineKind.OWN
+        else:
+            kind = LineKind.OTHER
+        return cls(kind, at, sender, text)
+
+
+def printable(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` safe for the terminal: control characters shown as ``\\xNN``, long text cut at ``limit``.
+
+    Newlines and tabs are kept (multi-line messages wrap in the view); everything else in Unicode category ``Cc``
+    (ESC, BEL, CR, ...) is made visible so a peer cannot move the cursor or recolour the terminal.
+    """
+    extra = len(text) - limit
+    if extra > 0:
+        text = text[:limit]
+    out = "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
+    if extra > 0:
+        out += f"… ({extra} more characters)"
+    return out
+
+
+def render_chat_line(line: ChatLine) -> Text:
+    """The line as shown: ``HH:MM:SS name: text``; own lines right-aligned with ``(you)``, system lines centred."""
+    stamp = line.at.strftime("%H:%M:%S")
+    sender = printable(line.sender, MAX_NAME_CHARS)
+    text = printable(line.text)
+    if line.kind is LineKind.OWN:
+        return Text.assemble(
+            (stamp, "dim"), " ", (f"{sender} (you)", "bold green"), ": ", (text, "green"), justify="right"
+        )
+    if line.kind is LineKind.OTHER:
+        return Text.assemble((stamp, "dim"), " ", (sender, "bold cyan"), ": ", text, justify="left")
+    if line.kind is LineKind.SYSTEM:
+        return Text.assemble((stamp, "dim"), " ", (text, "dim italic"), justify="center")
+    if line.kind is LineKind.BROADCAST:
+        return Text.assemble((stamp, "dim"), " ", (text, "bold yellow"), justify="center")
+    if line.kind is LineKind.ERROR:
+        return Text.assemble((stamp, "dim"), " ", (text, "bold red"), justify="left")
+    return Text.assemble((stamp, "dim"), " ", (text, "italic magenta"), justify="center")
+
+
+class ChatLog(RichLog):
+    """The message view: bounded, batched, and re-rendered when its width changes.
+
+    Call :meth:`add` for every line; lines are written in batches on the next turn of the widget's message loop, so a
+    burst of hundreds of messages costs one layout and one scroll, not hundreds.
+    """
+
+    DEFAULT_CSS = """
+    ChatLog { scrollbar-gutter: stable; overflow-x: hidden; }
+    """
+
+    def __init__(self, max_lines: int = MAX_CHAT_LINES, *, id: str | None = None) -> None:
+        super().__init__(max_lines=max_lines, wrap=True, markup=False, highlight=False, auto_scroll=True, id=id)
+        self.records: deque[ChatLine] = deque(maxlen=max_lines)
+        """The lines held by the view, oldest first (what a re-render draws)."""
+        self._pending: list[ChatLine] = []
+        self._flush_scheduled = False
+        self._rendered_width = 0
+
+    def add(self, line: ChatLine) -> None:
+        """Queue ``line`` for display; it appears after the current burst of messages has been handled."""
+        self.records.append(line)
+        self._pending.append(line)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
+    def clear_messages(self) -> None:
+        """Remove every line from the view."""
+        self.records.clear()
+        self._pending.clear()
+        self.clear()
+
+    @property
+    def plain_lines(self) -> list[str]:
+        """The rendered lines as plain text (what a reader of the screen sees, scrolled or not)."""
+        return [strip.text for strip in self.lines]
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        self._write_lines(pending[-self.records.maxlen :] if self.records.maxlen else pending)
+
+    def _write_lines(self, lines: Iterable[ChatLine]) -> None:
+        rendered = [render_chat_line(line) for line in lines]
+        for index, text in enumerate(rendered):
+            self.write(text, expand=True, scroll_end=index == len(rendered) - 1 and None)
+        if self._size_known:
+            self._rendered_width = self.scrollable_content_region.width
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Centred and right-aligned lines were laid out for the old width: draw the held lines again.
+        if self._rendered_width and self._size_known and self.scrollable_content_region.width != self._rendered_width:
+            self._pending.clear()
+            self.clear()
+            self._write_lines(self.records)
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """What the status bar shows; ``host_label`` says whose host ``host`` is (e.g. ``via gateway``)."""
+
+    state: ConnectionState = ConnectionState.DISCONNECTED
+    transport: str | None = None
+    connection_id: str | None = None
+    host: str | None = None
+    host_label: str = ""
+    rtt_ms: float | None = None
+    profile: str | None = None
+    wanted: TransportChoice | None = None
+
+
+_STATE_STYLES = {
+    ConnectionState.CONNECTED: "bold green",
+    ConnectionState.CONNECTING: "bold yellow",
+    ConnectionState.RECONNECTING: "bold yellow",
+    ConnectionState.DISCONNECTING: "yellow",
+    ConnectionState.DISCONNECTED: "bold red",
+}
+
+
+class StatusBar(Static):
+    """One line: state, transport in use, connection id, host connected to, round-trip time, APIM profile."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.info: StatusInfo | None = None
+
+    def show(self, info: StatusInfo) -> None:
+        """Display ``info`` (cheap when nothing changed)."""
+        if info == self.info:
+            return
+        self.info = info
+        self.update(self.render_info(info))
+
+    @staticmethod
+    def render_info(info: StatusInfo) -> Text:
+        sep = (" │ ", "dim")
+        transport = info.transport or (f"{info.wanted.label} (wanted)" if info.wanted else "—")
+        parts: list[tuple[str, str] | str] = [
+            ("● " + info.state.name.capitalize(), _STATE_STYLES.get(info.state, "")),
+            sep,
+            transport,
+            sep,
+            ("id ", "dim"),
+            printable(info.connection_id or "—", 40),
+            sep,
+            ("→ ", "dim"),
+            printable(info.host or "—", 80),
+        ]
+        if info.host and info.host_label:
+            parts += [" ", (info.host_label, "bold magenta")]
+        parts += [sep, ("rtt ", "dim"), f"{info.rtt_ms:.0f} ms" if info.rtt_ms is not None else "—"]
+        if info.profile:
+            parts += [sep, ("APIM ", "dim"), info.profile]
+        return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
+
+
+_TRACE_HEADER = (
+    f"{'time':<12} {'kind':<9} {'method':<6} {'status':>6} {'ms':>7} {'bytes':>7} {'host':<21} {'detail':<40} url"
+)
+
+
+def render_trace_row(event: TraceEvent) -> Text:
+    """One trace row: time, kind, method, status, duration, bytes, host, detail, URL — secrets redacted again."""
+    stamp = datetime.fromtimestamp(event.at).strftime("%H:%M:%S.%f")[:12]
+    status = "" if event.status is None else str(event.status)
+    duration = "" if event.duration_ms is None else f"{event.duration_ms:.1f}"
+    size = "" if event.bytes is None else str(event.bytes)
+    detail = printable(redact_text(event.detail), 200)
+    if len(detail) > 40:
+        detail = detail[:39] + "…"
+    failed = event.kind == "error" or (event.status is not None and event.status >= 400 and event.method != "WS")
+    style = "red" if failed else {"redirect": "magenta", "negotiate": "cyan", "connect": "green"}.get(event.kind, "")
+    return Text.assemble(
+        (f"{stamp:<12} ", "dim"),
+        (f"{printable(event.kind, 9):<9} ", style or "bold"),
+        f"{printable(event.method, 6):<6} ",
+        (f"{status:>6} ", "red" if failed else ""),
+        f"{duration:>7} ",
+        f"{size:>7} ",
+        (f"{printable(event.host, 21):<21} ", "bold"),
+        (f"{detail:<40} ", style),
+        (printable(redact_url(event.url), 2000), "dim"),
+        no_wrap=True,
+    )
+
+
+class TracePanel(Vertical):
+    """The network trace (F12): a column header and the last :data:`MAX_TRACE_ROWS` trace events.
+
+    Events are always recorded; they are rendered only while the panel is shown, so a hidden panel costs nothing.
+    """
+
+    def __init__(self, max_rows: int = MAX_TRACE_ROWS, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.events: deque[TraceEvent] = deque(maxlen=max_rows)
+        self._max_rows = max_rows
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(_TRACE_HEADER, style="bold underline", no_wrap=True), id="trace-header")
+        yield RichLog(max_lines=self._max_rows, wrap=False, markup=False, highlight=False, id="trace-log")
+
+    @property
+    def log_view(self) -> RichLog:
+        return self.query_one("#trace-log", RichLog)
+
+    def record(self, event: TraceEvent) -> None:
+        """Keep ``event``; show it at once if the panel is visible."""
+        self.events.append(event)
+        if self.display:
+            self.log_view.write(render_trace_row(event))
+
+    def redraw(self) -> None:
+        """Draw every kept event again (call after making the panel visible)."""
+        view = self.log_view
+        view.clear()
+        for event in self.events:
+            view.write(render_trace_row(event), scroll_end=False)
+        view.scroll_end(animate=False, immediate=False)
+
+    @property
+    def plain_rows(self) -> list[str]:
+        """The rendered rows as plain text."""
+        return [strip.text for strip in self.log_view.lines]
+
+
+class TransportSelector(Select[TransportChoice]):
+    """Pick the transport; a change posts ``Select.Changed`` and the app reconnects with it."""
+
+    def __init__(self, value: TransportChoice, *, id: str | None = None) -> None:
+        super().__init__(
+            [(choice.label, choice) for choice in TransportChoice],
+            value=value,
+            allow_blank=False,
+            prompt="Transport",
+            id=id,
+        )

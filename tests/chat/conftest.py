@@ -1,0 +1,57 @@
+"""Fixtures for the chat UI tests: an app wired to the in-memory fake hub, and a polling helper."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from signalr.client import TransportChoice
+
+from .fake_client import FakeHub
+
+HUB_URL = "http://127.0.0.1:5000/chat"
+FIXED_TIME = datetime(2024, 5, 17, 12, 34, 56)
+
+
+def fixed_clock() -> datetime:
+    return FIXED_TIME
+
+
+@pytest.fixture
+def hub() -> FakeHub:
+    return FakeHub()
+
+
+@pytest.fixture
+def make_app(hub: FakeHub) -> Callable[..., Any]:
+    """Build a ChatApp on the fake hub; keyword arguments override the defaults."""
+    from chat.app import ChatApp
+
+    def build(**overrides: Any) -> ChatApp:
+        options: dict[str, Any] = {
+            "url": HUB_URL,
+            "transport": TransportChoice.WEBSOCKETS,
+            "name": "alice",
+            "connection_factory": hub.factory,
+            "clock": fixed_clock,
+            "default_name": "k3x9q2zt",
+        }
+        options.update(overrides)
+        return ChatApp(**options)
+
+    return build
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
+    """Let the app run until ``predicate()`` is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await pilot.pause(0.02)
+    await asyncio.sleep(0)

@@ -1,0 +1,412 @@
+"""The chat UI driven with Textual's Pilot over the in-memory fake hub: what a user sees and what goes on the wire."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.widgets import Input, Label
+
+from chat.app import NOT_CONNECTED, ChatApp
+from chat.screens import HelpScreen, NamePrompt
+from chat.widgets import LineKind
+from signalr.client import ConnectionState, SignalRClientError, TraceEvent, TransportChoice
+
+from .conftest import wait_until
+from .fake_client import FakeHub
+
+SIZE = (120, 36)
+
+
+def log_text(app: ChatApp) -> str:
+    """The message view's screen lines as one string, whitespace collapsed (so wrapped lines read as one)."""
+    return " ".join(" ".join(app.chat_log.plain_lines).split())
+
+
+def seen(app: ChatApp, text: str) -> bool:
+    """True when ``text`` is on the message view (ignoring where lines wrap)."""
+    return " ".join(text.split()) in log_text(app)
+
+
+async def joined(pilot: Any, app: ChatApp, hub: FakeHub, name: str = "alice") -> None:
+    await wait_until(pilot, lambda: seen(app, f"{name} JOINED"), what="the JOINED line")
+
+
+# ----------------------------------------------------------------------------------------------- name prompt
+
+
+async def test_name_prompt_offers_the_default_and_joins_with_it(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app(name=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, NamePrompt)
+        assert str(app.screen.query_one("#name-question", Label).render()) == "Enter your name:"
+        assert app.screen.query_one("#name-input", Input).value == "k3x9q2zt"
+        assert hub.created == []  # the sample asks first, then connects
+        await pilot.press("enter")
+        await joined(pilot, app, hub, "k3x9q2zt")
+        assert app.user_name == "k3x9q2zt"
+        assert ("broadcastMessage", ("_SYSTEM_", "k3x9q2zt JOINED")) in hub.sent
+        assert "k3x9q2zt @ http://127.0.0.1:5000/chat" in app.sub_title
+
+
+@pytest.mark.parametrize("bad", ["", "_alice", "a<b", "b>a"])
+async def test_each_invalid_name_asks_again(make_app: Callable[..., ChatApp], hub: FakeHub, bad: str) -> None:
+    app = make_app(name=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        prompt = app.screen
+        field = prompt.query_one("#name-input", Input)
+        field.value = bad
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is prompt
+        assert str(prompt.query_one("#name-question", Label).render()) == "Invalid input. Enter your name:"
+        assert field.value == ""
+        assert hub.created == [] and app.user_name is None
+        # A valid name typed afterwards is accepted (OK button this time).
+        await pilot.press(*"carol")
+        await pilot.click("#name-ok")
+        await joined(pilot, app, hub, "carol")
+        assert not isinstance(app.screen, NamePrompt)
+
+
+async def test_chat_keys_do_nothing_on_the_name_prompt(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app(name=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+e", "f12", "ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, NamePrompt)
+        assert hub.sent == [] and hub.created == []
+        assert not app.trace_panel.display
+
+
+# ----------------------------------------------------------------------------------------------- send and echo
+
+
+async def test_enter_broadcasts_and_own_message_is_marked(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, lambda: seen(app, "alice (you): hello"), what="own line")
+        assert hub.sent[-1] == ("broadcastMessage", ("alice", "hello"))
+        assert app.query_one("#message", Input).value == ""
+        own = next(line for line in app.chat_log.plain_lines if "alice (you): hello" in line)
+        assert own.rstrip().endswith("12:34:56 alice (you): hello") and own.startswith("    ")  # right-aligned
+        # Empty input is not sent (the sample's check).
+        count = len(hub.sent)
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+        assert len(hub.sent) == count
+
+
+async def test_peer_messages_and_system_lines(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        hub.push("broadcastMessage", "bob", "hi alice")
+        hub.push("broadcastMessage", "_SYSTEM_", "bob JOINED")
+        hub.push("broadcastMessage", "_BROADCAST_", "server notice")
+        hub.push("broadcastMessage", "bob", "")  # falsy message: not shown (sample)
+        hub.push("broadcastMessage", "bob", None)
+        await wait_until(pilot, lambda: seen(app, "server notice"))
+        lines = app.chat_log.plain_lines
+        peer = next(line for line in lines if "bob: hi alice" in line)
+        assert peer.startswith("12:34:56 bob: hi alice")
+        system = next(line for line in lines if "bob JOINED" in line)
+        assert system.strip() == "12:34:56 bob JOINED" and system.startswith("      ")
+        kinds = [record.kind for record in app.chat_log.records]
+        assert kinds.count(LineKind.OTHER) == 1 and LineKind.BROADCAST in kinds
+
+
+async def test_echo_binding_and_button(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        await pilot.press(*"ping", "ctrl+e")
+        await wait_until(pilot, lambda: seen(app, "ping (echo from server)"), what="echo")
+        assert hub.sent[-1] == ("echo", ("alice", "ping"))
+        assert app.query_one("#message", Input).value == ""
+        # The Echo button sends even an empty message, like the sample; the reply is " (echo from server)".
+        await pilot.click("#echo")
+        await wait_until(pilot, lambda: hub.sent[-1] == ("echo", ("alice", "")), what="empty echo")
+        await wait_until(pilot, lambda: seen(app, "alice (you):  (echo from server)"), what="empty echo line")
+
+
+async def test_send_without_connection_shows_the_clients_error(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    hub.start_error = SignalRClientError("cannot reach 127.0.0.1:5000 (connection refused) — is the server running?")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "Could not connect"), what="start failure")
+        assert seen(app, "cannot reach 127.0.0.1:5000 (connection refused)")
+        assert seen(app, "press ctrl+r to retry")
+        await pilot.press(*"hi", "enter")
+        await wait_until(pilot, lambda: seen(app, NOT_CONNECTED), what="rejected send")
+        assert [r.kind for r in app.chat_log.records if NOT_CONNECTED in r.text] == [LineKind.ERROR]
+        assert app.status_bar.info is not None and app.status_bar.info.state is ConnectionState.DISCONNECTED
+
+
+# ----------------------------------------------------------------------------------------------- connection loss
+
+
+async def test_connection_loss_shows_reason_and_ctrl_r_reconnects(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        hub.drop_all(SignalRClientError("Server closed the connection with an error: going away"))
+        expected = (
+            "Connection closed: Server closed the connection with an error: going away — press ctrl+r to reconnect"
+        )
+        await wait_until(pilot, lambda: seen(app, expected), what="closed line")
+        assert [r.kind for r in app.chat_log.records if "Connection closed" in r.text] == [LineKind.ERROR]
+        await wait_until(pilot, lambda: "Disconnected" in str(app.status_bar.render()))
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: len(hub.created) == 2 and hub.created[1].state is ConnectionState.CONNECTED)
+        await wait_until(
+            pilot, lambda: "Connected" in str(app.status_bar.render()) and "conn-2" in str(app.status_bar.render())
+        )
+
+
+# ----------------------------------------------------------------------------------------------- transport switch
+
+
+async def test_ctrl_t_picks_a_transport_and_reconnects(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        first = hub.created[0]
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # WebSockets → ServerSentEvents
+        await wait_until(pilot, lambda: len(hub.created) == 2 and hub.created[1].state is ConnectionState.CONNECTED)
+        assert first.stopped
+        assert hub.created[1].transport is TransportChoice.SERVER_SENT_EVENTS
+        assert app.transport is TransportChoice.SERVER_SENT_EVENTS
+        await wait_until(pilot, lambda: "ServerSentEvents" in str(app.status_bar.render()))
+        await wait_until(pilot, lambda: log_text(app).count("alice JOINED") == 2, what="second JOINED")
+
+
+async def test_switch_to_other_family_awaits_the_profile_switcher(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    calls: list[str] = []
+
+    async def switcher(profile: str) -> None:
+        calls.append(profile)
+
+    app = make_app(gateway_profile="websocket", profile_switcher=switcher)
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        assert "via gateway" in str(app.status_bar.render())
+        app.switch_transport(TransportChoice.LONG_POLLING)
+        await wait_until(pilot, lambda: len(hub.created) == 2 and hub.created[1].state is ConnectionState.CONNECTED)
+        assert calls == ["sse-lp"]
+        assert app.gateway_profile == "sse-lp"
+        assert seen(app, "switching the local gateway to the sse-lp profile")
+        assert seen(app, "APIM serves either WebSockets or SSE/LongPolling on client/, never both")
+        # Same family: no switch.
+        app.switch_transport(TransportChoice.SSE_THEN_LONG_POLLING)
+        await wait_until(pilot, lambda: len(hub.created) == 3 and hub.created[2].state is ConnectionState.CONNECTED)
+        assert calls == ["sse-lp"]
+        app.switch_transport(TransportChoice.WEBSOCKETS)
+        await wait_until(pilot, lambda: len(hub.created) == 4 and hub.created[3].state is ConnectionState.CONNECTED)
+        assert calls == ["sse-lp", "websocket"]
+        assert "APIM websocket" in str(app.status_bar.render())
+
+
+async def test_strict_apim_never_switches_and_shows_the_failure(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    calls: list[str] = []
+
+    async def switcher(profile: str) -> None:
+        calls.append(profile)
+
+    app = make_app(gateway_profile="websocket", profile_switcher=switcher, strict_apim=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        failure = (
+            "the gateway at 127.0.0.1:8080 has no API for ServerSentEvents on client/ — APIM is configured for the "
+            "other profile (websocket vs sse-lp)"
+        )
+        hub.start_error = SignalRClientError(failure)
+        app.switch_transport(TransportChoice.SERVER_SENT_EVENTS)
+        await wait_until(pilot, lambda: seen(app, "Could not connect"), what="failure line")
+        assert calls == []
+        assert app.gateway_profile == "websocket"
+        assert len(hub.created) == 2 and hub.created[1].transport is TransportChoice.SERVER_SENT_EVENTS
+        assert seen(app, failure)
+        assert seen(app, "connecting anyway to show the failure")
+
+
+async def test_command_palette_switches_transport(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.1)
+        await pilot.press(*"Transport: LongPolling")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(hub.created) == 2 and hub.created[1].state is ConnectionState.CONNECTED)
+        assert hub.created[1].transport is TransportChoice.LONG_POLLING
+        assert app.query_one("#transport").value is TransportChoice.LONG_POLLING  # type: ignore[attr-defined]
+
+
+async def test_command_palette_clears_messages(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.1)
+        await pilot.press(*"Clear messages")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat_log.plain_lines == [], what="empty view")
+
+
+# ----------------------------------------------------------------------------------------------- trace, help, quit
+
+
+async def test_f12_toggles_the_trace_panel_with_rows(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        assert not app.trace_panel.display
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: len(app.trace_panel.plain_rows) >= 5, what="trace rows")
+        rows = app.trace_panel.plain_rows
+        assert any("negotiate" in r and "127.0.0.1:5000" in r and "redirected to" in r for r in rows)
+        assert any("connect" in r and "127.0.0.1:8080" in r and "101" in r for r in rows)
+        # New steps appear while the panel is shown.
+        await pilot.press(*"x", "enter")
+        await wait_until(
+            pilot, lambda: sum("Invocation broadcastMessage" in r for r in app.trace_panel.plain_rows) >= 2
+        )
+        await pilot.press("f12")
+        await pilot.pause()
+        assert not app.trace_panel.display
+
+
+async def test_help_screen_opens_and_closes(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_footer_lists_the_keys(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        keys = {b.binding.description for b in app.screen.active_bindings.values() if b.binding.show and b.enabled}
+        assert {"Echo", "Transport", "Trace", "Reconnect", "Help", "Quit"} <= keys
+
+
+async def test_ctrl_q_stops_the_connection_cleanly(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        connection = hub.created[0]
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert connection.stopped
+    assert app.return_code == 0
+
+
+# ----------------------------------------------------------------------------------------------- hostile input, secrets
+
+
+async def test_markup_and_control_characters_render_literally(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    hostile = ["[bold]x", "[/]", "[red]r[/red] [link=http://e.vil]y", "a\x1b[2Jb\x07"]
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        for text in hostile:
+            hub.push("broadcastMessage", "[/]mallory", text)
+        hub.push("broadcastMessage", "bob", {"not": "a string"})
+        hub.push("broadcastMessage", "bob")  # missing message argument: nothing shown, nothing breaks
+        await wait_until(pilot, lambda: '{"not": "a string"}' in log_text(app), what="json line")
+        shown = log_text(app)
+        for literal in (
+            "[/]mallory: [bold]x",
+            "[/]mallory: [/]",
+            "[red]r[/red] [link=http://e.vil]y",
+            "a\\x1b[2Jb\\x07",
+        ):
+            assert literal in shown
+        assert "\x1b" not in shown
+        svg = app.export_screenshot()
+        assert "e.vil" in svg and "<a " not in svg
+
+
+async def test_subscription_key_never_reaches_the_screen(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    key = "sk-TOPSECRET-4711"
+    app = make_app(headers={"Ocp-Apim-Subscription-Key": key}, url=f"http://127.0.0.1:5000/chat?subscription-key={key}")
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        assert hub.created[0].headers == {"Ocp-Apim-Subscription-Key": key}
+        # A careless peer or server echoes the key back; the trace carries it in a URL and a detail.
+        hub.push("broadcastMessage", "bob", f"your key is {key}")
+        app.post_message(
+            __import__("chat.messages", fromlist=["TraceRecorded"]).TraceRecorded(
+                0,
+                TraceEvent("error", "GET", f"http://h/client/?subscription-key={key}", "h:80", 401, 1.0, 10, key, 0.0),
+            )
+        )
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: seen(app, "your key is"))
+        await pilot.pause(0.1)
+        screen = app.export_screenshot()
+        assert key not in screen
+        assert key not in app.title and key not in app.sub_title
+        assert all(key not in row for row in app.trace_panel.plain_rows)
+        assert seen(app, "your key is ***")
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+async def test_burst_of_2000_messages_is_held_and_the_app_stays_responsive(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        started = time.monotonic()
+        for i in range(2000):  # bounded burst, delivered through the event loop like network input
+            hub.push("broadcastMessage", f"peer{i % 7}", f"message {i}")
+        await wait_until(pilot, lambda: seen(app, "message 1999"), timeout=30, what="last of the burst")
+        burst_s = time.monotonic() - started
+        records = [r.text for r in app.chat_log.records]
+        assert sum(text.startswith("message ") for text in records) == 2000
+        assert records[-1] == "message 1999"
+        # Still reacting to keys: a typed character reaches the input promptly.
+        pressed = time.monotonic()
+        await pilot.press("z")
+        await wait_until(pilot, lambda: app.query_one("#message", Input).value == "z", timeout=10)
+        reaction_ms = (time.monotonic() - pressed) * 1000
+        print(f"2000 messages shown in {burst_s:.2f} s; key reaction {reaction_ms:.0f} ms")
+
+
+async def test_history_is_bounded(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        maxlen = app.chat_log.records.maxlen
+        assert maxlen is not None
+        for i in range(maxlen + 300):
+            hub.push("broadcastMessage", "bob", f"m{i}")
+        await wait_until(pilot, lambda: app.chat_log.records[-1].text == f"m{maxlen + 299}", timeout=40)
+        await pilot.pause(0.1)
+        assert len(app.chat_log.records) == maxlen
+        assert len(app.chat_log.lines) <= maxlen
