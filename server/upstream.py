@@ -105,7 +105,7 @@ def _connection_event(connection_id: str, user_id: str | None, event: str, body:
     if body.strip():
         try:
             parsed = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # bad UTF-8 or JSON, a number with too many digits, deep nesting
             parsed = None
         if not isinstance(parsed, dict):
             log.warning("upstream refused (400): %s body is not a JSON object", event.lower())

@@ -1,0 +1,213 @@
+"""End to end: ``signalr-emulator`` (upstream → this server) and ``chat-server`` as processes, the official
+``@microsoft/signalr`` client in Node as the peer, following the real negotiate redirect, over all three transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.rest_client import ServiceRestClient
+from signalr.connection_string import parse_connection_string
+from signalr.upstream import sign_connection_id
+from tests.server.conftest import ChatServer, start_chat_server
+from tests.support.fixtures import JsPeerFactory
+from tests.support.jspeer import JsPeer
+from tests.support.processes import Process, free_port, script
+
+TRANSPORTS = {"websockets": "WebSockets", "sse": "ServerSentEvents", "longpolling": "LongPolling"}
+
+
+@dataclass
+class Stack:
+    emulator: Process
+    emulator_url: str
+    connection_string: str
+    server: ChatServer
+
+    @property
+    def hub_url(self) -> str:
+        return self.server.url + "chat"
+
+
+def start_emulator(*args: str) -> tuple[Process, str, str]:
+    emulator = Process([script("signalr-emulator"), "--port", "0", *args])
+    try:
+        connection_string = emulator.readline(timeout=20)
+    except (TimeoutError, EOFError):
+        emulator.stop()
+        raise
+    parsed = parse_connection_string(connection_string)
+    return emulator, parsed.endpoint, connection_string
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    server_port = free_port()
+    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
+    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
+    try:
+        server = start_chat_server(connection_string, "--port", str(server_port), cwd=tmp_path_factory.mktemp("e2e"))
+    except BaseException:
+        emulator.stop()
+        raise
+    yield Stack(emulator, emulator_url, connection_string, server)
+    server.stop()
+    emulator.stop()
+
+
+async def barrier(sender: JsPeer, *receivers: JsPeer, tag: str) -> list[list[tuple[str, list[Any]]]]:
+    """Broadcast a marker and wait until every receiver has it; returns what each had queued before it.
+
+    Upstream events of one connection are handled in order, and each REST send completes before the next event, so
+    anything an earlier call sent to a receiver arrives before the marker.
+    """
+    marker = ["_BARRIER_", tag]
+    await sender.send("broadcastMessage", *marker)
+    before: list[list[tuple[str, list[Any]]]] = []
+    for receiver in receivers:
+        taken: list[tuple[str, list[Any]]] = []
+        while True:
+            message = await receiver.next_message(timeout=10)
+            if message == ("broadcastMessage", marker):
+                break
+            taken.append(message)
+        before.append(taken)
+    return before
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_two_clients_broadcast_and_echo(stack: Stack, js_peer: JsPeerFactory, transport: str) -> None:
+    alice = await js_peer(stack.hub_url, transport=transport)
+    bob = await js_peer(stack.hub_url, transport=transport)
+    for peer in (alice, bob):
+        # Connected through the redirect: the transport runs against the service, not the app server.
+        assert peer.transport == TRANSPORTS[transport]
+        assert peer.base_url is not None
+        assert peer.base_url.startswith(f"{stack.emulator_url}/client/?hub=chat&asrs.op=%2Fchat&negotiateVersion=1&")
+
+    text = f"hello over {transport} <b>&amp;</b> ✓"
+    await alice.send("broadcastMessage", "alice", text)
+    assert await alice.next_message("broadcastMessage") == ("broadcastMessage", ["alice", text])
+    assert await bob.next_message("broadcastMessage") == ("broadcastMessage", ["alice", text])
+
+    await bob.send("echo", "bob", "only for me")
+    assert await bob.next_message("echo") == ("echo", ["bob", "only for me (echo from server)"])
+    [alice_before, bob_before] = await barrier(bob, alice, bob, tag=transport)
+    assert alice_before == []  # the echo never reached alice
+    assert bob_before == []
+
+
+async def test_invoke_gets_the_completion_from_the_upstream_response(stack: Stack, js_peer: JsPeerFactory) -> None:
+    carol = await js_peer(stack.hub_url, transport="websockets")
+    assert await carol.invoke("echo", "carol", "") is None
+    assert await carol.next_message("echo") == ("echo", ["carol", " (echo from server)"])
+    with pytest.raises(Exception, match="Unknown hub method 'joinGroup'"):
+        await carol.invoke("joinGroup", "g")
+    with pytest.raises(Exception, match=r"Invocation provides 1 argument\(s\) but target expects 2"):
+        await carol.invoke("broadcastMessage", "only-one")
+    # Still connected and served after the errors.
+    await carol.send("broadcastMessage", "carol", "still here")
+    assert await carol.next_message("broadcastMessage") == ("broadcastMessage", ["carol", "still here"])
+
+
+async def test_forged_upstream_call_is_rejected_and_changes_nothing(stack: Stack, js_peer: JsPeerFactory) -> None:
+    alice = await js_peer(stack.hub_url, transport="websockets")
+    bob = await js_peer(stack.hub_url, transport="longpolling")
+    forged = {"type": 1, "target": "broadcastMessage", "arguments": ["mallory", "forged"]}
+    headers = {
+        "X-ASRS-Connection-Id": alice.connection_id or "x",
+        "X-ASRS-Hub": "chat",
+        "X-ASRS-Category": "messages",
+        "X-ASRS-Event": "broadcastMessage",
+        "X-ASRS-Signature": sign_connection_id("not-the-access-key", alice.connection_id or "x"),
+        "Content-Type": "application/json",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(stack.server.url + "upstream/chat/messages/broadcastMessage", headers=headers, json=forged) as resp,
+    ):
+        assert resp.status == 401
+    [alice_before, bob_before] = await barrier(alice, alice, bob, tag="forged")
+    assert alice_before == [] and bob_before == []
+
+
+async def test_user_id_from_negotiate_makes_user_sends_work(stack: Stack, js_peer: JsPeerFactory) -> None:
+    dave = await js_peer(stack.hub_url + "?userId=dave", transport="sse")
+    erin = await js_peer(stack.hub_url, transport="sse")
+    rest = ServiceRestClient(parse_connection_string(stack.connection_string), "chat")
+    await rest.start()
+    try:
+        await rest.send_to_user("dave", "broadcastMessage", ["_SYSTEM_", "for dave only"])
+    finally:
+        await rest.close()
+    assert await dave.next_message("broadcastMessage") == ("broadcastMessage", ["_SYSTEM_", "for dave only"])
+    [erin_before] = await barrier(dave, erin, tag="user")
+    assert erin_before == []
+
+
+async def test_connection_events_reach_the_server_log(stack: Stack, js_peer: JsPeerFactory) -> None:
+    frank = await js_peer(stack.hub_url + "?userId=frank", transport="websockets")
+    connection_id = frank.connection_id
+    await frank.stop()
+    log = ""
+    for _ in range(100):
+        log = stack.server.process.stderr()
+        if f"disconnected: connection {connection_id}" in log:
+            break
+        await asyncio.sleep(0.05)
+    assert f"connected: connection {connection_id} (user frank)" in log
+    assert f"disconnected: connection {connection_id}" in log
+
+
+async def test_secrets_stay_out_of_both_logs(stack: Stack) -> None:
+    key = parse_connection_string(stack.connection_string).access_key
+    assert key
+    for text in (stack.server.process.stderr(), stack.emulator.stderr()):
+        assert key not in text
+        assert "eyJ" not in text  # no access token either
+
+
+async def test_subscription_key_in_the_hub_url_reaches_apim(tmp_path: Path, js_peer: JsPeerFactory) -> None:
+    """Browsers cannot set headers on WebSockets: the key rides in the hub URL and the redirect copies it to APIM."""
+    server_port = free_port()
+    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
+    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
+    gateway: Process | None = None
+    server: ChatServer | None = None
+    try:
+        subscription_key = "sub-key-for-the-e2e-test-0123456789"
+        gateway = Process(
+            [
+                script("apim-gateway"),
+                "--backend",
+                emulator_url,
+                "--profile",
+                "websocket",
+                "--port",
+                "0",
+                "--subscription-key",  # with a built-in profile, every API then requires a key
+                subscription_key,
+            ]
+        )
+        gateway_url = gateway.readline(timeout=20).split(" listening on ")[1].split(" ")[0]
+        server = start_chat_server(
+            connection_string + f"ClientEndpoint={gateway_url};", "--port", str(server_port), cwd=tmp_path
+        )
+        peer = await js_peer(f"{server.url}chat?subscription-key={subscription_key}", transport="websockets")
+        assert peer.base_url is not None and peer.base_url.startswith(gateway_url + "/client/?hub=chat&")
+        await peer.send("echo", "gina", "via apim")
+        assert await peer.next_message("echo") == ("echo", ["gina", "via apim (echo from server)"])
+        refused = await js_peer(server.url + "chat", transport="websockets", expect_start=False)
+        assert refused.error is not None and "401" in refused.error
+        assert subscription_key not in server.process.stderr()
+    finally:
+        for process in (server.process if server else None, gateway, emulator):
+            if process is not None:
+                process.stop()

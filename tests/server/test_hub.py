@@ -1,0 +1,165 @@
+"""The Chat hub's dispatch, without sockets: upstream body bytes in, REST actions and the response body out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from server.hub import Caller, ChatHub, HubCall, InvalidMessage, SendToAll, SendToConnection, unexpected_error
+
+CALLER = Caller("conn-1", user_id=None)
+
+
+def dispatch(event: str, body: str | bytes) -> HubCall:
+    raw = body.encode() if isinstance(body, str) else body
+    return ChatHub().dispatch(CALLER, event, raw)
+
+
+def completion(call: HubCall, failure: str | None = None) -> dict[str, object]:
+    body = call.response_body(failure)
+    assert body.endswith(b"\x1e") and body.count(b"\x1e") == 1, body
+    decoded = json.loads(body[:-1])
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+def test_broadcast_message_sends_to_all_and_answers_nothing_without_id() -> None:
+    call = dispatch("broadcastMessage", '{"type":1,"target":"broadcastMessage","arguments":["alice","hi"]}')
+    assert call.actions == (SendToAll("broadcastMessage", ("alice", "hi")),)
+    assert call.error is None
+    assert call.response_body() == b""
+
+
+def test_echo_goes_to_the_caller_only_with_the_suffix() -> None:
+    call = dispatch("echo", '{"type":1,"target":"echo","arguments":["alice","hi"]}')
+    assert call.actions == (SendToConnection("conn-1", "echo", ("alice", "hi (echo from server)")),)
+
+
+def test_empty_and_null_echo_come_back_as_the_bare_suffix() -> None:
+    for message in ('""', "null"):
+        call = dispatch("echo", f'{{"type":1,"target":"echo","arguments":["a",{message}]}}')
+        assert call.actions == (SendToConnection("conn-1", "echo", ("a", " (echo from server)")),)
+
+
+@pytest.mark.parametrize("target", ["BroadcastMessage", "BROADCASTMESSAGE", "broadcastmessage"])
+def test_method_names_match_case_insensitively(target: str) -> None:
+    call = dispatch(target, f'{{"type":1,"target":"{target}","arguments":["a","b"]}}')
+    # The clients' handler name is always the canonical one, whatever casing the caller used.
+    assert call.actions == (SendToAll("broadcastMessage", ("a", "b")),)
+
+
+def test_invocation_with_id_gets_a_void_completion() -> None:
+    call = dispatch(
+        "broadcastMessage", '{"type":1,"invocationId":"7","target":"broadcastMessage","arguments":["a","b"]}'
+    )
+    assert completion(call) == {"type": 3, "invocationId": "7"}
+
+
+def test_failed_send_turns_into_a_completion_error() -> None:
+    call = dispatch("echo", '{"type":1,"invocationId":"8","target":"echo","arguments":["a","b"]}')
+    assert completion(call, unexpected_error("echo")) == {
+        "type": 3,
+        "invocationId": "8",
+        "error": "An unexpected error occurred invoking 'echo' on the server.",
+    }
+
+
+def test_failed_send_without_id_answers_nothing() -> None:
+    call = dispatch("echo", '{"type":1,"target":"echo","arguments":["a","b"]}')
+    assert call.response_body(unexpected_error("echo")) == b""
+
+
+def test_unknown_method_with_id_gets_the_aspnet_error() -> None:
+    call = dispatch("joinGroup", '{"type":1,"invocationId":"1","target":"joinGroup","arguments":["g"]}')
+    assert call.actions == ()
+    assert completion(call) == {"type": 3, "invocationId": "1", "error": "Unknown hub method 'joinGroup'"}
+
+
+def test_unknown_method_without_id_sends_and_answers_nothing() -> None:
+    call = dispatch("nope", '{"type":1,"target":"nope","arguments":[]}')
+    assert call.actions == ()
+    assert call.error == "Unknown hub method 'nope'"
+    assert call.response_body() == b""
+
+
+@pytest.mark.parametrize("arguments", ['["only-one"]', "[]", '["a","b","c"]'])
+def test_wrong_argument_count_is_an_error_not_a_crash(arguments: str) -> None:
+    call = dispatch(
+        "broadcastMessage", f'{{"type":1,"invocationId":"2","target":"broadcastMessage","arguments":{arguments}}}'
+    )
+    count = len(json.loads(arguments))
+    assert call.actions == ()
+    assert completion(call)["error"] == (
+        "Failed to invoke 'broadcastMessage' due to an error on the server. InvalidDataException: "
+        f"Invocation provides {count} argument(s) but target expects 2."
+    )
+
+
+@pytest.mark.parametrize("bad", ["1", "true", '{"x":1}', '["x"]'])
+def test_non_string_arguments_are_a_binding_error(bad: str) -> None:
+    call = dispatch("echo", f'{{"type":1,"invocationId":"3","target":"echo","arguments":["a",{bad}]}}')
+    assert call.actions == ()
+    assert "Error binding arguments" in str(completion(call)["error"])
+
+
+def test_stream_invocation_is_refused_with_a_completion_error() -> None:
+    call = dispatch("echo", '{"type":4,"invocationId":"4","target":"echo","arguments":["a","b"]}')
+    assert call.actions == ()
+    assert completion(call)["error"] == (
+        "The client attempted to invoke the non-streaming 'echo' method with a streaming invocation."
+    )
+
+
+def test_client_streams_are_refused() -> None:
+    call = dispatch("echo", '{"type":1,"invocationId":"5","target":"echo","arguments":["a","b"],"streamIds":["s1"]}')
+    assert call.actions == ()
+    assert completion(call)["error"] == "Client sent 1 stream(s), Hub method expects 0."
+
+
+def test_one_trailing_record_separator_is_tolerated() -> None:
+    call = dispatch("echo", b'{"type":1,"target":"echo","arguments":["a","b"]}\x1e')
+    assert call.actions == (SendToConnection("conn-1", "echo", ("a", "b (echo from server)")),)
+
+
+def test_headers_in_the_invocation_are_ignored() -> None:
+    # signalrcore and pysignalr leak request headers (Authorization included) into `headers` (Appendix A).
+    body = '{"type":1,"headers":{"Authorization":"Bearer x"},"target":"echo","arguments":["a","b"]}'
+    assert dispatch("echo", body).actions == (SendToConnection("conn-1", "echo", ("a", "b (echo from server)")),)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"not json", "not valid JSON"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"[1,2]", "JSON object"),
+        (b'{"target":"echo","arguments":[]}', "'type'"),
+        (b'{"type":"1","target":"echo","arguments":[]}', "Integer"),
+        (b'{"type":1,"arguments":[]}', "'target'"),
+        (b'{"type":1,"target":"echo"}', "'arguments'"),
+        (b'{"type":1,"target":"echo","arguments":"ab"}', "Array"),
+        (b'{"type":1,"target":5,"arguments":[]}', "String"),
+        (b'{"type":6}', "Invocation"),
+        (b'{"type":3,"invocationId":"1"}', "Invocation"),
+        (b'{"type":99}', "Unknown message type"),
+        (b'{"type":1,"target":"echo","arguments":["a","b"]}\x1e{"type":6}\x1e', "exactly one"),
+    ],
+)
+def test_malformed_bodies_are_invalid_messages(body: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage, match=reason):
+        dispatch("echo", body)
+
+
+def test_event_header_must_name_the_invoked_target() -> None:
+    # The signature covers only the connection id: a body whose target differs from the event is refused.
+    with pytest.raises(InvalidMessage, match="does not match"):
+        dispatch("echo", '{"type":1,"target":"broadcastMessage","arguments":["a","b"]}')
+
+
+def test_huge_and_unicode_arguments_pass_through_unchanged() -> None:
+    text = "héllo 👋 <b>&amp;</b> " * 1000
+    call = dispatch("broadcastMessage", json.dumps({"type": 1, "target": "broadcastMessage", "arguments": ["ü", text]}))
+    assert call.actions == (SendToAll("broadcastMessage", ("ü", text)),)
