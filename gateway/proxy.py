@@ -420,9 +420,9 @@ class ApimGateway:
         exchange.detail = "WebSocket relayed"
         self._log(exchange)
         self._sockets.add(client)
-        summary = "relay cancelled (client connection lost)"
+        relay = _Relay()
         try:
-            summary = await _relay(client, backend)
+            await relay.run(client, backend)
         finally:
             self._sockets.discard(client)
             if not backend.closed:
@@ -433,7 +433,7 @@ class ApimGateway:
                 exchange.method,
                 exchange.target,
                 exchange.where,
-                summary,
+                relay.summary(),
                 time.monotonic() - exchange.started,
             )
         return client
@@ -463,71 +463,80 @@ class _PumpEnd:
     """
 
     closed_by_peer: bool
-    code: int | None
-    reason: str
-    messages: int
+    code: int | None = None
+    reason: str = ""
     sink_failed: bool = False
 
 
-async def _pump(source: _Socket, sink: _Socket) -> _PumpEnd:
-    messages = 0
-    while True:
-        msg = await source.receive()
+class _Relay:
+    """One client WebSocket relayed to one backend WebSocket, and what happened to it."""
+
+    def __init__(self) -> None:
+        self.up = 0  # messages client → backend
+        self.down = 0  # messages backend → client
+        self.outcome = "client connection lost"
+
+    def summary(self) -> str:
+        return f"{self.outcome}; {self.up} messages up, {self.down} down"
+
+    async def _pump(self, source: _Socket, sink: _Socket, upward: bool) -> _PumpEnd:
+        while True:
+            msg = await source.receive()
+            try:
+                if msg.type is WSMsgType.TEXT:
+                    await sink.send_str(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    await sink.send_bytes(msg.data)
+                elif msg.type is WSMsgType.CLOSE:
+                    return _PumpEnd(True, msg.data, msg.extra or "")
+                elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    return _PumpEnd(False)
+                else:  # pings and pongs are answered per hop (autoping)
+                    continue
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                return _PumpEnd(False, sink_failed=True)
+            if upward:
+                self.up += 1
+            else:
+                self.down += 1
+
+    async def run(self, client: web.WebSocketResponse, backend: aiohttp.ClientWebSocketResponse) -> None:
+        """Relay messages both ways until one side closes or is lost; then close the other side
+        with the same code and reason (1001 if the connection was lost without a close frame)."""
+        up = asyncio.create_task(self._pump(client, backend, upward=True))
+        down = asyncio.create_task(self._pump(backend, client, upward=False))
         try:
-            if msg.type is WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
-            elif msg.type is WSMsgType.CLOSE:
-                return _PumpEnd(True, msg.data, msg.extra or "", messages)
-            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                return _PumpEnd(False, None, "", messages)
-            else:  # pings and pongs are answered per hop (autoping)
-                continue
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            return _PumpEnd(False, None, "", messages, sink_failed=True)
-        messages += 1
+            await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+            first_up = up.done()
+            end = _result(up if first_up else down)
+            if end is None or end.sink_failed:
+                # The side we could not write to ended; its own pump knows how.
+                await asyncio.wait((up, down), timeout=5)
+                first_up = not first_up
+                end = _result(up if first_up else down) or _PumpEnd(False)
+            origin, other = (client, backend) if first_up else (backend, client)
+            who = "client" if first_up else "backend"
+            if end.closed_by_peer:
+                code = _sendable_close_code(end.code)
+                reason = end.reason.encode()[:123]
+                self.outcome = f"{who} closed with {end.code} {end.reason!r}, forwarded as {code}"
+                with contextlib.suppress(Exception):
+                    await other.close(code=code, message=reason)
+                with contextlib.suppress(Exception):
+                    await origin.close(code=code, message=reason)
+            else:
+                self.outcome = f"{who} connection lost, other side closed with 1001"
+                with contextlib.suppress(Exception):
+                    await other.close(code=1001, message=f"{who} connection lost".encode())
+            await asyncio.wait((up, down), timeout=5)
+        finally:
+            for task in (up, down):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(up, down, return_exceptions=True)
 
 
-def _outcome(task: asyncio.Task[_PumpEnd]) -> _PumpEnd | None:
+def _result(task: asyncio.Task[_PumpEnd]) -> _PumpEnd | None:
     if not task.done() or task.cancelled() or task.exception() is not None:
         return None
     return task.result()
-
-
-async def _relay(client: web.WebSocketResponse, backend: aiohttp.ClientWebSocketResponse) -> str:
-    """Relay messages both ways until one side closes or is lost; then close the other side with
-    the same code and reason (or 1001 if the connection was lost without a close frame)."""
-    up = asyncio.create_task(_pump(client, backend))
-    down = asyncio.create_task(_pump(backend, client))
-    try:
-        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
-        first_up = up.done()
-        end = _outcome(up if first_up else down)
-        if end is None or end.sink_failed:
-            # The side we could not write to ended; its own pump knows how.
-            await asyncio.wait((up, down), timeout=5)
-            first_up = not first_up
-            end = _outcome(up if first_up else down) or _PumpEnd(False, None, "", 0)
-        origin, other = (client, backend) if first_up else (backend, client)
-        who = "client" if first_up else "backend"
-        if end.closed_by_peer:
-            code = _sendable_close_code(end.code)
-            reason = end.reason.encode()[:123]
-            with contextlib.suppress(Exception):
-                await other.close(code=code, message=reason)
-            with contextlib.suppress(Exception):
-                await origin.close(code=code, message=reason)
-            summary = f"{who} closed with {end.code} {end.reason!r}, forwarded as {code}"
-        else:
-            with contextlib.suppress(Exception):
-                await other.close(code=1001, message=f"{who} connection lost".encode())
-            summary = f"{who} connection lost, other side closed with 1001"
-        await asyncio.wait((up, down), timeout=5)
-    finally:
-        for task in (up, down):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
-    counts = [str(e.messages) if (e := _outcome(t)) else "?" for t in (up, down)]
-    return f"{summary}; {counts[0]} messages up, {counts[1]} down"
