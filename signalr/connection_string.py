@@ -87,17 +87,19 @@ def _with_port(url: str, port: int) -> str:
 
 def parse_connection_string(text: str) -> ConnectionString:
     """Parse and validate ``text``; raises :class:`ConnectionStringError` in the SDK's order of checks."""
-    parts = [p for p in text.split(";") if p.strip()]
+    # StringSplitOptions.RemoveEmptyEntries drops only empty parts: a blank part still counts towards the two.
+    parts = [p for p in text.split(";") if p]
     if len(parts) < 2:
         raise ConnectionStringError("Connection string missing required properties endpoint.")
     values: dict[str, str] = {}
     for part in parts:
         if "=" not in part:
             continue
-        key, _, value = part.partition("=")
-        key = key.strip().lower()
+        name, _, value = part.partition("=")
+        key = name.strip().lower()
         if key in values:
-            raise ConnectionStringError(f"Duplicate properties found in connection string: {key}.")
+            # The SDK names the key as written in its second occurrence.
+            raise ConnectionStringError(f"Duplicate properties found in connection string: {name.strip()}.")
         values[key] = value.strip()
 
     if "endpoint" not in values:
@@ -113,7 +115,7 @@ def parse_connection_string(text: str) -> ConnectionString:
     port: int | None = None
     if "port" in values:
         raw = values["port"]
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:  # isdigit() alone takes "²"
             raise ConnectionStringError(
                 "Invalid value for port property, it must be an positive integer between (0, 65536)."
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 MAX_REDIRECTS = 100
+_INTEGER = re.compile(r"\s*[+-]?[0-9]{1,16}\s*")
 
 
 class TransportType(Enum):
@@ -153,13 +155,13 @@ def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult
     """Interpret a 200 negotiate body; raises :class:`NegotiateError` with the JS client's messages (§3.1)."""
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, a number with too many digits, deep nesting
         raise NegotiateError("Negotiate response is not valid JSON.") from None
     if not isinstance(obj, dict):
         raise NegotiateError("Negotiate response is not a JSON object.")
     if obj.get("error"):
         raise NegotiateError(str(obj["error"]))
-    if "ProtocolVersion" in obj:
+    if obj.get("ProtocolVersion"):  # truthy, as the JS client tests it
         raise NegotiateError(
             "Detected a connection attempt to an ASP.NET SignalR Server. This client only supports connecting to "
             "an ASP.NET Core SignalR Server. See https://aka.ms/signalr-core-differences for details."
@@ -170,15 +172,22 @@ def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult
     connection_id = obj.get("connectionId")
     if not isinstance(connection_id, str) or not connection_id:
         raise NegotiateError("Negotiate response has no connectionId.")
-    version = obj.get("negotiateVersion", 0)
-    token = obj.get("connectionToken") if version and version > 0 else None
+    version = obj.get("negotiateVersion")
+    if version is None:
+        version = 0
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise NegotiateError("Negotiate response has a negotiateVersion that is not an integer.")
+    token = obj.get("connectionToken") if version > 0 else None
+    entries = obj.get("availableTransports")
+    if entries is not None and not isinstance(entries, list):
+        raise NegotiateError("Negotiate response has availableTransports that is not an array.")
     transports: list[TransportType] = []
-    for entry in obj.get("availableTransports") or []:
+    for entry in entries or []:
         try:
             transports.append(TransportType(entry.get("transport")))
         except (ValueError, AttributeError):
-            continue
-    return NegotiateResult(connection_id, token if isinstance(token, str) else None, int(version), tuple(transports))
+            continue  # a transport this client does not know, or garbage: skipped like the JS client does
+    return NegotiateResult(connection_id, token if isinstance(token, str) else None, version, tuple(transports))
 
 
 def service_negotiate_response(
@@ -196,11 +205,20 @@ def service_negotiate_response(
 
 
 def requested_version(query: str) -> int:
-    """The negotiate version a service grants for ``query``: min(requested, 1), 0 when absent (§3.2)."""
+    """The negotiate version a service grants for ``query``: min(requested, 1), 0 when absent (§3.2).
+
+    Raises :class:`NegotiateError` with ASP.NET Core's text for a non-integer or negative version; the caller
+    answers it as ``{"error": …}``.
+    """
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key.lower() == "negotiateversion":
-            try:
-                return min(int(value), 1)
-            except ValueError:
-                raise NegotiateError("The client requested a non-integer protocol version.") from None
+            # .NET int.TryParse: optional sign and spaces, ASCII digits, 32 bits (Python's int() takes more).
+            if not _INTEGER.fullmatch(value) or not -(2**31) <= int(value) < 2**31:
+                raise NegotiateError("The client requested a non-integer protocol version.")
+            version = int(value)
+            if version < 0:
+                raise NegotiateError(
+                    f"The client requested version '{version}', but the server does not support this version."
+                )
+            return min(version, 1)
     return 0

@@ -9,6 +9,7 @@ incremental byte stream into complete records and keeps the partial tail. Hub me
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -135,7 +136,13 @@ HubMessage = Invocation | StreamItem | Completion | StreamInvocation | CancelInv
 
 
 def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + RECORD_SEPARATOR
+    # allow_nan=False: NaN and Infinity are not JSON; a peer's JSON.parse would reject the whole record (§4).
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8") + RECORD_SEPARATOR
+    except UnicodeEncodeError:
+        # A lone surrogate (a peer may send one as a legal "\ud800" escape) has no UTF-8 form: keep it escaped.
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii") + RECORD_SEPARATOR
 
 
 def _to_json(message: HubMessage) -> dict[str, Any]:
@@ -180,7 +187,10 @@ def _to_json(message: HubMessage) -> dict[str, Any]:
 
 
 def encode(message: HubMessage) -> bytes:
-    """One complete record: compact UTF-8 JSON followed by ``0x1E``."""
+    """One complete record: compact UTF-8 JSON followed by ``0x1E``.
+
+    Raises :class:`ValueError` for values JSON cannot carry (NaN, infinities); the caller must not send them.
+    """
     if isinstance(message, Ping):
         return PING_RECORD
     return _dumps(_to_json(message))
@@ -191,13 +201,34 @@ def encode_many(messages: list[HubMessage]) -> bytes:
     return b"".join(encode(m) for m in messages)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"Message is not valid JSON: {name} is not a JSON value.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(f"Message is not valid JSON: the number {text[:32]} is out of range.")
+    return value
+
+
 def _load(record: bytes) -> Any:
+    """Parse strict JSON. Hostile input (huge numbers, deep nesting, NaN) must end as ProtocolError, never as another
+    exception that would escape the caller's ``except ProtocolError`` and kill more than this connection."""
     try:
-        return json.loads(record.decode("utf-8"))
+        text = record.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("Message is not valid UTF-8.") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except ProtocolError:
+        raise
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"Message is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise ProtocolError("Message is not valid JSON: a number has too many digits.") from None
+    except RecursionError:
+        raise ProtocolError("Message is not valid JSON: it is nested too deeply.") from None
 
 
 def _string(obj: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:

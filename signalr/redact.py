@@ -21,7 +21,10 @@ SECRET_HEADERS = frozenset(
 )
 _QUERY = re.compile(r"(?i)([?&](?:" + "|".join(re.escape(k) for k in SECRET_QUERY_KEYS) + r")=)[^&#\s\"']*")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_ACCESS_KEY = re.compile(r"(?i)(accesskey=)[^;\s\"']*")
+# Connection strings trim keys and values, so "AccessKey = k" is valid and must be caught too (§1).
+_ACCESS_KEY = re.compile(r"(?i)(accesskey\s*=\s*)[^;\s\"']*")
+# A subscription key written as a header in free text ("Ocp-Apim-Subscription-Key: k", or a dict's repr).
+_SUBSCRIPTION_HEADER = re.compile(r"(?i)(ocp-apim-subscription-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 
 
@@ -31,10 +34,11 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Free text with bearer tokens, JWTs, AccessKey values and secret query values replaced."""
+    """Free text with bearer tokens, JWTs, AccessKey values, subscription keys and secret query values replaced."""
     text = _QUERY.sub(r"\1" + REDACTED, text)
     text = _BEARER.sub(r"\1" + REDACTED, text)
     text = _ACCESS_KEY.sub(r"\1" + REDACTED, text)
+    text = _SUBSCRIPTION_HEADER.sub(r"\1" + REDACTED, text)
     return _JWT.sub(REDACTED, text)
 
 

@@ -6,6 +6,7 @@ request URL; the stand-in compares those ignoring query, port and trailing ``/``
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -86,10 +87,12 @@ def verify_token(
     exp = claims.get("exp")
     if not isinstance(exp, int | float):
         raise TokenError("missing exp claim")
+    if not math.isfinite(exp):  # JSON NaN or 1e400: a token that would never expire
+        raise TokenError("invalid exp claim")
     if current > exp + leeway:
         raise TokenError("token expired")
     nbf = claims.get("nbf")
-    if isinstance(nbf, int | float) and current + leeway < nbf:
+    if isinstance(nbf, int | float) and not current + leeway >= nbf:  # "not >=" also refuses a NaN nbf
         raise TokenError("token not yet valid")
     if audience is not None:
         aud = claims.get("aud")
