@@ -329,8 +329,17 @@ class ChatApp(App[None]):
         self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
 
     def on_state_changed(self, message: StateChanged) -> None:
-        if message.generation == self._generation:
-            self._refresh_status()
+        if message.generation != self._generation:
+            return
+        self._refresh_status()
+        # The client reconnects by itself (negotiating again through the app server); say so in the chat.
+        if message.new is ConnectionState.RECONNECTING and message.old is ConnectionState.CONNECTED:
+            self._error("Connection lost — reconnecting…")
+        elif message.new is ConnectionState.CONNECTED and message.old is ConnectionState.RECONNECTING:
+            connection = self.connection
+            used = connection.transport_name if connection else None
+            where = host_of(connection.connected_url) if connection and connection.connected_url else "?"
+            self._note(f"Reconnected with {used or self.transport.label} to {where}")
 
     def on_trace_recorded(self, message: TraceRecorded) -> None:
         # Every connection's steps are kept, also the close of one just replaced: the trace is a log.
@@ -377,6 +386,8 @@ class ChatApp(App[None]):
         value = event.value
         if isinstance(value, TransportChoice) and value != self.transport:
             self.switch_transport(value)
+            # Back to typing: Enter on the selector would open it again instead of sending.
+            self.query_one("#message", Input).focus()
 
     # ----------------------------------------------------------------------------------------------- actions
 
@@ -422,6 +433,10 @@ class ChatApp(App[None]):
         self.workers.cancel_group(self, "connection")
         await self._drop_connection()
         self.exit()
+
+    async def on_unmount(self) -> None:
+        # However the app ends (quit, a crash, a signal, a test leaving run_test): close the connection cleanly.
+        await self._drop_connection()
 
     def _quit_soon(self) -> None:
         self.call_later(self.action_quit)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from signalr.client import TransportChoice
+from tests.support.fixtures import js_peer  # noqa: F401  (pytest finds fixtures by name)
 
 from .fake_client import FakeHub
 

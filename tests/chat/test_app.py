@@ -188,6 +188,7 @@ async def test_ctrl_t_picks_a_transport_and_reconnects(make_app: Callable[..., C
         assert first.stopped
         assert hub.created[1].transport is TransportChoice.SERVER_SENT_EVENTS
         assert app.transport is TransportChoice.SERVER_SENT_EVENTS
+        assert app.focused is app.query_one("#message", Input)  # back to typing after the pick
         await wait_until(pilot, lambda: "ServerSentEvents" in str(app.status_bar.render()))
         await wait_until(pilot, lambda: log_text(app).count("alice JOINED") == 2, what="second JOINED")
 

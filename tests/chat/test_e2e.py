@@ -1,0 +1,245 @@
+"""The TUI end to end: real ``signalr-emulator``, ``apim-gateway`` and ``chat-server`` processes on 127.0.0.1, the
+real ``signalr.client.HubConnection`` inside the app, and the official JavaScript client as the other chatter.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from textual.widgets import Input
+
+from chat.app import ChatApp
+from signalr.client import ConnectionState, TransportChoice
+from tests.support.fixtures import JsPeerFactory
+from tests.support.processes import Process, free_port, script
+
+from .conftest import wait_until
+
+SIZE = (120, 36)
+
+
+@dataclass
+class Stack:
+    """The three servers; the app server's ClientEndpoint is the gateway, whose profile can be switched."""
+
+    service_port: int
+    server_port: int
+    gateway_port: int
+    access_key: str
+    processes: dict[str, Process] = field(default_factory=dict)
+    profile: str = "websocket"
+    switches: list[str] = field(default_factory=list)
+
+    @property
+    def chat_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/chat"
+
+    @property
+    def gateway_host(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    def start_gateway(self) -> None:
+        argv = [script("apim-gateway"), "--backend", f"http://127.0.0.1:{self.service_port}"]
+        argv += ["--profile", self.profile, "--port", str(self.gateway_port)]
+        gateway = Process(argv)
+        self.processes["apim-gateway"] = gateway
+        line = gateway.readline(20)
+        assert line.startswith(
+            f"APIM gateway listening on http://127.0.0.1:{self.gateway_port} (profile {self.profile})"
+        )
+
+    async def switch_profile(self, profile: str) -> None:
+        """The demo's profile switcher: restart the gateway with ``profile`` on the same port."""
+        self.switches.append(profile)
+        self.processes.pop("apim-gateway").stop()
+        self.profile = profile
+        self.start_gateway()
+
+    def stop(self) -> None:
+        for name in ("chat-server", "apim-gateway", "signalr-emulator"):
+            process = self.processes.pop(name, None)
+            if process is not None:
+                process.stop()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    server_port, gateway_port = free_port(), free_port()
+    key = "e2e-access-key-0123456789abcdefghijklmnop"
+    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
+    emulator = Process([script("signalr-emulator"), "--port", "0", "--access-key", key, "--upstream", upstream])
+    stack = Stack(0, server_port, gateway_port, key, {"signalr-emulator": emulator})
+    try:
+        connection_string = emulator.readline(20)
+        match = re.search(r"Port=(\d+);", connection_string)
+        assert match, "emulator ready line is not a connection string"
+        stack.service_port = int(match.group(1))
+        stack.start_gateway()
+        env = {
+            "Azure__SignalR__ConnectionString": f"{connection_string}ClientEndpoint=http://127.0.0.1:{gateway_port};"
+        }
+        server = Process([script("chat-server"), "--port", str(server_port)], env=env)
+        stack.processes["chat-server"] = server
+        assert server.readline(20).startswith(f"Chat server listening on http://127.0.0.1:{server_port}/")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def reset_profile(stack: Stack) -> Iterator[None]:
+    """Each test starts with the gateway in the websocket profile."""
+    if stack.profile != "websocket":
+        stack.processes.pop("apim-gateway").stop()
+        stack.profile = "websocket"
+        stack.start_gateway()
+    stack.switches.clear()
+    yield
+
+
+def seen(app: ChatApp, text: str) -> bool:
+    return " ".join(text.split()) in " ".join(" ".join(app.chat_log.plain_lines).split())
+
+
+def status(app: ChatApp) -> str:
+    return str(app.status_bar.render())
+
+
+async def test_chat_with_the_official_js_client_through_the_gateway(
+    stack: Stack, reset_profile: None, js_peer: JsPeerFactory
+) -> None:
+    bob = await js_peer(stack.chat_url, transport="websockets")
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="alice", gateway_profile="websocket")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "alice JOINED"), timeout=20, what="own JOINED line")
+        assert await bob.next_message("broadcastMessage", timeout=10) == (
+            "broadcastMessage",
+            ["_SYSTEM_", "alice JOINED"],
+        )
+
+        await wait_until(pilot, lambda: "Connected" in status(app), what="status Connected")
+        line = status(app)
+        assert "Connected" in line and "WebSockets" in line
+        assert f"{stack.gateway_host} via gateway" in line
+        assert app.connection is not None and app.connection.connection_id and app.connection.connection_id in line
+
+        await bob.send("broadcastMessage", "bob", "hi from node [bold]x[/]")
+        await wait_until(pilot, lambda: seen(app, "bob: hi from node [bold]x[/]"), timeout=10, what="bob's line")
+        assert await bob.next_message(timeout=10) == ("broadcastMessage", ["bob", "hi from node [bold]x[/]"])
+
+        await pilot.press(*"hello node", "enter")
+        assert await bob.next_message("broadcastMessage", timeout=10) == ("broadcastMessage", ["alice", "hello node"])
+        await wait_until(pilot, lambda: seen(app, "alice (you): hello node"), timeout=10)
+
+        await pilot.press(*"ping", "ctrl+e")
+        await wait_until(pilot, lambda: seen(app, "alice (you): ping (echo from server)"), timeout=10, what="echo")
+        assert bob.pending_messages() == []  # the echo went to the caller only
+
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: len(app.trace_panel.plain_rows) >= 4, what="trace rows")
+        rows = app.trace_panel.plain_rows
+        assert any("negotiate" in r and f"127.0.0.1:{stack.server_port}" in r for r in rows)
+        assert any("negotiate" in r and stack.gateway_host in r for r in rows)
+        assert not any(stack.access_key in r or "eyJ" in r for r in rows)
+
+        connection = app.connection
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert connection is not None and connection.state is ConnectionState.DISCONNECTED
+    # The service saw the WebSocket close, so the peer is alone now; it is still connected and fine.
+    await bob.send("broadcastMessage", "bob", "still here")
+    assert await bob.next_message("broadcastMessage", timeout=10) == ("broadcastMessage", ["bob", "still here"])
+
+
+async def test_status_follows_reconnect_when_the_gateway_restarts(stack: Stack, reset_profile: None) -> None:
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="frank", gateway_profile="websocket")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "frank JOINED"), timeout=20)
+        first_id = app.connection.connection_id if app.connection else None
+        stack.processes.pop("apim-gateway").stop()  # the gateway goes away: the WebSocket drops
+        await wait_until(pilot, lambda: "Reconnecting" in status(app), timeout=10, what="Reconnecting state")
+        assert seen(app, "Connection lost — reconnecting…")
+        stack.start_gateway()
+        await wait_until(pilot, lambda: "Connected" in status(app), timeout=20, what="Connected again")
+        assert seen(app, f"Reconnected with WebSockets to {stack.gateway_host}")
+        assert app.connection is not None and app.connection.connection_id != first_id
+        assert app.connection.connection_id in status(app)
+        app.query_one("#message", Input).value = "back again"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen(app, "frank (you): back again"), timeout=10)
+
+
+async def test_switching_to_longpolling_switches_the_gateway_profile(stack: Stack, reset_profile: None) -> None:
+    app = ChatApp(
+        stack.chat_url,
+        TransportChoice.WEBSOCKETS,
+        name="carol",
+        gateway_profile="websocket",
+        profile_switcher=stack.switch_profile,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "carol JOINED"), timeout=20)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("down", "down", "enter")  # WebSockets → ServerSentEvents → LongPolling
+        await wait_until(
+            pilot,
+            lambda: (
+                app.connection is not None
+                and app.connection.transport_name == "LongPolling"
+                and app.connection.state is ConnectionState.CONNECTED
+            ),
+            timeout=30,
+            what="LongPolling connection",
+        )
+        assert stack.switches == ["sse-lp"]
+        assert seen(app, "switching the local gateway to the sse-lp profile")
+        await wait_until(pilot, lambda: " ".join(app.chat_log.plain_lines).count("carol JOINED") == 2, timeout=10)
+        line = status(app)
+        assert "LongPolling" in line and f"{stack.gateway_host} via gateway" in line and "APIM sse-lp" in line
+        app.query_one("#message", Input).value = "over long polling"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen(app, "carol (you): over long polling"), timeout=10)
+        started = time.monotonic()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    # LP stop sends DELETE, which the seed doc's sse-lp profile lacks (APIM 404): quitting must not hang on it.
+    assert time.monotonic() - started < 10
+
+
+async def test_strict_apim_shows_why_the_transport_fails(stack: Stack, reset_profile: None) -> None:
+    calls: list[str] = []
+
+    async def switcher(profile: str) -> None:
+        calls.append(profile)
+
+    app = ChatApp(
+        stack.chat_url,
+        TransportChoice.SERVER_SENT_EVENTS,
+        name="dave",
+        gateway_profile="websocket",
+        profile_switcher=switcher,
+        strict_apim=True,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "Could not connect"), timeout=30, what="failure line")
+        assert calls == []
+        assert seen(app, f"the gateway at {stack.gateway_host} has no API for ServerSentEvents on client/")
+        assert seen(app, "press ctrl+r to retry")
+        assert "Disconnected" in status(app)
+        await pilot.press(*"anyone?", "enter")
+        await wait_until(
+            pilot, lambda: seen(app, "Cannot send data if the connection is not in the 'Connected' State.")
+        )
+
+
+async def test_unreachable_server_is_named(stack: Stack) -> None:
+    port = free_port()
+    app = ChatApp(f"http://127.0.0.1:{port}/chat", TransportChoice.WEBSOCKETS, name="erin")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "Could not connect"), timeout=20)
+        assert seen(app, f"127.0.0.1:{port}")
