@@ -1,7 +1,8 @@
-"""The JS peer harness against a minimal SignalR WebSocket server built on the core's sans-I/O objects.
+"""The JS peer harness against a minimal SignalR server built on the core's sans-I/O objects.
 
-The server below is the smallest thing the official client accepts: ``POST …/negotiate`` with a v1 reply offering
-only WebSockets, and a WebSocket endpoint whose handshake and records go through ``signalr.connection.ServerProtocol``.
+The server below is about the smallest thing the official client accepts: ``POST …/negotiate`` with a v1 reply, and a
+connect endpoint for WebSockets, Server-Sent Events and LongPolling whose handshake and records go through
+``signalr.connection.ServerProtocol`` (and ``signalr.sse`` for the event stream).
 So these tests check the harness (events, commands, errors, shutdown) and the core against a peer nobody here wrote.
 """
 
@@ -21,12 +22,12 @@ from aiohttp.test_utils import TestServer
 from signalr.connection import ConnectionClosed, HandshakeCompleted, HandshakeFailed, MessageReceived, ServerProtocol
 from signalr.negotiate import NegotiateRedirect, requested_version, service_negotiate_response
 from signalr.protocol import Completion, Invocation, encode, encode_many
+from signalr.sse import SSE_PREAMBLE, encode_event
 from signalr.tokens import TokenError, mint_token, verify_token
 from tests.support.fixtures import JsPeerFactory
 from tests.support.jspeer import JsPeer, JsPeerError
 
 ACCESS_KEY = "test-key-0123456789-not-a-secret"
-WEBSOCKETS_ONLY = [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
 
 
 @dataclass
@@ -89,16 +90,54 @@ def reply_to(message: Any) -> bytes:
     return encode(Completion.with_error(message.invocation_id, f"Unknown hub method '{message.target}'"))
 
 
+class Session:
+    """One negotiated connection: the core's server state machine and, for SSE/LP, the bytes waiting to go out."""
+
+    def __init__(self, hub: MiniHub) -> None:
+        self.hub = hub
+        self.protocol = ServerProtocol()
+        self.outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: the connection ended
+        self.transport: str | None = None
+        self.polls = 0
+
+    def process(self, data: bytes) -> bytes:
+        """Feed received bytes; returns what to send back (possibly several records, trap 8)."""
+        out = bytearray()
+        for event in self.protocol.receive_data(data):
+            out += self.protocol.data_to_send()
+            if isinstance(event, HandshakeCompleted | HandshakeFailed):
+                self.hub.handshakes.append(event)
+            if isinstance(event, HandshakeCompleted):
+                # A record in the same frame as the handshake reply (trap 8).
+                out += encode(Invocation("broadcastMessage", ("_SYSTEM_", "welcome")))
+            elif isinstance(event, MessageReceived):
+                self.hub.received.append(event.message)
+                message = event.message
+                if isinstance(message, Invocation) and message.target == "closeMe":
+                    self.protocol.close("bye")
+                else:
+                    out += reply_to(message)
+            elif isinstance(event, ConnectionClosed):
+                self.hub.received.append(event)
+        out += self.protocol.data_to_send()
+        return bytes(out)
+
+    @property
+    def closed(self) -> bool:
+        return self.protocol.state.value == "closed"
+
+
 def make_app(hub: MiniHub) -> web.Application:
+    sessions: dict[str, Session] = {}
+
     async def negotiate(request: web.Request) -> web.Response:
         hub.record(request)
         if not hub.authorized(request):
             return web.Response(status=401)
         connection_id, token = str(uuid.uuid4()), str(uuid.uuid4())
         hub.tokens[token] = connection_id
-        body = service_negotiate_response(
-            connection_id, token, requested_version(request.query_string), WEBSOCKETS_ONLY
-        )
+        sessions[token] = Session(hub)
+        body = service_negotiate_response(connection_id, token, requested_version(request.query_string))
         return web.Response(body=body, content_type="application/json")
 
     async def redirect(request: web.Request) -> web.Response:
@@ -119,49 +158,78 @@ def make_app(hub: MiniHub) -> web.Application:
         hub.record(request)
         if not hub.authorized(request):
             return web.Response(status=401)
-        if request.query.get("id") not in hub.tokens:
+        session = sessions.get(request.query.get("id", ""))
+        if session is None:
             return web.Response(status=404, text="No Connection with that ID")
+        if request.method == "POST":  # SSE/LP send (§3.8)
+            reply = session.process(await request.read())
+            if reply:
+                session.outgoing.put_nowait(reply)
+            if session.closed:
+                session.outgoing.put_nowait(None)
+            return web.Response(status=200)
+        if request.method == "DELETE":  # LP stop (§3.9); the -nodelete hub plays APIM without a DELETE operation
+            if request.path.endswith("-nodelete"):
+                return web.Response(status=404)
+            session.outgoing.put_nowait(None)
+            return web.Response(status=202, text="")
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await websocket(request, session)
+        if request.headers.get("Accept") == "text/event-stream":
+            return await server_sent_events(request, session)
+        return await long_poll(session)
+
+    async def websocket(request: web.Request, session: Session) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        protocol = ServerProtocol()
+        session.transport = "WebSockets"
         async for frame in ws:
-            if frame.type == WSMsgType.TEXT:
-                data = frame.data.encode()
-            elif frame.type == WSMsgType.BINARY:
-                data = frame.data
-            else:
+            if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
-            out = bytearray()
-            for event in protocol.receive_data(data):
-                out += protocol.data_to_send()
-                if isinstance(event, HandshakeCompleted | HandshakeFailed):
-                    hub.handshakes.append(event)
-                if isinstance(event, HandshakeCompleted):
-                    # A record in the same frame as the handshake reply (trap 8).
-                    out += encode(Invocation("broadcastMessage", ("_SYSTEM_", "welcome")))
-                elif isinstance(event, MessageReceived):
-                    hub.received.append(event.message)
-                    message = event.message
-                    if isinstance(message, Invocation) and message.target == "closeMe":
-                        protocol.close("bye")
-                    else:
-                        out += reply_to(message)
-                elif isinstance(event, ConnectionClosed):
-                    hub.received.append(event)
-            out += protocol.data_to_send()
-            if out:
-                await ws.send_str(out.decode())
-            if protocol.state.value == "closed":
+            reply = session.process(frame.data.encode() if isinstance(frame.data, str) else frame.data)
+            if reply:
+                await ws.send_str(reply.decode())
+            if session.closed:
                 await ws.close()
                 break
         return ws
 
+    async def server_sent_events(request: web.Request, session: Session) -> web.StreamResponse:
+        session.transport = "ServerSentEvents"
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        await response.write(SSE_PREAMBLE)
+        while (data := await session.outgoing.get()) is not None:
+            await response.write(encode_event(data))
+        return response
+
+    async def long_poll(session: Session) -> web.Response:
+        session.transport = "LongPolling"
+        session.polls += 1
+        if session.polls == 1:  # the first poll answers at once (§3.7)
+            return web.Response(status=200, content_type="application/octet-stream")
+        try:
+            data = await asyncio.wait_for(session.outgoing.get(), 2)
+        except TimeoutError:
+            return web.Response(status=200, content_type="application/octet-stream")  # "poll again"
+        if data is None:
+            return web.Response(status=204)
+        # Everything queued goes out in one response: several records per body (trap 8).
+        while not session.outgoing.empty():
+            more = session.outgoing.get_nowait()
+            if more is None:
+                session.outgoing.put_nowait(None)
+                break
+            data += more
+        return web.Response(status=200, body=data, content_type="application/octet-stream")
+
     app = web.Application()
-    app.router.add_post("/hub/negotiate", negotiate)
+    for name in ("hub", "hub-nodelete"):
+        app.router.add_post(f"/{name}/negotiate", negotiate)
+        app.router.add_route("*", f"/{name}", connect)
     app.router.add_post("/redirect/negotiate", redirect)
     app.router.add_post("/missing/negotiate", not_found)
     app.router.add_post("/error/negotiate", error_field)
-    app.router.add_get("/hub", connect)
     return app
 
 
@@ -342,3 +410,39 @@ async def test_bad_cli_usage_exits_2_with_one_line(tmp_path: Any) -> None:
     assert process.returncode == 2
     assert out == b""
     assert err.decode().strip() == "peer.mjs: --transport must be one of websockets, sse, longpolling, auto"
+
+
+@pytest.mark.parametrize(("transport", "name"), [("sse", "ServerSentEvents"), ("longpolling", "LongPolling")])
+async def test_http_transports_carry_messages_both_ways(
+    mini: MiniHub, js_peer: JsPeerFactory, transport: str, name: str
+) -> None:
+    peer = await js_peer(f"{mini.base}/hub", transport=transport)
+    assert peer.transport == name
+    assert await peer.next_message("broadcastMessage") == ("broadcastMessage", ["_SYSTEM_", "welcome"])
+    await peer.send("echo", "alice", "line1\nline2")  # a multi-line SSE payload on the way back
+    assert await peer.next_message("echo") == ("echo", ["alice", "line1\nline2"])
+    assert await peer.invoke("burst", 3) == 3
+    assert await peer.messages_until(3) == [("broadcastMessage", ["burst", str(i)]) for i in range(3)]
+    await peer.stop()
+    assert await peer.wait_closed(timeout=1) is None
+
+
+async def test_auto_transport_picks_websockets_first(mini: MiniHub, js_peer: JsPeerFactory) -> None:
+    peer = await js_peer(f"{mini.base}/hub", transport="auto")
+    assert peer.transport == "WebSockets"
+
+
+async def test_longpolling_stop_sends_delete(mini: MiniHub, js_peer: JsPeerFactory) -> None:
+    peer = await js_peer(f"{mini.base}/hub", transport="longpolling")
+    await peer.stop()
+    assert [r.method for r in mini.requests if r.method == "DELETE"] == ["DELETE"]
+    assert "(LongPolling transport) DELETE request accepted." in peer.stderr()
+
+
+async def test_longpolling_delete_404_is_benign_and_logged_at_trace(mini: MiniHub, js_peer: JsPeerFactory) -> None:
+    # APIM's sse-lp profile has no DELETE operation (apim.md §6): the JS client logs it and closes cleanly.
+    peer = await js_peer(f"{mini.base}/hub-nodelete", transport="longpolling")
+    await peer.stop()
+    assert await peer.wait_closed(timeout=1) is None
+    assert peer.returncode == 0
+    assert "A 404 response was returned from sending a DELETE request." in peer.stderr()
