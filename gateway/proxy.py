@@ -162,6 +162,8 @@ class ApimGateway:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        self._forwards: set[asyncio.Task[object]] = set()
+        self._stopping = False
         self._base_url = ""
 
     @property
@@ -178,7 +180,7 @@ class ApimGateway:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_startup.append(self._open_session)
-        app.on_shutdown.append(self._close_websockets)
+        app.on_shutdown.append(self._close_connections)
         app.on_cleanup.append(self._close_session)
         return app
 
@@ -233,7 +235,11 @@ class ApimGateway:
         except TypeError:  # aiohttp < 3.12 has no client middlewares: refusals get a plain body
             self._session = aiohttp.ClientSession(**options)  # type: ignore[arg-type]
 
-    async def _close_websockets(self, _app: web.Application) -> None:
+    async def _close_connections(self, _app: web.Application) -> None:
+        """On shutdown, cut streams and held polls at once and close relayed WebSockets with 1001."""
+        self._stopping = True
+        for task in list(self._forwards):
+            task.cancel()
         sockets = list(self._sockets)
         if sockets:
             await asyncio.gather(
@@ -302,7 +308,25 @@ class ApimGateway:
         self._log(exchange)
         return self._respond(response)
 
+    def _gone(self, sent: int) -> str:
+        return "gateway shutting down" if self._stopping else f"client went away after {sent} bytes"
+
     async def _forward_http(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self._forwards.add(task)
+        try:
+            return await self._forward(request, match, exchange)
+        except asyncio.CancelledError:
+            if exchange.status == 0:  # cancelled while waiting for the backend's response headers
+                exchange.detail = _join(exchange.detail, self._gone(0))
+                self._log(exchange)
+            raise
+        finally:
+            if task is not None:
+                self._forwards.discard(task)
+
+    async def _forward(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None and match.operation is not None
         policy = match.operation.forward_request
         url = URL(match.backend_url(request.rel_url.raw_query_string), encoded=True)
@@ -349,10 +373,10 @@ class ApimGateway:
             await response.write_eof()
             finished = True
         except asyncio.CancelledError:
-            exchange.detail = _join(exchange.detail, f"client went away after {sent} bytes")
+            exchange.detail = _join(exchange.detail, self._gone(sent))
             raise
         except ConnectionResetError:
-            exchange.detail = _join(exchange.detail, f"client went away after {sent} bytes")
+            exchange.detail = _join(exchange.detail, self._gone(sent))
         except aiohttp.ClientError as exc:
             if not response.prepared:
                 return self._fail(exchange, f"backend stream broke before the response started ({type(exc).__name__})")
