@@ -187,7 +187,7 @@ class HttpConnection:
                 await transport.connect(target)
             except SignalRClientError as exc:
                 failures.append(exc)
-                await transport.stop()
+                await transport.stop(graceful=False)
                 continue
             self.transport = transport
             self.connection_id = reply.connection_id
@@ -209,12 +209,15 @@ class HttpConnection:
             raise TransportFailed("the transport is not connected")
         await self.transport.send(data)
 
-    async def stop(self) -> None:
-        """Close the transport (if it is open) and the HTTP session; never raises."""
+    async def stop(self, *, graceful: bool = True) -> None:
+        """Close the transport (if it is open) and the HTTP session; never raises.
+
+        ``graceful=False`` when the server already ended the connection (no LongPolling DELETE then).
+        """
         transport, self.transport = self.transport, None
         if transport is not None:
             try:
-                await transport.stop()
+                await transport.stop(graceful=graceful)
             except Exception:
                 log.exception("transport stop failed")
         context, self._context = self._context, None

@@ -534,12 +534,12 @@ class HubConnection:
 
     async def _finish_close(self, conn: HttpConnection | None, error: Exception | None) -> None:
         if conn is not None:
-            await conn.stop()
+            await conn.stop(graceful=False)
         self._fire_close(error)
 
     async def _reconnect(self, old: HttpConnection | None, error: Exception | None) -> None:
         if old is not None:
-            await old.stop()
+            await old.stop(graceful=False)
         assert self._reconnect_delays is not None
         last: Exception | None = error
         started = time.monotonic()

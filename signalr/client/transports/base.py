@@ -46,8 +46,12 @@ class Transport(Protocol):
         """Send complete records; raises :class:`~signalr.client.errors.SignalRClientError` when they cannot go out."""
         ...
 
-    async def stop(self) -> None:
-        """Close from the client side (WS close 1000 / LP DELETE / SSE disconnect); idempotent, never raises."""
+    async def stop(self, *, graceful: bool = True) -> None:
+        """Close from the client side (WS close 1000 / LP DELETE / SSE disconnect); idempotent, never raises.
+
+        ``graceful=False`` after the server already ended the connection: release resources, skip the LP DELETE
+        (the JS client sends none then either).
+        """
         ...
 
 

@@ -51,7 +51,6 @@ class LongPollingTransport:
         self._url = ""
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._closed_by_server = False
 
     @property
     def inherent_keep_alive(self) -> bool:
@@ -109,7 +108,6 @@ class LongPollingTransport:
                     tracer.emit(
                         "poll", url=url, method="GET", status=204, started=started, detail="closed by the server"
                     )
-                    self._closed_by_server = True
                     break
                 if status != 200:
                     error = error_for_status(status, body, url, what="a LongPolling poll", transport=self.kind.value)
@@ -137,13 +135,12 @@ class LongPollingTransport:
             error = TransportFailed(f"LongPolling failed: {exc}")
         if self._stopping:
             return
-        self._closed_by_server = True
         self._on_close(error)
 
     async def send(self, data: bytes) -> None:
         await self._sender.send(data)
 
-    async def stop(self) -> None:
+    async def stop(self, *, graceful: bool = True) -> None:
         if self._stopping:
             return
         self._stopping = True
@@ -155,7 +152,9 @@ class LongPollingTransport:
                 await task
             except asyncio.CancelledError:
                 pass
-        if self._url and not self._closed_by_server:
+        # Like the JS client, a client-side stop always sends DELETE, even when the last poll already saw 204 (the
+        # Close message sent just before can end the connection first; the service then answers 404).
+        if self._url and graceful:
             await self._delete()
 
     async def _delete(self) -> None:

@@ -30,6 +30,7 @@ __all__ = ["ServerSentEventsTransport"]
 log = logging.getLogger(__name__)
 
 MAX_EVENT_SIZE = 16 * 1024 * 1024
+BUFFERING_HINT = 'APIM needs <forward-request buffer-response="false" /> on the connect GET operation'
 
 
 class ServerSentEventsTransport:
@@ -69,7 +70,8 @@ class ServerSentEventsTransport:
             )
         except TimeoutError:
             error: SignalRClientError = TransportFailed(
-                f"ServerSentEvents failed: no response headers from {host_of(url)} within {self._open_timeout:g} s"
+                f"ServerSentEvents failed: no response headers from {host_of(url)} within {self._open_timeout:g} s "
+                f"— the server hangs, or a proxy is buffering the stream ({BUFFERING_HINT})"
             )
             context.tracer.emit("connect", url=get_url, method="SSE", started=started, detail=str(error))
             raise error from None
@@ -108,8 +110,7 @@ class ServerSentEventsTransport:
         except TimeoutError:
             error = TransportFailed(
                 f"ServerSentEvents failed: {host_of(get_url)} sent the event stream headers but no data within "
-                f"{self._open_timeout:g} s — a proxy is buffering the stream (APIM needs "
-                f'<forward-request buffer-response="false" /> on the connect GET operation)'
+                f"{self._open_timeout:g} s — a proxy is buffering the stream ({BUFFERING_HINT})"
             )
             tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail=str(error))
             raise error from None
@@ -158,7 +159,7 @@ class ServerSentEventsTransport:
     async def send(self, data: bytes) -> None:
         await self._sender.send(data)
 
-    async def stop(self) -> None:
+    async def stop(self, *, graceful: bool = True) -> None:
         if self._stopping:
             return
         self._stopping = True

@@ -156,7 +156,7 @@ class WebSocketTransport:
             detail=describe_records(data),
         )
 
-    async def stop(self) -> None:
+    async def stop(self, *, graceful: bool = True) -> None:
         self._stopping = True
         ws = self._ws
         if ws is not None and not ws.closed:
