@@ -86,7 +86,7 @@ async def serve(settings: EmulatorSettings) -> AsyncIterator[RunningEmulator]:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         port = _bound_port(runner, settings.port)
         url = f"http://{settings.endpoint_host}:{port}"
