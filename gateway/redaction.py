@@ -58,8 +58,10 @@ class RedactingFilter(logging.Filter):
         self._query = re.compile(rf"(?i)((?:^|[?&;\s])(?:{alternatives})=)[^&\s\"'#]*")
 
     def add_secret(self, value: str) -> None:
-        """Redact this literal value (e.g. a configured subscription key) wherever it appears."""
-        if value:
+        """Redact this literal value (e.g. a configured subscription key) wherever it appears.
+        Values shorter than 4 characters are skipped: replacing them everywhere would garble every
+        line, and they never reach a log line anyway (headers are not logged, query values are redacted by name)."""
+        if len(value) >= 4:
             self._literals.add(value)
 
     _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/=]+")

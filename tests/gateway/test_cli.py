@@ -70,7 +70,10 @@ apis:
     ("args", "fragment"),
     [
         (["--backend", "127.0.0.1:8888"], "--backend"),
-        (["--backend", "http://127.0.0.1:9", "--profile", "sse-lp", "--config", "x.yaml"], "either --profile or --config"),
+        (
+            ["--backend", "http://127.0.0.1:9", "--profile", "sse-lp", "--config", "x.yaml"],
+            "either --profile or --config",
+        ),
         (["--backend", "http://127.0.0.1:9", "--config", "does-not-exist.yaml"], "cannot read config"),
         (["--backend", "http://127.0.0.1:9", "--port", "70000"], "--port"),
     ],
