@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from signalr.connection_string import parse_connection_string
 from tests.server.rest_recorder import RestRecorder
 from tests.support.fixtures import js_peer  # noqa: F401  (pytest finds fixtures by name)
-from tests.support.processes import Process, script
+from tests.support.processes import Process, free_port, script
 
 # Distinctive, so a test can prove it never appears in any output.
 ACCESS_KEY = "SrvTestKey0000DoNotPrint1111abcdefghijklmnop2222"
@@ -50,6 +51,49 @@ def start_chat_server(
         process.stop()
         raise AssertionError(f"unexpected ready line {line!r}; stderr:\n{process.stderr()}")
     return ChatServer(process, match.group(1), int(match.group(2)), match.group(3))
+
+
+def start_emulator(*args: str) -> tuple[Process, str, str]:
+    """Start ``signalr-emulator --port 0``; returns the process, its URL and the connection string it printed."""
+    emulator = Process([script("signalr-emulator"), "--port", "0", *args])
+    try:
+        connection_string = emulator.readline(timeout=20)
+        endpoint = parse_connection_string(connection_string).endpoint
+    except (TimeoutError, EOFError, ValueError):
+        emulator.stop()
+        raise
+    return emulator, endpoint, connection_string
+
+
+@dataclass
+class Stack:
+    """The emulator with its upstream pointed at a ``chat-server``, both running."""
+
+    emulator: Process
+    emulator_url: str
+    connection_string: str
+    server: ChatServer
+
+    @property
+    def hub_url(self) -> str:
+        return self.server.url + "chat"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.emulator.stop()
+
+
+def start_stack(cwd: Path) -> Stack:
+    """The emulator (upstream → the server's recommended template) and ``chat-server`` on ports picked here."""
+    server_port = free_port()
+    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
+    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
+    try:
+        server = start_chat_server(connection_string, "--port", str(server_port), cwd=cwd)
+    except BaseException:
+        emulator.stop()
+        raise
+    return Stack(emulator, emulator_url, connection_string, server)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from server.rest_client import ServiceRestClient
 from signalr.connection_string import parse_connection_string
 from signalr.upstream import sign_connection_id
-from tests.server.conftest import ChatServer, start_chat_server
+from tests.server.conftest import ChatServer, Stack, start_chat_server, start_emulator, start_stack
 from tests.support.fixtures import JsPeerFactory
 from tests.support.jspeer import JsPeer
 from tests.support.processes import Process, free_port, script
@@ -24,42 +23,11 @@ from tests.support.processes import Process, free_port, script
 TRANSPORTS = {"websockets": "WebSockets", "sse": "ServerSentEvents", "longpolling": "LongPolling"}
 
 
-@dataclass
-class Stack:
-    emulator: Process
-    emulator_url: str
-    connection_string: str
-    server: ChatServer
-
-    @property
-    def hub_url(self) -> str:
-        return self.server.url + "chat"
-
-
-def start_emulator(*args: str) -> tuple[Process, str, str]:
-    emulator = Process([script("signalr-emulator"), "--port", "0", *args])
-    try:
-        connection_string = emulator.readline(timeout=20)
-    except (TimeoutError, EOFError):
-        emulator.stop()
-        raise
-    parsed = parse_connection_string(connection_string)
-    return emulator, parsed.endpoint, connection_string
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    server_port = free_port()
-    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
-    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
-    try:
-        server = start_chat_server(connection_string, "--port", str(server_port), cwd=tmp_path_factory.mktemp("e2e"))
-    except BaseException:
-        emulator.stop()
-        raise
-    yield Stack(emulator, emulator_url, connection_string, server)
-    server.stop()
-    emulator.stop()
+    running = start_stack(tmp_path_factory.mktemp("e2e"))
+    yield running
+    running.stop()
 
 
 async def barrier(sender: JsPeer, *receivers: JsPeer, tag: str) -> list[list[tuple[str, list[Any]]]]:
