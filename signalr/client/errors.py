@@ -86,10 +86,11 @@ class SubscriptionKeyRejected(SignalRClientError):
 class Unauthorized(SignalRClientError):
     """The service (or app server) answered 401: the access token is missing, malformed or signed with another key."""
 
-    def __init__(self, *, host: str, what: str) -> None:
+    def __init__(self, *, host: str, what: str, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
         super().__init__(
-            f"{what} was rejected with 401 Unauthorized by {host}: the access token is missing or invalid — check "
-            f"that the app server's connection string has the service's current AccessKey"
+            f"{what} was rejected with 401 Unauthorized by {host}{why}: the access token is missing or invalid — "
+            f"check that the app server's connection string has the service's current AccessKey"
         )
         self.host = host
 

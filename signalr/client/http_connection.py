@@ -68,6 +68,7 @@ async def negotiate(context: HttpContext, url: str) -> tuple[str, NegotiateResul
                 timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
             ) as response:
                 status = response.status
+                challenge = response.headers.get("WWW-Authenticate", "")
                 body = await read_limited(response, MAX_NEGOTIATE_BODY)
         except ValueError as exc:
             raise NegotiateFailed(f"negotiate at {host_of(target)} failed: {exc}", status=None, url=target) from None
@@ -76,7 +77,7 @@ async def negotiate(context: HttpContext, url: str) -> tuple[str, NegotiateResul
             tracer.emit("error", url=target, method="POST", started=started, detail=str(error))
             raise error from None
         if status != 200:
-            error = error_for_status(status, body, target, what="negotiate", transport="negotiate")
+            error = error_for_status(status, body, target, what="negotiate", transport="negotiate", challenge=challenge)
             tracer.emit(
                 "negotiate",
                 url=target,

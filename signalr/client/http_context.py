@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import re
 import types
 from collections.abc import Mapping
 from importlib import metadata
+from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
@@ -108,6 +110,9 @@ class HttpContext:
             self.refused_upgrade_body = b""
 
 
+_DESCRIPTION = re.compile(r'error_description="([^"]*)"')
+
+
 def _snippet(body: bytes) -> str:
     text = body[:200].decode("utf-8", "replace").strip()
     return f": {redact_text(text)}" if text else ""
@@ -120,24 +125,29 @@ def error_for_status(
     *,
     what: str,
     transport: str,
+    challenge: str = "",
 ) -> SignalRClientError:
     """The error for an unexpected HTTP status.
 
     ``what`` names the request for the message (``negotiate``, ``the WebSockets upgrade``, ``the LongPolling poll``…);
-    ``transport`` is the transport the request belongs to (for the gateway profile hint). APIM's own envelopes are
-    recognised by their JSON body (docs/apim.md §2, §3); everything else is the service's or the app server's answer.
+    ``transport`` is the transport the request belongs to (for the gateway profile hint); ``challenge`` is the
+    response's ``WWW-Authenticate`` header, whose ``error_description`` says why a token was refused. APIM's own
+    envelopes are recognised by their JSON body (docs/apim.md §2, §3); everything else is the service's or the app
+    server's answer.
     """
     host = host_of(url)
     envelope = apim_status(body)
     if envelope is not None and envelope[0] == 404 and status == 404:
         if what == "negotiate":
-            path = "client/negotiate" if "/client/" in url else "this negotiate URL"
+            path = f"POST {urlsplit(url).path}"
             return GatewayRouteNotFound(host=host, transport=transport, path=path, url=url)
         return GatewayRouteNotFound(host=host, transport=transport, path="client/", url=url)
     if envelope is not None and envelope[0] == 401 and status == 401:
         return SubscriptionKeyRejected(host=host, apim_message=envelope[1])
     if status == 401:
-        return Unauthorized(host=host, what=what[0].upper() + what[1:])
+        match = _DESCRIPTION.search(challenge)
+        reason = redact_text(match.group(1))[:200] if match else ""
+        return Unauthorized(host=host, what=what[0].upper() + what[1:], reason=reason)
     if what == "negotiate":
         return NegotiateFailed(
             f"Unexpected status code returned from negotiate '{status}' (POST {host}{_snippet(body)})",

@@ -127,6 +127,7 @@ class HttpSender:
             ) as response:
                 body = await response.content.read(MAX_ERROR_BODY)
                 status = response.status
+                challenge = response.headers.get("WWW-Authenticate", "")
         except Exception as exc:
             error = error_for_exception(exc, self._url, what="the send POST", transport=name)
             context.tracer.emit("error", url=self._url, method="POST", started=started, detail=str(error))
@@ -141,7 +142,7 @@ class HttpSender:
             detail=describe_records(data),
         )
         if status != 200:
-            raise error_for_status(status, body, self._url, what="the send POST", transport=name)
+            raise error_for_status(status, body, self._url, what="the send POST", transport=name, challenge=challenge)
 
 
 def _fail(waiters: list[asyncio.Future[None]], error: Exception) -> None:

@@ -61,13 +61,15 @@ class LongPollingTransport:
         first = poll_url(url)
         started = time.monotonic()
         try:
-            status, body = await self._get(first)
+            status, body, challenge = await self._get(first)
         except Exception as exc:
             error = error_for_exception(exc, first, what="the first LongPolling poll", transport=self.kind.value)
             self._context.tracer.emit("error", url=first, method="GET", started=started, detail=str(error))
             raise error from None
         if status != 200:
-            error = error_for_status(status, body, first, what="the first LongPolling poll", transport=self.kind.value)
+            error = error_for_status(
+                status, body, first, what="the first LongPolling poll", transport=self.kind.value, challenge=challenge
+            )
             self._context.tracer.emit(
                 "connect", url=first, method="GET", status=status, started=started, detail=str(error)
             )
@@ -78,11 +80,13 @@ class LongPollingTransport:
         self._sender.open(url)
         self._task = asyncio.create_task(self._poll_loop(body))
 
-    async def _get(self, url: str) -> tuple[int, bytes]:
+    async def _get(self, url: str) -> tuple[int, bytes, str]:
+        """One poll: status, body and the ``WWW-Authenticate`` challenge (for a 401)."""
         async with self._context.session.get(
             to_url(url), headers=self._context.request_headers(), timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT)
         ) as response:
-            return response.status, await read_limited(response, MAX_POLL_BODY)
+            body = await read_limited(response, MAX_POLL_BODY)
+            return response.status, body, response.headers.get("WWW-Authenticate", "")
 
     async def _poll_loop(self, first_body: bytes) -> None:
         tracer = self._context.tracer
@@ -94,7 +98,7 @@ class LongPollingTransport:
                 url = poll_url(self._url)
                 started = time.monotonic()
                 try:
-                    status, body = await self._get(url)
+                    status, body, challenge = await self._get(url)
                 except TimeoutError:
                     tracer.emit("poll", url=url, method="GET", started=started, detail="poll timed out, polling again")
                     continue
@@ -110,7 +114,9 @@ class LongPollingTransport:
                     )
                     break
                 if status != 200:
-                    error = error_for_status(status, body, url, what="a LongPolling poll", transport=self.kind.value)
+                    error = error_for_status(
+                        status, body, url, what="a LongPolling poll", transport=self.kind.value, challenge=challenge
+                    )
                     tracer.emit("poll", url=url, method="GET", status=status, started=started, detail=str(error))
                     break
                 if body:

@@ -94,7 +94,14 @@ class ServerSentEventsTransport:
         status = response.status
         if status != 200:
             body = await response.content.read(MAX_ERROR_BODY)
-            error = error_for_status(status, body, get_url, what="the event stream GET", transport=self.kind.value)
+            error = error_for_status(
+                status,
+                body,
+                get_url,
+                what="the event stream GET",
+                transport=self.kind.value,
+                challenge=response.headers.get("WWW-Authenticate", ""),
+            )
             tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail=str(error))
             raise error
         content_type = response.headers.get("Content-Type", "")

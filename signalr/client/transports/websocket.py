@@ -62,7 +62,8 @@ class WebSocketTransport:
             )
         except aiohttp.WSServerHandshakeError as exc:
             body, context.refused_upgrade_body = context.refused_upgrade_body, b""
-            error = self._refusal(exc.status, body)
+            challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
+            error = self._refusal(exc.status, body, challenge)
             context.tracer.emit(
                 "connect",
                 url=self._url,
@@ -80,9 +81,11 @@ class WebSocketTransport:
         context.tracer.emit("connect", url=self._url, method="WS", status=101, started=started, detail="upgraded")
         self._task = asyncio.create_task(self._receive_loop(self._ws))
 
-    def _refusal(self, status: int, body: bytes) -> SignalRClientError:
+    def _refusal(self, status: int, body: bytes, challenge: str) -> SignalRClientError:
         """Why the upgrade was refused, in terms a user can act on."""
-        error = error_for_status(status, body, self._url, what="the WebSockets upgrade", transport=self.kind.value)
+        error = error_for_status(
+            status, body, self._url, what="the WebSockets upgrade", transport=self.kind.value, challenge=challenge
+        )
         if isinstance(error, TransportFailed) and status in (200, 204):
             # A GET that reached an HTTP API: APIM's sse-lp profile forwards the upgrade as a plain GET (a LongPolling
             # poll for the service) and never switches protocols (docs/apim.md §2 rule 5).
