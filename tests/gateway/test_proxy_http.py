@@ -192,7 +192,8 @@ async def test_client_going_away_ends_the_backend_stream(
 
 
 async def test_longpolling(sse_gateway: Gateway, http: aiohttp.ClientSession) -> None:
-    poll = f"/client/?{QUERY}&id=t1&_=1700000000000"
+    # the connection token is not encoded by the JS client; odd bytes must survive untouched
+    poll = f"/client/?{QUERY}&id=Ab+c/d%20e~f&_=1700000000000&empty=&flag"
     response, body = await request(http, "GET", url(sse_gateway, poll), headers={"Authorization": "Bearer lp"})
     assert response.status == 200
     seen = json.loads(body)
@@ -402,3 +403,16 @@ async def test_access_log_names_the_outcome_and_redacts_secrets(
     )
     missing = line_for("GET /nowhere")
     assert "-> no API 404 (Resource not found: no API suffix matches the path)" in missing
+
+
+async def test_chunked_request_body_is_streamed_through(sse_gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for n in range(3):
+            yield f'{{"type":6,"n":{n}}}\x1e'.encode()
+            await asyncio.sleep(0.01)
+
+    response, raw = await request(http, "POST", url(sse_gateway, f"/client/?{QUERY}&id=t1"), data=body())
+    assert response.status == 200
+    seen = json.loads(raw)
+    assert seen["body"] == "".join(f'{{"type":6,"n":{n}}}\x1e' for n in range(3))
+    assert seen["headers"]["transfer-encoding"] == ["chunked"]
