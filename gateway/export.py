@@ -480,6 +480,7 @@ def _terraform(model: ApimModel, options: ExportOptions) -> str:
         "",
         'provider "azurerm" {',
         "  features {}",
+        "  # azurerm 4.x also needs the subscription: set ARM_SUBSCRIPTION_ID or subscription_id here.",
         "}",
         "",
         'variable "resource_group_name" {',

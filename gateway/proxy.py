@@ -192,6 +192,7 @@ class ApimGateway:
             handler_cancellation=True,  # a client that goes away ends its backend request too
             shutdown_timeout=self._shutdown_timeout,
         )
+        self._stopping = False
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
@@ -207,7 +208,7 @@ class ApimGateway:
         return self._base_url
 
     async def stop(self) -> None:
-        """Close every relayed WebSocket (1001) and stream, then stop listening."""
+        """Stop listening, cut open streams and held polls, close relayed WebSockets with 1001."""
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
