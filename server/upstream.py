@@ -127,6 +127,7 @@ async def _invocation(request: web.Request, caller: Caller, event: str, body: by
     except InvalidMessage as exc:
         log.warning("upstream refused (400): invalid invocation from %s: %s", _plain(caller.connection_id), exc)
         return _error(400, f"invalid invocation: {exc}")
+    log.debug("invoke %s from %s: %d send(s)", _plain(call.target), caller.connection_id, len(call.actions))
     failure: str | None = None
     if call.error is not None:
         log.warning("invoke %s from %s failed: %s", _plain(call.target), caller.connection_id, call.error)

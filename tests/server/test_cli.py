@@ -76,6 +76,11 @@ def test_empty_value_in_dotenv_is_missing(tmp_path: Path) -> None:
             "error: invalid connection string: Duplicate properties found in connection string: endpoint.",
         ),
         ("Endpoint=http://x;Version=1.0;", "error: invalid connection string: accesskey is required."),
+        (
+            "Endpoint=https://x;AuthType=azure.msi;Version=1.0;",
+            "error: invalid connection string: AuthType=azure.msi (Microsoft Entra ID) is not supported by "
+            "chat-server; use the AccessKey connection string from the portal's Keys page.",
+        ),
     ],
 )
 def test_malformed_connection_string(tmp_path: Path, text: str, line: str) -> None:
