@@ -98,8 +98,9 @@ def _client_query(request: web.Request) -> str:
     return "?" + "&".join(kept) if kept else ""
 
 
-def _find_connection(request: web.Request, *, allow_query_token: bool) -> ClientConnection:
-    """The connection named by ``id=``, after auth. Refuses 400 / 401 / 404 with ASP.NET's texts."""
+def _find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[ClientConnection, ClientIdentity]:
+    """The connection named by ``id=`` and the request's identity, after auth. Refuses 400 / 401 / 404 with
+    ASP.NET's texts."""
     token = request.rel_url.query.get("id")
     if not token:
         raise _Refused(_text(400, "Connection ID required"))
@@ -108,10 +109,20 @@ def _find_connection(request: web.Request, *, allow_query_token: bool) -> Client
     hub = _hub_query(request, required=False) or (connection.hub if connection else None)
     if hub is None:
         raise _Refused(_text(400, "The 'hub' query parameter is required."))
-    _authenticate(request, hub, allow_query=allow_query_token)
+    identity = _authenticate(request, hub, allow_query=allow_query_token)
     if connection is None or connection.hub != hub:
         raise _Refused(_text(404, "No Connection with that ID"))
-    return connection
+    return connection, identity
+
+
+def _start_transport(
+    connection: ClientConnection, transport: TransportType, request: web.Request, identity: ClientIdentity
+) -> None:
+    """Bind the transport. As in ASP.NET Core, the user is the one of the request that starts the transport."""
+    connection.user_id = identity.user_id
+    connection.claims = identity.claims
+    connection.client_query = _client_query(request)
+    connection.attach(transport)
 
 
 def _check_transport(connection: ClientConnection, wanted: TransportType) -> None:
@@ -181,22 +192,23 @@ async def connect(request: web.Request) -> web.StreamResponse:
         return refused.response
 
 
-def _new_websocket_connection(request: web.Request) -> ClientConnection:
+def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, ClientIdentity]:
     """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
     hub = _hub_query(request)
     assert hub is not None
     identity = _authenticate(request, hub, allow_query=True)
-    return _service(request).new_connection(
+    connection = _service(request).new_connection(
         hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims, client_query=_client_query(request)
     )
+    return connection, identity
 
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     if request.rel_url.query.get("id"):
-        connection = _find_connection(request, allow_query_token=True)
+        connection, identity = _find_connection(request, allow_query_token=True)
     else:
-        connection = _new_websocket_connection(request)
+        connection, identity = _new_websocket_connection(request)
     if connection.closed:
         raise _Refused(_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.WEBSOCKETS)
@@ -211,11 +223,9 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise _Refused(_text(400, "Not a valid WebSocket request."))
     transport = request.transport
-    connection.attach(TransportType.WEBSOCKETS)
+    _start_transport(connection, TransportType.WEBSOCKETS, request, identity)
     if transport is not None:
         connection.abort_transport = transport.abort
-    if not connection.client_query:
-        connection.client_query = _client_query(request)
     await ws.prepare(request)
     writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
     try:
@@ -261,11 +271,11 @@ async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnect
 async def _server_sent_events(request: web.Request) -> web.StreamResponse:
     """§3.6: ``:\\r\\n`` first, then one event per flush of the outbound queue, each written at once."""
     service = _service(request)
-    connection = _find_connection(request, allow_query_token=True)
+    connection, identity = _find_connection(request, allow_query_token=True)
     if connection.closed:
         raise _Refused(_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.SERVER_SENT_EVENTS)
-    connection.attach(TransportType.SERVER_SENT_EVENTS)
+    _start_transport(connection, TransportType.SERVER_SENT_EVENTS, request, identity)
     transport = request.transport
     if transport is not None:
         connection.abort_transport = transport.abort
@@ -295,13 +305,11 @@ async def _server_sent_events(request: web.Request) -> web.StreamResponse:
 async def _long_poll(request: web.Request) -> web.StreamResponse:
     """§3.7: first poll 200 empty at once; later polls held until data, timeout (200 empty) or close (204)."""
     service = _service(request)
-    connection = _find_connection(request, allow_query_token=False)
+    connection, identity = _find_connection(request, allow_query_token=False)
     _check_transport(connection, TransportType.LONG_POLLING)
     if connection.transport is None:
-        connection.attach(TransportType.LONG_POLLING)
+        _start_transport(connection, TransportType.LONG_POLLING, request, identity)
         connection.end_poll(connection.begin_poll())
-        if not connection.client_query:
-            connection.client_query = _client_query(request)
         return web.Response(status=200, body=b"", content_type="application/octet-stream", headers=NO_CACHE)
     generation = connection.begin_poll()
     deadline = time.monotonic() + service.settings.poll_timeout
@@ -329,7 +337,7 @@ async def _long_poll(request: web.Request) -> web.StreamResponse:
 async def connect_send(request: web.Request) -> web.Response:
     """§3.8: ``POST /client/?id=…`` carries one or more records from an SSE or LongPolling client."""
     try:
-        connection = _find_connection(request, allow_query_token=False)
+        connection, _ = _find_connection(request, allow_query_token=False)
     except _Refused as refused:
         return refused.response
     if connection.transport is TransportType.WEBSOCKETS:
@@ -348,7 +356,7 @@ async def connect_send(request: web.Request) -> web.Response:
 async def connect_delete(request: web.Request) -> web.Response:
     """§3.9: ``DELETE /client/?id=…`` ends a LongPolling connection: 202, and the pending poll answers 204."""
     try:
-        connection = _find_connection(request, allow_query_token=False)
+        connection, _ = _find_connection(request, allow_query_token=False)
     except _Refused as refused:
         return refused.response
     if connection.transport is not TransportType.LONG_POLLING:

@@ -177,33 +177,34 @@ class UpstreamDispatcher:
             self._no_upstream(connection, event)
             return
         url = template.url(connection.hub, event.category, event.event)
-        error: str | None = None
+        failure: str | None = None  # the completion error for an invocation with an id (§6.4)
         status = 0
         body = b""
         try:
             status, body = await self._post(url, connection, event)
         except _TooLarge:
-            error = "Invocation failed, response too large."
+            failure = "Invocation failed, response too large."
         except TimeoutError:
-            error = (
-                f"Invocation failed, error: the upstream did not answer within {self._settings.upstream_timeout:g} s."
-            )
+            timeout = self._settings.upstream_timeout
+            failure = f"Invocation failed, error: the upstream did not answer within {timeout:g} s."
         except asyncio.CancelledError:
             if event.invocation_id is not None:
                 cancelled = "Invocation failed, response cancelled."
                 connection.send(encode(Completion.with_error(event.invocation_id, cancelled)))
             raise
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            error = f"Invocation failed, error: {redact_text(str(exc)) or type(exc).__name__}."
+            # Exception texts may name the URL, and a Functions URL carries ?code=<key>: redact.
+            failure = f"Invocation failed, error: {redact_text(str(exc)) or type(exc).__name__}."
         where = f"{event.category}/{event.event} hub={connection.hub} id={connection.connection_id}"
-        if error is not None:
-            log.warning("upstream %s %s failed: %s", redact_url(url), where, error)
+        if failure is not None:
+            reason = failure.removeprefix("Invocation failed, ")
+            log.warning("upstream %s %s failed: %s", redact_url(url), where, reason)
         elif 200 <= status < 300:
             log.info("upstream %s -> %d", where, status)
         else:
             log.warning("upstream %s %s -> %d", redact_url(url), where, status)
         if event.invocation_id is not None:
-            connection.send(self._result(event.invocation_id, status, body, error))
+            connection.send(self._result(event.invocation_id, status, body, failure))
 
     async def _post(self, url: str, connection: ClientConnection, event: _Event) -> tuple[int, bytes]:
         assert self._session is not None, "UpstreamDispatcher.start() was not awaited"

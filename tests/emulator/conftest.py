@@ -101,7 +101,7 @@ class Emulator:
 
     async def open_ws(self, hub: str = "chat", token: str | None = None) -> tuple[aiohttp.ClientWebSocketResponse, str]:
         """A handshaken raw WebSocket connection and its connectionId."""
-        negotiated = await self.negotiate(hub)
+        negotiated = await self.negotiate(hub, token=token)
         ws = await self.session.ws_connect(
             self.connect_url(negotiated["connectionToken"], hub).replace("http", "ws", 1),
             headers=self.auth(token or self.client_token(hub)),
@@ -256,7 +256,8 @@ async def upstream_receiver() -> AsyncIterator[UpstreamReceiver]:
 
 
 @pytest.fixture
-async def emulator_with_upstream(start_emulator: EmulatorFactory, upstream_receiver: UpstreamReceiver) -> Emulator:
+async def emulator_with_upstream(upstream_receiver: UpstreamReceiver, start_emulator: EmulatorFactory) -> Emulator:
+    """An emulator posting to ``upstream_receiver`` (set up first, so it outlives the emulator's last events)."""
     return await start_emulator(
         access_key=upstream_receiver.access_key, upstreams=(UpstreamTemplate(upstream_receiver.template),)
     )
