@@ -482,8 +482,8 @@ class HubConnection:
         self._connection_lost(
             generation,
             ServerTimeout(
-                f"Server timeout elapsed without receiving a message from the server "
-                f"(nothing for {self._server_timeout:g} s)."
+                f"Server timeout elapsed without receiving a message from the server. Nothing arrived for "
+                f"{self._server_timeout:g} s: the service, or a proxy in between, stopped answering."
             ),
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from signalr.client import HubConnection, TraceEvent
+from signalr.client import ConnectionState, HubConnection, TraceEvent
 
 
 class Inbox:
@@ -45,3 +45,22 @@ def connect(url: str, inbox: Inbox | None = None, **options: Any) -> tuple[HubCo
     options.setdefault("reconnect_delays", None)
     connection = HubConnection(url, trace=inbox.trace.append, **options)
     return inbox.attach(connection), inbox
+
+
+class StateLog:
+    """Every state a connection entered, in order; :meth:`wait_for` waits for the next entry into ``state``."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        self.states: list[ConnectionState] = []
+        self._changed = asyncio.Event()
+        connection.on_state_change(self._record)
+
+    def _record(self, _old: ConnectionState, new: ConnectionState) -> None:
+        self.states.append(new)
+        self._changed.set()
+
+    async def wait_for(self, state: ConnectionState, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.states or self.states[-1] is not state:
+                self._changed.clear()
+                await self._changed.wait()
