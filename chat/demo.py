@@ -139,8 +139,7 @@ class Demo:
                 _script("signalr-emulator"),
                 "--port",
                 str(self.service_port),
-                "--access-key",
-                self.access_key,
+                f"--access-key={self.access_key}",  # one argv item: a key may start with "-"
                 "--upstream",
                 f"http://127.0.0.1:{self.server_port}/upstream/{{hub}}/{{category}}/{{event}}",
             ],
