@@ -176,11 +176,13 @@ class ClientConnection:
         """Queue one or more complete records (shared bytes are fine: nothing mutates them).
 
         Returns False when the connection is closed or was just dropped because its queue would exceed
-        ``max_buffer_size`` (a client that stops reading must not grow the service's memory).
+        ``max_buffer_size`` (a client that stops reading must not grow the service's memory: at most the bound
+        plus one message is held per connection).
         """
         if self._closed or not self._opened:
             return False
-        if self._buffered + len(record) > self.max_buffer_size:
+        # An empty queue always takes one message, so a single large message never drops a healthy client.
+        if self._outbox and self._buffered + len(record) > self.max_buffer_size:
             self.drop(f"send buffer exceeded {self.max_buffer_size} bytes")
             return False
         self._outbox.append(record)
