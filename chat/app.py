@@ -13,6 +13,7 @@ import dataclasses
 import json
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
@@ -42,6 +43,10 @@ STOP_TIMEOUT = 5.0
 NOT_CONNECTED = "Cannot send data if the connection is not in the 'Connected' State."
 """What the sample shows when a send is attempted without a connection (the JS client's message)."""
 HUB_TARGETS = ("broadcastMessage", "echo")
+ECHO_SUFFIX = " (echo from server)"
+"""What the hub appends to an echoed message (docs/protocol.md §5)."""
+MAX_IN_FLIGHT = 256
+"""Sent messages remembered for round-trip timing; older ones are forgotten (a peer may never echo them back)."""
 
 
 def host_of(url: str) -> str:
@@ -134,6 +139,8 @@ class ChatApp(App[None]):
         self._secrets = [v for k, v in self.headers.items() if k.lower() in SECRET_HEADERS and v]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ui_thread = threading.get_ident()
+        self._in_flight: dict[tuple[str, str], float] = {}
+        self._round_trip_ms: float | None = None
 
     # ----------------------------------------------------------------------------------------------- layout
 
@@ -260,6 +267,8 @@ class ChatApp(App[None]):
                 )
         self._generation += 1
         generation = self._generation
+        self._in_flight.clear()
+        self._round_trip_ms = None
         connection = self.connection_factory(
             self.hub_url, transport=choice, headers=self.headers or None, trace=self._trace
         )
@@ -304,12 +313,23 @@ class ChatApp(App[None]):
                 # The sample shows a rejected send as a _BROADCAST_ line with the error's message.
                 self._error(NOT_CONNECTED)
                 continue
+            started = time.monotonic()
             try:
                 await connection.send(target, *arguments)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._error(f"Send failed: {describe_error(exc)}")
+                continue
+            self._expect_return(target, arguments, started)
+
+    def _expect_return(self, target: str, arguments: tuple[str, str], started: float) -> None:
+        """Remember when a message left, to time its way back (our own broadcast, or the echo) for the status bar."""
+        sender, text = arguments
+        key = (sender, text + ECHO_SUFFIX if target == "echo" else text)
+        self._in_flight[key] = started
+        while len(self._in_flight) > MAX_IN_FLIGHT:
+            self._in_flight.pop(next(iter(self._in_flight)))
 
     def send_broadcast(self, text: str) -> None:
         """Queue ``broadcastMessage(name, text)``; empty text is not sent (the sample's Send button)."""
@@ -325,6 +345,11 @@ class ChatApp(App[None]):
     def on_message_arrived(self, message: MessageArrived) -> None:
         if message.generation != self._generation:
             return
+        started = self._in_flight.pop((message.sender, message.text), None)
+        if started is not None:
+            # Client → gateway → service → upstream → app server → REST → service → client: the chat's round trip.
+            self._round_trip_ms = (time.monotonic() - started) * 1000.0
+            self._refresh_status()
         at = datetime.fromtimestamp(message.at)
         self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
 
@@ -402,6 +427,11 @@ class ChatApp(App[None]):
             self._connect()
 
     def action_echo(self) -> None:
+        # ctrl+e is a priority binding, so it can overtake keys typed just before it that still wait in the input's
+        # queue (fast typing, a paste, tmux send-keys): read the input only after it has handled them.
+        self.query_one("#message", Input).call_later(self._echo_input)
+
+    def _echo_input(self) -> None:
         field = self.query_one("#message", Input)
         self.send_echo(field.value)
         field.value = ""
@@ -482,7 +512,7 @@ class ChatApp(App[None]):
                 connection_id=connection.connection_id,
                 host=host,
                 host_label=self._host_label(host) if host else "",
-                rtt_ms=connection.last_rtt_ms,
+                rtt_ms=self._round_trip_ms if self._round_trip_ms is not None else connection.last_rtt_ms,
                 profile=self.gateway_profile,
                 wanted=self.transport,
             )

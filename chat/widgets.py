@@ -7,9 +7,9 @@ before they reach the terminal (a peer must not be able to send escape sequences
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -48,6 +48,8 @@ MAX_TRACE_ROWS = 500
 MAX_SHOWN_CHARS = 2000
 """Longest message text rendered; the rest is summarised (a 1 MB message must not freeze the view)."""
 MAX_NAME_CHARS = 64
+FLUSH_BUDGET_S = 0.015
+"""Longest stretch of chat-line rendering per turn of the message loop (keeps key handling prompt)."""
 
 
 class LineKind(Enum):
@@ -120,10 +122,11 @@ def render_chat_line(line: ChatLine) -> Text:
 
 
 class ChatLog(RichLog):
-    """The message view: bounded, batched, and re-rendered when its width changes.
+    """The message view: bounded, written in time-sliced batches, re-rendered when its width changes.
 
-    Call :meth:`add` for every line; lines are written in batches on the next turn of the widget's message loop, so a
-    burst of hundreds of messages costs one layout and one scroll, not hundreds.
+    Call :meth:`add` for every line. Lines are written on later turns of the widget's message loop, at most
+    :data:`FLUSH_BUDGET_S` of rendering per turn, so a burst of thousands of messages never freezes the keyboard:
+    keys are handled between slices, and a burst costs one scroll per slice, not one per line.
     """
 
     DEFAULT_CSS = """
@@ -131,20 +134,21 @@ class ChatLog(RichLog):
     """
 
     def __init__(self, max_lines: int = MAX_CHAT_LINES, *, id: str | None = None) -> None:
-        super().__init__(max_lines=max_lines, wrap=True, markup=False, highlight=False, auto_scroll=True, id=id)
+        # min_width: RichLog's default (78) would lay lines out wider than a narrow terminal.
+        super().__init__(
+            max_lines=max_lines, wrap=True, markup=False, highlight=False, auto_scroll=True, min_width=20, id=id
+        )
         self.records: deque[ChatLine] = deque(maxlen=max_lines)
         """The lines held by the view, oldest first (what a re-render draws)."""
-        self._pending: list[ChatLine] = []
+        self._pending: deque[ChatLine] = deque(maxlen=max_lines)
         self._flush_scheduled = False
         self._rendered_width = 0
 
     def add(self, line: ChatLine) -> None:
-        """Queue ``line`` for display; it appears after the current burst of messages has been handled."""
+        """Queue ``line`` for display; it appears within a few frames, after the current burst was handled."""
         self.records.append(line)
-        self._pending.append(line)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.call_later(self._flush)
+        self._pending.append(line)  # bounded: lines that would scroll out of the history at once are never drawn
+        self._schedule_flush()
 
     def clear_messages(self) -> None:
         """Remove every line from the view."""
@@ -157,24 +161,39 @@ class ChatLog(RichLog):
         """The rendered lines as plain text (what a reader of the screen sees, scrolled or not)."""
         return [strip.text for strip in self.lines]
 
+    @property
+    def backlog(self) -> int:
+        """Lines added but not drawn yet."""
+        return len(self._pending)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
-        pending, self._pending = self._pending, []
-        self._write_lines(pending[-self.records.maxlen :] if self.records.maxlen else pending)
-
-    def _write_lines(self, lines: Iterable[ChatLine]) -> None:
-        rendered = [render_chat_line(line) for line in lines]
-        for index, text in enumerate(rendered):
-            self.write(text, expand=True, scroll_end=index == len(rendered) - 1 and None)
-        if self._size_known:
-            self._rendered_width = self.scrollable_content_region.width
+        deadline = time.monotonic() + FLUSH_BUDGET_S
+        written = 0
+        while self._pending:
+            self.write(render_chat_line(self._pending.popleft()), expand=True, scroll_end=False)
+            written += 1
+            if written % 16 == 0 and time.monotonic() > deadline:
+                break
+        if written:
+            if self._size_known:
+                self._rendered_width = self.scrollable_content_region.width
+            if self.auto_scroll:
+                self.scroll_end(animate=False, immediate=False, x_axis=False)
+        if self._pending:
+            self._schedule_flush()  # the rest on the next turn, after keys and other messages had theirs
 
     def on_resize(self, event: events.Resize) -> None:
         # Centred and right-aligned lines were laid out for the old width: draw the held lines again.
         if self._rendered_width and self._size_known and self.scrollable_content_region.width != self._rendered_width:
-            self._pending.clear()
             self.clear()
-            self._write_lines(self.records)
+            self._pending = deque(self.records, maxlen=self.records.maxlen)
+            self._schedule_flush()
 
 
 @dataclass(frozen=True)
@@ -201,7 +220,11 @@ _STATE_STYLES = {
 
 
 class StatusBar(Static):
-    """One line: state, transport in use, connection id, host connected to, round-trip time, APIM profile."""
+    """One line: state, transport in use, connection id, host connected to, round-trip time, APIM profile.
+
+    The round trip is the chat's own (a sent message coming back as broadcast or echo), else the client's
+    ``last_rtt_ms``; ``—`` until one is known.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
@@ -223,9 +246,6 @@ class StatusBar(Static):
             sep,
             transport,
             sep,
-            ("id ", "dim"),
-            printable(info.connection_id or "—", 40),
-            sep,
             ("→ ", "dim"),
             printable(info.host or "—", 80),
         ]
@@ -234,12 +254,25 @@ class StatusBar(Static):
         parts += [sep, ("rtt ", "dim"), f"{info.rtt_ms:.0f} ms" if info.rtt_ms is not None else "—"]
         if info.profile:
             parts += [sep, ("APIM ", "dim"), info.profile]
+        # The connection id comes last: on a narrow terminal it is the part to lose.
+        parts += [sep, ("id ", "dim"), printable(info.connection_id or "—", 40)]
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
 
 
+_HOST_WIDTH = 24
 _TRACE_HEADER = (
-    f"{'time':<12} {'kind':<9} {'method':<6} {'status':>6} {'ms':>7} {'bytes':>7} {'host':<21} {'detail':<40} url"
+    f"{'time':<12} {'kind':<9} {'method':<6} {'status':>6} {'ms':>7} {'bytes':>7} "
+    f"{'host':<{_HOST_WIDTH}} detail  →  url"
 )
+
+
+def _cell(text: str, width: int) -> str:
+    """``text`` printable and exactly ``width`` cells: padded, or cut in the middle (a host keeps its port)."""
+    text = printable(text, 200)
+    if len(text) > width:
+        head = (width - 1) // 2
+        text = text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return f"{text:<{width}}"
 
 
 def render_trace_row(event: TraceEvent) -> Text:
@@ -248,20 +281,21 @@ def render_trace_row(event: TraceEvent) -> Text:
     status = "" if event.status is None else str(event.status)
     duration = "" if event.duration_ms is None else f"{event.duration_ms:.1f}"
     size = "" if event.bytes is None else str(event.bytes)
-    detail = printable(redact_text(event.detail), 200)
-    if len(detail) > 40:
-        detail = detail[:39] + "…"
+    # The detail is the most telling column ("redirected to …", "2 records: …"): never cut it to a column width;
+    # the URL follows it and is read by scrolling sideways.
+    detail = printable(redact_text(event.detail), 300)
     failed = event.kind == "error" or (event.status is not None and event.status >= 400 and event.method != "WS")
     style = "red" if failed else {"redirect": "magenta", "negotiate": "cyan", "connect": "green"}.get(event.kind, "")
     return Text.assemble(
         (f"{stamp:<12} ", "dim"),
-        (f"{printable(event.kind, 9):<9} ", style or "bold"),
-        f"{printable(event.method, 6):<6} ",
+        (_cell(event.kind, 9) + " ", style or "bold"),
+        _cell(event.method, 6) + " ",
         (f"{status:>6} ", "red" if failed else ""),
         f"{duration:>7} ",
         f"{size:>7} ",
-        (f"{printable(event.host, 21):<21} ", "bold"),
-        (f"{detail:<40} ", style),
+        (_cell(event.host, _HOST_WIDTH) + " ", "bold"),
+        (detail, style),
+        ("  →  " if event.url else "", "dim"),
         (printable(redact_url(event.url), 2000), "dim"),
         no_wrap=True,
     )

@@ -138,7 +138,7 @@ class FakeHubConnection:
         self.connected_url = gateway
         self._emit("connect", "WS" if self.transport is TransportChoice.WEBSOCKETS else "GET", gateway, 101, "open")
         self._emit("handshake", "", gateway, None, "json v1")
-        self.last_rtt_ms = 2.0
+        self.last_rtt_ms = None if self.transport is TransportChoice.WEBSOCKETS else 2.0  # like the real client
         self.hub.connections.append(self)
         self._set_state(ConnectionState.CONNECTED)
 

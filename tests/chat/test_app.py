@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from textual import events
 from textual.widgets import Input, Label
 
 from chat.app import NOT_CONNECTED, ChatApp
@@ -94,6 +96,8 @@ async def test_enter_broadcasts_and_own_message_is_marked(make_app: Callable[...
         await pilot.press(*"hello", "enter")
         await wait_until(pilot, lambda: seen(app, "alice (you): hello"), what="own line")
         assert hub.sent[-1] == ("broadcastMessage", ("alice", "hello"))
+        # The chat's own round trip (our broadcast coming back) fills the status bar's rtt.
+        await wait_until(pilot, lambda: re.search(r"rtt \d+ ms", str(app.status_bar.render())), what="rtt")
         assert app.query_one("#message", Input).value == ""
         own = next(line for line in app.chat_log.plain_lines if "alice (you): hello" in line)
         assert own.rstrip().endswith("12:34:56 alice (you): hello") and own.startswith("    ")  # right-aligned
@@ -102,6 +106,24 @@ async def test_enter_broadcasts_and_own_message_is_marked(make_app: Callable[...
         await pilot.press("enter")
         await pilot.pause(0.05)
         assert len(hub.sent) == count
+
+
+async def test_lines_are_laid_out_again_after_a_resize(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        await pilot.press(*"right side", "enter")
+        await wait_until(pilot, lambda: seen(app, "alice (you): right side"))
+
+        def own_line() -> str:
+            return next(line for line in app.chat_log.plain_lines if "alice (you): right side" in line)
+
+        wide = own_line()
+        await pilot.resize_terminal(80, 30)
+        await wait_until(pilot, lambda: len(own_line()) < len(wide), what="re-render at the new width")
+        narrow = own_line()
+        assert narrow.rstrip().endswith("alice (you): right side") and narrow.startswith("   ")
+        assert len(narrow) == app.chat_log.scrollable_content_region.width
 
 
 async def test_peer_messages_and_system_lines(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
@@ -135,6 +157,17 @@ async def test_echo_binding_and_button(make_app: Callable[..., ChatApp], hub: Fa
         await pilot.click("#echo")
         await wait_until(pilot, lambda: hub.sent[-1] == ("echo", ("alice", "")), what="empty echo")
         await wait_until(pilot, lambda: seen(app, "alice (you):  (echo from server)"), what="empty echo line")
+
+
+async def test_ctrl_e_right_after_typing_echoes_the_typed_text(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        # Keys delivered back to back, without waiting between them (a paste, tmux send-keys, a fast typist).
+        for key in [*"quick", "ctrl+e"]:
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await wait_until(pilot, lambda: any(target == "echo" for target, _ in hub.sent), what="echo send")
+        assert [a for t, a in hub.sent if t == "echo"] == [("alice", "quick")]
 
 
 async def test_send_without_connection_shows_the_clients_error(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:

@@ -134,6 +134,7 @@ async def test_chat_with_the_official_js_client_through_the_gateway(
         await pilot.press(*"hello node", "enter")
         assert await bob.next_message("broadcastMessage", timeout=10) == ("broadcastMessage", ["alice", "hello node"])
         await wait_until(pilot, lambda: seen(app, "alice (you): hello node"), timeout=10)
+        assert re.search(r"rtt \d+ ms", status(app)), status(app)  # our broadcast's way back was timed
 
         await pilot.press(*"ping", "ctrl+e")
         await wait_until(pilot, lambda: seen(app, "alice (you): ping (echo from server)"), timeout=10, what="echo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import datetime
 
@@ -106,3 +107,16 @@ def test_trace_row_has_every_column_and_redacts_again() -> None:
     for part in ("09:05:07.000", "negotiate", "POST", "401", "12.2", "143", "127.0.0.1:8080", "access_token=***"):
         assert part in row
     assert "eyJ" not in row
+
+
+def test_trace_row_keeps_columns_for_long_hosts_and_shows_full_detail() -> None:
+    long_detail = "redirected to https://apim1.azure-api.net/client/?hub=chat&asrs.op=%2Fchat&negotiateVersion=1"
+    event = TraceEvent(
+        "redirect", "", "https://apim1.azure-api.net/client/?hub=chat", "averylongresourcename.service.signalr.net:443",
+        None, None, None, long_detail, AT.timestamp(),
+    )  # fmt: skip
+    row = render_trace_row(event).plain
+    short = render_trace_row(dataclasses.replace(event, host="h:1")).plain
+    assert row.index(long_detail) == short.index(long_detail)  # the detail column starts at the same place
+    assert "…" in row and ":443 " in row  # a cut host keeps its port
+    assert "→  https://apim1.azure-api.net/client/?hub=chat" in row
