@@ -96,7 +96,8 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(_start_rest)
     app.on_cleanup.append(_close_rest)
 
-    negotiate = f"/{settings.hub}/negotiate"
+    # ASP.NET routes ignore case; the hub name is letters, digits and `_` only (config.py), so it is a safe pattern.
+    negotiate = f"/{{hub:(?i:{settings.hub})}}/negotiate"
     for path in (negotiate, negotiate + "/"):
         app.router.add_post(path, handle_negotiate)
         app.router.add_route("OPTIONS", path, handle_preflight)

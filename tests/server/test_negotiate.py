@@ -190,7 +190,15 @@ async def test_only_post_and_options(make_client: ClientFactory, method: str) ->
     assert set(response.headers["Allow"].split(",")) == {"POST", "OPTIONS"}
 
 
-@pytest.mark.parametrize("path", ["/chat", "/chat/", "/other/negotiate", "/chat/negotiatex", "/chat/negotiate/x"])
+async def test_the_route_ignores_case_and_asrs_op_keeps_the_request_path(make_client: ClientFactory) -> None:
+    client = await make_client(APIM)
+    body = await negotiate(client, "/CHAT/negotiate?negotiateVersion=1")
+    assert body["url"].startswith("https://apim1.azure-api.net/client/?hub=chat&asrs.op=%2FCHAT&negotiateVersion=1&")
+
+
+@pytest.mark.parametrize(
+    "path", ["/chat", "/chat/", "/other/negotiate", "/chatx/negotiate", "/chat/negotiatex", "/chat/negotiate/x"]
+)
 async def test_other_paths_are_404(make_client: ClientFactory, path: str) -> None:
     client = await make_client(APIM)
     assert (await client.post(path)).status == 404
