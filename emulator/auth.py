@@ -33,6 +33,7 @@ _DESCRIPTIONS = {
     "malformed token": "The token is malformed",
     "invalid signature": "The signature is invalid",
     "missing exp claim": "The token has no expiration time",
+    "invalid exp claim": "The token expiration time is invalid",
     "token expired": "The token is expired",
     "token not yet valid": "The token is not valid yet",
     "missing aud claim": "The token has no audience",

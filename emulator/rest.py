@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -111,8 +113,8 @@ async def _payload(request: web.Request) -> bytes:
     if not raw.strip():
         raise RestError(400, "The request body is required.", "body")
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        obj = _STRICT_JSON.decode(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # invalid UTF-8 or JSON, NaN/Infinity, huge numbers, deep nesting
         raise RestError(400, "The request body is not valid JSON.", "body") from None
     if not isinstance(obj, dict):
         raise RestError(400, "The request body must be a JSON object.", "body")
@@ -126,7 +128,25 @@ async def _payload(request: web.Request) -> bytes:
         arguments = []
     if not isinstance(arguments, list):
         raise RestError(400, "The 'arguments' property must be an array.", "arguments")
-    return encode(Invocation(target, tuple(arguments)))
+    try:
+        return encode(Invocation(target, tuple(arguments)))
+    except (ValueError, RecursionError):
+        raise RestError(400, "The 'arguments' cannot be sent as a hub message.", "arguments") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:32]} is out of range")
+    return value
+
+
+# Strict like the hub protocol's decoder: what clients cannot parse (NaN, Infinity, 1e999) is refused here.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _excluded(request: web.Request) -> list[str]:
