@@ -60,6 +60,11 @@ class SseDecoder:
             if name == b"data":
                 self._data.append(value)
                 self._size += len(value)
+                # Checked per line too: a whole oversized event arriving in one chunk must not get through.
+                if self._size > self.max_event_size:
+                    self._data = []
+                    self._size = 0
+                    raise ValueError(f"SSE event exceeds {self.max_event_size} bytes")
         if self._size + len(self._buffer) > self.max_event_size:
             raise ValueError(f"SSE event exceeds {self.max_event_size} bytes")
         return events

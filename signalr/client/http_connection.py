@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -96,6 +97,12 @@ async def negotiate(context: HttpContext, url: str) -> tuple[str, NegotiateResul
             )
             raise NegotiateFailed(str(exc), status=status, url=target) from None
         if isinstance(reply, NegotiateRedirect):
+            if not _is_http_url(reply.url):
+                message = (
+                    f"the negotiate redirect from {host_of(target)} is not an http(s) URL: {redact_url(reply.url)!r}"
+                )
+                tracer.emit("negotiate", url=target, method="POST", status=status, started=started, detail=message)
+                raise NegotiateFailed(message, status=status, url=target)
             tracer.emit(
                 "negotiate",
                 url=target,
@@ -224,6 +231,15 @@ class HttpConnection:
         context, self._context = self._context, None
         if context is not None:
             await context.close()
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port outside 0..65535 raises
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and url.isprintable() and " " not in url
 
 
 def _combined(failures: list[SignalRClientError]) -> SignalRClientError:

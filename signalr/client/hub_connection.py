@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from signalr.connection import (
     ClientProtocol,
@@ -94,12 +95,26 @@ class HubConnection:
         ``access_token`` is the bearer for the first negotiate (a redirect's token replaces it).
         ``reconnect_delays`` are the waits before each reconnect attempt; ``None`` disables reconnecting.
         ``sse_open_timeout`` bounds how long the SSE transport waits for the stream's headers and first bytes.
+        Raises :class:`ValueError` for a URL that is not absolute http(s), negative delays or non-positive timeouts.
         """
+        if not _is_hub_url(url):
+            raise ValueError(f"the hub URL must be an absolute http:// or https:// URL, not {redact_url(url)!r}")
+        delays = tuple(reconnect_delays) if reconnect_delays is not None else None
+        if delays is not None and any(d < 0 for d in delays):
+            raise ValueError("reconnect_delays must not be negative")
+        for name, value in (
+            ("keep_alive_interval", keep_alive_interval),
+            ("server_timeout", server_timeout),
+            ("handshake_timeout", handshake_timeout),
+            ("sse_open_timeout", sse_open_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive")
         self._url = url
         self._choice = transport
         self._headers = dict(headers or {})
         self._access_token = access_token
-        self._reconnect_delays = tuple(reconnect_delays) if reconnect_delays is not None else None
+        self._reconnect_delays = delays
         self._keep_alive_interval = keep_alive_interval
         self._server_timeout = server_timeout
         self._handshake_timeout = handshake_timeout
@@ -645,6 +660,14 @@ class HubConnection:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _is_hub_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 async def _logged(awaitable: Awaitable[Any], what: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -80,6 +82,16 @@ class Gateway:
 
     def log(self) -> str:
         return self.process.stderr()
+
+    async def log_line(self, pattern: str, timeout: float = 3.0) -> str:
+        """The first access-log line matching ``pattern``; waits (bounded) since the gateway logs a relay at its end."""
+        regex = re.compile(pattern)
+        for _ in range(int(timeout / 0.05)):
+            for line in self.log().splitlines():
+                if regex.search(line):
+                    return line
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no gateway log line matches {pattern!r}:\n{self.log()[-2000:]}")
 
 
 def start_gateway(backend: str, profile: str, *flags: str) -> Gateway:

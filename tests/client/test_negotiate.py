@@ -10,6 +10,7 @@ from aiohttp import web
 
 from signalr.client import (
     GatewayRouteNotFound,
+    HubConnection,
     NegotiateFailed,
     ServerUnreachable,
     SubscriptionKeyRejected,
@@ -173,6 +174,10 @@ HOSTILE: list[tuple[str, web.Application, type[Exception], str]] = [
      "missing or invalid subscription key"),
     ("service-401", _answer(401, b"", "text/plain", **{"WWW-Authenticate": 'Bearer error="invalid_token", '
      'error_description="The token is expired"'}), Unauthorized, "(The token is expired)"),
+    ("redirect-not-http", _answer(200, b'{"url":"javascript:alert(1)","accessToken":"t"}'), NegotiateFailed,
+     "is not an http(s) URL: 'javascript:alert(1)'"),
+    ("redirect-bad-port", _answer(200, b'{"url":"http://127.0.0.1:99999/client/","accessToken":"t"}'),
+     NegotiateFailed, "is not an http(s) URL"),
     ("only-longpolling", _answer(200, json.dumps({"negotiateVersion": 1, "connectionId": "c", "connectionToken": "t",
      "availableTransports": [{"transport": "LongPolling", "transferFormats": ["Text"]}]}).encode()), TransportFailed,
      "does not offer WebSockets (it offers LongPolling)"),
@@ -235,3 +240,14 @@ async def test_tokens_the_service_refuses_are_unauthorized(stack: Stack, key: st
     host = stack.emulator_url.removeprefix("http://")
     assert str(caught.value).startswith(f"Negotiate was rejected with 401 Unauthorized by {host} ({reason})")
     assert "eyJ" not in str(caught.value) and "eyJ" not in repr(inbox.trace)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [("localhost:5000/chat", {}), ("ws://127.0.0.1/chat", {}), ("http://127.0.0.1/chat", {"reconnect_delays": (0, -1)}),
+     ("http://127.0.0.1/chat", {"server_timeout": 0}), ("http://127.0.0.1/chat", {"handshake_timeout": -1})],
+    ids=["no-scheme", "ws-scheme", "negative-delay", "zero-timeout", "negative-handshake"],
+)  # fmt: skip
+def test_unusable_arguments_are_refused_at_construction(url: str, options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"hub URL must be|must not be negative|must be positive"):
+        HubConnection(url, **options)  # type: ignore[arg-type]

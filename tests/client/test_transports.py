@@ -407,3 +407,25 @@ async def test_a_failing_trace_callback_does_not_break_the_connection() -> None:
         assert await inbox.next() == ("echo", ("c", "three"))
         await connection.stop()
     assert calls > 5
+
+
+@pytest.mark.parametrize(
+    ("choice", "module", "limit"),
+    [(TransportChoice.SERVER_SENT_EVENTS, "server_sent_events", "MAX_EVENT_SIZE"),
+     (TransportChoice.LONG_POLLING, "long_polling", "MAX_POLL_BODY")],
+    ids=["sse-event", "lp-body"],
+)  # fmt: skip
+async def test_oversized_events_and_poll_bodies_end_the_connection(
+    choice: TransportChoice, module: str, limit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many small records in one event or poll body: each record is fine, the whole is bounded (memory)."""
+    monkeypatch.setattr(f"signalr.client.transports.{module}.{limit}", 64 * 1024)
+    service = FakeService()
+    async with service.running():
+        connection, inbox = connect(service.hub_url, transport=choice)
+        await connection.start()
+        service.push(records(*[BROADCAST_1] * 2000))  # ~130 KB
+        error = await inbox.next_close()
+        assert isinstance(error, TransportFailed)
+        assert "65536" in str(error), error
+        assert inbox.messages.empty()  # nothing of the oversized batch was dispatched
