@@ -21,8 +21,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.server.conftest import ACCESS_KEY, Stack, start_chat_server, start_stack
+from tests.server.conftest import ACCESS_KEY, ChatServer, Stack, start_chat_server, start_emulator, start_stack
 from tests.support.fixtures import JsPeerFactory
+from tests.support.processes import Process, free_port, script
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -232,3 +233,40 @@ async def test_missing_library_is_explained_on_the_page(browser: DriverFactory, 
         screenshot(page, tmp_path, "chatroom-missing-library")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("profile", "transport", "name"), [("sse-lp", "sse", "ServerSentEvents"), ("websocket", "websockets", "WebSockets")]
+)
+async def test_page_through_the_apim_gateway_with_a_subscription_key(
+    browser: DriverFactory, tmp_path: Path, profile: str, transport: str, name: str
+) -> None:
+    """The browser's only way to send a subscription key: the page URL → hub URL → redirect URL → APIM."""
+    server_port = free_port()
+    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
+    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
+    gateway: Process | None = None
+    server: ChatServer | None = None
+    key = "BrowserSubKey0123456789"
+    try:
+        argv = [script("apim-gateway"), "--backend", emulator_url, "--profile", profile, "--port", "0"]
+        gateway = Process([*argv, "--subscription-key", key])
+        gateway_url = gateway.readline(timeout=20).split(" listening on ")[1].split(" ")[0]
+        server = start_chat_server(
+            connection_string + f"ClientEndpoint={gateway_url};", "--port", str(server_port), cwd=tmp_path
+        )
+        page = browser()
+        page.get(f"{server.url}?name=hana&transport={transport}&subscription-key={key}")
+        await connected(page, "hana", name, gateway_url.removeprefix("http://"))
+        page.find_element(By.ID, "message").send_keys("through apim")
+        page.find_element(By.ID, "echo").click()
+        await until(lambda: ("mine", "hana through apim (echo from server)") in entries(page), "the echo via APIM")
+        screenshot(page, tmp_path, f"chatroom-apim-{profile}")
+        assert key not in page.find_element(By.TAG_NAME, "body").text
+
+        page.get(f"{server.url}?name=hana&transport={transport}")  # no key: APIM refuses
+        await until(lambda: text_of(page, "status").startswith("Could not connect"), "the refusal")
+    finally:
+        for process in (server.process if server else None, gateway, emulator):
+            if process is not None:
+                process.stop()
