@@ -14,7 +14,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Select
@@ -140,6 +141,8 @@ class ChatApp(App[None]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ui_thread = threading.get_ident()
         self._in_flight: dict[tuple[str, str], float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._switch_task: asyncio.Task[None] | None = None
         self._round_trip_ms: float | None = None
 
     # ----------------------------------------------------------------------------------------------- layout
@@ -207,8 +210,9 @@ class ChatApp(App[None]):
     # ----------------------------------------------------------------------------------------------- lines
 
     def show_line(self, kind: LineKind, text: str, sender: str = "") -> None:
-        """Add a local line (note or error) to the message view."""
-        self.chat_log.add(ChatLine(kind, self.clock(), sender, self._scrub(text)))
+        """Add a local line (note or error) to the message view (a no-op once the app is shutting down)."""
+        with contextlib.suppress(NoMatches):
+            self.chat_log.add(ChatLine(kind, self.clock(), sender, self._scrub(text)))
 
     def _note(self, text: str) -> None:
         self.show_line(LineKind.NOTE, text)
@@ -255,11 +259,10 @@ class ChatApp(App[None]):
                     f"switching the local gateway to the {choice.family} profile"
                 )
                 try:
-                    await self.profile_switcher(choice.family)
+                    await self._switch_profile(choice.family)
                 except Exception as exc:
                     self._error(f"Could not switch the gateway to the {choice.family} profile: {describe_error(exc)}")
                     return
-                self.gateway_profile = choice.family
             else:
                 self._note(
                     f"The gateway serves APIM profile {self.gateway_profile}, which has no API for {choice.label} "
@@ -293,15 +296,59 @@ class ChatApp(App[None]):
         self._note(f"Connected with {used} to {where}{' ' + label if label else ''}")
         self._outbox.put_nowait(("broadcastMessage", (SYSTEM_SENDER, f"{self.user_name} JOINED")))
 
+    async def _switch_profile(self, family: str) -> None:
+        """Have the demo gateway serve ``family``; one switch at a time, and never abandoned halfway.
+
+        A newer transport pick cancels the connection worker, but not a gateway restart in progress (the demo would
+        lose track of a half-started gateway process): the switch runs as its own task, and a later worker waits for
+        it before deciding whether another switch is needed.
+        """
+        assert self.profile_switcher is not None
+        while self._switch_task is not None and not self._switch_task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._switch_task)
+        if self.gateway_profile == family:
+            return
+        self._switch_task = self._keep(self._run_switch(self.profile_switcher, family))
+        await asyncio.shield(self._switch_task)
+
+    async def _run_switch(self, switcher: Callable[[str], Awaitable[None]], family: str) -> None:
+        await switcher(family)
+        self.gateway_profile = family
+        self._refresh_status()
+
+    def _keep(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coroutine`` as a task the app keeps until it ends (awaited again at exit)."""
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._background.discard(finished)
+            if not finished.cancelled():
+                finished.exception()  # retrieved: whoever awaited it has reported it
+
+        task.add_done_callback(done)
+        return task
+
     async def _drop_connection(self) -> None:
-        """Stop the current connection (bounded wait); its late events are ignored from now on."""
+        """Stop the current connection (bounded wait); its late events are ignored from now on.
+
+        The stop runs as its own task, so cancelling the caller (a newer transport pick) never leaves a connection
+        half-closed with its sockets open.
+        """
         connection, self.connection = self.connection, None
         self._generation += 1
         if connection is None:
             return
+        stopping = self._keep(self._stop(connection))
+        with contextlib.suppress(Exception):
+            await asyncio.shield(stopping)
+        self._refresh_status()
+
+    @staticmethod
+    async def _stop(connection: HubConnection) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.stop(), STOP_TIMEOUT)
-        self._refresh_status()
 
     @work(group="sender", exit_on_error=False)
     async def _send_loop(self) -> None:
@@ -351,7 +398,8 @@ class ChatApp(App[None]):
             self._round_trip_ms = (time.monotonic() - started) * 1000.0
             self._refresh_status()
         at = datetime.fromtimestamp(message.at)
-        self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
+        with contextlib.suppress(NoMatches):  # late messages while the app shuts down
+            self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
 
     def on_state_changed(self, message: StateChanged) -> None:
         if message.generation != self._generation:
@@ -372,7 +420,8 @@ class ChatApp(App[None]):
         clean = dataclasses.replace(
             event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail), host=event.host
         )
-        self.trace_panel.record(clean)
+        with contextlib.suppress(NoMatches):  # the close of a connection stopped while the app shuts down
+            self.trace_panel.record(clean)
 
     def on_connection_failed(self, message: ConnectionFailed) -> None:
         if message.generation != self._generation or message.generation == self._reported_failure:
@@ -409,6 +458,8 @@ class ChatApp(App[None]):
     @on(Select.Changed, "#transport")
     def _transport_picked(self, event: Select.Changed) -> None:
         value = event.value
+        if value != event.select.value:
+            return  # a stale echo of an earlier programmatic change (palette, rapid picks): the selector moved on
         if isinstance(value, TransportChoice) and value != self.transport:
             self.switch_transport(value)
             # Back to typing: Enter on the selector would open it again instead of sending.
@@ -419,9 +470,9 @@ class ChatApp(App[None]):
     def switch_transport(self, choice: TransportChoice) -> None:
         """Use ``choice`` from now on and reconnect with it (the selector follows)."""
         self.transport = choice
-        selector = self.query_one("#transport", TransportSelector)
-        if selector.value != choice:
-            selector.value = choice
+        for selector in self.query("#transport").results(TransportSelector):
+            if selector.value != choice:
+                selector.value = choice
         self._refresh_status()
         if self.user_name is not None:
             self._connect()
@@ -465,8 +516,11 @@ class ChatApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
-        # However the app ends (quit, a crash, a signal, a test leaving run_test): close the connection cleanly.
+        # However the app ends (quit, a crash, a signal, a test leaving run_test): close the connection cleanly,
+        # and let stops and gateway switches still in progress finish (each is bounded).
         await self._drop_connection()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=STOP_TIMEOUT + 5)
 
     def _quit_soon(self) -> None:
         self.call_later(self.action_quit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -252,6 +253,59 @@ async def test_switch_to_other_family_awaits_the_profile_switcher(
         await wait_until(pilot, lambda: len(hub.created) == 4 and hub.created[3].state is ConnectionState.CONNECTED)
         assert calls == ["sse-lp", "websocket"]
         assert "APIM websocket" in str(app.status_bar.render())
+
+
+async def test_rapid_transport_picks_never_overlap_gateway_switches(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    calls: list[str] = []
+    running = 0
+    overlapped = False
+
+    async def slow_switcher(profile: str) -> None:
+        nonlocal running, overlapped
+        running += 1
+        overlapped = overlapped or running > 1
+        await asyncio.sleep(0.3)  # a gateway restart takes a while
+        calls.append(profile)
+        running -= 1
+
+    app = make_app(gateway_profile="websocket", profile_switcher=slow_switcher)
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        app.switch_transport(TransportChoice.LONG_POLLING)
+        await pilot.pause(0.1)  # mid-switch, the user changes their mind twice
+        app.switch_transport(TransportChoice.WEBSOCKETS)
+        app.switch_transport(TransportChoice.SERVER_SENT_EVENTS)
+        await wait_until(
+            pilot,
+            lambda: (
+                app.connection is not None
+                and app.connection.transport is TransportChoice.SERVER_SENT_EVENTS  # type: ignore[attr-defined]
+                and app.connection.state is ConnectionState.CONNECTED
+            ),
+            what="final SSE connection",
+        )
+        assert not overlapped
+        assert calls == ["sse-lp"]  # the first switch finished; SSE needs no second one
+        assert app.gateway_profile == "sse-lp"
+        assert [c for c in hub.created if c.state is ConnectionState.CONNECTED] == [app.connection]
+
+
+async def test_failed_gateway_switch_is_reported_and_nothing_connects(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    async def broken_switcher(profile: str) -> None:
+        raise RuntimeError("apim-gateway did not start (exit code 1); see its log")
+
+    app = make_app(gateway_profile="websocket", profile_switcher=broken_switcher)
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        app.switch_transport(TransportChoice.SERVER_SENT_EVENTS)
+        expected = "Could not switch the gateway to the sse-lp profile: apim-gateway did not start (exit code 1)"
+        await wait_until(pilot, lambda: seen(app, expected), what="switch failure line")
+        assert app.gateway_profile == "websocket"
+        assert len(hub.created) == 1 and hub.created[0].stopped
 
 
 async def test_strict_apim_never_switches_and_shows_the_failure(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
