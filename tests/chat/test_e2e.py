@@ -212,6 +212,31 @@ async def test_switching_to_longpolling_switches_the_gateway_profile(stack: Stac
     assert time.monotonic() - started < 10
 
 
+async def test_sse_chat_with_the_js_client_after_a_switch_at_start(
+    stack: Stack, reset_profile: None, js_peer: JsPeerFactory
+) -> None:
+    app = ChatApp(
+        stack.chat_url,
+        TransportChoice.SSE_THEN_LONG_POLLING,
+        name="grace",
+        gateway_profile="websocket",
+        profile_switcher=stack.switch_profile,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "grace JOINED"), timeout=30, what="JOINED after the switch")
+        assert stack.switches == ["sse-lp"]
+        assert app.connection is not None and app.connection.transport_name == "ServerSentEvents"
+        heidi = await js_peer(stack.chat_url, transport="sse")
+        assert heidi.transport == "ServerSentEvents"
+        await heidi.send("broadcastMessage", "heidi", "hello over SSE")
+        await wait_until(pilot, lambda: seen(app, "heidi: hello over SSE"), timeout=10, what="heidi's line")
+        await pilot.press(*"hi heidi", "enter")
+        messages = await heidi.messages_until(2, timeout=10)
+        assert ("broadcastMessage", ["grace", "hi heidi"]) in messages
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
 async def test_strict_apim_shows_why_the_transport_fails(stack: Stack, reset_profile: None) -> None:
     calls: list[str] = []
 
