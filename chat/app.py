@@ -357,7 +357,7 @@ class ChatApp(App[None]):
             target, arguments = await self._outbox.get()
             connection = self.connection
             if connection is None or connection.state is not ConnectionState.CONNECTED:
-                # The sample shows a rejected send as a _BROADCAST_ line with the error's message.
+                # The sample shows the client's refusal (this text) as a _BROADCAST_ line; here it is an error line.
                 self._error(NOT_CONNECTED)
                 continue
             started = time.monotonic()
@@ -417,9 +417,7 @@ class ChatApp(App[None]):
     def on_trace_recorded(self, message: TraceRecorded) -> None:
         # Every connection's steps are kept, also the close of one just replaced: the trace is a log.
         event = message.event
-        clean = dataclasses.replace(
-            event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail), host=event.host
-        )
+        clean = dataclasses.replace(event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail))
         with contextlib.suppress(NoMatches):  # the close of a connection stopped while the app shuts down
             self.trace_panel.record(clean)
 
