@@ -429,3 +429,23 @@ async def test_oversized_events_and_poll_bodies_end_the_connection(
         assert isinstance(error, TransportFailed)
         assert "65536" in str(error), error
         assert inbox.messages.empty()  # nothing of the oversized batch was dispatched
+
+
+async def test_unknown_targets_and_failing_handlers_are_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    service = FakeService()
+    async with service.running():
+        connection, inbox = connect(service.hub_url)
+
+        def broken(*_: object) -> None:
+            raise RuntimeError("handler bug")
+
+        connection.on("echo", broken)
+        await connection.start()
+        with caplog.at_level("DEBUG", logger="signalr.client.hub_connection"):
+            service.push(records('{"type":1,"target":"NotRegistered","arguments":[1]}', ECHO_3, BROADCAST_1))
+            assert await inbox.next() == ("echo", ("c", "three"))  # the other echo handler still ran
+            assert await inbox.next() == ("broadcastMessage", ("a", "one"))  # and the loop went on
+        await connection.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "No client method with the name 'notregistered' found." in messages
+    assert any(m == "A callback for the method 'echo' threw error" for m in messages)
