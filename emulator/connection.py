@@ -36,6 +36,7 @@ __all__ = ["ClientConnection", "ConnectionListener", "InboundMessage"]
 log = logging.getLogger("emulator")
 
 InboundMessage = Invocation | StreamInvocation
+_FORGET_CLOSED_AFTER = 60.0
 
 
 class ConnectionListener(Protocol):
@@ -310,10 +311,12 @@ class ClientConnection:
             return False
         if self._finished:
             return True
+        closed_for = now - (self.closed_at or now)
         # A closed LongPolling connection waits for one more poll to collect its Close message, not forever.
         if self.transport is TransportType.LONG_POLLING and not self.polling:
             return now - max(self.last_poll_end, self.closed_at or now) >= self.max_poll_interval
-        return self.transport is None
+        # WebSocket and SSE handlers forget their connection when they end; this is only a safety net.
+        return self.transport is None or closed_for >= _FORGET_CLOSED_AFTER
 
     def __repr__(self) -> str:
         return f"<ClientConnection hub={self.hub} id={self.connection_id} transport={self.transport}>"

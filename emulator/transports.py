@@ -226,9 +226,10 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     _start_transport(connection, TransportType.WEBSOCKETS, request, identity)
     if transport is not None:
         connection.abort_transport = transport.abort
-    await ws.prepare(request)
-    writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
+    writer: asyncio.Task[None] | None = None
     try:
+        await ws.prepare(request)
+        writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
         async for message in ws:
             if message.type is WSMsgType.TEXT:
                 await connection.receive_data(message.data.encode("utf-8"))
@@ -244,10 +245,11 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
             code = ws.close_code
             error = None if code in (None, 1000, 1001) else f"WebSocket closed with status code {code}."
             connection.close(error, by_peer=True)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({writer}, timeout=_WS_CLOSE_TIMEOUT + 1)
-        if not writer.done():
-            writer.cancel()
+        if writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({writer}, timeout=_WS_CLOSE_TIMEOUT + 1)
+            if not writer.done():
+                writer.cancel()
         service.forget(connection)
     return ws
 
@@ -264,8 +266,8 @@ async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnect
                 break
             await connection.wait()
         await ws.close(code=1000)
-    except (ConnectionError, RuntimeError) as exc:
-        log.debug("websocket writer ended id=%s: %s", connection.connection_id, exc)
+    except Exception as exc:  # the socket is gone (reset, aborted, closing): nothing left to send to
+        log.debug("websocket writer ended id=%s: %r", connection.connection_id, exc)
 
 
 async def _server_sent_events(request: web.Request) -> web.StreamResponse:
