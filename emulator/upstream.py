@@ -137,6 +137,10 @@ class UpstreamDispatcher:
             )
             return
         await worker.slots.acquire()
+        if connection.closed:
+            # Closed while waiting (REST close, timeout): its disconnected event is already queued, stay behind it.
+            worker.slots.release()
+            return
         body = encode(message)[: -len(RECORD_SEPARATOR)]
         worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, is_message=True))
 
