@@ -1,0 +1,404 @@
+"""What the process-level benchmarks share: the product's servers as child processes, raw SignalR client legs on
+aiohttp, the REST broadcaster, a time budget, per-process CPU time, statistics and the results table.
+
+The client legs speak the protocol with the core's codec (``signalr.protocol``, ``signalr.sse``, ``signalr.negotiate``)
+and nothing else, so the benchmark process spends as little as possible per message and both sides of a comparison get
+the same client. Child processes are started with ``tests/support/processes.py`` and stopped by pid; run the
+benchmarks from the repository root (``python -m bench``, ``make bench``), where ``tests`` is importable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from signalr.connection_string import ConnectionString, parse_connection_string
+from signalr.negotiate import NegotiateRedirect, NegotiateResult, connect_url, negotiate_url, parse_negotiate_response
+from signalr.protocol import PING_RECORD, RecordReader, decode_handshake_response, encode_handshake_request
+from signalr.sse import SseDecoder
+from signalr.tokens import mint_token
+from tests.support.processes import Process, script
+
+__all__ = [
+    "BenchError",
+    "Budget",
+    "Metric",
+    "RawSseClient",
+    "RawWebSocketClient",
+    "RestBroadcaster",
+    "Services",
+    "cpu_seconds",
+    "median",
+    "percentile",
+    "print_table",
+]
+
+HUB = "chat"
+GATEWAY_READY = re.compile(r"^APIM gateway listening on (http://127\.0\.0\.1:\d+) \(profile ([\w-]+)\) -> ")
+STARTUP_TIMEOUT = 20.0
+REPLY_TIMEOUT = 5.0  # one awaited reply (handshake, completion, delivery); a slower one means something is broken
+
+RecordHandler = Callable[[bytes, float], None]
+
+
+class BenchError(Exception):
+    """A benchmark could not run (a process did not start, a reply never came); the message says which."""
+
+
+class Budget:
+    """The wall-clock allowance of one benchmark run; measurement phases take equal shares of what is left."""
+
+    def __init__(self, seconds: float, reserve: float) -> None:
+        """``reserve`` seconds at the end are kept for stopping the processes."""
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds - reserve
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def phase_deadline(self, phases_left: int) -> float:
+        """When the next of ``phases_left`` phases must stop (it may stop earlier by reaching its count)."""
+        return time.monotonic() + self.left() / max(1, phases_left)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+# --- child processes ---------------------------------------------------------------------------------------------
+
+
+class Services(contextlib.AbstractContextManager["Services"]):
+    """Child processes started by one benchmark; all stopped (SIGTERM, by pid) when the ``with`` block ends."""
+
+    def __init__(self) -> None:
+        self.processes: list[Process] = []
+
+    def __exit__(self, *exc: object) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        process = Process(argv, env=env)
+        self.processes.append(process)
+        return process
+
+    def start_emulator(self, *extra: str) -> tuple[Process, ConnectionString]:
+        """``signalr-emulator --port 0``; returns the process and its connection string (the ready line)."""
+        process = self.spawn([script("signalr-emulator"), "--port", "0", *extra])
+        return process, parse_connection_string(ready_line(process))
+
+    def start_gateway(self, backend: str, profile: str) -> tuple[Process, str]:
+        """``apim-gateway --backend … --profile … --port 0``; returns the process and the gateway's base URL."""
+        process = self.spawn([script("apim-gateway"), "--backend", backend, "--profile", profile, "--port", "0"])
+        line = ready_line(process)
+        match = GATEWAY_READY.match(line)
+        if match is None:
+            raise BenchError(f"unexpected ready line from apim-gateway: {line[:200]!r}")
+        return process, match.group(1)
+
+
+def ready_line(process: Process) -> str:
+    try:
+        return process.readline(STARTUP_TIMEOUT)
+    except (TimeoutError, EOFError) as exc:
+        first = str(exc).splitlines()[0]
+        raise BenchError(f"{os.path.basename(process.argv[0])} did not start: {first}") from None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 10 ms resolution); NaN elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return float("nan")
+    # Fields after the command name start at field 3 (state); utime and stime are fields 14 and 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(processes: Sequence[Process]) -> float:
+    return sum(cpu_seconds(p.pid) for p in processes)
+
+
+# --- client legs -------------------------------------------------------------------------------------------------
+
+
+def with_client_endpoint(connection: ConnectionString, client_endpoint: str) -> ConnectionString:
+    """The same service with clients sent to ``client_endpoint`` (the APIM form of the connection string, §1)."""
+    return parse_connection_string(
+        f"Endpoint={connection.endpoint};AccessKey={connection.access_key};ClientEndpoint={client_endpoint};Version=1.0;"
+    )
+
+
+async def negotiate(session: aiohttp.ClientSession, redirect: NegotiateRedirect) -> str:
+    """The second negotiate of §3.1 (at the service or the gateway); returns the connect URL with ``id=``."""
+    headers = {"Authorization": f"Bearer {redirect.access_token}"}
+    async with asyncio.timeout(REPLY_TIMEOUT):
+        async with session.post(negotiate_url(redirect.url), headers=headers) as response:
+            body = await response.read()
+    if response.status != 200:
+        raise BenchError(f"negotiate answered {response.status}: {body[:200]!r}")
+    result = parse_negotiate_response(body)
+    if not isinstance(result, NegotiateResult):
+        raise BenchError("negotiate answered with another redirect")
+    return connect_url(redirect.url, result.id_for_connect)
+
+
+class _Leg:
+    """Records in, with the time they arrived; the first record after a handshake is its reply."""
+
+    def __init__(self, on_record: RecordHandler) -> None:
+        self.on_record = on_record
+        self._reader = RecordReader()
+        self._handshake: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _feed(self, data: bytes, arrived: float) -> None:
+        for record in self._reader.feed(data):
+            if self._handshake is not None and not self._handshake.done():
+                error = decode_handshake_response(record)
+                if error is None:
+                    self._handshake.set_result(None)
+                else:
+                    self._handshake.set_exception(BenchError(f"handshake refused: {error}"))
+                continue
+            self.on_record(record, arrived)
+
+    async def _await_handshake(self) -> None:
+        assert self._handshake is not None
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                await self._handshake
+        except TimeoutError:
+            raise BenchError(f"no handshake reply within {REPLY_TIMEOUT:g} s") from None
+
+
+class RawWebSocketClient(_Leg):
+    """A WebSocket connection that calls ``on_record(record, arrival_time)`` for every hub record received.
+
+    ``await open(...)``, then :meth:`send` records, then ``await close()``.
+    """
+
+    def __init__(self, on_record: RecordHandler) -> None:
+        super().__init__(on_record)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def open(self, session: aiohttp.ClientSession, url: str, token: str | None, *, handshake: bool) -> None:
+        """Connect to ``url`` (http or ws scheme); with ``handshake`` speak SignalR's JSON handshake first."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        ws_url = "ws" + url[4:] if url.startswith("http") else url
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                self._ws = await session.ws_connect(ws_url, headers=headers, autoping=True, compress=0)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BenchError(f"WebSocket connect failed: {type(exc).__name__} {exc}") from None
+        self._task = asyncio.create_task(self._read(self._ws))
+        if handshake:
+            self._handshake = asyncio.get_running_loop().create_future()
+            await self._ws.send_frame(encode_handshake_request(), aiohttp.WSMsgType.TEXT)
+            await self._await_handshake()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            arrived = time.perf_counter()
+            if message.type is aiohttp.WSMsgType.TEXT:
+                self._feed(message.data.encode(), arrived)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                self._feed(message.data, arrived)
+
+    async def send(self, data: bytes) -> None:
+        assert self._ws is not None
+        await self._ws.send_frame(data, aiohttp.WSMsgType.TEXT)
+
+    async def ping(self) -> None:
+        """A hub Ping, so the service's 30 s client timeout (§0.1) never fires during a long run."""
+        await self.send(PING_RECORD)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(REPLY_TIMEOUT):
+                    await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+class RawSseClient(_Leg):
+    """A Server-Sent Events connection (§3.6): GET the stream, POST the handshake, records come as events."""
+
+    def __init__(self, on_record: RecordHandler) -> None:
+        super().__init__(on_record)
+        self._response: aiohttp.ClientResponse | None = None
+        self._decoder = SseDecoder()
+
+    async def open(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
+        auth = {"Authorization": f"Bearer {token}"}
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                self._response = await session.get(url, headers={**auth, "Accept": "text/event-stream"})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BenchError(f"event stream failed: {type(exc).__name__} {exc}") from None
+        if self._response.status != 200:
+            raise BenchError(f"event stream answered {self._response.status}")
+        self._task = asyncio.create_task(self._read(self._response))
+        self._handshake = asyncio.get_running_loop().create_future()
+        async with asyncio.timeout(REPLY_TIMEOUT):
+            async with session.post(url, headers=auth, data=encode_handshake_request()) as sent:
+                if sent.status != 200:
+                    raise BenchError(f"handshake POST answered {sent.status}")
+        await self._await_handshake()
+
+    async def _read(self, response: aiohttp.ClientResponse) -> None:
+        async for chunk in response.content.iter_any():
+            arrived = time.perf_counter()
+            for payload in self._decoder.feed(chunk):
+                self._feed(payload, arrived)
+
+    async def close(self) -> None:
+        """The SSE client stops by dropping the TCP connection (§3.6)."""
+        if self._response is not None:
+            self._response.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+class RestBroadcaster:
+    """``POST /api/hubs/{hub}/:send?api-version=2022-06-01`` with a REST token (§6.1), minted once per hub."""
+
+    def __init__(self, session: aiohttp.ClientSession, connection: ConnectionString) -> None:
+        assert connection.access_key is not None
+        self._session = session
+        self._base = connection.server_endpoint
+        self._key = connection.access_key
+        self._targets: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def _target(self, hub: str) -> tuple[str, dict[str, str]]:
+        target = self._targets.get(hub)
+        if target is None:
+            url = f"{self._base}/api/hubs/{hub}/:send?api-version=2022-06-01"
+            # The Management SDK's aud: the request URL with its query (trap 17).
+            token = mint_token(self._key, url)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            target = self._targets[hub] = (url, headers)
+        return target
+
+    async def send(self, hub: str, body: bytes) -> None:
+        """One broadcast; ``body`` is ``{"target":…,"arguments":[…]}``. Raises :class:`BenchError` unless 202."""
+        url, headers = self._target(hub)
+        async with self._session.post(url, data=body, headers=headers) as response:
+            if response.status != 202:
+                raise BenchError(f"REST broadcast answered {response.status}: {(await response.read())[:200]!r}")
+
+
+def broadcast_body(seq: int) -> bytes:
+    """The REST body of broadcast number ``seq``: the Chatroom's broadcastMessage, the number as the message."""
+    return b'{"target":"broadcastMessage","arguments":["bench","%d"]}' % seq
+
+
+def broadcast_record(seq: int) -> bytes:
+    """The hub record the service makes of :func:`broadcast_body` (what every recipient receives)."""
+    return b'{"type":1,"target":"broadcastMessage","arguments":["bench","%d"]}\x1e' % seq
+
+
+def broadcast_seq(record: bytes) -> int | None:
+    """The number in a broadcastMessage record made by :func:`broadcast_body`, None for other records (pings).
+
+    A string split, not ``json.loads``: this benchmark wrote the record itself and the receiving side must stay cheap.
+    """
+    if not record.startswith(b'{"type":1,'):
+        return None
+    return int(record.rsplit(b'"', 2)[1])
+
+
+# --- statistics and output ---------------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of the finite values (NaN, e.g. CPU time without ``/proc``, is left out); NaN when none."""
+    finite = [v for v in values if v == v]
+    return statistics.median(finite) if finite else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sample."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Metric:
+    """One row of the results table: a value per round for the baseline and for ours."""
+
+    name: str
+    unit: str
+    higher_is_better: bool = False
+    baseline: list[float] = field(default_factory=list)
+    ours: list[float] = field(default_factory=list)
+
+    def add(self, *, baseline: float | None = None, ours: float | None = None) -> None:
+        if baseline is not None:
+            self.baseline.append(baseline)
+        if ours is not None:
+            self.ours.append(ours)
+
+    @property
+    def ratio(self) -> float:
+        base = median(self.baseline)
+        return median(self.ours) / base if base else float("nan")
+
+    def round_ratios(self) -> list[float]:
+        return [o / b for o, b in zip(self.ours, self.baseline, strict=False) if b]
+
+    def row(self) -> tuple[str, ...]:
+        rounds = self.round_ratios()
+        spread = f"{min(rounds):.2f}–{max(rounds):.2f}" if len(rounds) > 1 else ""
+        better = "↑" if self.higher_is_better else "↓"
+        return (
+            f"{self.name} ({self.unit}, {better} better)",
+            _number(median(self.baseline)),
+            _number(median(self.ours)),
+            f"{self.ratio:.2f}x",
+            spread,
+        )
+
+
+def _number(value: float) -> str:
+    if value != value:
+        return "n/a"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+
+
+def print_table(metrics: Sequence[Metric], baseline: str, ours: str) -> None:
+    """Medians over the rounds, the ratio of the medians ``ours/baseline`` and the range of per-round ratios."""
+    header = ("metric (median of rounds)", baseline, ours, f"{ours}/{baseline}", "per-round ratio")
+    rows = [header, *(m.row() for m in metrics)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))]
+        print("  ".join(cells).rstrip(), flush=True)
+
+
+@contextlib.contextmanager
+def measured_cpu(processes: Sequence[Process]) -> Iterator[list[float]]:
+    """``with measured_cpu(ps) as used:`` → ``used[0]`` = CPU seconds those processes spent inside the block."""
+    used = [0.0]
+    before = cpu_of(processes)
+    try:
+        yield used
+    finally:
+        used[0] = cpu_of(processes) - before

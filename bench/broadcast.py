@@ -1,0 +1,484 @@
+"""The emulator's fan-out: REST broadcasts to K WebSocket clients, against a minimal aiohttp fan-out server in the
+same run.
+
+Processes: one ``signalr-emulator --port 0`` and one baseline server (this module with ``--serve-baseline``): an
+aiohttp app with no SignalR protocol and no auth that writes the body of every ``POST /send/{room}`` as one text frame
+to each WebSocket of ``GET /ws/{room}``. Both get the same clients in this process (K in one hub/room, 1 in another)
+and the same bytes: the baseline is posted the exact record the emulator makes of the REST body, so the clients see
+identical frames. Per round, each server measures:
+
+- latency: one broadcast at a time (``POST /api/hubs/{hub}/:send?api-version=2022-06-01`` with a REST token) until all
+  K clients have it → p50/p95 of the last recipient, p50 of the first;
+- burst: M broadcasts from 4 concurrent senders → deliveries/s until every client has every message, and the server
+  process's CPU time per delivery (``/proc``);
+- the same to 1 client, so the cost per extra recipient shows: (cost to K - cost to 1) / (K - 1).
+
+The emulator serialises a broadcast once and queues the same bytes to every recipient (``emulator/hub.py``); what
+grows with K is one queue append, one writer wake-up and one WebSocket frame per recipient. Rounds alternate which
+server goes first; the table shows medians of the rounds and the ratio emulator/baseline.
+Run ``python -m bench.broadcast`` (``--budget`` seconds for the whole run, default 25; ``--clients`` K, default 50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from signalr.connection_string import ConnectionString
+from signalr.negotiate import build_redirect
+from tests.support.processes import Process
+
+from ._harness import (
+    REPLY_TIMEOUT,
+    BenchError,
+    Budget,
+    Metric,
+    RawWebSocketClient,
+    RestBroadcaster,
+    Services,
+    broadcast_body,
+    broadcast_record,
+    broadcast_seq,
+    measured_cpu,
+    median,
+    negotiate,
+    percentile,
+    print_table,
+)
+
+SERVERS = ("emulator", "baseline")
+FANOUT = "fanout"  # hub / room with K clients
+SOLO = "solo"  # hub / room with 1 client
+SENDERS = 4  # concurrent REST senders in a burst
+PHASES = 4  # latency to K, burst to K, latency to 1, burst to 1
+BASELINE_READY = "baseline fan-out listening on "
+MAX_CLIENTS = 200
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Upper bounds per phase and round; a phase also stops at its share of the time budget."""
+
+    clients: int = 50
+    latency: int = 100
+    burst: int = 400
+    solo_latency: int = 300
+    solo_burst: int = 1500
+
+
+# --- the baseline server -----------------------------------------------------------------------------------------
+
+
+def baseline_app() -> web.Application:
+    """The fan-out floor: no protocol, no auth, no queue — each POST body written to every socket of its room."""
+    rooms: dict[str, set[web.WebSocketResponse]] = {}
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, compress=False)
+        await ws.prepare(request)
+        room = rooms.setdefault(request.match_info["room"], set())
+        room.add(ws)
+        try:
+            async for _ in ws:  # the clients' pings are read and ignored
+                pass
+        finally:
+            room.discard(ws)
+        return ws
+
+    async def send(request: web.Request) -> web.Response:
+        body = await request.read()
+        for ws in list(rooms.get(request.match_info["room"], ())):
+            with contextlib.suppress(ConnectionError):
+                await ws.send_frame(body, WSMsgType.TEXT)
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_get("/ws/{room}", websocket)
+    app.router.add_post("/send/{room}", send)
+    return app
+
+
+async def serve_baseline(port: int) -> None:
+    """Serve :func:`baseline_app` on 127.0.0.1 until SIGINT/SIGTERM; print the ready line once listening."""
+    runner = web.AppRunner(baseline_app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        print(f"{BASELINE_READY}http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+# --- receiving ---------------------------------------------------------------------------------------------------
+
+
+class Fanout:
+    """What one group of clients (K, or 1) received: per-message first/last arrival, and a running total."""
+
+    def __init__(self, recipients: int) -> None:
+        self.recipients = recipients
+        self.total = 0
+        self.last_arrival = 0.0
+        self._target = 0
+        self._total_waiter: asyncio.Future[float] | None = None
+        self._tracked: dict[int, list[float]] = {}  # seq → [count, first arrival, last arrival]
+        self._waiters: dict[int, asyncio.Future[tuple[float, float]]] = {}
+
+    def on_record(self, record: bytes, arrived: float) -> None:
+        seq = broadcast_seq(record)
+        if seq is None:
+            return  # a keep-alive Ping from the emulator
+        self.total += 1
+        self.last_arrival = arrived
+        tracked = self._tracked.get(seq)
+        if tracked is not None:
+            tracked[0] += 1
+            tracked[1] = min(tracked[1], arrived)
+            tracked[2] = max(tracked[2], arrived)
+            if tracked[0] == self.recipients:
+                del self._tracked[seq]
+                waiter = self._waiters.pop(seq)
+                if not waiter.done():
+                    waiter.set_result((tracked[1], tracked[2]))
+        waiter = self._total_waiter
+        if waiter is not None and self.total >= self._target and not waiter.done():
+            waiter.set_result(arrived)
+
+    def everyone_has(self, seq: int) -> asyncio.Future[tuple[float, float]]:
+        """Resolves with (first, last) arrival time once all recipients have message ``seq``."""
+        future: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
+        self._tracked[seq] = [0, float("inf"), 0.0]
+        self._waiters[seq] = future
+        return future
+
+    def total_reaches(self, total: int) -> asyncio.Future[float]:
+        """Resolves with the arrival time of the delivery that makes the running total ``total``."""
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self.total >= total:
+            future.set_result(self.last_arrival)
+        else:
+            self._target = total
+            self._total_waiter = future
+        return future
+
+
+async def _arrival(future: asyncio.Future[object], what: str, timeout: float = REPLY_TIMEOUT) -> object:
+    try:
+        async with asyncio.timeout(timeout):
+            return await future
+    except TimeoutError:
+        raise BenchError(f"{what} did not arrive within {timeout:.1f} s") from None
+
+
+# --- the two servers as broadcast targets ------------------------------------------------------------------------
+
+
+class Target:
+    """A fan-out server under test: its process, how to connect a client, how to broadcast one message."""
+
+    name: str
+    process: Process
+
+    async def connect(self, session: aiohttp.ClientSession, room: str, fanout: Fanout) -> RawWebSocketClient:
+        raise NotImplementedError
+
+    async def send(self, room: str, seq: int) -> None:
+        raise NotImplementedError
+
+
+class EmulatorTarget(Target):
+    name = "emulator"
+
+    def __init__(self, process: Process, connection: ConnectionString, session: aiohttp.ClientSession) -> None:
+        self.process = process
+        self.connection = connection
+        self.rest = RestBroadcaster(session, connection)
+
+    async def connect(self, session: aiohttp.ClientSession, room: str, fanout: Fanout) -> RawWebSocketClient:
+        redirect = build_redirect(self.connection, room, request_path="/chat/negotiate")
+        client = RawWebSocketClient(fanout.on_record)
+        await client.open(session, await negotiate(session, redirect), redirect.access_token, handshake=True)
+        return client
+
+    async def send(self, room: str, seq: int) -> None:
+        await self.rest.send(room, broadcast_body(seq))
+
+
+class BaselineTarget(Target):
+    name = "baseline"
+
+    def __init__(self, process: Process, url: str, session: aiohttp.ClientSession) -> None:
+        self.process = process
+        self.url = url
+        self.session = session
+
+    async def connect(self, session: aiohttp.ClientSession, room: str, fanout: Fanout) -> RawWebSocketClient:
+        client = RawWebSocketClient(fanout.on_record)
+        await client.open(session, f"{self.url}/ws/{room}", None, handshake=False)
+        return client
+
+    async def send(self, room: str, seq: int) -> None:
+        # The record the emulator would make of the same REST body, so both servers' clients get identical frames.
+        async with self.session.post(f"{self.url}/send/{room}", data=broadcast_record(seq)) as response:
+            if response.status != 202:
+                raise BenchError(f"baseline answered {response.status}")
+
+
+@dataclass
+class Group:
+    """The clients of one room on one target."""
+
+    room: str
+    fanout: Fanout
+    clients: list[RawWebSocketClient]
+
+
+class BroadcastBench:
+    def __init__(self, targets: list[Target], budget: Budget, counts: Counts, rounds: int) -> None:
+        self.targets = targets
+        self.budget = budget
+        self.counts = counts
+        self.rounds = rounds
+        self.phases_left = rounds * len(targets) * PHASES
+        self.capped: list[str] = []
+        self._seq = 0
+        k = counts.clients
+        self.last_p50 = Metric(f"broadcast to {k}, last recipient p50", "ms")
+        self.last_p95 = Metric(f"broadcast to {k}, last recipient p95", "ms")
+        self.first_p50 = Metric(f"broadcast to {k}, first recipient p50", "ms")
+        self.rate = Metric(f"burst to {k}", "deliveries/s", higher_is_better=True)
+        self.cpu = Metric(f"burst to {k}, server CPU", "µs/delivery")
+        self.solo_p50 = Metric("broadcast to 1, p50", "ms")
+        self.solo_rate = Metric("burst to 1", "broadcasts/s", higher_is_better=True)
+        self.solo_cpu = Metric("burst to 1, server CPU", "µs/broadcast")
+
+    @property
+    def metrics(self) -> list[Metric]:
+        return [
+            self.last_p50,
+            self.last_p95,
+            self.first_p50,
+            self.rate,
+            self.cpu,
+            self.solo_p50,
+            self.solo_rate,
+            self.solo_cpu,
+        ]
+
+    def _deadline(self) -> float:
+        deadline = self.budget.phase_deadline(self.phases_left)
+        self.phases_left -= 1
+        return deadline
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @staticmethod
+    def _record(metric: Metric, target: Target, value: float) -> None:
+        if target.name == "baseline":
+            metric.add(baseline=value)
+        else:
+            metric.add(ours=value)
+
+    async def _connect(self, session: aiohttp.ClientSession, target: Target, room: str, count: int) -> Group:
+        fanout = Fanout(count)
+        limit = asyncio.Semaphore(10)
+
+        async def one() -> RawWebSocketClient:
+            async with limit:
+                return await target.connect(session, room, fanout)
+
+        clients = list(await asyncio.gather(*(one() for _ in range(count))))
+        return Group(room, fanout, clients)
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        groups: dict[str, tuple[Group, Group]] = {}
+        try:
+            for target in self.targets:
+                many = await self._connect(session, target, FANOUT, self.counts.clients)
+                groups[target.name] = (many, await self._connect(session, target, SOLO, 1))
+            for target in self.targets:  # warm-up: pools, caches and lazy imports on both sides
+                for group in groups[target.name]:
+                    await self._latency(target, group, 10, time.monotonic() + 5)
+            for round_no in range(self.rounds):
+                order = self.targets if round_no % 2 == 0 else self.targets[::-1]
+                for target in order:
+                    many, solo = groups[target.name]
+                    for client in [*many.clients, *solo.clients]:
+                        await client.ping()  # the emulator's 30 s client timeout (§0.1) must not fire mid-run
+                    await self._measure(target, many, solo)
+                print(f"round {round_no + 1}/{self.rounds} done at {self.budget.elapsed():.1f} s", flush=True)
+        finally:
+            for many, solo in groups.values():
+                await asyncio.gather(*(c.close() for c in [*many.clients, *solo.clients]))
+
+    async def _measure(self, target: Target, many: Group, solo: Group) -> None:
+        firsts, lasts = await self._latency(target, many, self.counts.latency, self._deadline())
+        if lasts:
+            self._record(self.last_p50, target, percentile(lasts, 50) * 1000)
+            self._record(self.last_p95, target, percentile(lasts, 95) * 1000)
+            self._record(self.first_p50, target, percentile(firsts, 50) * 1000)
+        sent, elapsed, cpu = await self._burst(target, many, self.counts.burst, self._deadline())
+        if sent:
+            deliveries = sent * many.fanout.recipients
+            self._record(self.rate, target, deliveries / elapsed)
+            self._record(self.cpu, target, cpu / deliveries * 1e6)
+        _, lasts = await self._latency(target, solo, self.counts.solo_latency, self._deadline())
+        if lasts:
+            self._record(self.solo_p50, target, percentile(lasts, 50) * 1000)
+        sent, elapsed, cpu = await self._burst(target, solo, self.counts.solo_burst, self._deadline())
+        if sent:
+            self._record(self.solo_rate, target, sent / elapsed)
+            self._record(self.solo_cpu, target, cpu / sent * 1e6)
+
+    async def _latency(
+        self, target: Target, group: Group, count: int, deadline: float
+    ) -> tuple[list[float], list[float]]:
+        """One broadcast at a time; returns the first and the last recipient's latency of each."""
+        firsts: list[float] = []
+        lasts: list[float] = []
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                break
+            seq = self._next_seq()
+            everyone = group.fanout.everyone_has(seq)
+            posted = time.perf_counter()
+            await target.send(group.room, seq)
+            first, last = await _arrival(everyone, f"broadcast {seq} to every client")  # type: ignore[misc]
+            firsts.append(first - posted)
+            lasts.append(last - posted)
+        if len(lasts) < count:
+            self.capped.append(f"{target.name} latency to {group.fanout.recipients}: {len(lasts)} of {count}")
+        return firsts, lasts
+
+    async def _burst(self, target: Target, group: Group, count: int, deadline: float) -> tuple[int, float, float]:
+        """``count`` broadcasts from concurrent senders; returns (sent, seconds until all delivered, server CPU s)."""
+        fanout = group.fanout
+        base = fanout.total
+        seqs = [self._next_seq() for _ in range(count)]
+        issued = 0
+
+        async def sender() -> None:
+            nonlocal issued
+            while issued < count and time.monotonic() < deadline:
+                seq = seqs[issued]
+                issued += 1
+                await target.send(group.room, seq)
+
+        with measured_cpu([target.process]) as cpu:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic()) + REPLY_TIMEOUT):
+                    await asyncio.gather(*(sender() for _ in range(SENDERS)))
+            except TimeoutError:
+                raise BenchError(f"{target.name}: the burst's requests did not finish in time") from None
+            expected = base + issued * fanout.recipients
+            finished = await _arrival(fanout.total_reaches(expected), f"{target.name}: the burst's deliveries")
+        if issued < count:
+            self.capped.append(f"{target.name} burst to {fanout.recipients}: {issued} of {count}")
+        assert isinstance(finished, float)
+        return issued, finished - started, cpu[0]
+
+    def report(self) -> None:
+        print_table(self.metrics, "baseline", "emulator")
+        k = self.counts.clients
+        for name, pick in (("emulator", "ours"), ("baseline", "baseline")):
+            latency_k = median(getattr(self.last_p50, pick))
+            latency_1 = median(getattr(self.solo_p50, pick))
+            cpu_k = median(getattr(self.cpu, pick)) * k  # µs per broadcast to K
+            cpu_1 = median(getattr(self.solo_cpu, pick))
+            print(
+                f"{name}: per extra recipient {(latency_k - latency_1) / (k - 1) * 1000:.0f} µs latency, "
+                f"{(cpu_k - cpu_1) / (k - 1):.0f} µs CPU; fixed per broadcast ≈ {cpu_1:.0f} µs CPU "
+                f"(broadcast to {k}: {cpu_k:.0f} µs, to 1: {cpu_1:.0f} µs)",
+                flush=True,
+            )
+        if self.capped:
+            print("stopped by the time budget before their count: " + "; ".join(self.capped), flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.broadcast", description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=25.0, help="seconds for the whole run (default 25)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each server once per round (default 3)")
+    parser.add_argument("--clients", type=int, default=Counts.clients, help="K, the clients in the fan-out room")
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    return parser
+
+
+async def _measure(
+    budget: Budget,
+    counts: Counts,
+    rounds: int,
+    emulator: Process,
+    connection: ConnectionString,
+    baseline: Process,
+    baseline_url: str,
+) -> BroadcastBench:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        targets: list[Target] = [
+            EmulatorTarget(emulator, connection, session),
+            BaselineTarget(baseline, baseline_url, session),
+        ]
+        bench = BroadcastBench(targets, budget, counts, rounds)
+        await bench.run(session)
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.serve_baseline:
+        asyncio.run(serve_baseline(args.port))
+        return 0
+    if not 5 <= args.budget <= 300:
+        parser.error("--budget must be between 5 and 300 seconds")
+    if not 1 <= args.rounds <= 9:
+        parser.error("--rounds must be between 1 and 9")
+    if not 2 <= args.clients <= MAX_CLIENTS:
+        parser.error(f"--clients must be between 2 and {MAX_CLIENTS}")
+    budget = Budget(args.budget, reserve=3.0)
+    counts = Counts(clients=args.clients)
+    try:
+        with Services() as services:
+            emulator, connection = services.start_emulator()
+            baseline = services.spawn([sys.executable, "-m", "bench.broadcast", "--serve-baseline"])
+            line = baseline.readline(20)
+            if not line.startswith(BASELINE_READY):
+                raise BenchError(f"unexpected ready line from the baseline server: {line[:200]!r}")
+            print(
+                f"emulator {connection.endpoint}; baseline {line.removeprefix(BASELINE_READY)}; {args.rounds} rounds: "
+                f"{counts.clients} clients × up to {counts.latency} one-at-a-time and {counts.burst} burst broadcasts, "
+                f"1 client × up to {counts.solo_latency} and {counts.solo_burst}",
+                flush=True,
+            )
+            cpu_started = time.process_time()
+            wall_started = time.monotonic()
+            url = line.removeprefix(BASELINE_READY)
+            bench = asyncio.run(_measure(budget, counts, args.rounds, emulator, connection, baseline, url))
+            load = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
+        bench.report()
+    except BenchError as exc:
+        print(f"bench.broadcast: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
