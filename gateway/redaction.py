@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
+from signalr.redact import redact_text
+
 __all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
 
 REDACTED = "***"
@@ -64,13 +66,11 @@ class RedactingFilter(logging.Filter):
         if len(value) >= 4:
             self._literals.add(value)
 
-    _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/=]+")
-    _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
-
     def scrub(self, text: str) -> str:
-        text = self._BEARER.sub(rf"\g<1>{REDACTED}", text)
+        # The shared rules (bearer tokens, JWTs, AccessKeys, the usual secret query names) first, then the
+        # names this gateway's APIs configure and the literal keys it was given.
+        text = redact_text(text)
         text = self._query.sub(rf"\g<1>{REDACTED}", text)
-        text = self._JWT.sub(REDACTED, text)
         for literal in self._literals:
             text = text.replace(literal, REDACTED)
         return text
