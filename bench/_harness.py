@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 
@@ -28,6 +30,8 @@ from signalr.tokens import mint_token
 from tests.support.processes import Process, script
 
 __all__ = [
+    "GATEWAY_READY",
+    "REPLY_TIMEOUT",
     "BenchError",
     "Budget",
     "Metric",
@@ -35,22 +39,41 @@ __all__ = [
     "RawWebSocketClient",
     "RestBroadcaster",
     "Services",
+    "arrival",
+    "broadcast_body",
+    "broadcast_record",
+    "broadcast_seq",
+    "cpu_of",
     "cpu_seconds",
+    "failure",
+    "interruptible",
+    "measured_cpu",
     "median",
+    "negotiate",
     "percentile",
+    "print_capped",
     "print_table",
+    "ready_line",
+    "with_client_endpoint",
 ]
 
-HUB = "chat"
 GATEWAY_READY = re.compile(r"^APIM gateway listening on (http://127\.0\.0\.1:\d+) \(profile ([\w-]+)\) -> ")
 STARTUP_TIMEOUT = 20.0
 REPLY_TIMEOUT = 5.0  # one awaited reply (handshake, completion, delivery); a slower one means something is broken
 
 RecordHandler = Callable[[bytes, float], None]
+T = TypeVar("T")
 
 
 class BenchError(Exception):
     """A benchmark could not run (a process did not start, a reply never came); the message says which."""
+
+
+def failure(exc: BaseException) -> str:
+    """One line for a benchmark that failed: a :class:`BenchError`'s message, else the exception's type and text."""
+    if isinstance(exc, BenchError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class Budget:
@@ -86,23 +109,45 @@ class Services(contextlib.AbstractContextManager["Services"]):
             process.stop()
 
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> Process:
-        process = Process(argv, env=env)
+        try:
+            process = Process(argv, env=env)
+        except OSError as exc:
+            raise BenchError(f"cannot start {os.path.basename(argv[0])}: {exc.strerror or exc}") from None
         self.processes.append(process)
         return process
 
     def start_emulator(self, *extra: str) -> tuple[Process, ConnectionString]:
         """``signalr-emulator --port 0``; returns the process and its connection string (the ready line)."""
-        process = self.spawn([script("signalr-emulator"), "--port", "0", *extra])
+        process = self.spawn([_script("signalr-emulator"), "--port", "0", *extra])
         return process, parse_connection_string(ready_line(process))
 
-    def start_gateway(self, backend: str, profile: str) -> tuple[Process, str]:
+    def start_gateway(self, backend: str, profile: str, *extra: str) -> tuple[Process, str]:
         """``apim-gateway --backend … --profile … --port 0``; returns the process and the gateway's base URL."""
-        process = self.spawn([script("apim-gateway"), "--backend", backend, "--profile", profile, "--port", "0"])
+        argv = [_script("apim-gateway"), "--backend", backend, "--profile", profile, "--port", "0", *extra]
+        process = self.spawn(argv)
         line = ready_line(process)
         match = GATEWAY_READY.match(line)
         if match is None:
             raise BenchError(f"unexpected ready line from apim-gateway: {line[:200]!r}")
         return process, match.group(1)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like SIGINT inside the block, so ``with Services()`` still stops the children
+    (they run in their own sessions and would outlive a killed benchmark)."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _script(name: str) -> str:
+    try:
+        return script(name)
+    except FileNotFoundError as exc:
+        raise BenchError(f"{exc} (run `make venv` first)") from None
 
 
 def ready_line(process: Process) -> str:
@@ -391,6 +436,23 @@ def print_table(metrics: Sequence[Metric], baseline: str, ours: str) -> None:
     for row in rows:
         cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))]
         print("  ".join(cells).rstrip(), flush=True)
+
+
+async def arrival(future: asyncio.Future[T], what: str, timeout: float = REPLY_TIMEOUT) -> T:
+    """The future's result, or :class:`BenchError` naming ``what`` after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await future
+    except TimeoutError:
+        raise BenchError(f"{what} did not arrive within {timeout:.1f} s") from None
+
+
+def print_capped(capped: Sequence[str]) -> None:
+    """Say which phases the time budget stopped before their count (their numbers rest on fewer samples)."""
+    if not capped:
+        return
+    shown = "; ".join(capped[:4]) + (f"; and {len(capped) - 4} more" if len(capped) > 4 else "")
+    print(f"{len(capped)} phases stopped by the time budget before their count: {shown}", flush=True)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ and the same bytes: the baseline is posted the exact record the emulator makes o
 identical frames. Per round, each server measures:
 
 - latency: one broadcast at a time (``POST /api/hubs/{hub}/:send?api-version=2022-06-01`` with a REST token) until all
-  K clients have it → p50/p95 of the last recipient, p50 of the first;
+  K clients have it → p50/p95;
 - burst: M broadcasts from 4 concurrent senders → deliveries/s until every client has every message, and the server
   process's CPU time per delivery (``/proc``);
 - the same to 1 client, so the cost per extra recipient shows: (cost to K - cost to 1) / (K - 1).
@@ -44,14 +44,19 @@ from ._harness import (
     RawWebSocketClient,
     RestBroadcaster,
     Services,
+    arrival,
     broadcast_body,
     broadcast_record,
     broadcast_seq,
+    failure,
+    interruptible,
     measured_cpu,
     median,
     negotiate,
     percentile,
+    print_capped,
     print_table,
+    ready_line,
 )
 
 SERVERS = ("emulator", "baseline")
@@ -71,7 +76,7 @@ class Counts:
     latency: int = 100
     burst: int = 400
     solo_latency: int = 300
-    solo_burst: int = 1500
+    solo_burst: int = 1000
 
 
 # --- the baseline server -----------------------------------------------------------------------------------------
@@ -149,9 +154,9 @@ class Fanout:
             tracked[2] = max(tracked[2], arrived)
             if tracked[0] == self.recipients:
                 del self._tracked[seq]
-                waiter = self._waiters.pop(seq)
-                if not waiter.done():
-                    waiter.set_result((tracked[1], tracked[2]))
+                everyone = self._waiters.pop(seq)
+                if not everyone.done():
+                    everyone.set_result((tracked[1], tracked[2]))
         waiter = self._total_waiter
         if waiter is not None and self.total >= self._target and not waiter.done():
             waiter.set_result(arrived)
@@ -172,14 +177,6 @@ class Fanout:
             self._target = total
             self._total_waiter = future
         return future
-
-
-async def _arrival(future: asyncio.Future[object], what: str, timeout: float = REPLY_TIMEOUT) -> object:
-    try:
-        async with asyncio.timeout(timeout):
-            return await future
-    except TimeoutError:
-        raise BenchError(f"{what} did not arrive within {timeout:.1f} s") from None
 
 
 # --- the two servers as broadcast targets ------------------------------------------------------------------------
@@ -255,9 +252,8 @@ class BroadcastBench:
         self.capped: list[str] = []
         self._seq = 0
         k = counts.clients
-        self.last_p50 = Metric(f"broadcast to {k}, last recipient p50", "ms")
-        self.last_p95 = Metric(f"broadcast to {k}, last recipient p95", "ms")
-        self.first_p50 = Metric(f"broadcast to {k}, first recipient p50", "ms")
+        self.last_p50 = Metric(f"broadcast to {k}, all delivered p50", "ms")
+        self.last_p95 = Metric(f"broadcast to {k}, all delivered p95", "ms")
         self.rate = Metric(f"burst to {k}", "deliveries/s", higher_is_better=True)
         self.cpu = Metric(f"burst to {k}, server CPU", "µs/delivery")
         self.solo_p50 = Metric("broadcast to 1, p50", "ms")
@@ -269,7 +265,6 @@ class BroadcastBench:
         return [
             self.last_p50,
             self.last_p95,
-            self.first_p50,
             self.rate,
             self.cpu,
             self.solo_p50,
@@ -326,17 +321,16 @@ class BroadcastBench:
                 await asyncio.gather(*(c.close() for c in [*many.clients, *solo.clients]))
 
     async def _measure(self, target: Target, many: Group, solo: Group) -> None:
-        firsts, lasts = await self._latency(target, many, self.counts.latency, self._deadline())
+        lasts = await self._latency(target, many, self.counts.latency, self._deadline())
         if lasts:
             self._record(self.last_p50, target, percentile(lasts, 50) * 1000)
             self._record(self.last_p95, target, percentile(lasts, 95) * 1000)
-            self._record(self.first_p50, target, percentile(firsts, 50) * 1000)
         sent, elapsed, cpu = await self._burst(target, many, self.counts.burst, self._deadline())
         if sent:
             deliveries = sent * many.fanout.recipients
             self._record(self.rate, target, deliveries / elapsed)
             self._record(self.cpu, target, cpu / deliveries * 1e6)
-        _, lasts = await self._latency(target, solo, self.counts.solo_latency, self._deadline())
+        lasts = await self._latency(target, solo, self.counts.solo_latency, self._deadline())
         if lasts:
             self._record(self.solo_p50, target, percentile(lasts, 50) * 1000)
         sent, elapsed, cpu = await self._burst(target, solo, self.counts.solo_burst, self._deadline())
@@ -344,11 +338,8 @@ class BroadcastBench:
             self._record(self.solo_rate, target, sent / elapsed)
             self._record(self.solo_cpu, target, cpu / sent * 1e6)
 
-    async def _latency(
-        self, target: Target, group: Group, count: int, deadline: float
-    ) -> tuple[list[float], list[float]]:
-        """One broadcast at a time; returns the first and the last recipient's latency of each."""
-        firsts: list[float] = []
+    async def _latency(self, target: Target, group: Group, count: int, deadline: float) -> list[float]:
+        """One broadcast at a time; returns each one's latency until its last recipient had it."""
         lasts: list[float] = []
         for _ in range(count):
             if time.monotonic() > deadline:
@@ -357,12 +348,11 @@ class BroadcastBench:
             everyone = group.fanout.everyone_has(seq)
             posted = time.perf_counter()
             await target.send(group.room, seq)
-            first, last = await _arrival(everyone, f"broadcast {seq} to every client")  # type: ignore[misc]
-            firsts.append(first - posted)
+            _, last = await arrival(everyone, f"broadcast {seq} to every client")
             lasts.append(last - posted)
         if len(lasts) < count:
             self.capped.append(f"{target.name} latency to {group.fanout.recipients}: {len(lasts)} of {count}")
-        return firsts, lasts
+        return lasts
 
     async def _burst(self, target: Target, group: Group, count: int, deadline: float) -> tuple[int, float, float]:
         """``count`` broadcasts from concurrent senders; returns (sent, seconds until all delivered, server CPU s)."""
@@ -386,10 +376,9 @@ class BroadcastBench:
             except TimeoutError:
                 raise BenchError(f"{target.name}: the burst's requests did not finish in time") from None
             expected = base + issued * fanout.recipients
-            finished = await _arrival(fanout.total_reaches(expected), f"{target.name}: the burst's deliveries")
+            finished = await arrival(fanout.total_reaches(expected), f"{target.name}: the burst's deliveries")
         if issued < count:
             self.capped.append(f"{target.name} burst to {fanout.recipients}: {issued} of {count}")
-        assert isinstance(finished, float)
         return issued, finished - started, cpu[0]
 
     def report(self) -> None:
@@ -406,8 +395,7 @@ class BroadcastBench:
                 f"(broadcast to {k}: {cpu_k:.0f} µs, to 1: {cpu_1:.0f} µs)",
                 flush=True,
             )
-        if self.capped:
-            print("stopped by the time budget before their count: " + "; ".join(self.capped), flush=True)
+        print_capped(self.capped)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -446,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_baseline:
         asyncio.run(serve_baseline(args.port))
         return 0
-    if not 5 <= args.budget <= 300:
-        parser.error("--budget must be between 5 and 300 seconds")
+    if not 10 <= args.budget <= 300:
+        parser.error("--budget must be between 10 and 300 seconds")
     if not 1 <= args.rounds <= 9:
         parser.error("--rounds must be between 1 and 9")
     if not 2 <= args.clients <= MAX_CLIENTS:
@@ -455,10 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(args.budget, reserve=3.0)
     counts = Counts(clients=args.clients)
     try:
-        with Services() as services:
+        with interruptible(), Services() as services:
             emulator, connection = services.start_emulator()
             baseline = services.spawn([sys.executable, "-m", "bench.broadcast", "--serve-baseline"])
-            line = baseline.readline(20)
+            line = ready_line(baseline)
             if not line.startswith(BASELINE_READY):
                 raise BenchError(f"unexpected ready line from the baseline server: {line[:200]!r}")
             print(
@@ -473,9 +461,12 @@ def main(argv: list[str] | None = None) -> int:
             bench = asyncio.run(_measure(budget, counts, args.rounds, emulator, connection, baseline, url))
             load = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
         bench.report()
-    except BenchError as exc:
-        print(f"bench.broadcast: {exc}", file=sys.stderr, flush=True)
+    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"bench.broadcast: {failure(exc)}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print("bench.broadcast: interrupted; its processes are stopped", file=sys.stderr, flush=True)
+        return 0
     print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
     return 0
 

@@ -43,12 +43,16 @@ from ._harness import (
     RawWebSocketClient,
     RestBroadcaster,
     Services,
+    arrival,
     broadcast_body,
     broadcast_seq,
+    failure,
+    interruptible,
     measured_cpu,
     median,
     negotiate,
     percentile,
+    print_capped,
     print_table,
     with_client_endpoint,
 )
@@ -106,14 +110,6 @@ class Inbox:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._deliveries[seq] = future
         return future
-
-
-async def _arrival(future: asyncio.Future[float], what: str, timeout: float = REPLY_TIMEOUT) -> float:
-    try:
-        async with asyncio.timeout(timeout):
-            return await future
-    except TimeoutError:
-        raise BenchError(f"{what} did not arrive within {timeout:.1f} s") from None
 
 
 def _invocation(invocation_id: int) -> bytes:
@@ -228,13 +224,22 @@ class GatewayRelayBench:
                 for i in range(20):
                     done = inbox.completions_reach(inbox.completions + 1)
                     await client.send(_invocation(i))
-                    await _arrival(done, "warm-up completion")
+                    await arrival(done, "warm-up completion")
                 seq = self._next_seq()
                 arrived = inbox.delivery(seq)
                 await rest.send(hub, broadcast_body(seq))
-                await _arrival(arrived, "warm-up broadcast")
+                await arrival(arrived, "warm-up broadcast")
             finally:
                 await client.close()
+            inbox = Inbox()
+            events = await self._open_sse(session, path, hub, inbox)
+            try:
+                seq = self._next_seq()
+                arrived = inbox.delivery(seq)
+                await rest.send(hub, broadcast_body(seq))
+                await arrival(arrived, "warm-up event")
+            finally:
+                await events.close()
             await self._negotiate_requests(session, self.ws_endpoint[path], hub, 20, time.monotonic() + 5)
 
     async def _open_websocket(
@@ -244,6 +249,13 @@ class GatewayRelayBench:
         url = await negotiate(session, redirect)
         client = RawWebSocketClient(inbox.on_record)
         await client.open(session, url, redirect.access_token, handshake=True)
+        return client
+
+    async def _open_sse(self, session: aiohttp.ClientSession, path: str, hub: str, inbox: Inbox) -> RawSseClient:
+        redirect = build_redirect(self.sse_endpoint[path], hub, request_path="/chat/negotiate")
+        url = await negotiate(session, redirect)
+        client = RawSseClient(inbox.on_record)
+        await client.open(session, url, redirect.access_token)
         return client
 
     async def _websocket(self, session: aiohttp.ClientSession, rest: RestBroadcaster, round_no: int, path: str) -> None:
@@ -261,7 +273,7 @@ class GatewayRelayBench:
                 done = inbox.completions_reach(inbox.completions + 1)
                 sent = time.perf_counter()
                 await client.send(_invocation(i))
-                rtts.append(await _arrival(done, "Completion") - sent)
+                rtts.append(await arrival(done, "Completion") - sent)
             self._note_cap(f"{path} WS round trips", len(rtts), self.counts.round_trips)
             if rtts:
                 self._record(self.rtt_p50, path, percentile(rtts, 50) * 1000)
@@ -280,7 +292,7 @@ class GatewayRelayBench:
                     await client.send(record)
                     sent_count += 1
                 wait = max(REPLY_TIMEOUT, deadline - time.monotonic() + REPLY_TIMEOUT)
-                finished = await _arrival(inbox.completions_reach(base + sent_count), "the burst's Completions", wait)
+                finished = await arrival(inbox.completions_reach(base + sent_count), "the burst's Completions", wait)
             self._note_cap(f"{path} WS burst", sent_count, self.counts.burst)
             if sent_count:
                 self._record(self.burst_rate, path, sent_count / (finished - started))
@@ -309,16 +321,13 @@ class GatewayRelayBench:
             arrived = inbox.delivery(seq)
             posted = time.perf_counter()
             await rest.send(hub, broadcast_body(seq))
-            latencies.append(await _arrival(arrived, f"broadcast {seq}") - posted)
+            latencies.append(await arrival(arrived, f"broadcast {seq}") - posted)
         return latencies
 
     async def _sse(self, session: aiohttp.ClientSession, rest: RestBroadcaster, round_no: int, path: str) -> None:
         hub = self._hub("sse", round_no, path)
-        redirect = build_redirect(self.sse_endpoint[path], hub, request_path="/chat/negotiate")
-        url = await negotiate(session, redirect)
         inbox = Inbox()
-        client = RawSseClient(inbox.on_record)
-        await client.open(session, url, redirect.access_token)
+        client = await self._open_sse(session, path, hub, inbox)
         gateway = self.gateways[1]
         try:
             with measured_cpu(self.servers) as cpu, measured_cpu([gateway]) as gateway_cpu:
@@ -396,8 +405,7 @@ class GatewayRelayBench:
             f"negotiate {neg:.0f} ({neg / emulator['negotiate']:.0%})",
             flush=True,
         )
-        if self.capped:
-            print("stopped by the time budget before their count: " + "; ".join(self.capped), flush=True)
+        print_capped(self.capped)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -416,14 +424,14 @@ async def _measure(bench: GatewayRelayBench) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not 5 <= args.budget <= 300:
-        parser.error("--budget must be between 5 and 300 seconds")
+    if not 10 <= args.budget <= 300:
+        parser.error("--budget must be between 10 and 300 seconds")
     if not 1 <= args.rounds <= 9:
         parser.error("--rounds must be between 1 and 9")
     budget = Budget(args.budget, reserve=3.0)
     counts = Counts()
     try:
-        with Services() as services:
+        with interruptible(), Services() as services:
             emulator, connection = services.start_emulator()
             ws_gateway, ws_url = services.start_gateway(connection.endpoint, "websocket")
             sse_gateway, sse_url = services.start_gateway(connection.endpoint, "sse-lp")
@@ -441,9 +449,12 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_measure(bench))
             load = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
         bench.report()
-    except BenchError as exc:
-        print(f"bench.gateway_relay: {exc}", file=sys.stderr, flush=True)
+    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"bench.gateway_relay: {failure(exc)}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print("bench.gateway_relay: interrupted; its processes are stopped", file=sys.stderr, flush=True)
+        return 0
     print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
     return 0
 
