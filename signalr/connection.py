@@ -100,7 +100,7 @@ Event = HandshakeCompleted | HandshakeFailed | MessageReceived | ConnectionClose
 
 
 class _Protocol:
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.state = State.HANDSHAKING
         self._reader = RecordReader(max_message_size)
         self._outbox = bytearray()
@@ -162,9 +162,6 @@ class _Protocol:
 class ServerProtocol(_Protocol):
     """The service's side: reads the handshake request, answers it, then exchanges hub messages."""
 
-    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        super().__init__(max_message_size)
-
     def _handshake(self, record: bytes) -> Event:
         try:
             request = decode_handshake_request(record)
@@ -188,9 +185,6 @@ class ServerProtocol(_Protocol):
 
 class ClientProtocol(_Protocol):
     """The client's side: :meth:`handshake` gives the request to send first, then the reply opens the connection."""
-
-    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        super().__init__(max_message_size)
 
     def handshake(self) -> bytes:
         return encode_handshake_request(SUPPORTED_PROTOCOL, SUPPORTED_VERSION)
