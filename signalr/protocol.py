@@ -235,14 +235,18 @@ def _load(record: bytes) -> Any:
         raise ProtocolError("Message is not valid JSON: it is nested too deeply.") from None
 
 
-def _string(obj: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+def _optional_string(obj: Mapping[str, Any], key: str) -> str | None:
+    """The string at ``key``; ``None`` when absent or null (both count as absent)."""
     value = obj.get(key)
-    if value is None:
-        if required:
-            raise ProtocolError(f"Missing required property '{key}'.")
-        return None
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise ProtocolError(f"Expected '{key}' to be of type String.")
+    return value
+
+
+def _required_string(obj: Mapping[str, Any], key: str) -> str:
+    value = _optional_string(obj, key)
+    if value is None:
+        raise ProtocolError(f"Missing required property '{key}'.")
     return value
 
 
@@ -275,44 +279,37 @@ def decode(record: bytes) -> HubMessage:
     if not isinstance(kind, int) or isinstance(kind, bool):
         raise ProtocolError("Expected 'type' to be of type Integer.")
     if kind == MessageType.INVOCATION:
-        target = _string(obj, "target")
-        assert target is not None
+        target = _required_string(obj, "target")
         headers = obj.get("headers")
         return Invocation(
             target=target,
             arguments=_arguments(obj),
-            invocation_id=_string(obj, "invocationId", required=False),
+            invocation_id=_optional_string(obj, "invocationId"),
             stream_ids=_stream_ids(obj),
             headers=headers if isinstance(headers, dict) else None,
         )
     if kind == MessageType.STREAM_ITEM:
-        invocation_id = _string(obj, "invocationId")
-        assert invocation_id is not None
-        return StreamItem(invocation_id, obj.get("item"))
+        return StreamItem(_required_string(obj, "invocationId"), obj.get("item"))
     if kind == MessageType.COMPLETION:
-        invocation_id = _string(obj, "invocationId")
-        assert invocation_id is not None
+        invocation_id = _required_string(obj, "invocationId")
         if "error" in obj and "result" in obj:
             raise ProtocolError("The 'error' and 'result' properties are mutually exclusive.")
         if "error" in obj:
-            return Completion.with_error(invocation_id, str(_string(obj, "error")))
+            return Completion.with_error(invocation_id, _required_string(obj, "error"))
         if "result" in obj:
             return Completion.with_result(invocation_id, obj["result"])
         return Completion(invocation_id)
     if kind == MessageType.STREAM_INVOCATION:
-        invocation_id = _string(obj, "invocationId")
-        target = _string(obj, "target")
-        assert invocation_id is not None and target is not None
+        invocation_id = _required_string(obj, "invocationId")
+        target = _required_string(obj, "target")
         return StreamInvocation(invocation_id, target, _arguments(obj), _stream_ids(obj))
     if kind == MessageType.CANCEL_INVOCATION:
-        invocation_id = _string(obj, "invocationId")
-        assert invocation_id is not None
-        return CancelInvocation(invocation_id)
+        return CancelInvocation(_required_string(obj, "invocationId"))
     if kind == MessageType.PING:
         return Ping()
     if kind == MessageType.CLOSE:
         allow = obj.get("allowReconnect")
-        return Close(_string(obj, "error", required=False), allow if isinstance(allow, bool) else None)
+        return Close(_optional_string(obj, "error"), allow if isinstance(allow, bool) else None)
     raise ProtocolError(f"Unknown message type '{kind}'.")
 
 
