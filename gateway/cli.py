@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from gateway.export import ExportError, ExportFormat, ExportOptions, export_model, signalr_host_from_url
 from gateway.model import ApimModel, ModelError, load_model_file, resolve_backend
@@ -56,8 +57,14 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line a user can act on, no usage dump (argparse's default prints the usage first).
+        sys.exit(_fail(f"{message} (see {self.prog} --help)", 2))
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Local stand-in for Azure API Management in front of Azure SignalR Service "
         "(or its emulator). Subcommand: 'apim-gateway export --help' writes the same model as "
@@ -95,7 +102,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"{PROG} export",
         description="Write the gateway's APIM model as deployable infrastructure code (stdout). "
         "One API Management instance serves one profile.",

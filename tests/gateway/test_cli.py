@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from gateway.cli import main
 from tests.gateway.conftest import Backend, start_gateway
 from tests.support.processes import Process, free_port, script
 
@@ -81,6 +82,27 @@ apis:
 def test_bad_arguments(args: list[str], fragment: str) -> None:
     code, out, err = run_to_exit(*args)
     assert code == 2 and out == ""
+    assert_one_clear_line(err, fragment)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "--backend"),
+        (["--backend", "http://127.0.0.1:9", "--port", "abc"], "--port"),
+        (["--backend", "http://127.0.0.1:9", "--profile", "nope"], "--profile"),
+        (["export", "--profile", "sse-lp"], "--format"),
+        (["export", "--profile", "sse-lp", "--format", "nope"], "--format"),
+    ],
+)
+def test_usage_errors_are_one_line_without_the_usage_dump(
+    capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
     assert_one_clear_line(err, fragment)
 
 
