@@ -22,7 +22,7 @@ from ..errors import TransportFailed
 from ..http_context import HTTP_TIMEOUT, MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, to_url
 from ..trace import describe_records, is_only_pings
 
-__all__ = ["HttpSender", "OnClose", "OnReceive", "Transport"]
+__all__ = ["HttpSender", "OnClose", "OnReceive", "Transport", "cancel_and_wait"]
 
 OnReceive = Callable[[bytes], None]
 OnClose = Callable[[Exception | None], None]
@@ -86,15 +86,13 @@ class HttpSender:
 
     async def close(self) -> None:
         """Abort the POST in flight; waiting senders get :class:`~signalr.client.errors.TransportFailed`."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        _fail(self._waiters, TransportFailed(f"{self._transport.value}: the connection was stopped before the send"))
+        await cancel_and_wait(self._task)
+        _fail(self._waiters, self._stopped())
         self._waiters = []
         self._buffer.clear()
+
+    def _stopped(self) -> TransportFailed:
+        return TransportFailed(f"{self._transport.value}: the connection was stopped before the send")
 
     async def _drain(self) -> None:
         while self._buffer:
@@ -105,7 +103,7 @@ class HttpSender:
             try:
                 await self._post(data)
             except asyncio.CancelledError:
-                _fail(waiters, TransportFailed(f"{self._transport.value}: the connection was stopped before the send"))
+                _fail(waiters, self._stopped())
                 raise
             except Exception as exc:
                 _fail(waiters, exc)
@@ -143,6 +141,18 @@ class HttpSender:
         )
         if status != 200:
             raise error_for_status(status, body, self._url, what="the send POST", transport=name, challenge=challenge)
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> bool:
+    """Cancel ``task`` if it is still running and wait until it has ended; returns whether it was running."""
+    if task is None or task.done():
+        return False
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return True
 
 
 def _fail(waiters: list[asyncio.Future[None]], error: Exception) -> None:

@@ -21,7 +21,7 @@ from signalr.negotiate import TransportType
 from ..errors import TransportFailed, apim_status
 from ..http_context import MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, read_limited, to_url
 from ..trace import describe_records
-from .base import HttpSender, OnClose, OnReceive
+from .base import HttpSender, OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["LongPollingTransport"]
 
@@ -134,8 +134,6 @@ class LongPollingTransport:
                     tracer.emit("poll", url=url, method="GET", status=200, started=started, detail="empty: poll again")
                     if time.monotonic() - started < FAST_EMPTY_POLL:
                         await asyncio.sleep(EMPTY_POLL_PAUSE)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.exception("LongPolling loop failed")
             error = TransportFailed(f"LongPolling failed: {exc}")
@@ -151,13 +149,7 @@ class LongPollingTransport:
             return
         self._stopping = True
         await self._sender.close()
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         # Like the JS client, a client-side stop always sends DELETE, even when the last poll already saw 204 (the
         # Close message sent just before can end the connection first; the service then answers 404).
         if self._url and graceful:

@@ -23,7 +23,7 @@ from signalr.sse import SseDecoder
 from ..errors import SignalRClientError, TransportFailed, host_of
 from ..http_context import MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, to_url
 from ..trace import describe_records
-from .base import HttpSender, OnClose, OnReceive
+from .base import HttpSender, OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["ServerSentEventsTransport"]
 
@@ -142,8 +142,6 @@ class ServerSentEventsTransport:
                     )
                     self._on_receive(payload)
                 chunk = await response.content.readany()
-        except asyncio.CancelledError:
-            raise
         except ValueError as exc:  # an event larger than MAX_EVENT_SIZE
             error = TransportFailed(f"ServerSentEvents failed: {exc}")
         except aiohttp.ClientError as exc:
@@ -171,13 +169,7 @@ class ServerSentEventsTransport:
             return
         self._stopping = True
         await self._sender.close()
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if await cancel_and_wait(self._task):
             self._context.tracer.emit(
                 "close", url=self._url, method="SSE", detail="event stream closed by the client (TCP disconnect)"
             )

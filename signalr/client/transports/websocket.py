@@ -18,7 +18,7 @@ from signalr.negotiate import TransportType
 from ..errors import SignalRClientError, TransportFailed, host_of
 from ..http_context import HttpContext, error_for_exception, error_for_status, to_url
 from ..trace import describe_records, is_only_pings
-from .base import OnClose, OnReceive
+from .base import OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["WebSocketTransport"]
 
@@ -121,8 +121,6 @@ class WebSocketTransport:
                     "receive", url=self._url, method="WS", size=len(data), detail=describe_records(data)
                 )
                 self._on_receive(data)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # a receive callback must never escape into aiohttp
             log.exception("WebSocket receive loop failed")
             error = TransportFailed(f"WebSockets failed: {exc}")
@@ -175,8 +173,4 @@ class WebSocketTransport:
             # close() has ended the receive in progress; cancel only if the loop is stuck in a callback.
             done, _ = await asyncio.wait({task}, timeout=1.0)
             if not done:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+                await cancel_and_wait(task)
