@@ -124,6 +124,14 @@ def _export_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_delete(model: ApimModel, warnings: list[str]) -> ApimModel:
+    """``--with-delete`` of both commands: add ``DELETE /``, or warn when no API serves LongPolling."""
+    extended = with_delete(model)
+    if extended == model:
+        warnings.append(f"--with-delete has no effect: profile {model.profile} has no LongPolling API")
+    return extended
+
+
 def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
     warnings: list[str] = []
     if args.config and args.profile:
@@ -135,10 +143,7 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
         if args.subscription_key:
             model = with_subscription_required(model)
     if args.with_delete:
-        extended = with_delete(model)
-        if extended == model:
-            warnings.append(f"--with-delete has no effect: profile {model.profile} has no LongPolling API")
-        model = extended
+        model = _with_delete(model, warnings)
     if args.buffer_sse:
         buffered = with_buffered_responses(model)
         if buffered == model:
@@ -271,10 +276,7 @@ def _build_export_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]
                 "Export one profile per instance (a path prefix per profile is unverified and not offered)"
             ) from None
     if args.with_delete:
-        extended = with_delete(model)
-        if extended == model:
-            warnings.append(f"--with-delete has no effect: profile {model.profile} has no LongPolling API")
-        model = extended
+        model = _with_delete(model, warnings)
     if args.subscription_required:
         model = with_subscription_required(model)
     return model, warnings
