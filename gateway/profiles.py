@@ -21,6 +21,7 @@ from gateway.model import (
     ForwardRequest,
     Operation,
     Policies,
+    template_key,
 )
 
 __all__ = [
@@ -98,37 +99,35 @@ def with_delete(model: ApimModel) -> ApimModel:
     """Add ``connect-delete`` (``DELETE /``, no policy) to every HTTP API that serves ``GET /``
     without a DELETE: the operation LongPolling's stop() needs (docs/apim.md §6).
     A model without such an API (the ``websocket`` profile) is returned unchanged."""
-    apis: list[Api] = []
-    for api in model.apis:
-        routes = {(op.method, op.url_template.rstrip("/") or "/") for op in api.operations}
-        if not api.is_websocket and ("GET", "/") in routes and ("DELETE", "/") not in routes:
-            api = replace(api, operations=(*api.operations, CONNECT_DELETE))
-        apis.append(api)
-    return ApimModel(profile=model.profile, apis=tuple(apis))
+
+    def extended(api: Api) -> Api:
+        routes = {(op.method, template_key(op.url_template)) for op in api.operations}
+        if api.is_websocket or ("GET", "/") not in routes or ("DELETE", "/") in routes:
+            return api
+        return replace(api, operations=(*api.operations, CONNECT_DELETE))
+
+    return replace(model, apis=tuple(map(extended, model.apis)))
 
 
 def with_buffered_responses(model: ApimModel) -> ApimModel:
     """Turn APIM's default response buffering back on wherever a policy disabled it: the variant
     "without the policy", under which Server-Sent Events visibly stall (docs/apim.md §8)."""
-    apis: list[Api] = []
-    for api in model.apis:
-        ops = []
-        for op in api.operations:
-            fr = op.policies.forward_request
-            if fr is not None and not fr.buffer_response:
-                fr = replace(fr, buffer_response=True)
-                op = replace(op, policies=Policies(None if fr.is_default() else fr))
-            ops.append(op)
-        apis.append(replace(api, operations=tuple(ops)))
-    return ApimModel(profile=model.profile, apis=tuple(apis))
+
+    def buffered(op: Operation) -> Operation:
+        fr = op.policies.forward_request
+        if fr is None or fr.buffer_response:
+            return op
+        fr = replace(fr, buffer_response=True)
+        return replace(op, policies=Policies(None if fr.is_default() else fr))
+
+    return replace(
+        model, apis=tuple(replace(api, operations=tuple(map(buffered, api.operations))) for api in model.apis)
+    )
 
 
 def with_subscription_required(model: ApimModel, required: bool = True) -> ApimModel:
     """Set `subscription_required` on every API."""
-    return ApimModel(
-        profile=model.profile,
-        apis=tuple(replace(api, subscription_required=required) for api in model.apis),
-    )
+    return replace(model, apis=tuple(replace(api, subscription_required=required) for api in model.apis))
 
 
 def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False) -> ApimModel:
