@@ -58,77 +58,61 @@ async def negotiate(context: HttpContext, url: str) -> tuple[str, NegotiateResul
     :class:`GatewayRouteNotFound`, :class:`SubscriptionKeyRejected`, :class:`Unauthorized` or
     :class:`ServerUnreachable`.
     """
-    tracer = context.tracer
     for _ in range(MAX_REDIRECTS):
-        target = negotiate_url(url)
-        started = time.monotonic()
-        try:
-            async with context.session.post(
-                to_url(target),
-                headers=context.request_headers(),
-                timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
-            ) as response:
-                status = response.status
-                challenge = response.headers.get("WWW-Authenticate", "")
-                body = await read_limited(response, MAX_NEGOTIATE_BODY)
-        except ValueError as exc:
-            raise NegotiateFailed(f"negotiate at {host_of(target)} failed: {exc}", status=None, url=target) from None
-        except Exception as exc:
-            error = error_for_exception(exc, target, what="negotiate", transport="negotiate")
-            tracer.emit("error", url=target, method="POST", started=started, detail=str(error))
-            raise error from None
-        if status != 200:
-            error = error_for_status(status, body, target, what="negotiate", transport="negotiate", challenge=challenge)
-            tracer.emit(
-                "negotiate",
-                url=target,
-                method="POST",
-                status=status,
-                started=started,
-                size=len(body),
-                detail=str(error),
-            )
-            raise error
-        try:
-            reply = parse_negotiate_response(body)
-        except NegotiateError as exc:
-            tracer.emit(
-                "negotiate", url=target, method="POST", status=status, started=started, size=len(body), detail=str(exc)
-            )
-            raise NegotiateFailed(str(exc), status=status, url=target) from None
-        if isinstance(reply, NegotiateRedirect):
-            if not _is_http_url(reply.url):
-                message = (
-                    f"the negotiate redirect from {host_of(target)} is not an http(s) URL: {redact_url(reply.url)!r}"
-                )
-                tracer.emit("negotiate", url=target, method="POST", status=status, started=started, detail=message)
-                raise NegotiateFailed(message, status=status, url=target)
-            tracer.emit(
-                "negotiate",
-                url=target,
-                method="POST",
-                status=status,
-                started=started,
-                size=len(body),
-                detail="redirect",
-            )
-            url = reply.url
-            if reply.access_token:
-                context.access_token = reply.access_token
-            tracer.emit("redirect", url=url, detail=f"redirected to {redact_url(url)}")
-            continue
-        offered = ", ".join(t.value for t in reply.available_transports) or "none"
-        tracer.emit(
-            "negotiate",
-            url=target,
-            method="POST",
-            status=status,
-            started=started,
-            size=len(body),
-            detail=f"connection {reply.connection_id}, v{reply.negotiate_version}, transports: {offered}",
-        )
-        return url, reply
+        reply = await _negotiate_once(context, negotiate_url(url))
+        if isinstance(reply, NegotiateResult):
+            return url, reply
+        # §3.1: the redirect URL is the new base; its token (if any) is the bearer from now on; custom headers stay.
+        url = reply.url
+        if reply.access_token:
+            context.access_token = reply.access_token
+        context.tracer.emit("redirect", url=url, detail=f"redirected to {redact_url(url)}")
     raise NegotiateFailed("Negotiate redirection limit exceeded.", status=200, url=url)
+
+
+async def _negotiate_once(context: HttpContext, target: str) -> NegotiateRedirect | NegotiateResult:
+    """One negotiate POST to ``target``, traced; a redirect is returned only when its URL is http(s)."""
+    started = time.monotonic()
+    try:
+        async with context.session.post(
+            to_url(target),
+            headers=context.request_headers(),
+            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
+        ) as response:
+            status = response.status
+            challenge = response.headers.get("WWW-Authenticate", "")
+            body = await read_limited(response, MAX_NEGOTIATE_BODY)
+    except ValueError as exc:
+        raise NegotiateFailed(f"negotiate at {host_of(target)} failed: {exc}", status=None, url=target) from None
+    except Exception as exc:
+        error = error_for_exception(exc, target, what="negotiate", transport="negotiate")
+        context.tracer.emit("error", url=target, method="POST", started=started, detail=str(error))
+        raise error from None
+
+    def trace(detail: str) -> None:
+        context.tracer.emit(
+            "negotiate", url=target, method="POST", status=status, started=started, size=len(body), detail=detail
+        )
+
+    if status != 200:
+        error = error_for_status(status, body, target, what="negotiate", transport="negotiate", challenge=challenge)
+        trace(str(error))
+        raise error
+    try:
+        reply = parse_negotiate_response(body)
+    except NegotiateError as exc:
+        trace(str(exc))
+        raise NegotiateFailed(str(exc), status=status, url=target) from None
+    if isinstance(reply, NegotiateRedirect):
+        if not _is_http_url(reply.url):
+            message = f"the negotiate redirect from {host_of(target)} is not an http(s) URL: {redact_url(reply.url)!r}"
+            trace(message)
+            raise NegotiateFailed(message, status=status, url=target)
+        trace("redirect")
+        return reply
+    offered = ", ".join(t.value for t in reply.available_transports) or "none"
+    trace(f"connection {reply.connection_id}, v{reply.negotiate_version}, transports: {offered}")
+    return reply
 
 
 class HttpConnection:
