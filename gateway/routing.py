@@ -99,7 +99,7 @@ def _split_suffix(api: Api, raw_path: str) -> str | None:
     """The raw remainder if the API's suffix is a segment-wise prefix of the path, else None."""
     if not raw_path.startswith("/"):
         raw_path = "/" + raw_path
-    suffix = api.suffix.split("/") if api.suffix else []
+    suffix = _segments(api.suffix)
     parts = raw_path[1:].split("/")
     if len(parts) < len(suffix):
         return None
@@ -124,17 +124,11 @@ def route(model: ApimModel, method: str, raw_path: str, *, upgrade: bool) -> Rou
     Returns a `Route`; the caller then checks the subscription key and forwards. A `NoRoute`
     means APIM's 404, whatever key the request carries.
     """
-    best: tuple[Api, str] | None = None
-    for api in model.apis:
-        remainder = _split_suffix(api, raw_path)
-        if remainder is None:
-            continue
-        depth = len(api.suffix.split("/")) if api.suffix else 0
-        if best is None or depth > (len(best[0].suffix.split("/")) if best[0].suffix else 0):
-            best = (api, remainder)
-    if best is None:
+    matches = [(api, rest) for api in model.apis if (rest := _split_suffix(api, raw_path)) is not None]
+    if not matches:
         return NoRoute(None, "no API suffix matches the path")
-    api, remainder = best
+    # Rule 1: the longest suffix wins (suffixes are unique, so there is one longest).
+    api, remainder = max(matches, key=lambda match: len(_segments(match[0].suffix)))
     if api.is_websocket:
         at_root = not _segments(remainder)
         if method == "GET" and upgrade and at_root:
