@@ -13,11 +13,10 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
-from signalr.redact import redact_text
+from signalr.redact import REDACTED, redact_text
 
 __all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
 
-REDACTED = "***"
 DEFAULT_SECRET_QUERY_NAMES = frozenset({"access_token", "subscription-key"})
 
 
@@ -53,10 +52,7 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secret_query_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> None:
         super().__init__()
         self._literals: set[str] = set()
-        self.set_query_names(secret_query_names)
-
-    def set_query_names(self, names: Iterable[str]) -> None:
-        alternatives = "|".join(re.escape(n) for n in sorted({*names, *DEFAULT_SECRET_QUERY_NAMES}))
+        alternatives = "|".join(re.escape(n) for n in sorted({*secret_query_names, *DEFAULT_SECRET_QUERY_NAMES}))
         self._query = re.compile(rf"(?i)((?:^|[?&;\s])(?:{alternatives})=)[^&\s\"'#]*")
 
     def add_secret(self, value: str) -> None:
