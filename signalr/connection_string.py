@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["ConnectionString", "ConnectionStringError", "parse_connection_string"]
+__all__ = ["ConnectionString", "ConnectionStringError", "is_http_url", "parse_connection_string"]
 
 _VERSION = re.compile(r"^1\.\d+(?:[\w\-.]+)?$")
 _ENTRA_TYPES = frozenset({"aad", "azure", "azure.app", "azure.msi"})
@@ -68,7 +68,11 @@ def _absolute_uri(url: str) -> str:
     return url if parts.path else url + "/"
 
 
-def _is_absolute_http(url: str) -> bool:
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` is an absolute ``http``/``https`` URL with a host and a valid port (.NET's absolute URI, §1).
+
+    The client applies the same rule to hub and redirect URLs before it sends anything there.
+    """
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a port outside 0..65535
@@ -105,7 +109,7 @@ def parse_connection_string(text: str) -> ConnectionString:
     if "endpoint" not in values:
         raise ConnectionStringError("Connection string missing required properties endpoint.")
     endpoint = values["endpoint"].rstrip("/")
-    if not _is_absolute_http(endpoint):
+    if not is_http_url(endpoint):
         raise ConnectionStringError("Invalid value for endpoint property, it must be a valid URI.")
 
     version = values.get("version")
@@ -123,11 +127,11 @@ def parse_connection_string(text: str) -> ConnectionString:
         endpoint = _with_port(endpoint, port)
 
     client_endpoint = values.get("clientendpoint")
-    if client_endpoint is not None and not _is_absolute_http(client_endpoint):
+    if client_endpoint is not None and not is_http_url(client_endpoint):
         raise ConnectionStringError("Invalid value for clientEndpoint property, it must be a valid URI.")
 
     server_endpoint = values.get("serverendpoint")
-    if server_endpoint is not None and not _is_absolute_http(server_endpoint):
+    if server_endpoint is not None and not is_http_url(server_endpoint):
         raise ConnectionStringError("Invalid value for serverEndpoint property, it must be a valid URI.")
 
     auth_type = values.get("authtype")

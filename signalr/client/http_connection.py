@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from signalr.connection_string import is_http_url
 from signalr.negotiate import (
     MAX_REDIRECTS,
     NegotiateError,
@@ -104,7 +104,7 @@ async def _negotiate_once(context: HttpContext, target: str) -> NegotiateRedirec
         trace(str(exc))
         raise NegotiateFailed(str(exc), status=status, url=target) from None
     if isinstance(reply, NegotiateRedirect):
-        if not _is_http_url(reply.url):
+        if not _is_redirect_url(reply.url):
             message = f"the negotiate redirect from {host_of(target)} is not an http(s) URL: {redact_url(reply.url)!r}"
             trace(message)
             raise NegotiateFailed(message, status=status, url=target)
@@ -217,13 +217,9 @@ class HttpConnection:
             await context.close()
 
 
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a port outside 0..65535 raises
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and url.isprintable() and " " not in url
+def _is_redirect_url(url: str) -> bool:
+    """A redirect comes from a server: besides being http(s), it must be one printable token, sent byte for byte."""
+    return is_http_url(url) and url.isprintable() and " " not in url
 
 
 def _combined(failures: list[SignalRClientError]) -> SignalRClientError:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 from signalr.connection import (
     ClientProtocol,
@@ -40,6 +39,7 @@ from signalr.connection import (
     MessageReceived,
     State,
 )
+from signalr.connection_string import is_http_url
 from signalr.protocol import PING_RECORD, Completion, HubMessage, Invocation, Ping, StreamItem
 from signalr.redact import redact_text, redact_url
 
@@ -95,10 +95,14 @@ class HubConnection:
         ``access_token`` is the bearer for the first negotiate (a redirect's token replaces it).
         ``reconnect_delays`` are the waits before each reconnect attempt; ``None`` disables reconnecting.
         ``sse_open_timeout`` bounds how long the SSE transport waits for the stream's headers and first bytes.
-        Raises :class:`ValueError` for a URL that is not absolute http(s), negative delays or non-positive timeouts.
+        Raises :class:`ValueError` for a URL that is not absolute http(s) with a host and a valid port, negative
+        delays or non-positive timeouts.
         """
-        if not _is_hub_url(url):
-            raise ValueError(f"the hub URL must be an absolute http:// or https:// URL, not {redact_url(url)!r}")
+        if not is_http_url(url):
+            raise ValueError(
+                f"the hub URL must be an absolute http:// or https:// URL with a host and a valid port, "
+                f"not {redact_url(url)!r}"
+            )
         delays = tuple(reconnect_delays) if reconnect_delays is not None else None
         if delays is not None and any(d < 0 for d in delays):
             raise ValueError("reconnect_delays must not be negative")
@@ -660,14 +664,6 @@ class HubConnection:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _is_hub_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 async def _logged(awaitable: Awaitable[Any], what: str) -> None:

@@ -244,9 +244,10 @@ async def test_tokens_the_service_refuses_are_unauthorized(stack: Stack, key: st
 
 @pytest.mark.parametrize(
     ("url", "options"),
-    [("localhost:5000/chat", {}), ("ws://127.0.0.1/chat", {}), ("http://127.0.0.1/chat", {"reconnect_delays": (0, -1)}),
+    [("localhost:5000/chat", {}), ("ws://127.0.0.1/chat", {}), ("http://127.0.0.1:99999/chat", {}),
+     ("http://:5000/chat", {}), ("http://127.0.0.1/chat", {"reconnect_delays": (0, -1)}),
      ("http://127.0.0.1/chat", {"server_timeout": 0}), ("http://127.0.0.1/chat", {"handshake_timeout": -1})],
-    ids=["no-scheme", "ws-scheme", "negative-delay", "zero-timeout", "negative-handshake"],
+    ids=["no-scheme", "ws-scheme", "bad-port", "no-host", "negative-delay", "zero-timeout", "negative-handshake"],
 )  # fmt: skip
 def test_unusable_arguments_are_refused_at_construction(url: str, options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"hub URL must be|must not be negative|must be positive"):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signalr.connection_string import ConnectionString, ConnectionStringError, parse_connection_string
+from signalr.connection_string import ConnectionString, ConnectionStringError, is_http_url, parse_connection_string
 
 KEY = "S3cretAccessKey+/0123456789ABCDEFGHIJKLMNO="
 MISSING_ENDPOINT = "Connection string missing required properties endpoint."
@@ -105,6 +105,25 @@ def test_validation_table_messages(text: str, message: str) -> None:
 )
 def test_checks_run_in_sdk_order(text: str, message: str) -> None:
     assert error_of(text) == message
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://x", True),
+        ("http://127.0.0.1:65535/chat?x=1", True),
+        ("http://[::1]:8080/", True),
+        ("ws://x", False),
+        ("x.example", False),
+        ("http://", False),
+        ("http://:5000/chat", False),  # a port but no host
+        ("http://x:99999", False),
+        ("http://[::1/chat", False),
+    ],
+)
+def test_is_http_url_is_the_endpoint_rule(url: str, ok: bool) -> None:
+    """The rule behind the endpoint rows above, which the client also applies to hub and redirect URLs."""
+    assert is_http_url(url) is ok
 
 
 @pytest.mark.parametrize("version", ["1.0", "1.10", "1.0-preview", "1.0.1", "1.0_beta"])
