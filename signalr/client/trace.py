@@ -29,7 +29,7 @@ from signalr.redact import redact_text, redact_url
 
 from .errors import host_of
 
-__all__ = ["TraceEvent", "Tracer", "count_records", "describe_records"]
+__all__ = ["TraceEvent", "Tracer", "describe_records", "is_only_pings"]
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +99,6 @@ class Tracer:
             log.exception("trace callback failed (ignored)")
 
 
-def count_records(data: bytes) -> int:
-    """Number of complete records in a buffer."""
-    return data.count(RECORD_SEPARATOR)
-
-
 def _describe_one(record: bytes) -> str:
     try:
         message = decode(record)
@@ -139,16 +134,15 @@ def _describe_one(record: bytes) -> str:
 
 def describe_records(data: bytes, *, limit: int = 4) -> str:
     """Short text for a frame/event/body, e.g. ``2 records: Invocation broadcastMessage, Ping`` (no arguments)."""
-    records = data.split(RECORD_SEPARATOR)
-    tail = records.pop()
+    *records, tail = data.split(RECORD_SEPARATOR)
     names = [_describe_one(r) for r in records[:limit]]
     if len(records) > limit:
         names.append(f"+{len(records) - limit} more")
-    text = (f"{len(records)} record{'s' if len(records) != 1 else ''}: " if len(records) != 1 else "") + ", ".join(
-        names
-    )
     if tail:
-        text += (", " if text else "") + f"{len(tail)} bytes of an incomplete record"
+        names.append(f"{len(tail)} bytes of an incomplete record")
+    text = ", ".join(names)
+    if len(records) > 1:
+        text = f"{len(records)} records: {text}"
     return text or "empty"
 
 
