@@ -288,18 +288,16 @@ class ClientConnection:
                 self.close("The connection was not started in time.")
                 self.finish()
             return
-        if self.transport is TransportType.LONG_POLLING:
-            # LP has inherent keep-alive: no pings, no client timeout (trap 12); only the gap between polls counts.
-            if not self.polling and now - self.last_poll_end >= self.max_poll_interval:
-                self.close("No poll within the maximum poll interval.")
-            elif not self._opened and now - self.attached_at >= self.handshake_timeout:
-                self.close("Handshake was not completed in time.")
-            return
-        if not self._opened:
+        long_polling = self.transport is TransportType.LONG_POLLING
+        if long_polling and not self.polling and now - self.last_poll_end >= self.max_poll_interval:
+            self.close("No poll within the maximum poll interval.")
+        elif not self._opened:
             if now - self.attached_at >= self.handshake_timeout:
                 self.close("Handshake was not completed in time.")
+        elif long_polling:
+            # LP has inherent keep-alive: no pings, no client timeout (trap 12); only the gap between polls counts.
             return
-        if now - self.last_received >= client_timeout:
+        elif now - self.last_received >= client_timeout:
             self.close("Client timeout elapsed without receiving a message from the client.")
         elif now - self.last_sent >= keepalive and not self._outbox:
             # "A Ping is only sent if the interval has elapsed without a message being sent" (§4).
