@@ -25,7 +25,7 @@ __all__ = [
     "SubscriptionKeyRejected",
     "TransportFailed",
     "Unauthorized",
-    "apim_status",
+    "apim_message",
     "host_of",
 ]
 
@@ -141,8 +141,8 @@ def host_of(url: str) -> str:
     return f"{host}:{port}"
 
 
-def apim_status(body: bytes) -> tuple[int, str] | None:
-    """``(statusCode, message)`` when ``body`` is an APIM gateway error envelope, else ``None``.
+def apim_message(status: int, body: bytes) -> str | None:
+    """APIM's message when ``body`` is the gateway's own error envelope for the response ``status``, else ``None``.
 
     The gateway answers with ``{ "statusCode": 404, "message": "Resource not found" }`` or a 401 ``statusCode`` body
     (docs/apim.md §2, §3); the service's own errors are plain text, which is how the two are told apart.
@@ -156,7 +156,7 @@ def apim_status(body: bytes) -> tuple[int, str] | None:
     if not isinstance(obj, dict):
         return None
     code = obj.get("statusCode")
-    if not isinstance(code, int) or isinstance(code, bool):
+    if not isinstance(code, int) or isinstance(code, bool) or code != status:
         return None
     message = obj.get("message")
-    return code, message if isinstance(message, str) else ""
+    return message if isinstance(message, str) else ""

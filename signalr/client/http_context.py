@@ -30,7 +30,7 @@ from .errors import (
     SubscriptionKeyRejected,
     TransportFailed,
     Unauthorized,
-    apim_status,
+    apim_message,
     host_of,
 )
 from .trace import Tracer
@@ -136,14 +136,12 @@ def error_for_status(
     server's answer.
     """
     host = host_of(url)
-    envelope = apim_status(body)
-    if envelope is not None and envelope[0] == 404 and status == 404:
-        if what == "negotiate":
-            path = f"POST {urlsplit(url).path}"
-            return GatewayRouteNotFound(host=host, transport=transport, path=path, url=url)
-        return GatewayRouteNotFound(host=host, transport=transport, path="client/", url=url)
-    if envelope is not None and envelope[0] == 401 and status == 401:
-        return SubscriptionKeyRejected(host=host, apim_message=envelope[1])
+    gateway_message = apim_message(status, body)
+    if gateway_message is not None and status == 404:
+        path = f"POST {urlsplit(url).path}" if what == "negotiate" else "client/"
+        return GatewayRouteNotFound(host=host, transport=transport, path=path, url=url)
+    if gateway_message is not None and status == 401:
+        return SubscriptionKeyRejected(host=host, apim_message=gateway_message)
     if status == 401:
         match = _DESCRIPTION.search(challenge)
         reason = redact_text(match.group(1))[:200] if match else ""

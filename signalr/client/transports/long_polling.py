@@ -18,7 +18,7 @@ import aiohttp
 
 from signalr.negotiate import TransportType
 
-from ..errors import TransportFailed, apim_status
+from ..errors import TransportFailed, apim_message
 from ..http_context import MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, read_limited, to_url
 from ..trace import describe_records
 from .base import HttpSender, OnClose, OnReceive, cancel_and_wait
@@ -170,8 +170,7 @@ class LongPollingTransport:
             error = error_for_exception(exc, self._url, what="the DELETE", transport=self.kind.value)
             tracer.emit("error", url=self._url, method="DELETE", started=started, detail=f"{error} (ignored)")
             return
-        envelope = apim_status(body)
-        if status == 404 and envelope is not None and envelope[0] == 404:
+        if status == 404 and apim_message(status, body) is not None:
             detail = "404 on DELETE ignored: the gateway has no DELETE operation (APIM sse-lp profile, apim.md §6)"
         elif status == 404:
             detail = "404 on DELETE ignored: the service had already closed the connection"
