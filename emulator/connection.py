@@ -96,7 +96,6 @@ class ClientConnection:
         self._buffered = 0
         self._ready = asyncio.Event()
         self._opened = False
-        self._closed = False
         self._finished = False
         now = time.monotonic()
         self.created_at = now
@@ -117,7 +116,7 @@ class ClientConnection:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.closed_at is not None
 
     @property
     def finished(self) -> bool:
@@ -126,7 +125,7 @@ class ClientConnection:
 
     def finish(self) -> None:
         """The transport is done with this connection; it must already be closed (closes it otherwise)."""
-        if not self._closed:
+        if not self.closed:
             self.close(None, by_peer=True)
         self._finished = True
         self._ready.set()
@@ -141,7 +140,7 @@ class ClientConnection:
 
     async def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client: answers the handshake, forwards invocations, closes on a violation."""
-        if self._closed:
+        if self.closed:
             return
         self.last_received = time.monotonic()
         events = self._protocol.receive_data(data)
@@ -168,7 +167,7 @@ class ClientConnection:
                 else:
                     log.info("protocol error hub=%s id=%s: %s", self.hub, self.connection_id, event.error)
                     self.close(event.error)
-            if self._closed:
+            if self.closed:
                 break
 
     # --- outbound ----------------------------------------------------------------------------------------------
@@ -180,7 +179,7 @@ class ClientConnection:
         ``max_buffer_size`` (a client that stops reading must not grow the service's memory: at most the bound
         plus one message is held per connection).
         """
-        if self._closed or not self._opened:
+        if self.closed or not self._opened:
             return False
         # An empty queue always takes one message, so a single large message never drops a healthy client.
         if self._outbox and self._buffered + len(record) > self.max_buffer_size:
@@ -207,7 +206,7 @@ class ClientConnection:
 
     async def wait(self, timeout: float | None = None) -> None:
         """Return when something was queued, the connection closed, a newer poll began, or ``timeout`` passed."""
-        if self._outbox or self._closed:
+        if self._outbox or self.closed:
             return
         self._ready.clear()
         try:
@@ -219,12 +218,11 @@ class ClientConnection:
 
     def close(self, error: str | None = None, *, by_peer: bool = False) -> None:
         """Close the connection: queue a Close message with ``error`` (unless the peer closed), announce it once."""
-        if self._closed:
+        if self.closed:
             return
         if not by_peer and self._protocol.state is State.OPEN:
             self._protocol.close(error)
         self._queue_protocol_output()
-        self._closed = True
         self.closed_at = time.monotonic()
         self.close_error = error
         self._ready.set()
@@ -280,7 +278,7 @@ class ClientConnection:
 
     def check_timers(self, now: float, keepalive: float, client_timeout: float) -> None:
         """Apply the timers of ``docs/protocol.md`` §0.1 at time ``now`` (``time.monotonic()``)."""
-        if self._closed:
+        if self.closed:
             return
         if self.attached_at is None:
             if now - self.created_at >= self.handshake_timeout:
@@ -305,16 +303,16 @@ class ClientConnection:
 
     def expired(self, now: float) -> bool:
         """Whether the service should forget this closed connection now."""
-        if not self._closed:
+        closed_at = self.closed_at
+        if closed_at is None:
             return False
         if self._finished:
             return True
-        closed_for = now - (self.closed_at or now)
         # A closed LongPolling connection waits for one more poll to collect its Close message, not forever.
         if self.transport is TransportType.LONG_POLLING and not self.polling:
-            return now - max(self.last_poll_end, self.closed_at or now) >= self.max_poll_interval
+            return now - max(self.last_poll_end, closed_at) >= self.max_poll_interval
         # WebSocket and SSE handlers forget their connection when they end; this is only a safety net.
-        return self.transport is None or closed_for >= _FORGET_CLOSED_AFTER
+        return self.transport is None or now - closed_at >= _FORGET_CLOSED_AFTER
 
     def __repr__(self) -> str:
         return f"<ClientConnection hub={self.hub} id={self.connection_id} transport={self.transport}>"
