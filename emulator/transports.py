@@ -67,12 +67,11 @@ def _service(request: web.Request) -> SignalRService:
     return request.app[SERVICE_KEY]
 
 
-def _hub_query(request: web.Request, required: bool = True) -> str | None:
-    hub = request.rel_url.query.get("hub")
+def _hub_query(request: web.Request, default: str | None = None) -> str:
+    """The ``hub`` query (else ``default``), validated and lower-cased; refuses 400 when there is neither."""
+    hub = request.rel_url.query.get("hub") or default
     if not hub:
-        if required:
-            raise _Refused(_text(400, "The 'hub' query parameter is required."))
-        return None
+        raise _Refused(_text(400, "The 'hub' query parameter is required."))
     if not HUB_NAME.match(hub):
         raise _Refused(
             _text(400, "Invalid hub name: it must start with a letter and contain only letters, digits or '_'.")
@@ -106,9 +105,7 @@ def _find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[
         raise _Refused(_text(400, "Connection ID required"))
     service = _service(request)
     connection = service.lookup(token)
-    hub = _hub_query(request, required=False) or (connection.hub if connection else None)
-    if hub is None:
-        raise _Refused(_text(400, "The 'hub' query parameter is required."))
+    hub = _hub_query(request, default=connection.hub if connection else None)
     identity = _authenticate(request, hub, allow_query=allow_query_token)
     if connection is None or connection.hub != hub:
         raise _Refused(_text(404, "No Connection with that ID"))
@@ -123,6 +120,9 @@ def _start_transport(
     connection.claims = identity.claims
     connection.client_query = _client_query(request)
     connection.attach(transport)
+    if transport is not TransportType.LONG_POLLING and request.transport is not None:
+        # A WebSocket or an event stream owns its socket, so dropping the connection may cut it; polls come and go.
+        connection.abort_transport = request.transport.abort
 
 
 def _check_transport(connection: ClientConnection, wanted: TransportType) -> None:
@@ -154,7 +154,6 @@ async def negotiate(request: web.Request) -> web.Response:
     """``POST /client/negotiate?hub=…`` (§3.2, §3.3): a new connection id and token, v0 or v1."""
     try:
         hub = _hub_query(request)
-        assert hub is not None
         identity = _authenticate(request, hub, allow_query=False)
     except _Refused as refused:
         return refused.response
@@ -195,7 +194,6 @@ async def connect(request: web.Request) -> web.StreamResponse:
 def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, ClientIdentity]:
     """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
     hub = _hub_query(request)
-    assert hub is not None
     identity = _authenticate(request, hub, allow_query=True)
     connection = _service(request).new_connection(
         hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims, client_query=_client_query(request)
@@ -222,10 +220,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise _Refused(_text(400, "Not a valid WebSocket request."))
-    transport = request.transport
     _start_transport(connection, TransportType.WEBSOCKETS, request, identity)
-    if transport is not None:
-        connection.abort_transport = transport.abort
     writer: asyncio.Task[None] | None = None
     try:
         await ws.prepare(request)
@@ -278,9 +273,6 @@ async def _server_sent_events(request: web.Request) -> web.StreamResponse:
         raise _Refused(_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.SERVER_SENT_EVENTS)
     _start_transport(connection, TransportType.SERVER_SENT_EVENTS, request, identity)
-    transport = request.transport
-    if transport is not None:
-        connection.abort_transport = transport.abort
     response = web.StreamResponse(headers=SSE_HEADERS)
     try:
         await response.prepare(request)
@@ -304,6 +296,13 @@ async def _server_sent_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _poll_response(data: bytes | None) -> web.Response:
+    """A poll's answer (§3.7): 200 with the records (empty: poll again), or 204 for ``None`` (closed or superseded)."""
+    if data is None:
+        return web.Response(status=204, headers=NO_CACHE)
+    return web.Response(status=200, body=data, content_type="application/octet-stream", headers=NO_CACHE)
+
+
 async def _long_poll(request: web.Request) -> web.StreamResponse:
     """§3.7: first poll 200 empty at once; later polls held until data, timeout (200 empty) or close (204)."""
     service = _service(request)
@@ -312,22 +311,22 @@ async def _long_poll(request: web.Request) -> web.StreamResponse:
     if connection.transport is None:
         _start_transport(connection, TransportType.LONG_POLLING, request, identity)
         connection.end_poll(connection.begin_poll())
-        return web.Response(status=200, body=b"", content_type="application/octet-stream", headers=NO_CACHE)
+        return _poll_response(b"")
     generation = connection.begin_poll()
     deadline = time.monotonic() + service.settings.poll_timeout
     try:
         while True:
             if connection.poll_superseded(generation):
-                return web.Response(status=204, headers=NO_CACHE)
+                return _poll_response(None)
             data = connection.take_outgoing()
             if data:
-                return web.Response(status=200, body=data, content_type="application/octet-stream", headers=NO_CACHE)
+                return _poll_response(data)
             if connection.closed:
                 service.forget(connection)
-                return web.Response(status=204, headers=NO_CACHE)
+                return _poll_response(None)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return web.Response(status=200, body=b"", content_type="application/octet-stream", headers=NO_CACHE)
+                return _poll_response(b"")
             await connection.wait(remaining)
     finally:
         connection.end_poll(generation)
