@@ -43,6 +43,7 @@ class FakeService:
         self.records: asyncio.Queue[bytes] = asyncio.Queue()  # every record the client sent, handshake included
         self.outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()  # None = close the transport
         self.ws_close_codes: list[int | None] = []
+        self._ws_closed = asyncio.Event()
         self.negotiations = 0
         self.polls = 0
         self.url = ""
@@ -63,6 +64,14 @@ class FakeService:
     async def next_record(self, timeout: float = 5.0) -> bytes:
         return await asyncio.wait_for(self.records.get(), timeout)
 
+    async def closed_sockets(self, count: int = 1, timeout: float = 5.0) -> list[int | None]:
+        """The close codes of the WebSockets, once ``count`` of them have ended on the server side."""
+        async with asyncio.timeout(timeout):
+            while len(self.ws_close_codes) < count:
+                self._ws_closed.clear()
+                await self._ws_closed.wait()
+        return self.ws_close_codes
+
     async def records_until(self, predicate: str, timeout: float = 5.0) -> list[bytes]:
         """Records up to and including the first one containing ``predicate``."""
         taken: list[bytes] = []
@@ -81,11 +90,6 @@ class FakeService:
             self.url = url
             yield self
 
-    def _record(self, request: web.Request) -> None:
-        self.requests.append(
-            Recorded(request.method, request.path, request.rel_url.raw_query_string, request.headers.copy())
-        )
-
     def _receive(self, data: bytes) -> bytes:
         """Record the client's records; returns the handshake answer (plus extra records) when the handshake came."""
         answer = b""
@@ -96,7 +100,7 @@ class FakeService:
         return answer
 
     async def _negotiate(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self.requests.append(Recorded.of(request))
         self.negotiations += 1
         await asyncio.sleep(self.negotiate_delay)
         entries = [{"transport": t, "transferFormats": ["Text"]} for t in self.transports]
@@ -104,7 +108,7 @@ class FakeService:
         return web.Response(body=body, content_type="application/json")
 
     async def _connect(self, request: web.Request) -> web.StreamResponse:
-        self._record(request)
+        self.requests.append(Recorded.of(request))
         if request.method == "POST":
             answer = self._receive(await request.read())
             if answer:
@@ -141,6 +145,7 @@ class FakeService:
         finally:
             sender.cancel()
             self.ws_close_codes.append(ws.close_code)
+            self._ws_closed.set()
         return ws
 
     async def _sse(self, request: web.Request) -> web.StreamResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from signalr.client import ConnectionState, HubConnection, TraceEvent
@@ -14,6 +15,7 @@ class Inbox:
     def __init__(self, targets: tuple[str, ...] = ("broadcastMessage", "echo")) -> None:
         self.messages: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue()
         self.trace: list[TraceEvent] = []
+        self._traced = asyncio.Event()
         self.closed: asyncio.Queue[Exception | None] = asyncio.Queue()
         self.targets = targets
 
@@ -38,12 +40,27 @@ class Inbox:
     def kinds(self) -> list[str]:
         return [event.kind for event in self.trace]
 
+    def record(self, event: TraceEvent) -> None:
+        """The connection's trace callback."""
+        self.trace.append(event)
+        self._traced.set()
+
+    async def traced(self, predicate: Callable[[TraceEvent], bool], timeout: float = 5.0) -> TraceEvent:
+        """The first trace event, already seen or still to come, for which ``predicate`` holds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.trace:
+                    if predicate(event):
+                        return event
+                self._traced.clear()
+                await self._traced.wait()
+
 
 def connect(url: str, inbox: Inbox | None = None, **options: Any) -> tuple[HubConnection, Inbox]:
     """A HubConnection to ``url`` (no reconnect unless asked) whose messages and trace land in the inbox."""
     inbox = inbox or Inbox()
     options.setdefault("reconnect_delays", None)
-    connection = HubConnection(url, trace=inbox.trace.append, **options)
+    connection = HubConnection(url, trace=inbox.record, **options)
     return inbox.attach(connection), inbox
 
 

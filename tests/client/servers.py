@@ -47,6 +47,11 @@ class Recorded:
     query: str
     headers: CIMultiDictProxy[str]
 
+    @classmethod
+    def of(cls, request: web.Request) -> Recorded:
+        """The request's method, raw path, raw query and headers, as they arrived."""
+        return cls(request.method, request.rel_url.raw_path, request.rel_url.raw_query_string, request.headers.copy())
+
     @property
     def query_keys(self) -> list[str]:
         return [k for k, _ in yarl.URL("/?" + self.query, encoded=True).query.items()]
@@ -68,12 +73,6 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def _record(request: web.Request, into: list[Recorded]) -> None:
-    into.append(
-        Recorded(request.method, request.rel_url.raw_path, request.rel_url.raw_query_string, request.headers.copy())
-    )
-
-
 class AppServer:
     """``POST /chat/negotiate`` → the ASP.NET SDK's redirect to ``connection_string``'s ClientEndpoint."""
 
@@ -85,7 +84,7 @@ class AppServer:
         self.app.router.add_post("/chat/negotiate", self._negotiate)
 
     async def _negotiate(self, request: web.Request) -> web.Response:
-        _record(request, self.requests)
+        self.requests.append(Recorded.of(request))
         redirect = build_redirect(
             self.connection, self.hub, request_path=request.path, request_query=request.rel_url.raw_query_string
         )
@@ -119,7 +118,7 @@ class RecordingProxy:
         return CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        _record(request, self.requests)
+        self.requests.append(Recorded.of(request))
         assert self._session is not None
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._relay(request)

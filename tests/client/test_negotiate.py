@@ -89,7 +89,7 @@ async def test_redirect_chain_carries_each_hops_token_and_the_custom_headers(sta
     service = parse_connection_string(stack.connection_string)
 
     async def second(request: web.Request) -> web.Response:
-        seen.append(Recorded(request.method, request.path, request.rel_url.raw_query_string, request.headers.copy()))
+        seen.append(Recorded.of(request))
         if request.headers.get("Authorization") != "Bearer hop-1-token":
             return web.Response(status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         redirect = build_redirect(service, "chat", request_path="/chat/negotiate")
@@ -100,9 +100,7 @@ async def test_redirect_chain_carries_each_hops_token_and_the_custom_headers(sta
     async with serve(app) as hop2:
 
         async def first(request: web.Request) -> web.Response:
-            seen.append(
-                Recorded(request.method, request.path, request.rel_url.raw_query_string, request.headers.copy())
-            )
+            seen.append(Recorded.of(request))
             return web.json_response({"url": f"{hop2}/hop2?from=hop1", "accessToken": "hop-1-token"})
 
         app1 = web.Application()

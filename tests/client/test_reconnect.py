@@ -106,7 +106,7 @@ async def test_stop_while_reconnecting_ends_the_attempts(restartable: Restartabl
     await connection.start()
     restartable.kill()
     await log.wait_for(ConnectionState.RECONNECTING, timeout=10)
-    await asyncio.sleep(0.3)  # the first attempt failed; now waiting 30 s for the second
+    await inbox.traced(lambda e: e.detail.startswith("reconnect attempt 1 failed"))  # now waiting 30 s for the second
     await asyncio.wait_for(connection.stop(), 5)
     assert connection.state is ConnectionState.DISCONNECTED
     assert await inbox.next_close() is None

@@ -134,9 +134,8 @@ async def test_stop_sends_a_close_message_then_a_websocket_close_frame_1000() ->
         await connection.start()
         await connection.stop()
         sent = await service.records_until('"type":7')
-        await asyncio.sleep(0.1)
+        assert await service.closed_sockets() == [1000]
     assert sent[-1] == b'{"type":7}'
-    assert service.ws_close_codes == [1000]
 
 
 async def test_long_polling_stop_sends_delete_and_a_404_there_is_not_an_error() -> None:
@@ -255,7 +254,7 @@ async def test_invoke_returns_the_result_raises_the_error_and_times_out(choice: 
         "fail": json.dumps({"type": 3, "invocationId": "{id}", "error": failed}),
     }
     async with service.running():
-        connection, _ = connect(service.hub_url, transport=choice)
+        connection, inbox = connect(service.hub_url, transport=choice)
         await connection.start()
         answering = asyncio.create_task(_answer_invocations(service, answers))
         try:
@@ -265,9 +264,9 @@ async def test_invoke_returns_the_result_raises_the_error_and_times_out(choice: 
             with pytest.raises(InvocationTimeout, match=r"no completion for 'silent' within 0\.2 s"):
                 await connection.invoke("silent", timeout=0.2)
             pending = asyncio.create_task(connection.invoke("silent"))
-            await asyncio.sleep(0.1)
+            await inbox.traced(lambda e: e.kind == "send" and "Invocation silent #3" in e.detail)  # sent, now waiting
             await connection.stop()
-            with pytest.raises(SignalRClientError, match="the connection was stopped"):
+            with pytest.raises(SignalRClientError, match=r"^Invocation canceled: the connection was stopped\.$"):
                 await pending
         finally:
             answering.cancel()
