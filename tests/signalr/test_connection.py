@@ -34,6 +34,14 @@ def open_server(max_message_size: int = 1024 * 1024) -> ServerProtocol:
     return server
 
 
+def open_client() -> ClientProtocol:
+    client = ClientProtocol()
+    client.handshake()
+    assert client.receive_data(b"{}\x1e") == [HandshakeCompleted()]
+    assert client.state is State.OPEN
+    return client
+
+
 # -- server: HANDSHAKING --------------------------------------------------------------------------------
 
 
@@ -231,10 +239,33 @@ def test_client_garbage_handshake_reply() -> None:
 
 
 def test_client_server_close_with_error() -> None:
-    client = ClientProtocol()
-    client.receive_data(b"{}\x1e")
-    events = client.receive_data(encode(Close("No app server is currently connected to the Azure service.")))
+    events = open_client().receive_data(encode(Close("No app server is currently connected to the Azure service.")))
     assert events == [ConnectionClosed("No app server is currently connected to the Azure service.", by_peer=True)]
+
+
+# A Close message's allowReconnect reaches the client: the hub connection reconnects only when it is true.
+
+
+def test_close_with_allow_reconnect_true_is_reported() -> None:
+    events = open_client().receive_data(b'{"type":7,"error":"instance shutting down","allowReconnect":true}\x1e')
+    assert events == [ConnectionClosed("instance shutting down", by_peer=True, allow_reconnect=True)]
+
+
+def test_close_without_allow_reconnect_reports_none() -> None:
+    events = open_client().receive_data(b'{"type":7}\x1e')
+    assert events == [ConnectionClosed(None, by_peer=True, allow_reconnect=None)]
+    assert events[0].allow_reconnect is None
+
+
+def test_close_with_allow_reconnect_false_is_reported() -> None:
+    events = open_client().receive_data(b'{"type":7,"error":"bye","allowReconnect":false}\x1e')
+    assert events == [ConnectionClosed("bye", by_peer=True, allow_reconnect=False)]
+
+
+def test_protocol_violation_has_no_allow_reconnect() -> None:
+    events = open_client().receive_data(b"not json\x1e")
+    assert len(events) == 1 and isinstance(events[0], ConnectionClosed)
+    assert events[0].by_peer is False and events[0].allow_reconnect is None
 
 
 def test_client_and_server_in_memory() -> None:
