@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -26,9 +27,13 @@ from .connection import ClientConnection, InboundMessage
 from .settings import EmulatorSettings
 from .upstream import UpstreamDispatcher
 
-__all__ = ["SERVICE_KEY", "Hub", "SignalRService"]
+__all__ = ["HUB_NAME", "INVALID_HUB_NAME", "SERVICE_KEY", "Hub", "SignalRService"]
 
 log = logging.getLogger("emulator")
+
+# §6.1: the emulator's hub-name rule, applied to clients too so every connected hub is addressable by REST.
+HUB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_`,.\[\]]{0,127}$")
+INVALID_HUB_NAME = "Invalid hub name: it must start with a letter and contain only letters, digits or '_'."
 
 
 class Hub:

@@ -21,8 +21,7 @@ from signalr.protocol import Invocation, encode
 from signalr.redact import redact_url
 
 from .auth import Unauthorized, authenticate_rest
-from .hub import SERVICE_KEY, Hub, SignalRService
-from .transports import HUB_NAME
+from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, Hub, SignalRService
 
 __all__ = ["add_rest_routes", "rest_error", "rest_errors_middleware"]
 
@@ -96,9 +95,7 @@ def _hub(request: web.Request) -> Hub:
         raise RestError(400, "The 'api-version' query parameter is required (2022-06-01).", "api-version")
     name = request.match_info["hub"]
     if not HUB_NAME.match(name):
-        raise RestError(
-            400, "Invalid hub name: it must start with a letter and contain only letters, digits or '_'.", "hub"
-        )
+        raise RestError(400, INVALID_HUB_NAME, "hub")
     application = request.rel_url.query.get("application")
     if application:
         if not HUB_NAME.match(application):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Mapping
 from urllib.parse import unquote_plus
@@ -23,14 +22,12 @@ from signalr.sse import SSE_PREAMBLE, encode_event
 
 from .auth import ClientIdentity, Unauthorized, authenticate_client
 from .connection import ClientConnection
-from .hub import SERVICE_KEY, SignalRService
+from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, SignalRService
 
-__all__ = ["HUB_NAME", "connect", "connect_delete", "connect_send", "negotiate", "preflight"]
+__all__ = ["connect", "connect_delete", "connect_send", "negotiate", "preflight"]
 
 log = logging.getLogger("emulator")
 
-# §6.1: the emulator's hub-name rule, applied to clients too so every connected hub is addressable by REST.
-HUB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_`,.\[\]]{0,127}$")
 NO_CACHE: Mapping[str, str] = {
     "Cache-Control": "no-cache, no-store",
     "Pragma": "no-cache",
@@ -73,9 +70,7 @@ def _hub_query(request: web.Request, default: str | None = None) -> str:
     if not hub:
         raise _Refused(_text(400, "The 'hub' query parameter is required."))
     if not HUB_NAME.match(hub):
-        raise _Refused(
-            _text(400, "Invalid hub name: it must start with a letter and contain only letters, digits or '_'.")
-        )
+        raise _Refused(_text(400, INVALID_HUB_NAME))
     return hub.lower()
 
 
