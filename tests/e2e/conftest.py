@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.test_browser import browser  # noqa: F401  (pytest finds fixtures by name)
+from tests.support.browser import browser  # noqa: F401  (pytest finds fixtures by name)
 from tests.support.fixtures import js_peer  # noqa: F401
 from tests.support.processes import Process, script
 

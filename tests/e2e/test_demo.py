@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from chat.app import ChatApp
 from signalr.client import TransportChoice
 from tests.chat.conftest import wait_until
-from tests.server.test_browser import DriverFactory, entries, screenshot, text_of, until
+from tests.support.browser import DriverFactory, entries, screenshot, text_of, until
 from tests.support.fixtures import JsPeerFactory
 from tests.support.processes import Process, script
 

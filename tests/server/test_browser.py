@@ -5,116 +5,31 @@ Assertions are on rendered text (what a user sees); screenshots go to the test's
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.server.conftest import ACCESS_KEY, ChatServer, Stack, start_chat_server, start_emulator, start_stack
+from tests.server.conftest import ACCESS_KEY
+from tests.support.browser import CHROMIUM_INSTALLED, DriverFactory, entries, screenshot, text_of, until
 from tests.support.fixtures import JsPeerFactory
-from tests.support.processes import Process, free_port, script
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from tests.support.stack import Stack, start_chat_server, start_stack
 
 pytestmark = pytest.mark.skipif(
-    not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
+    not CHROMIUM_INSTALLED,
     reason="Chromium is not installed (Debian packages chromium and chromium-driver; `make test` installs them)",
 )
-
-DriverFactory = Callable[[], WebDriver]
-
-
-@pytest.fixture
-def browser() -> Iterator[DriverFactory]:
-    """Start headless Chromium sessions, each with a fresh profile; all are quit at teardown."""
-    drivers: list[WebDriver] = []
-    profiles: list[str] = []
-
-    def start() -> WebDriver:
-        profile = tempfile.mkdtemp(prefix="chromium-profile-")
-        profiles.append(profile)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for argument in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--window-size=900,640",
-            f"--user-data-dir={profile}",
-        ):
-            options.add_argument(argument)
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-        driver.set_page_load_timeout(20)
-        drivers.append(driver)
-        return driver
-
-    yield start
-    for driver in drivers:
-        try:
-            driver.quit()
-        except WebDriverException:
-            pass
-    for profile in profiles:
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     # Its own emulator: the last step stops it to show the page's connection-closed notice.
-    running = start_stack(tmp_path)
+    running = start_stack(cwd=tmp_path)
     yield running
     running.stop()
-
-
-def screenshot(driver: WebDriver, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.png"
-    assert driver.save_screenshot(str(path))
-    assert path.stat().st_size > 1000
-    artifacts = os.environ.get("ARTIFACTS_DIR")
-    if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(artifacts) / path.name)
-    return path
-
-
-def text_of(driver: WebDriver, element_id: str) -> str:
-    return str(driver.find_element(By.ID, element_id).text)
-
-
-def entries(driver: WebDriver) -> list[tuple[str, str]]:
-    """Rendered messages as ``(kind, text)``: kind is ``system``, ``broadcast``, ``mine`` or ``theirs``."""
-    out: list[tuple[str, str]] = []
-    for entry in driver.find_elements(By.CSS_SELECTOR, "#messages .message-entry"):
-        classes = set((entry.get_attribute("class") or "").split())
-        kind = next((k for k in ("mine", "theirs") if k in classes), "system")
-        if "system-message" not in classes and kind == "system":
-            kind = "broadcast"
-        out.append((kind, " ".join(str(entry.text).split())))
-    return out
-
-
-async def until(predicate: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    """Poll ``predicate`` (a quick WebDriver call) without blocking the event loop the JS peer needs."""
-    for _ in range(int(timeout / 0.1)):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def connected(driver: WebDriver, name: str, transport: str, host: str) -> None:
@@ -242,31 +157,20 @@ async def test_page_through_the_apim_gateway_with_a_subscription_key(
     browser: DriverFactory, tmp_path: Path, profile: str, transport: str, name: str
 ) -> None:
     """The browser's only way to send a subscription key: the page URL → hub URL → redirect URL → APIM."""
-    server_port = free_port()
-    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
-    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
-    gateway: Process | None = None
-    server: ChatServer | None = None
     key = "BrowserSubKey0123456789"
+    stack = start_stack(cwd=tmp_path, gateway_args=("--profile", profile, "--subscription-key", key))
     try:
-        argv = [script("apim-gateway"), "--backend", emulator_url, "--profile", profile, "--port", "0"]
-        gateway = Process([*argv, "--subscription-key", key])
-        gateway_url = gateway.readline(timeout=20).split(" listening on ")[1].split(" ")[0]
-        server = start_chat_server(
-            connection_string + f"ClientEndpoint={gateway_url};", "--port", str(server_port), cwd=tmp_path
-        )
+        assert stack.gateway is not None
         page = browser()
-        page.get(f"{server.url}?name=hana&transport={transport}&subscription-key={key}")
-        await connected(page, "hana", name, gateway_url.removeprefix("http://"))
+        page.get(f"{stack.server.url}?name=hana&transport={transport}&subscription-key={key}")
+        await connected(page, "hana", name, stack.gateway.host)
         page.find_element(By.ID, "message").send_keys("through apim")
         page.find_element(By.ID, "echo").click()
         await until(lambda: ("mine", "hana through apim (echo from server)") in entries(page), "the echo via APIM")
         screenshot(page, tmp_path, f"chatroom-apim-{profile}")
         assert key not in page.find_element(By.TAG_NAME, "body").text
 
-        page.get(f"{server.url}?name=hana&transport={transport}")  # no key: APIM refuses
+        page.get(f"{stack.server.url}?name=hana&transport={transport}")  # no key: APIM refuses
         await until(lambda: text_of(page, "status").startswith("Could not connect"), "the refusal")
     finally:
-        for process in (server.process if server else None, gateway, emulator):
-            if process is not None:
-                process.stop()
+        stack.stop()

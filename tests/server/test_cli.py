@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import ACCESS_KEY, READY, start_chat_server
+from tests.server.conftest import ACCESS_KEY
 from tests.support.processes import script
+from tests.support.stack import SERVER_READY, start_chat_server
 
 GOOD = f"Endpoint=http://127.0.0.1;Port=1;AccessKey={ACCESS_KEY};Version=1.0;ClientEndpoint=http://gw.example:8080;"
 
@@ -156,10 +157,10 @@ def test_fixed_port_is_in_the_ready_line(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = start_chat_server(GOOD, "--port", str(port), cwd=tmp_path)
+    server = start_chat_server(GOOD, port=port, cwd=tmp_path)
     try:
         assert server.port == port
-        assert READY.match(f"Chat server listening on http://127.0.0.1:{port}/ (hub chat)")
+        assert SERVER_READY.match(f"Chat server listening on http://127.0.0.1:{port}/ (hub chat)")
     finally:
         server.stop()
 

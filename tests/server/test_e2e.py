@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,17 +15,16 @@ import pytest
 from server.rest_client import ServiceRestClient
 from signalr.connection_string import parse_connection_string
 from signalr.upstream import sign_connection_id
-from tests.server.conftest import ChatServer, Stack, start_chat_server, start_emulator, start_stack
 from tests.support.fixtures import JsPeerFactory
 from tests.support.jspeer import JsPeer
-from tests.support.processes import Process, free_port, script
+from tests.support.stack import Stack, start_stack
 
 TRANSPORTS = {"websockets": "WebSockets", "sse": "ServerSentEvents", "longpolling": "LongPolling"}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("e2e"))
+    running = start_stack(cwd=tmp_path_factory.mktemp("e2e"))
     yield running
     running.stop()
 
@@ -124,12 +123,8 @@ async def test_connection_events_reach_the_server_log(stack: Stack, js_peer: JsP
     frank = await js_peer(stack.hub_url + "?userId=frank", transport="websockets")
     connection_id = frank.connection_id
     await frank.stop()
-    log = ""
-    for _ in range(100):
-        log = stack.server.process.stderr()
-        if f"disconnected: connection {connection_id}" in log:
-            break
-        await asyncio.sleep(0.05)
+    await stack.server.process.stderr_line(re.escape(f"disconnected: connection {connection_id}"))
+    log = stack.server.process.stderr()
     assert f"connected: connection {connection_id} (user frank)" in log
     assert f"disconnected: connection {connection_id}" in log
 
@@ -137,45 +132,24 @@ async def test_connection_events_reach_the_server_log(stack: Stack, js_peer: JsP
 async def test_secrets_stay_out_of_both_logs(stack: Stack) -> None:
     key = parse_connection_string(stack.connection_string).access_key
     assert key
-    for text in (stack.server.process.stderr(), stack.emulator.stderr()):
+    for text in (stack.server.process.stderr(), stack.emulator.process.stderr()):
         assert key not in text
         assert "eyJ" not in text  # no access token either
 
 
 async def test_subscription_key_in_the_hub_url_reaches_apim(tmp_path: Path, js_peer: JsPeerFactory) -> None:
     """Browsers cannot set headers on WebSockets: the key rides in the hub URL and the redirect copies it to APIM."""
-    server_port = free_port()
-    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
-    emulator, emulator_url, connection_string = start_emulator("--upstream", upstream)
-    gateway: Process | None = None
-    server: ChatServer | None = None
+    subscription_key = "sub-key-for-the-e2e-test-0123456789"
+    # With a built-in profile, every API then requires a key.
+    stack = start_stack(cwd=tmp_path, gateway_args=("--profile", "websocket", "--subscription-key", subscription_key))
     try:
-        subscription_key = "sub-key-for-the-e2e-test-0123456789"
-        gateway = Process(
-            [
-                script("apim-gateway"),
-                "--backend",
-                emulator_url,
-                "--profile",
-                "websocket",
-                "--port",
-                "0",
-                "--subscription-key",  # with a built-in profile, every API then requires a key
-                subscription_key,
-            ]
-        )
-        gateway_url = gateway.readline(timeout=20).split(" listening on ")[1].split(" ")[0]
-        server = start_chat_server(
-            connection_string + f"ClientEndpoint={gateway_url};", "--port", str(server_port), cwd=tmp_path
-        )
-        peer = await js_peer(f"{server.url}chat?subscription-key={subscription_key}", transport="websockets")
-        assert peer.base_url is not None and peer.base_url.startswith(gateway_url + "/client/?hub=chat&")
+        assert stack.gateway is not None
+        peer = await js_peer(f"{stack.hub_url}?subscription-key={subscription_key}", transport="websockets")
+        assert peer.base_url is not None and peer.base_url.startswith(stack.gateway.url + "/client/?hub=chat&")
         await peer.send("echo", "gina", "via apim")
         assert await peer.next_message("echo") == ("echo", ["gina", "via apim (echo from server)"])
-        refused = await js_peer(server.url + "chat", transport="websockets", expect_start=False)
+        refused = await js_peer(stack.hub_url, transport="websockets", expect_start=False)
         assert refused.error is not None and "401" in refused.error
-        assert subscription_key not in server.process.stderr()
+        assert subscription_key not in stack.server.process.stderr()
     finally:
-        for process in (server.process if server else None, gateway, emulator):
-            if process is not None:
-                process.stop()
+        stack.stop()

@@ -5,8 +5,8 @@ Every refused request is checked for its status *and* for sending nothing to the
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 from signalr.upstream import sign_connection_id, signature_header
-from tests.server.conftest import ACCESS_KEY, ChatServer, start_chat_server
+from tests.server.conftest import ACCESS_KEY
 from tests.server.rest_recorder import RestRecorder
+from tests.support.stack import ChatServer, start_chat_server
 
 OTHER_KEY = "AnotherKeyThatIsNotTheServers0123456789abcdefgh"
 BROADCAST = {"type": 1, "target": "broadcastMessage", "arguments": ["alice", "hi"]}
@@ -149,15 +150,7 @@ async def test_connection_events_are_logged_and_send_nothing(
     status, response = await post(http, server, headers_for("conn-ev1", "connections", event), body)
     assert (status, response) == (200, b"")
     assert rest.sends == []
-    assert await wait_for_log(server, logged)
-
-
-async def wait_for_log(server: ChatServer, text: str, timeout: float = 5) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if text in server.process.stderr():
-            return True
-        await asyncio.sleep(0.05)
-    return False
+    await server.process.stderr_line(re.escape(logged))
 
 
 # -- hub-level errors are completions, not crashes --------------------------------------------------------------
@@ -207,7 +200,7 @@ async def test_rest_failure_is_a_completion_error_not_a_crash(
         "error": "An unexpected error occurred invoking 'broadcastMessage' on the server.",
     }
     assert len(rest.sends) == 1  # a 5xx may mean "queued": never retried
-    assert await wait_for_log(server, "returned 500")
+    await server.process.stderr_line("returned 500")
     status, body = await post(http, server, headers_for(), BROADCAST)
     assert (status, body) == (200, b"")
 
@@ -220,7 +213,7 @@ async def test_unreachable_service_is_a_completion_error(http: aiohttp.ClientSes
         status, body = await post(http, lonely, headers_for(event="echo"), invocation)
         assert status == 200
         assert completion(body)["error"] == "An unexpected error occurred invoking 'echo' on the server."
-        assert await wait_for_log(lonely, "cannot connect")
+        await lonely.process.stderr_line("cannot connect")
     finally:
         lonely.stop()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import selectors
 import signal
 import socket
@@ -76,6 +78,19 @@ class Process:
 
     def stderr(self) -> str:
         return Path(self._stderr.name).read_text(errors="replace")
+
+    async def stderr_line(self, pattern: str, timeout: float = 5.0) -> str:
+        """The first stderr line that matches the regular expression ``pattern``; raises AssertionError after
+        ``timeout`` seconds. Polls while the event loop runs: a server logs a request after it answered it."""
+        regex = re.compile(pattern)
+        for _ in range(int(timeout / 0.05)):
+            for line in self.stderr().splitlines():
+                if regex.search(line):
+                    return line
+            await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"no stderr line of {Path(self.argv[0]).name} matches {pattern!r}:\n{self.stderr()[-2000:]}"
+        )
 
     def signal(self, sig: int) -> None:
         if self.popen.poll() is None:
