@@ -14,7 +14,7 @@ import pytest
 
 from tests.server.conftest import ACCESS_KEY
 from tests.support.processes import script
-from tests.support.stack import SERVER_READY, start_chat_server
+from tests.support.stack import start_chat_server
 
 GOOD = f"Endpoint=http://127.0.0.1;Port=1;AccessKey={ACCESS_KEY};Version=1.0;ClientEndpoint=http://gw.example:8080;"
 
@@ -160,7 +160,7 @@ def test_fixed_port_is_in_the_ready_line(tmp_path: Path) -> None:
     server = start_chat_server(GOOD, port=port, cwd=tmp_path)
     try:
         assert server.port == port
-        assert SERVER_READY.match(f"Chat server listening on http://127.0.0.1:{port}/ (hub chat)")
+        assert server.ready_line == f"Chat server listening on http://127.0.0.1:{port}/ (hub chat)"
     finally:
         server.stop()
 
