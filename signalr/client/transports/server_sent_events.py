@@ -80,21 +80,32 @@ class ServerSentEventsTransport:
             context.tracer.emit("error", url=get_url, method="SSE", started=started, detail=str(error))
             raise error from None
         try:
-            first = await self._open(response, get_url, started)
-        except BaseException:
+            first = await self._open(response, get_url)
+        except SignalRClientError as exc:
+            response.close()
+            context.tracer.emit(
+                "connect", url=get_url, method="SSE", status=response.status, started=started, detail=str(exc)
+            )
+            raise
+        except BaseException:  # cancelled while waiting for the first bytes
             response.close()
             raise
+        context.tracer.emit(
+            "connect", url=get_url, method="SSE", status=response.status, started=started, detail="event stream open"
+        )
         self._response = response
         self._sender.open(url)
         self._task = asyncio.create_task(self._receive_loop(response, first))
 
-    async def _open(self, response: aiohttp.ClientResponse, get_url: str, started: float) -> bytes:
-        """Check the response and wait for its first bytes; returns them (usually the ``:\\r\\n`` preamble)."""
-        tracer = self._context.tracer
+    async def _open(self, response: aiohttp.ClientResponse, get_url: str) -> bytes:
+        """Check the response and wait for its first bytes; returns them (usually the ``:\\r\\n`` preamble).
+
+        Raises a :class:`SignalRClientError` saying why the stream is unusable; the caller traces it.
+        """
         status = response.status
         if status != 200:
             body = await response.content.read(MAX_ERROR_BODY)
-            error = error_for_status(
+            raise error_for_status(
                 status,
                 body,
                 get_url,
@@ -102,32 +113,23 @@ class ServerSentEventsTransport:
                 transport=self.kind.value,
                 challenge=response.headers.get("WWW-Authenticate", ""),
             )
-            tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail=str(error))
-            raise error
         content_type = response.headers.get("Content-Type", "")
         if not content_type.lower().startswith("text/event-stream"):
-            error = TransportFailed(
+            raise TransportFailed(
                 f"ServerSentEvents failed: {host_of(get_url)} answered the event stream GET with Content-Type "
                 f"'{content_type or 'none'}' instead of text/event-stream"
             )
-            tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail=str(error))
-            raise error
         try:
             first = await asyncio.wait_for(response.content.readany(), self._open_timeout)
         except TimeoutError:
-            error = TransportFailed(
+            raise TransportFailed(
                 f"ServerSentEvents failed: {host_of(get_url)} sent the event stream headers but no data within "
                 f"{self._open_timeout:g} s — a proxy is buffering the stream ({BUFFERING_HINT})"
-            )
-            tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail=str(error))
-            raise error from None
+            ) from None
         except aiohttp.ClientError as exc:
             raise error_for_exception(exc, get_url, what="the event stream GET", transport=self.kind.value) from None
         if not first:
-            error = TransportFailed(f"ServerSentEvents failed: {host_of(get_url)} ended the event stream at once")
-            tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail=str(error))
-            raise error
-        tracer.emit("connect", url=get_url, method="SSE", status=status, started=started, detail="event stream open")
+            raise TransportFailed(f"ServerSentEvents failed: {host_of(get_url)} ended the event stream at once")
         return first
 
     async def _receive_loop(self, response: aiohttp.ClientResponse, first: bytes) -> None:
