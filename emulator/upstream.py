@@ -228,15 +228,13 @@ class UpstreamDispatcher:
         async with self._session.post(url, data=event.body, headers=headers) as response:
             if response.content_length is not None and response.content_length > limit:
                 raise _TooLarge
-            body = await response.content.read(limit + 1)
-            while len(body) <= limit:
-                chunk = await response.content.read(limit + 1 - len(body))
-                if not chunk:
-                    break
+            # Read at most one byte past the limit: enough to know the response is too large, never more.
+            body = bytearray()
+            while len(body) <= limit and (chunk := await response.content.read(limit + 1 - len(body))):
                 body += chunk
             if len(body) > limit:
                 raise _TooLarge
-            return response.status, body
+            return response.status, bytes(body)
 
     @staticmethod
     def _result(invocation_id: str, status: int, body: bytes, error: str | None) -> bytes:

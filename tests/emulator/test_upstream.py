@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -214,10 +215,19 @@ async def test_slow_upstream_times_out(start_emulator: EmulatorFactory, upstream
     await ws.close()
 
 
+async def _chunks_without_length() -> AsyncIterator[bytes]:
+    for _ in range(10):
+        yield b"x" * 500
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_too_large_upstream_response(
-    start_emulator: EmulatorFactory, upstream_receiver: UpstreamReceiver
+    start_emulator: EmulatorFactory, upstream_receiver: UpstreamReceiver, framing: str
 ) -> None:
-    upstream_receiver.responder = lambda call: web.Response(body=b"x" * 5000)
+    if framing == "chunked":  # no Content-Length: the emulator finds out by reading, and stops after the limit
+        upstream_receiver.responder = lambda call: web.Response(body=_chunks_without_length())
+    else:
+        upstream_receiver.responder = lambda call: web.Response(body=b"x" * 5000)
     emulator = await start_emulator(
         max_upstream_response=1000,
         access_key=upstream_receiver.access_key,
