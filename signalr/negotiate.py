@@ -22,7 +22,6 @@ __all__ = [
     "NegotiateError",
     "NegotiateRedirect",
     "NegotiateResult",
-    "TransferFormat",
     "TransportType",
     "build_redirect",
     "connect_url",
@@ -43,11 +42,6 @@ class TransportType(Enum):
     WEBSOCKETS = "WebSockets"
     SERVER_SENT_EVENTS = "ServerSentEvents"
     LONG_POLLING = "LongPolling"
-
-
-class TransferFormat(Enum):
-    TEXT = "Text"
-    BINARY = "Binary"
 
 
 ALL_TRANSPORTS: list[dict[str, Any]] = [
