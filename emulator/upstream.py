@@ -72,7 +72,11 @@ class _Event:
     event: str
     body: bytes
     invocation_id: str | None = None
-    is_message: bool = False
+
+    @property
+    def is_message(self) -> bool:
+        """A client invocation (it holds one of the connection's upstream slots), not a connection event."""
+        return self.category == "messages"
 
 
 class _Worker:
@@ -142,7 +146,7 @@ class UpstreamDispatcher:
             worker.slots.release()
             return
         body = encode(message)[: -len(RECORD_SEPARATOR)]
-        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, is_message=True))
+        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id))
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:
         worker = self._workers.get(connection.connection_id)
