@@ -15,88 +15,53 @@ from textual.widgets import Input
 from chat.app import ChatApp
 from signalr.client import ConnectionState, TransportChoice
 from tests.support.fixtures import JsPeerFactory
-from tests.support.processes import Process, free_port, script
+from tests.support.processes import free_port
+from tests.support.stack import Gateway, Stack, start_gateway, start_stack
 
 from .conftest import wait_until
 
 SIZE = (120, 36)
+ACCESS_KEY = "e2e-access-key-0123456789abcdefghijklmnop"
 
 
 @dataclass
-class Stack:
-    """The three servers; the app server's ClientEndpoint is the gateway, whose profile can be switched."""
+class DemoStack(Stack):
+    """The three servers as ``chat-demo`` runs them: the app server's ClientEndpoint is the gateway, whose profile
+    can be switched (each switch is recorded in ``switches``)."""
 
-    service_port: int
-    server_port: int
-    gateway_port: int
-    access_key: str
-    processes: dict[str, Process] = field(default_factory=dict)
-    profile: str = "websocket"
     switches: list[str] = field(default_factory=list)
 
     @property
-    def chat_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/chat"
+    def running_gateway(self) -> Gateway:
+        assert self.gateway is not None
+        return self.gateway
 
-    @property
-    def gateway_host(self) -> str:
-        return f"127.0.0.1:{self.gateway_port}"
-
-    def start_gateway(self) -> None:
-        argv = [script("apim-gateway"), "--backend", f"http://127.0.0.1:{self.service_port}"]
-        argv += ["--profile", self.profile, "--port", str(self.gateway_port)]
-        gateway = Process(argv)
-        self.processes["apim-gateway"] = gateway
-        line = gateway.readline(20)
-        assert line.startswith(
-            f"APIM gateway listening on http://127.0.0.1:{self.gateway_port} (profile {self.profile})"
-        )
+    def restart_gateway(self, profile: str) -> None:
+        """Stop the gateway (if it still runs) and start it with ``profile`` on the same port."""
+        port = self.running_gateway.port
+        self.running_gateway.stop()
+        self.gateway = start_gateway(self.emulator_url, "--profile", profile, port=port)
+        assert (self.gateway.port, self.gateway.profile) == (port, profile)
 
     async def switch_profile(self, profile: str) -> None:
         """The demo's profile switcher: restart the gateway with ``profile`` on the same port."""
         self.switches.append(profile)
-        self.processes.pop("apim-gateway").stop()
-        self.profile = profile
-        self.start_gateway()
-
-    def stop(self) -> None:
-        for name in ("chat-server", "apim-gateway", "signalr-emulator"):
-            process = self.processes.pop(name, None)
-            if process is not None:
-                process.stop()
+        self.restart_gateway(profile)
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    server_port, gateway_port = free_port(), free_port()
-    key = "e2e-access-key-0123456789abcdefghijklmnop"
-    upstream = f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
-    emulator = Process([script("signalr-emulator"), "--port", "0", "--access-key", key, "--upstream", upstream])
-    stack = Stack(0, server_port, gateway_port, key, {"signalr-emulator": emulator})
-    try:
-        connection_string = emulator.readline(20)
-        match = re.search(r"Port=(\d+);", connection_string)
-        assert match, "emulator ready line is not a connection string"
-        stack.service_port = int(match.group(1))
-        stack.start_gateway()
-        env = {
-            "Azure__SignalR__ConnectionString": f"{connection_string}ClientEndpoint=http://127.0.0.1:{gateway_port};"
-        }
-        server = Process([script("chat-server"), "--port", str(server_port)], env=env)
-        stack.processes["chat-server"] = server
-        assert server.readline(20).startswith(f"Chat server listening on http://127.0.0.1:{server_port}/")
-        yield stack
-    finally:
-        stack.stop()
+def stack() -> Iterator[DemoStack]:
+    started = start_stack("--access-key", ACCESS_KEY, gateway_args=("--profile", "websocket"))
+    running = DemoStack(started.emulator, started.server, started.gateway)
+    yield running
+    running.stop()
 
 
 @pytest.fixture
-def reset_profile(stack: Stack) -> Iterator[None]:
+def reset_profile(stack: DemoStack) -> Iterator[None]:
     """Each test starts with the gateway in the websocket profile."""
-    if stack.profile != "websocket":
-        stack.processes.pop("apim-gateway").stop()
-        stack.profile = "websocket"
-        stack.start_gateway()
+    if stack.running_gateway.profile != "websocket":
+        stack.restart_gateway("websocket")
     stack.switches.clear()
     yield
 
@@ -110,10 +75,10 @@ def status(app: ChatApp) -> str:
 
 
 async def test_chat_with_the_official_js_client_through_the_gateway(
-    stack: Stack, reset_profile: None, js_peer: JsPeerFactory
+    stack: DemoStack, reset_profile: None, js_peer: JsPeerFactory
 ) -> None:
-    bob = await js_peer(stack.chat_url, transport="websockets")
-    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="alice", gateway_profile="websocket")
+    bob = await js_peer(stack.hub_url, transport="websockets")
+    app = ChatApp(stack.hub_url, TransportChoice.WEBSOCKETS, name="alice", gateway_profile="websocket")
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: seen(app, "alice JOINED"), timeout=20, what="own JOINED line")
         assert await bob.next_message("broadcastMessage", timeout=10) == (
@@ -124,7 +89,7 @@ async def test_chat_with_the_official_js_client_through_the_gateway(
         await wait_until(pilot, lambda: "Connected" in status(app), what="status Connected")
         line = status(app)
         assert "Connected" in line and "WebSockets" in line
-        assert f"{stack.gateway_host} via gateway" in line
+        assert f"{stack.running_gateway.host} via gateway" in line
         assert app.connection is not None and app.connection.connection_id and app.connection.connection_id in line
 
         await bob.send("broadcastMessage", "bob", "hi from node [bold]x[/]")
@@ -143,9 +108,9 @@ async def test_chat_with_the_official_js_client_through_the_gateway(
         await pilot.press("f12")
         await wait_until(pilot, lambda: len(app.trace_panel.plain_rows) >= 4, what="trace rows")
         rows = app.trace_panel.plain_rows
-        assert any("negotiate" in r and f"127.0.0.1:{stack.server_port}" in r for r in rows)
-        assert any("negotiate" in r and stack.gateway_host in r for r in rows)
-        assert not any(stack.access_key in r or "eyJ" in r for r in rows)
+        assert any("negotiate" in r and f"127.0.0.1:{stack.server.port}" in r for r in rows)
+        assert any("negotiate" in r and stack.running_gateway.host in r for r in rows)
+        assert not any(stack.emulator.access_key in r or "eyJ" in r for r in rows)
 
         connection = app.connection
         await pilot.press("ctrl+q")
@@ -156,17 +121,17 @@ async def test_chat_with_the_official_js_client_through_the_gateway(
     assert await bob.next_message("broadcastMessage", timeout=10) == ("broadcastMessage", ["bob", "still here"])
 
 
-async def test_status_follows_reconnect_when_the_gateway_restarts(stack: Stack, reset_profile: None) -> None:
-    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="frank", gateway_profile="websocket")
+async def test_status_follows_reconnect_when_the_gateway_restarts(stack: DemoStack, reset_profile: None) -> None:
+    app = ChatApp(stack.hub_url, TransportChoice.WEBSOCKETS, name="frank", gateway_profile="websocket")
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: seen(app, "frank JOINED"), timeout=20)
         first_id = app.connection.connection_id if app.connection else None
-        stack.processes.pop("apim-gateway").stop()  # the gateway goes away: the WebSocket drops
+        stack.running_gateway.stop()  # the gateway goes away: the WebSocket drops
         await wait_until(pilot, lambda: "Reconnecting" in status(app), timeout=10, what="Reconnecting state")
         assert seen(app, "Connection lost — reconnecting…")
-        stack.start_gateway()
+        stack.restart_gateway("websocket")
         await wait_until(pilot, lambda: "Connected" in status(app), timeout=20, what="Connected again")
-        assert seen(app, f"Reconnected with WebSockets to {stack.gateway_host}")
+        assert seen(app, f"Reconnected with WebSockets to {stack.running_gateway.host}")
         assert app.connection is not None and app.connection.connection_id != first_id
         assert app.connection.connection_id in status(app)
         app.query_one("#message", Input).value = "back again"
@@ -174,9 +139,9 @@ async def test_status_follows_reconnect_when_the_gateway_restarts(stack: Stack, 
         await wait_until(pilot, lambda: seen(app, "frank (you): back again"), timeout=10)
 
 
-async def test_switching_to_longpolling_switches_the_gateway_profile(stack: Stack, reset_profile: None) -> None:
+async def test_switching_to_longpolling_switches_the_gateway_profile(stack: DemoStack, reset_profile: None) -> None:
     app = ChatApp(
-        stack.chat_url,
+        stack.hub_url,
         TransportChoice.WEBSOCKETS,
         name="carol",
         gateway_profile="websocket",
@@ -201,7 +166,7 @@ async def test_switching_to_longpolling_switches_the_gateway_profile(stack: Stac
         assert seen(app, "switching the local gateway to the sse-lp profile")
         await wait_until(pilot, lambda: " ".join(app.chat_log.plain_lines).count("carol JOINED") == 2, timeout=10)
         line = status(app)
-        assert "LongPolling" in line and f"{stack.gateway_host} via gateway" in line and "APIM sse-lp" in line
+        assert "LongPolling" in line and f"{stack.running_gateway.host} via gateway" in line and "APIM sse-lp" in line
         app.query_one("#message", Input).value = "over long polling"
         await pilot.press("enter")
         await wait_until(pilot, lambda: seen(app, "carol (you): over long polling"), timeout=10)
@@ -213,10 +178,10 @@ async def test_switching_to_longpolling_switches_the_gateway_profile(stack: Stac
 
 
 async def test_sse_chat_with_the_js_client_after_a_switch_at_start(
-    stack: Stack, reset_profile: None, js_peer: JsPeerFactory
+    stack: DemoStack, reset_profile: None, js_peer: JsPeerFactory
 ) -> None:
     app = ChatApp(
-        stack.chat_url,
+        stack.hub_url,
         TransportChoice.SSE_THEN_LONG_POLLING,
         name="grace",
         gateway_profile="websocket",
@@ -226,7 +191,7 @@ async def test_sse_chat_with_the_js_client_after_a_switch_at_start(
         await wait_until(pilot, lambda: seen(app, "grace JOINED"), timeout=30, what="JOINED after the switch")
         assert stack.switches == ["sse-lp"]
         assert app.connection is not None and app.connection.transport_name == "ServerSentEvents"
-        heidi = await js_peer(stack.chat_url, transport="sse")
+        heidi = await js_peer(stack.hub_url, transport="sse")
         assert heidi.transport == "ServerSentEvents"
         await heidi.send("broadcastMessage", "heidi", "hello over SSE")
         await wait_until(pilot, lambda: seen(app, "heidi: hello over SSE"), timeout=10, what="heidi's line")
@@ -237,14 +202,14 @@ async def test_sse_chat_with_the_js_client_after_a_switch_at_start(
         await pilot.pause()
 
 
-async def test_strict_apim_shows_why_the_transport_fails(stack: Stack, reset_profile: None) -> None:
+async def test_strict_apim_shows_why_the_transport_fails(stack: DemoStack, reset_profile: None) -> None:
     calls: list[str] = []
 
     async def switcher(profile: str) -> None:
         calls.append(profile)
 
     app = ChatApp(
-        stack.chat_url,
+        stack.hub_url,
         TransportChoice.SERVER_SENT_EVENTS,
         name="dave",
         gateway_profile="websocket",
@@ -254,7 +219,7 @@ async def test_strict_apim_shows_why_the_transport_fails(stack: Stack, reset_pro
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: seen(app, "Could not connect"), timeout=30, what="failure line")
         assert calls == []
-        assert seen(app, f"the gateway at {stack.gateway_host} has no API for ServerSentEvents on client/")
+        assert seen(app, f"the gateway at {stack.running_gateway.host} has no API for ServerSentEvents on client/")
         assert seen(app, "press ctrl+r to retry")
         assert "Disconnected" in status(app)
         await pilot.press(*"anyone?", "enter")
@@ -263,7 +228,7 @@ async def test_strict_apim_shows_why_the_transport_fails(stack: Stack, reset_pro
         )
 
 
-async def test_unreachable_server_is_named(stack: Stack) -> None:
+async def test_unreachable_server_is_named(stack: DemoStack) -> None:
     port = free_port()
     app = ChatApp(f"http://127.0.0.1:{port}/chat", TransportChoice.WEBSOCKETS, name="erin")
     async with app.run_test(size=SIZE) as pilot:
