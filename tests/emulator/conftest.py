@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -123,6 +124,18 @@ class Emulator:
             assert response.status == 200
             assert records(await response.read()) == [{}]
         return url, negotiated["connectionId"]
+
+    async def poll_held(self, connection_id: str, hub: str = "chat", timeout: float = 5) -> None:
+        """Return once this in-process emulator holds a poll of the connection: a poll sent from a task has then
+        arrived, so what the test sends next is ordered after it instead of racing it."""
+        assert self.running is not None, "only for an in-process emulator"
+        found = self.running.service.find_hub(hub)
+        connection = found.connections.get(connection_id) if found else None
+        assert connection is not None, f"no open connection {connection_id} in hub {hub}"
+        deadline = time.monotonic() + timeout
+        while not connection.polling:
+            assert time.monotonic() < deadline, f"no poll of {connection_id} arrived within {timeout} s"
+            await asyncio.sleep(0.01)
 
 
 async def ws_records(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> list[dict[str, Any]]:

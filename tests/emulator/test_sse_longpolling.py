@@ -179,7 +179,7 @@ async def test_poll_timeout_answers_200_empty(start_emulator: EmulatorFactory) -
 
 
 async def test_new_poll_supersedes_the_pending_one_with_204(emulator: Emulator) -> None:
-    url, _ = await emulator.open_lp()
+    url, connection_id = await emulator.open_lp()
     headers = emulator.auth(emulator.client_token())
 
     async def poll() -> tuple[int, bytes]:
@@ -187,7 +187,7 @@ async def test_new_poll_supersedes_the_pending_one_with_204(emulator: Emulator) 
             return response.status, await response.read()
 
     first = asyncio.create_task(poll())
-    await asyncio.sleep(0.2)
+    await emulator.poll_held(connection_id)  # the second poll must arrive after the first
     assert not first.done()
     second = asyncio.create_task(poll())
     assert await asyncio.wait_for(first, 5) == (204, b"")
@@ -204,7 +204,7 @@ async def test_delete_is_202_text_plain_and_the_pending_poll_ends_204(
     url, connection_id = await emulator.open_lp()
     headers = emulator.auth(emulator.client_token())
     pending = asyncio.create_task(emulator.session.get(url, headers=headers))
-    await asyncio.sleep(0.2)
+    await emulator.poll_held(connection_id)  # the DELETE must find the poll pending
     async with emulator.session.delete(url, headers=headers) as response:
         assert response.status == 202
         assert response.headers["Content-Type"].startswith("text/plain")
