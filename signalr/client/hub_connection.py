@@ -319,9 +319,7 @@ class HubConnection:
             if handshake.done() and not handshake.cancelled():
                 handshake.exception()  # retrieved: the error is re-raised below
             if self._generation == generation:
-                self._generation += 1
-                self._cancel_timers()
-                self._conn = None
+                self._detach()  # it is ``conn`` or None: ``conn`` is stopped below either way
                 self.connection_id = self.transport_name = self.connected_url = None
             await conn.stop()
             raise
@@ -479,6 +477,8 @@ class HubConnection:
         return self._in_state(ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
 
     def _in_state(self, *states: ConnectionState) -> bool:
+        # A method, not ``self._state is …`` inline: mypy keeps narrowing ``self._state`` across the awaits and
+        # callbacks that change it, and would call such a check impossible.
         return self._state in states
 
     def _fail_start(self, error: Exception) -> None:
@@ -521,6 +521,14 @@ class HubConnection:
             except SignalRClientError as exc:
                 log.debug("Ping not sent: %s", exc)  # JS ignores ping failures; the transport reports the loss
 
+    def _detach(self) -> HttpConnection | None:
+        """Cut the current connection loose: its late callbacks and timers are ignored from now on (a new
+        generation), and it is handed to the caller, who must stop it."""
+        self._generation += 1
+        self._cancel_timers()
+        conn, self._conn = self._conn, None
+        return conn
+
     def _cancel_timers(self) -> None:
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
@@ -535,9 +543,7 @@ class HubConnection:
         """The server side ended the connection (or timed out): reconnect, or close for good."""
         if generation != self._generation or self._state is not ConnectionState.CONNECTED:
             return
-        self._generation += 1
-        self._cancel_timers()
-        conn, self._conn = self._conn, None
+        conn = self._detach()
         self._fail_pending(
             error or SignalRClientError("Invocation canceled due to the underlying connection being closed.")
         )
@@ -605,9 +611,7 @@ class HubConnection:
                     except BaseException:
                         pass
             self._reconnect_task = None
-            self._generation += 1
-            self._cancel_timers()
-            conn, self._conn = self._conn, None
+            conn = self._detach()
             protocol = self._protocol
             if conn is not None:
                 if protocol is not None and protocol.state is State.OPEN:
