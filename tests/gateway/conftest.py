@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import Process, script
-
-READY = re.compile(r"^APIM gateway listening on (http://127\.0\.0\.1:(\d+)) \(profile (\S+)\) -> (\S+)$")
+from tests.support.processes import Process
+from tests.support.stack import GATEWAY_READY as READY  # noqa: F401  (the tests check ready lines with it)
+from tests.support.stack import Gateway, start_gateway
 
 PRIMARY_KEY = "primary-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 SECONDARY_KEY = "secondary-a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -29,42 +27,6 @@ class Backend:
         return self.url.removeprefix("http://")
 
 
-@dataclass
-class Gateway:
-    """A running `apim-gateway` process and what its ready line said."""
-
-    process: Process
-    url: str
-    profile: str
-    ready_line: str
-
-    def stderr(self) -> str:
-        return self.process.stderr()
-
-    def wait_for_log(self, needle: str, timeout: float = 5.0) -> str:
-        """The stderr text once it contains `needle` (access lines are written after the response)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.stderr()
-            if needle in text or time.monotonic() > deadline:
-                return text
-            time.sleep(0.05)
-
-
-def start_gateway(backend_url: str, *args: str) -> Gateway:
-    process = Process([script("apim-gateway"), "--backend", backend_url, "--port", "0", *args])
-    try:
-        line = process.readline(timeout=30)
-    except BaseException:
-        process.stop()
-        raise
-    match = READY.match(line)
-    if match is None:
-        process.stop()
-        raise AssertionError(f"unexpected ready line {line!r}")
-    return Gateway(process, match.group(1), match.group(3), line)
-
-
 @pytest.fixture(scope="session")
 def backend() -> Iterator[Backend]:
     process = Process([sys.executable, "-m", "tests.gateway.backend", "--port", "0"])
@@ -76,7 +38,7 @@ def backend() -> Iterator[Backend]:
 def _gateway(backend: Backend, *args: str) -> Iterator[Gateway]:
     gateway = start_gateway(backend.url, *args)
     yield gateway
-    gateway.process.stop()
+    gateway.stop()
 
 
 @pytest.fixture(scope="session")
