@@ -34,6 +34,11 @@ def records(data: bytes | str) -> list[dict[str, Any]]:
     return [json.loads(part) for part in raw.split(RECORD_SEPARATOR)[:-1]]
 
 
+def client_token(access_key: str, hub: str = "chat", **claims: Any) -> str:
+    """A client token as the app server mints it: ``aud`` on the Endpoint host without port (trap 2)."""
+    return mint_token(access_key, f"http://127.0.0.1/client/?hub={hub}", claims=claims or None)
+
+
 @dataclass
 class Emulator:
     """A served emulator plus helpers that speak its HTTP surface with an aiohttp client session."""
@@ -136,6 +141,12 @@ class Emulator:
         while not connection.polling:
             assert time.monotonic() < deadline, f"no poll of {connection_id} arrived within {timeout} s"
             await asyncio.sleep(0.01)
+
+
+async def exists(emulator: Emulator, connection_id: str) -> int:
+    """The status of the REST existence check for a connection of hub ``chat``: 200 or 404."""
+    status, _, _ = await emulator.rest("HEAD", f"/api/hubs/chat/connections/{connection_id}?api-version=2022-06-01")
+    return status
 
 
 async def ws_records(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> list[dict[str, Any]]:

@@ -19,14 +19,10 @@ from signalr.negotiate import build_redirect
 from signalr.tokens import mint_token
 from tests.support.fixtures import JsPeerFactory
 
-from .conftest import EmulatorProcess, UpstreamCall, UpstreamReceiver
+from .conftest import EmulatorProcess, UpstreamCall, UpstreamReceiver, client_token
 
 RunEmulator = Callable[..., EmulatorProcess]
 TRANSPORT_NAMES = {"websockets": "WebSockets", "sse": "ServerSentEvents", "longpolling": "LongPolling"}
-
-
-def client_token(access_key: str, hub: str = "chat", **claims: Any) -> str:
-    return mint_token(access_key, f"http://127.0.0.1/client/?hub={hub}", claims=claims or None)
 
 
 async def rest(emulator: EmulatorProcess, method: str, path: str, body: Any = None) -> int:

@@ -19,13 +19,9 @@ import pytest
 from signalr.tokens import mint_token
 from tests.support.processes import script
 
-from .conftest import HANDSHAKE, EmulatorProcess, records
+from .conftest import HANDSHAKE, EmulatorProcess, client_token, records
 
 RunEmulator = Callable[..., EmulatorProcess]
-
-
-def client_token(access_key: str, hub: str = "chat") -> str:
-    return mint_token(access_key, f"http://127.0.0.1/client/?hub={hub}")
 
 
 def rest_headers(access_key: str, path: str) -> dict[str, str]:

@@ -11,18 +11,13 @@ import pytest
 from signalr.sse import SseDecoder
 from signalr.upstream import UpstreamTemplate
 
-from .conftest import HANDSHAKE, Emulator, EmulatorFactory, UpstreamReceiver, records
+from .conftest import HANDSHAKE, Emulator, EmulatorFactory, UpstreamReceiver, exists, records
 
 NO_CACHE = {
     "Cache-Control": "no-cache, no-store",
     "Pragma": "no-cache",
     "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
 }
-
-
-async def exists(emulator: Emulator, connection_id: str) -> int:
-    status, _, _ = await emulator.rest("HEAD", f"/api/hubs/chat/connections/{connection_id}?api-version=2022-06-01")
-    return status
 
 
 class EventStream:

@@ -9,7 +9,7 @@ import os
 import aiohttp
 import pytest
 
-from .conftest import HANDSHAKE, Emulator, EmulatorFactory, records, ws_next_non_ping, ws_records
+from .conftest import HANDSHAKE, Emulator, EmulatorFactory, exists, records, ws_next_non_ping, ws_records
 
 
 async def upgrade(emulator: Emulator, url: str, headers: dict[str, str]) -> tuple[int, str]:
@@ -23,11 +23,6 @@ async def upgrade(emulator: Emulator, url: str, headers: dict[str, str]) -> tupl
     }
     async with emulator.session.get(url, headers=upgrade_headers) as response:
         return response.status, await response.text()
-
-
-async def exists(emulator: Emulator, connection_id: str) -> int:
-    status, _, _ = await emulator.rest("HEAD", f"/api/hubs/chat/connections/{connection_id}?api-version=2022-06-01")
-    return status
 
 
 async def test_rest_broadcast_arrives_as_the_exact_wire_record(emulator: Emulator) -> None:
