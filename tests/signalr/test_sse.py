@@ -103,6 +103,17 @@ def test_an_oversized_event_split_over_many_data_lines_is_refused() -> None:
         decoder.feed(encode_event(b"\n".join([b"y" * 100] * 11)))
 
 
+def test_the_newlines_joining_data_lines_count_towards_the_limit() -> None:
+    # 600 one-byte lines make a 1199-byte event; endless empty "data:" lines must not grow memory unbounded either.
+    with pytest.raises(ValueError, match="SSE event exceeds 1000 bytes"):
+        SseDecoder(max_event_size=1000).feed(b"data: a\n" * 600)
+    decoder = SseDecoder(max_event_size=1000)
+    with pytest.raises(ValueError, match="SSE event exceeds 1000 bytes"):
+        for _ in range(100):
+            decoder.feed(b"data:\n" * 1000)
+    assert SseDecoder(max_event_size=1000).feed(b"data:\n" * 1001 + b"\n") == [b"\n" * 1000]
+
+
 def test_events_up_to_the_limit_pass() -> None:
     decoder = SseDecoder(max_event_size=1000)
     assert decoder.feed(encode_event(b"z" * 1000) + encode_event(b"ok")) == [b"z" * 1000, b"ok"]
