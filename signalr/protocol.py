@@ -235,6 +235,14 @@ def _load(record: bytes) -> Any:
         raise ProtocolError("Message is not valid JSON: it is nested too deeply.") from None
 
 
+def _load_object(record: bytes, what: str) -> dict[str, Any]:
+    """The record's JSON object; ``what`` names the record in the error when it is another JSON value."""
+    obj = _load(record)
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object.")
+    return obj
+
+
 def _optional_string(obj: Mapping[str, Any], key: str) -> str | None:
     """The string at ``key``; ``None`` when absent or null (both count as absent)."""
     value = obj.get(key)
@@ -270,9 +278,7 @@ def _stream_ids(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
 
 def decode(record: bytes) -> HubMessage:
     """Parse one record (without its separator) into a hub message; raises :class:`ProtocolError`."""
-    obj = _load(record)
-    if not isinstance(obj, dict):
-        raise ProtocolError("Message must be a JSON object.")
+    obj = _load_object(record, "Message")
     kind = obj.get("type")
     if kind is None:
         raise ProtocolError("Missing required property 'type'.")
@@ -369,9 +375,7 @@ def encode_handshake_request(protocol: str = "json", version: int = 1) -> bytes:
 
 def decode_handshake_request(record: bytes) -> HandshakeRequest:
     """Parse the handshake request; raises :class:`ProtocolError` with the reason to send back."""
-    obj = _load(record)
-    if not isinstance(obj, dict):
-        raise ProtocolError("Handshake request must be a JSON object.")
+    obj = _load_object(record, "Handshake request")
     protocol = obj.get("protocol")
     version = obj.get("version")
     if not isinstance(protocol, str):
@@ -388,8 +392,6 @@ def encode_handshake_response(error: str | None = None) -> bytes:
 
 def decode_handshake_response(record: bytes) -> str | None:
     """The error of a handshake response, or ``None`` when the handshake succeeded."""
-    obj = _load(record)
-    if not isinstance(obj, dict):
-        raise ProtocolError("Handshake response must be a JSON object.")
+    obj = _load_object(record, "Handshake response")
     error = obj.get("error")
     return str(error) if error is not None else None
