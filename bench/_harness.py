@@ -77,19 +77,23 @@ def failure(exc: BaseException) -> str:
 
 
 class Budget:
-    """The wall-clock allowance of one benchmark run; measurement phases take equal shares of what is left."""
+    """The wall-clock allowance of one benchmark run; each measurement phase takes an equal share of what is left."""
 
-    def __init__(self, seconds: float, reserve: float) -> None:
-        """``reserve`` seconds at the end are kept for stopping the processes."""
+    def __init__(self, seconds: float, reserve: float, phases: int) -> None:
+        """``reserve`` seconds at the end are kept for stopping the processes; ``phases`` is how many times the run
+        will call :meth:`next_phase`."""
         self.started = time.monotonic()
         self.deadline = self.started + seconds - reserve
+        self._phases_left = phases
 
     def left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def phase_deadline(self, phases_left: int) -> float:
-        """When the next of ``phases_left`` phases must stop (it may stop earlier by reaching its count)."""
-        return time.monotonic() + self.left() / max(1, phases_left)
+    def next_phase(self) -> float:
+        """When the phase starting now must stop (it may stop earlier by reaching its count)."""
+        deadline = time.monotonic() + self.left() / max(1, self._phases_left)
+        self._phases_left -= 1
+        return deadline
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -248,7 +248,6 @@ class BroadcastBench:
         self.budget = budget
         self.counts = counts
         self.rounds = rounds
-        self.phases_left = rounds * len(targets) * PHASES
         self.capped: list[str] = []
         self._seq = 0
         k = counts.clients
@@ -271,11 +270,6 @@ class BroadcastBench:
             self.solo_rate,
             self.solo_cpu,
         ]
-
-    def _deadline(self) -> float:
-        deadline = self.budget.phase_deadline(self.phases_left)
-        self.phases_left -= 1
-        return deadline
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -321,19 +315,19 @@ class BroadcastBench:
                 await asyncio.gather(*(c.close() for c in [*many.clients, *solo.clients]))
 
     async def _measure(self, target: Target, many: Group, solo: Group) -> None:
-        lasts = await self._latency(target, many, self.counts.latency, self._deadline())
+        lasts = await self._latency(target, many, self.counts.latency, self.budget.next_phase())
         if lasts:
             self._record(self.last_p50, target, percentile(lasts, 50) * 1000)
             self._record(self.last_p95, target, percentile(lasts, 95) * 1000)
-        sent, elapsed, cpu = await self._burst(target, many, self.counts.burst, self._deadline())
+        sent, elapsed, cpu = await self._burst(target, many, self.counts.burst, self.budget.next_phase())
         if sent:
             deliveries = sent * many.fanout.recipients
             self._record(self.rate, target, deliveries / elapsed)
             self._record(self.cpu, target, cpu / deliveries * 1e6)
-        lasts = await self._latency(target, solo, self.counts.solo_latency, self._deadline())
+        lasts = await self._latency(target, solo, self.counts.solo_latency, self.budget.next_phase())
         if lasts:
             self._record(self.solo_p50, target, percentile(lasts, 50) * 1000)
-        sent, elapsed, cpu = await self._burst(target, solo, self.counts.solo_burst, self._deadline())
+        sent, elapsed, cpu = await self._burst(target, solo, self.counts.solo_burst, self.budget.next_phase())
         if sent:
             self._record(self.solo_rate, target, sent / elapsed)
             self._record(self.solo_cpu, target, cpu / sent * 1e6)
@@ -440,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be between 1 and 9")
     if not 2 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients must be between 2 and {MAX_CLIENTS}")
-    budget = Budget(args.budget, reserve=3.0)
+    budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(SERVERS) * PHASES)
     counts = Counts(clients=args.clients)
     try:
         with interruptible(), Services() as services:

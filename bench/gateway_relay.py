@@ -141,7 +141,6 @@ class GatewayRelayBench:
         self.budget = budget
         self.counts = counts
         self.rounds = rounds
-        self.phases_left = rounds * len(PATHS) * len(PHASES)
         self.capped: list[str] = []
         self._seq = 0
         self.rtt_p50 = Metric("WS invoke round trip p50", "ms")
@@ -175,11 +174,6 @@ class GatewayRelayBench:
         ]
 
     # --- bookkeeping -----------------------------------------------------------------------------------------
-
-    def _deadline(self) -> float:
-        deadline = self.budget.phase_deadline(self.phases_left)
-        self.phases_left -= 1
-        return deadline
 
     def _note_cap(self, what: str, done: int, wanted: int) -> None:
         if done < wanted:
@@ -265,7 +259,7 @@ class GatewayRelayBench:
         gateway = self.gateways[0]
         try:
             # Round trips, one at a time.
-            deadline = self._deadline()
+            deadline = self.budget.next_phase()
             rtts: list[float] = []
             for i in range(self.counts.round_trips):
                 if time.monotonic() > deadline:
@@ -280,7 +274,7 @@ class GatewayRelayBench:
                 self._record(self.rtt_p95, path, percentile(rtts, 95) * 1000)
 
             # A burst written back to back; the emulator's per-connection upstream slots apply backpressure.
-            deadline = self._deadline()
+            deadline = self.budget.next_phase()
             records = [_invocation(i) for i in range(self.counts.burst)]
             base = inbox.completions
             sent_count = 0
@@ -302,7 +296,7 @@ class GatewayRelayBench:
 
             # REST broadcasts to this one connection, one at a time.
             with measured_cpu(self.servers) as cpu, measured_cpu([gateway]) as gateway_cpu:
-                latencies = await self._deliveries(rest, hub, inbox, self._deadline())
+                latencies = await self._deliveries(rest, hub, inbox, self.budget.next_phase())
             self._note_cap(f"{path} WS deliveries", len(latencies), self.counts.deliveries)
             if latencies:
                 self._record(self.ws_delivery, path, percentile(latencies, 50) * 1000)
@@ -331,7 +325,7 @@ class GatewayRelayBench:
         gateway = self.gateways[1]
         try:
             with measured_cpu(self.servers) as cpu, measured_cpu([gateway]) as gateway_cpu:
-                latencies = await self._deliveries(rest, hub, inbox, self._deadline())
+                latencies = await self._deliveries(rest, hub, inbox, self.budget.next_phase())
             self._note_cap(f"{path} SSE deliveries", len(latencies), self.counts.deliveries)
             if latencies:
                 self._record(self.sse_p50, path, percentile(latencies, 50) * 1000)
@@ -344,7 +338,7 @@ class GatewayRelayBench:
 
     async def _negotiate(self, session: aiohttp.ClientSession, round_no: int, path: str) -> None:
         hub = self._hub("negotiate", round_no, path)
-        deadline = self._deadline()
+        deadline = self.budget.next_phase()
         with measured_cpu(self.servers) as cpu, measured_cpu(self.gateways[:1]) as gateway_cpu:
             started = time.perf_counter()
             done = await self._negotiate_requests(
@@ -428,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--budget must be between 10 and 300 seconds")
     if not 1 <= args.rounds <= 9:
         parser.error("--rounds must be between 1 and 9")
-    budget = Budget(args.budget, reserve=3.0)
+    budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(PATHS) * len(PHASES))
     counts = Counts()
     try:
         with interruptible(), Services() as services:

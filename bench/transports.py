@@ -94,7 +94,6 @@ class TransportsBench:
         self.budget = budget
         self.counts = counts
         self.rounds = rounds
-        self.phases_left = rounds * len(LEGS) * PHASES
         self.capped: list[str] = []
         self._seq = 0
         # One row per leg and measure; every round's value of WebSockets direct is the baseline of every row.
@@ -104,11 +103,6 @@ class TransportsBench:
     @property
     def metrics(self) -> list[Metric]:
         return [*self.round_trip.values(), *self.delivery.values()]
-
-    def _deadline(self) -> float:
-        deadline = self.budget.phase_deadline(self.phases_left)
-        self.phases_left -= 1
-        return deadline
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         rest = RestBroadcaster(session, self.connection)
@@ -153,7 +147,7 @@ class TransportsBench:
         return percentile(round_trips, 50) * 1000, percentile(deliveries, 50) * 1000
 
     async def _round_trips(self, client: HubConnection, leg: Leg) -> list[float]:
-        deadline = self._deadline()
+        deadline = self.budget.next_phase()
         samples: list[float] = []
         for _ in range(self.counts.round_trips):
             if time.monotonic() > deadline and samples:
@@ -173,7 +167,7 @@ class TransportsBench:
     async def _deliveries(
         self, rest: RestBroadcaster, hub: str, waiting: dict[int, asyncio.Future[float]], leg: Leg
     ) -> list[float]:
-        deadline = self._deadline()
+        deadline = self.budget.next_phase()
         samples: list[float] = []
         for _ in range(self.counts.deliveries):
             if time.monotonic() > deadline and samples:
@@ -225,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--budget must be between 10 and 300 seconds")
     if not 1 <= args.rounds <= 9:
         parser.error("--rounds must be between 1 and 9")
-    budget = Budget(args.budget, reserve=3.0)
+    budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(LEGS) * PHASES)
     counts = Counts()
     try:
         with interruptible(), Services() as services:
