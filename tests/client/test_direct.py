@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -87,13 +88,13 @@ async def test_send_before_start_and_after_stop_is_refused(stack: Stack) -> None
 
 async def test_handlers_match_case_insensitively_and_survive_exceptions(stack: Stack) -> None:
     connection, inbox = connect(stack.hub_url)
-    seen: list[str] = []
+    seen: asyncio.Queue[str] = asyncio.Queue()
 
     def broken(*_: object) -> None:
         raise RuntimeError("handler bug")
 
     async def async_handler(name: str, message: str) -> None:
-        seen.append(f"async {message}")
+        seen.put_nowait(f"async {message}")
 
     connection.on("ECHO", broken)
     connection.on("Echo", async_handler)
@@ -103,6 +104,12 @@ async def test_handlers_match_case_insensitively_and_survive_exceptions(stack: S
         assert await inbox.next() == ("echo", ("dave", "one (echo from server)"))
         await connection.send("echo", "dave", "two")  # the receive loop survived the broken handler
         assert await inbox.next() == ("echo", ("dave", "two (echo from server)"))
-        assert seen == ["async one (echo from server)", "async two (echo from server)"]
+        # Async handlers run as tasks: wait for them rather than assume they ran before the inbox saw the message.
+        async with asyncio.timeout(5):
+            assert [await seen.get(), await seen.get()] == [
+                "async one (echo from server)",
+                "async two (echo from server)",
+            ]
+        assert seen.empty()
     finally:
         await connection.stop()
