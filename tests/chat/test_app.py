@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from textual import events
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Label
 
 from chat.app import NOT_CONNECTED, ChatApp
+from chat.messages import TraceRecorded
 from chat.screens import HelpScreen, NamePrompt
 from chat.widgets import LineKind
 from signalr.client import ConnectionState, SignalRClientError, TraceEvent, TransportChoice
@@ -102,11 +104,11 @@ async def test_enter_broadcasts_and_own_message_is_marked(make_app: Callable[...
         assert app.query_one("#message", Input).value == ""
         own = next(line for line in app.chat_log.plain_lines if "alice (you): hello" in line)
         assert own.rstrip().endswith("12:34:56 alice (you): hello") and own.startswith("    ")  # right-aligned
-        # Empty input is not sent (the sample's check).
+        # Empty input is not sent (the sample's check): the next message is the next send.
         count = len(hub.sent)
-        await pilot.press("enter")
-        await pilot.pause(0.05)
-        assert len(hub.sent) == count
+        await pilot.press("enter", *"next", "enter")
+        await wait_until(pilot, lambda: len(hub.sent) > count, what="the next send")
+        assert hub.sent[count:] == [("broadcastMessage", ("alice", "next"))]
 
 
 async def test_lines_are_laid_out_again_after_a_resize(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
@@ -331,15 +333,27 @@ async def test_strict_apim_never_switches_and_shows_the_failure(make_app: Callab
         assert seen(app, "connecting anyway to show the failure")
 
 
+async def run_from_palette(pilot: Any, app: ChatApp, title: str) -> None:
+    """Open the command palette, type ``title`` and press Enter once that command is the highlighted match."""
+    await pilot.press("ctrl+p")
+    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the command palette")
+    await pilot.press(*title)
+
+    def highlighted() -> str | None:
+        matches = app.screen.query_one(CommandList)
+        if matches.highlighted is None:
+            return None
+        return str(matches.get_option_at_index(matches.highlighted).prompt).splitlines()[0]
+
+    await wait_until(pilot, lambda: highlighted() == title, what=f"{title!r} highlighted in the palette")
+    await pilot.press("enter")
+
+
 async def test_command_palette_switches_transport(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await joined(pilot, app, hub)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.1)
-        await pilot.press(*"Transport: LongPolling")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
+        await run_from_palette(pilot, app, "Transport: LongPolling")
         await wait_until(pilot, lambda: len(hub.created) == 2 and hub.created[1].state is ConnectionState.CONNECTED)
         assert hub.created[1].transport is TransportChoice.LONG_POLLING
         assert app.query_one("#transport").value is TransportChoice.LONG_POLLING  # type: ignore[attr-defined]
@@ -349,11 +363,7 @@ async def test_command_palette_clears_messages(make_app: Callable[..., ChatApp],
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await joined(pilot, app, hub)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.1)
-        await pilot.press(*"Clear messages")
-        await pilot.pause(0.3)
-        await pilot.press("enter")
+        await run_from_palette(pilot, app, "Clear messages")
         await wait_until(pilot, lambda: app.chat_log.plain_lines == [], what="empty view")
 
 
@@ -446,14 +456,15 @@ async def test_subscription_key_never_reaches_the_screen(make_app: Callable[...,
         # A careless peer or server echoes the key back; the trace carries it in a URL and a detail.
         hub.push("broadcastMessage", "bob", f"your key is {key}")
         app.post_message(
-            __import__("chat.messages", fromlist=["TraceRecorded"]).TraceRecorded(
+            TraceRecorded(
                 0,
                 TraceEvent("error", "GET", f"http://h/client/?subscription-key={key}", "h:80", 401, 1.0, 10, key, 0.0),
             )
         )
         await pilot.press("f12")
         await wait_until(pilot, lambda: seen(app, "your key is"))
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: any(" h:80 " in row for row in app.trace_panel.plain_rows), what="the row")
+        await pilot.pause()
         screen = app.export_screenshot()
         assert key not in screen
         assert key not in app.title and key not in app.sub_title
