@@ -9,16 +9,18 @@ benchmarks from the repository root (``python -m bench``, ``make bench``), where
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
 import re
 import signal
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -45,15 +47,17 @@ __all__ = [
     "broadcast_seq",
     "cpu_of",
     "cpu_seconds",
-    "failure",
-    "interruptible",
     "measured_cpu",
     "median",
     "negotiate",
+    "parse_rounds",
     "percentile",
     "print_capped",
     "print_table",
     "ready_line",
+    "round_parser",
+    "run_benchmark",
+    "run_measuring_load",
     "with_client_endpoint",
 ]
 
@@ -69,7 +73,7 @@ class BenchError(Exception):
     """A benchmark could not run (a process did not start, a reply never came); the message says which."""
 
 
-def failure(exc: BaseException) -> str:
+def _failure(exc: BaseException) -> str:
     """One line for a benchmark that failed: a :class:`BenchError`'s message, else the exception's type and text."""
     if isinstance(exc, BenchError):
         return str(exc)
@@ -137,7 +141,7 @@ class Services(contextlib.AbstractContextManager["Services"]):
 
 
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
+def _interruptible() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt like SIGINT inside the block, so ``with Services()`` still stops the children
     (they run in their own sessions and would outlive a killed benchmark)."""
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -145,6 +149,52 @@ def interruptible() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_benchmark(prog: str, measure: Callable[[Services], Callable[[], None]]) -> int:
+    """Run one benchmark and return its exit status.
+
+    ``measure(services)`` starts its processes with ``services`` and measures; the report it returns is printed once
+    every child is stopped. A failure prints one line on stderr (status 1); SIGINT or SIGTERM stops the children and
+    exits quietly (status 0).
+    """
+    try:
+        with _interruptible(), Services() as services:
+            report = measure(services)
+        report()
+    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"{prog}: {_failure(exc)}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; its processes are stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def run_measuring_load(coroutine: Coroutine[Any, Any, T]) -> tuple[T, float]:
+    """``asyncio.run(coroutine)``'s result, and this process's CPU time as a share of the wall time it took (a benchmark
+    process near 100 % is itself the bottleneck)."""
+    cpu_started = time.process_time()
+    wall_started = time.monotonic()
+    result = asyncio.run(coroutine)
+    return result, (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
+
+
+def round_parser(prog: str, description: str, each: str) -> argparse.ArgumentParser:
+    """A parser with ``--budget`` (seconds for the whole run) and ``--rounds``; check them with :func:`parse_rounds`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--budget", type=float, default=25.0, help="seconds for the whole run (default 25)")
+    parser.add_argument("--rounds", type=int, default=3, help=f"rounds, each {each} once per round (default 3)")
+    return parser
+
+
+def parse_rounds(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; a budget outside 10–300 s or rounds outside 1–9 is a usage error (exit 2)."""
+    args = parser.parse_args(argv)
+    if not 10 <= args.budget <= 300:
+        parser.error("--budget must be between 10 and 300 seconds")
+    if not 1 <= args.rounds <= 9:
+        parser.error("--rounds must be between 1 and 9")
+    return args
 
 
 def _script(name: str) -> str:

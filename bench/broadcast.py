@@ -27,6 +27,7 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -48,15 +49,17 @@ from ._harness import (
     broadcast_body,
     broadcast_record,
     broadcast_seq,
-    failure,
-    interruptible,
     measured_cpu,
     median,
     negotiate,
+    parse_rounds,
     percentile,
     print_capped,
     print_table,
     ready_line,
+    round_parser,
+    run_benchmark,
+    run_measuring_load,
 )
 
 SERVERS = ("emulator", "baseline")
@@ -393,9 +396,7 @@ class BroadcastBench:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.broadcast", description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=25.0, help="seconds for the whole run (default 25)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, each server once per round (default 3)")
+    parser = round_parser("python -m bench.broadcast", __doc__.splitlines()[0], "server")
     parser.add_argument("--clients", type=int, default=Counts.clients, help="K, the clients in the fan-out room")
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -424,45 +425,37 @@ async def _measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parse_rounds(parser, argv)
     if args.serve_baseline:
         asyncio.run(serve_baseline(args.port))
         return 0
-    if not 10 <= args.budget <= 300:
-        parser.error("--budget must be between 10 and 300 seconds")
-    if not 1 <= args.rounds <= 9:
-        parser.error("--rounds must be between 1 and 9")
     if not 2 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients must be between 2 and {MAX_CLIENTS}")
     budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(SERVERS) * PHASES)
     counts = Counts(clients=args.clients)
-    try:
-        with interruptible(), Services() as services:
-            emulator, connection = services.start_emulator()
-            baseline = services.spawn([sys.executable, "-m", "bench.broadcast", "--serve-baseline"])
-            line = ready_line(baseline)
-            if not line.startswith(BASELINE_READY):
-                raise BenchError(f"unexpected ready line from the baseline server: {line[:200]!r}")
-            print(
-                f"emulator {connection.endpoint}; baseline {line.removeprefix(BASELINE_READY)}; {args.rounds} rounds: "
-                f"{counts.clients} clients × up to {counts.latency} one-at-a-time and {counts.burst} burst broadcasts, "
-                f"1 client × up to {counts.solo_latency} and {counts.solo_burst}",
-                flush=True,
-            )
-            cpu_started = time.process_time()
-            wall_started = time.monotonic()
-            url = line.removeprefix(BASELINE_READY)
-            bench = asyncio.run(_measure(budget, counts, args.rounds, emulator, connection, baseline, url))
-            load = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
-        bench.report()
-    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
-        print(f"bench.broadcast: {failure(exc)}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("bench.broadcast: interrupted; its processes are stopped", file=sys.stderr, flush=True)
-        return 0
-    print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
-    return 0
+
+    def measure(services: Services) -> Callable[[], None]:
+        emulator, connection = services.start_emulator()
+        baseline = services.spawn([sys.executable, "-m", "bench.broadcast", "--serve-baseline"])
+        line = ready_line(baseline)
+        if not line.startswith(BASELINE_READY):
+            raise BenchError(f"unexpected ready line from the baseline server: {line[:200]!r}")
+        url = line.removeprefix(BASELINE_READY)
+        print(
+            f"emulator {connection.endpoint}; baseline {url}; {args.rounds} rounds: "
+            f"{counts.clients} clients × up to {counts.latency} one-at-a-time and {counts.burst} burst broadcasts, "
+            f"1 client × up to {counts.solo_latency} and {counts.solo_burst}",
+            flush=True,
+        )
+        bench, load = run_measuring_load(_measure(budget, counts, args.rounds, emulator, connection, baseline, url))
+
+        def report() -> None:
+            bench.report()
+            print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
+
+        return report
+
+    return run_benchmark("bench.broadcast", measure)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,9 @@ Run ``python -m bench.gateway_relay`` (``--budget`` seconds for the whole run, d
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,14 +44,16 @@ from ._harness import (
     arrival,
     broadcast_body,
     broadcast_seq,
-    failure,
-    interruptible,
     measured_cpu,
     median,
     negotiate,
+    parse_rounds,
     percentile,
     print_capped,
     print_table,
+    round_parser,
+    run_benchmark,
+    run_measuring_load,
     with_client_endpoint,
 )
 
@@ -402,13 +402,6 @@ class GatewayRelayBench:
         print_capped(self.capped)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.gateway_relay", description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=25.0, help="seconds for the whole run (default 25)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, each path once per round (default 3)")
-    return parser
-
-
 async def _measure(bench: GatewayRelayBench) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -416,41 +409,33 @@ async def _measure(bench: GatewayRelayBench) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not 10 <= args.budget <= 300:
-        parser.error("--budget must be between 10 and 300 seconds")
-    if not 1 <= args.rounds <= 9:
-        parser.error("--rounds must be between 1 and 9")
+    parser = round_parser("python -m bench.gateway_relay", __doc__.splitlines()[0], "path")
+    args = parse_rounds(parser, argv)
     budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(PATHS) * len(PHASES))
     counts = Counts()
-    try:
-        with interruptible(), Services() as services:
-            emulator, connection = services.start_emulator()
-            ws_gateway, ws_url = services.start_gateway(connection.endpoint, "websocket")
-            sse_gateway, sse_url = services.start_gateway(connection.endpoint, "sse-lp")
-            print(
-                f"emulator {connection.endpoint}; gateways: websocket {ws_url}, sse-lp {sse_url}; "
-                f"{args.rounds} rounds of up to {counts.round_trips} round trips, a burst of {counts.burst}, "
-                f"{counts.deliveries} WS and {counts.deliveries} SSE deliveries, {counts.negotiates} negotiates",
-                flush=True,
-            )
-            bench = GatewayRelayBench(
-                connection, ws_url, sse_url, emulator, [ws_gateway, sse_gateway], budget, counts, args.rounds
-            )
-            cpu_started = time.process_time()
-            wall_started = time.monotonic()
-            asyncio.run(_measure(bench))
-            load = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
-        bench.report()
-    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
-        print(f"bench.gateway_relay: {failure(exc)}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("bench.gateway_relay: interrupted; its processes are stopped", file=sys.stderr, flush=True)
-        return 0
-    print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
-    return 0
+
+    def measure(services: Services) -> Callable[[], None]:
+        emulator, connection = services.start_emulator()
+        ws_gateway, ws_url = services.start_gateway(connection.endpoint, "websocket")
+        sse_gateway, sse_url = services.start_gateway(connection.endpoint, "sse-lp")
+        print(
+            f"emulator {connection.endpoint}; gateways: websocket {ws_url}, sse-lp {sse_url}; "
+            f"{args.rounds} rounds of up to {counts.round_trips} round trips, a burst of {counts.burst}, "
+            f"{counts.deliveries} WS and {counts.deliveries} SSE deliveries, {counts.negotiates} negotiates",
+            flush=True,
+        )
+        bench = GatewayRelayBench(
+            connection, ws_url, sse_url, emulator, [ws_gateway, sse_gateway], budget, counts, args.rounds
+        )
+        _, load = run_measuring_load(_measure(bench))
+
+        def report() -> None:
+            bench.report()
+            print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
+
+        return report
+
+    return run_benchmark("bench.gateway_relay", measure)
 
 
 if __name__ == "__main__":

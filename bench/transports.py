@@ -17,10 +17,9 @@ Run ``python -m bench.transports`` (``--budget`` seconds for the whole run, defa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -37,12 +36,13 @@ from ._harness import (
     RestBroadcaster,
     Services,
     broadcast_body,
-    failure,
-    interruptible,
     median,
+    parse_rounds,
     percentile,
     print_capped,
     print_table,
+    round_parser,
+    run_benchmark,
     with_client_endpoint,
 )
 
@@ -200,48 +200,36 @@ class TransportsBench:
         print_capped(self.capped)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.transports", description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=25.0, help="seconds for the whole run (default 25)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, each leg once per round (default 3)")
-    return parser
-
-
 async def _measure(bench: TransportsBench) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await bench.run(session)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not 10 <= args.budget <= 300:
-        parser.error("--budget must be between 10 and 300 seconds")
-    if not 1 <= args.rounds <= 9:
-        parser.error("--rounds must be between 1 and 9")
+    parser = round_parser("python -m bench.transports", __doc__.splitlines()[0], "leg")
+    args = parse_rounds(parser, argv)
     budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(LEGS) * PHASES)
     counts = Counts()
-    try:
-        with interruptible(), Services() as services:
-            _, connection = services.start_emulator()
-            _, ws_url = services.start_gateway(connection.endpoint, "websocket")
-            _, sse_url = services.start_gateway(connection.endpoint, "sse-lp", "--with-delete")
-            print(
-                f"emulator {connection.endpoint}; gateways: websocket {ws_url}, sse-lp {sse_url} (--with-delete); "
-                f"{args.rounds} rounds of up to {counts.round_trips} invokes and {counts.deliveries} broadcasts a leg",
-                flush=True,
-            )
-            bench = TransportsBench(connection, ws_url, sse_url, budget, counts, args.rounds)
-            asyncio.run(_measure(bench))
-        bench.report()
-    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
-        print(f"bench.transports: {failure(exc)}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("bench.transports: interrupted; its processes are stopped", file=sys.stderr, flush=True)
-        return 0
-    print(f"measured in {budget.elapsed():.1f} s", flush=True)
-    return 0
+
+    def measure(services: Services) -> Callable[[], None]:
+        _, connection = services.start_emulator()
+        _, ws_url = services.start_gateway(connection.endpoint, "websocket")
+        _, sse_url = services.start_gateway(connection.endpoint, "sse-lp", "--with-delete")
+        print(
+            f"emulator {connection.endpoint}; gateways: websocket {ws_url}, sse-lp {sse_url} (--with-delete); "
+            f"{args.rounds} rounds of up to {counts.round_trips} invokes and {counts.deliveries} broadcasts a leg",
+            flush=True,
+        )
+        bench = TransportsBench(connection, ws_url, sse_url, budget, counts, args.rounds)
+        asyncio.run(_measure(bench))
+
+        def report() -> None:
+            bench.report()
+            print(f"measured in {budget.elapsed():.1f} s", flush=True)
+
+        return report
+
+    return run_benchmark("bench.transports", measure)
 
 
 if __name__ == "__main__":
