@@ -77,10 +77,17 @@ class Tracer:
         started: float | None = None,
         size: int | None = None,
         detail: str = "",
+        records: bytes | None = None,
     ) -> None:
-        """Report one step; ``started`` is a ``time.monotonic()`` value that gives ``duration_ms``."""
+        """Report one step; ``started`` is a ``time.monotonic()`` value that gives ``duration_ms``.
+
+        ``records`` (a frame, event or body) becomes the detail, e.g. ``2 records: Ping, Invocation echo``: summarised
+        only when someone listens, since that parses every record again.
+        """
         if self._callback is None:
             return
+        if records is not None:
+            detail = describe_records(records)
         duration = (time.monotonic() - started) * 1000.0 if started is not None else None
         event = TraceEvent(
             kind=kind,

@@ -20,7 +20,7 @@ from signalr.negotiate import TransportType
 
 from ..errors import TransportFailed
 from ..http_context import HTTP_TIMEOUT, MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, to_url
-from ..trace import describe_records, is_only_pings
+from ..trace import is_only_pings
 
 __all__ = ["HttpSender", "OnClose", "OnReceive", "Transport", "cancel_and_wait"]
 
@@ -137,7 +137,7 @@ class HttpSender:
             status=status,
             started=started,
             size=len(data),
-            detail=describe_records(data),
+            records=data,
         )
         if status != 200:
             raise error_for_status(status, body, self._url, what="the send POST", transport=name, challenge=challenge)

@@ -20,7 +20,6 @@ from signalr.negotiate import TransportType
 
 from ..errors import TransportFailed, apim_message
 from ..http_context import MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, read_limited, to_url
-from ..trace import describe_records
 from .base import HttpSender, OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["LongPollingTransport"]
@@ -127,7 +126,7 @@ class LongPollingTransport:
                         status=200,
                         started=started,
                         size=len(body),
-                        detail=describe_records(body),
+                        records=body,
                     )
                     self._on_receive(body)
                 else:

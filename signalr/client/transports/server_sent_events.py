@@ -22,7 +22,6 @@ from signalr.sse import SseDecoder
 
 from ..errors import SignalRClientError, TransportFailed, host_of
 from ..http_context import MAX_ERROR_BODY, HttpContext, error_for_exception, error_for_status, to_url
-from ..trace import describe_records
 from .base import HttpSender, OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["ServerSentEventsTransport"]
@@ -140,7 +139,7 @@ class ServerSentEventsTransport:
             while chunk:
                 for payload in decoder.feed(chunk):
                     self._context.tracer.emit(
-                        "receive", url=self._url, method="SSE", size=len(payload), detail=describe_records(payload)
+                        "receive", url=self._url, method="SSE", size=len(payload), records=payload
                     )
                     self._on_receive(payload)
                 chunk = await response.content.readany()

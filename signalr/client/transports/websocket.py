@@ -17,7 +17,7 @@ from signalr.negotiate import TransportType
 
 from ..errors import SignalRClientError, TransportFailed, host_of
 from ..http_context import HttpContext, error_for_exception, error_for_status, to_url
-from ..trace import describe_records, is_only_pings
+from ..trace import is_only_pings
 from .base import OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["WebSocketTransport"]
@@ -117,9 +117,7 @@ class WebSocketTransport:
                     break
                 else:
                     continue
-                self._context.tracer.emit(
-                    "receive", url=self._url, method="WS", size=len(data), detail=describe_records(data)
-                )
+                self._context.tracer.emit("receive", url=self._url, method="WS", size=len(data), records=data)
                 self._on_receive(data)
         except Exception as exc:  # a receive callback must never escape into aiohttp
             log.exception("WebSocket receive loop failed")
@@ -154,7 +152,7 @@ class WebSocketTransport:
             url=self._url,
             method="WS",
             size=len(data),
-            detail=describe_records(data),
+            records=data,
         )
 
     async def stop(self, *, graceful: bool = True) -> None:
