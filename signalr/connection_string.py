@@ -135,15 +135,15 @@ def parse_connection_string(text: str) -> ConnectionString:
         raise ConnectionStringError("Invalid value for serverEndpoint property, it must be a valid URI.")
 
     auth_type = values.get("authtype")
-    entra = auth_type is not None and auth_type.lower() in _ENTRA_TYPES
-    if entra and auth_type is not None and auth_type.lower() == "azure.app":
+    entra_type = (auth_type or "").lower()
+    if entra_type == "azure.app":
         for key, name in (("clientid", "clientId"), ("tenantid", "tenantId")):
             if key not in values:
                 raise ConnectionStringError(f"Connection string missing required properties {name}.")
         if "clientsecret" not in values and "clientcert" not in values:
             raise ConnectionStringError("Connection string missing required properties clientSecret or clientCert.")
     access_key = values.get("accesskey")
-    if not entra and not access_key:
+    if entra_type not in _ENTRA_TYPES and not access_key:
         raise ConnectionStringError("accesskey is required.")
 
     return ConnectionString(
