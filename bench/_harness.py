@@ -41,6 +41,7 @@ __all__ = [
     "RawWebSocketClient",
     "RestBroadcaster",
     "Services",
+    "Tally",
     "arrival",
     "broadcast_body",
     "broadcast_record",
@@ -371,6 +372,33 @@ class RawSseClient(_Leg):
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+
+
+class Tally:
+    """A running count of arrivals; :meth:`reaches` tells when it gets to a total."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_arrival = 0.0
+        self._target = 0
+        self._waiter: asyncio.Future[float] | None = None
+
+    def add(self, arrived: float) -> None:
+        self.count += 1
+        self.last_arrival = arrived
+        waiter = self._waiter
+        if waiter is not None and self.count >= self._target and not waiter.done():
+            waiter.set_result(arrived)
+
+    def reaches(self, total: int) -> asyncio.Future[float]:
+        """Resolves with the arrival time of the arrival that makes the count ``total`` (one waiter at a time)."""
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self.count >= total:
+            future.set_result(self.last_arrival)
+        else:
+            self._target = total
+            self._waiter = future
+        return future
 
 
 class RestBroadcaster:

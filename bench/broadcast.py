@@ -45,6 +45,7 @@ from ._harness import (
     RawWebSocketClient,
     RestBroadcaster,
     Services,
+    Tally,
     arrival,
     broadcast_body,
     broadcast_record,
@@ -137,10 +138,7 @@ class Fanout:
 
     def __init__(self, recipients: int) -> None:
         self.recipients = recipients
-        self.total = 0
-        self.last_arrival = 0.0
-        self._target = 0
-        self._total_waiter: asyncio.Future[float] | None = None
+        self.delivered = Tally()
         self._tracked: dict[int, list[float]] = {}  # seq → [count, first arrival, last arrival]
         self._waiters: dict[int, asyncio.Future[tuple[float, float]]] = {}
 
@@ -148,8 +146,6 @@ class Fanout:
         seq = broadcast_seq(record)
         if seq is None:
             return  # a keep-alive Ping from the emulator
-        self.total += 1
-        self.last_arrival = arrived
         tracked = self._tracked.get(seq)
         if tracked is not None:
             tracked[0] += 1
@@ -160,25 +156,13 @@ class Fanout:
                 everyone = self._waiters.pop(seq)
                 if not everyone.done():
                     everyone.set_result((tracked[1], tracked[2]))
-        waiter = self._total_waiter
-        if waiter is not None and self.total >= self._target and not waiter.done():
-            waiter.set_result(arrived)
+        self.delivered.add(arrived)
 
     def everyone_has(self, seq: int) -> asyncio.Future[tuple[float, float]]:
         """Resolves with (first, last) arrival time once all recipients have message ``seq``."""
         future: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
         self._tracked[seq] = [0, float("inf"), 0.0]
         self._waiters[seq] = future
-        return future
-
-    def total_reaches(self, total: int) -> asyncio.Future[float]:
-        """Resolves with the arrival time of the delivery that makes the running total ``total``."""
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        if self.total >= total:
-            future.set_result(self.last_arrival)
-        else:
-            self._target = total
-            self._total_waiter = future
         return future
 
 
@@ -354,7 +338,7 @@ class BroadcastBench:
     async def _burst(self, target: Target, group: Group, count: int, deadline: float) -> tuple[int, float, float]:
         """``count`` broadcasts from concurrent senders; returns (sent, seconds until all delivered, server CPU s)."""
         fanout = group.fanout
-        base = fanout.total
+        base = fanout.delivered.count
         seqs = [self._next_seq() for _ in range(count)]
         issued = 0
 
@@ -373,7 +357,7 @@ class BroadcastBench:
             except TimeoutError:
                 raise BenchError(f"{target.name}: the burst's requests did not finish in time") from None
             expected = base + issued * fanout.recipients
-            finished = await arrival(fanout.total_reaches(expected), f"{target.name}: the burst's deliveries")
+            finished = await arrival(fanout.delivered.reaches(expected), f"{target.name}: the burst's deliveries")
         if issued < count:
             self.capped.append(f"{target.name} burst to {fanout.recipients}: {issued} of {count}")
         return issued, finished - started, cpu[0]

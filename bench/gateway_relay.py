@@ -41,6 +41,7 @@ from ._harness import (
     RawWebSocketClient,
     RestBroadcaster,
     Services,
+    Tally,
     arrival,
     broadcast_body,
     broadcast_seq,
@@ -76,35 +77,18 @@ class Inbox:
     """Routes one client leg's records: Completions are counted, broadcast records complete their waiter."""
 
     def __init__(self) -> None:
-        self.completions = 0
-        self.last_arrival = 0.0
-        self._target = 0
-        self._completion_waiter: asyncio.Future[float] | None = None
+        self.completions = Tally()
         self._deliveries: dict[int, asyncio.Future[float]] = {}
 
     def on_record(self, record: bytes, arrived: float) -> None:
         if record.startswith(b'{"type":3,'):
-            self.completions += 1
-            self.last_arrival = arrived
-            waiter = self._completion_waiter
-            if waiter is not None and self.completions >= self._target and not waiter.done():
-                waiter.set_result(arrived)
+            self.completions.add(arrived)
             return
         seq = broadcast_seq(record)
         if seq is not None:
             future = self._deliveries.pop(seq, None)
             if future is not None and not future.done():
                 future.set_result(arrived)
-
-    def completions_reach(self, total: int) -> asyncio.Future[float]:
-        """Resolves with the arrival time of the Completion that makes the count ``total``."""
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        if self.completions >= total:
-            future.set_result(self.last_arrival)
-        else:
-            self._target = total
-            self._completion_waiter = future
-        return future
 
     def delivery(self, seq: int) -> asyncio.Future[float]:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -216,7 +200,7 @@ class GatewayRelayBench:
             client = await self._open_websocket(session, path, hub, inbox)
             try:
                 for i in range(20):
-                    done = inbox.completions_reach(inbox.completions + 1)
+                    done = inbox.completions.reaches(inbox.completions.count + 1)
                     await client.send(_invocation(i))
                     await arrival(done, "warm-up completion")
                 seq = self._next_seq()
@@ -264,7 +248,7 @@ class GatewayRelayBench:
             for i in range(self.counts.round_trips):
                 if time.monotonic() > deadline:
                     break
-                done = inbox.completions_reach(inbox.completions + 1)
+                done = inbox.completions.reaches(inbox.completions.count + 1)
                 sent = time.perf_counter()
                 await client.send(_invocation(i))
                 rtts.append(await arrival(done, "Completion") - sent)
@@ -276,7 +260,7 @@ class GatewayRelayBench:
             # A burst written back to back; the emulator's per-connection upstream slots apply backpressure.
             deadline = self.budget.next_phase()
             records = [_invocation(i) for i in range(self.counts.burst)]
-            base = inbox.completions
+            base = inbox.completions.count
             sent_count = 0
             with measured_cpu(self.servers) as cpu, measured_cpu([gateway]) as gateway_cpu:
                 started = time.perf_counter()
@@ -286,7 +270,7 @@ class GatewayRelayBench:
                     await client.send(record)
                     sent_count += 1
                 wait = max(REPLY_TIMEOUT, deadline - time.monotonic() + REPLY_TIMEOUT)
-                finished = await arrival(inbox.completions_reach(base + sent_count), "the burst's Completions", wait)
+                finished = await arrival(inbox.completions.reaches(base + sent_count), "the burst's Completions", wait)
             self._note_cap(f"{path} WS burst", sent_count, self.counts.burst)
             if sent_count:
                 self._record(self.burst_rate, path, sent_count / (finished - started))
