@@ -1,4 +1,4 @@
-"""The transport contract, and the POST sender the two HTTP transports share.
+"""The transport contract, the POST sender the two HTTP transports share, and the task cancel all three stop with.
 
 A transport moves bytes: :meth:`Transport.connect` opens it (raising a ``SignalRClientError`` when it cannot),
 ``on_receive`` gets every chunk of records the server sends (a WS frame, an SSE event, an LP response body; it may
