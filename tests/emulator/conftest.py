@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,8 @@ from signalr.protocol import RECORD_SEPARATOR
 from signalr.tokens import mint_token
 from signalr.upstream import UpstreamTemplate, verify_signature
 from tests.support.fixtures import js_peer  # noqa: F401  (pytest finds fixtures by name)
-from tests.support.processes import Process, script
+from tests.support.stack import EmulatorProcess
+from tests.support.stack import start_emulator as start_emulator_process
 
 HANDSHAKE = b'{"protocol":"json","version":1}\x1e'
 
@@ -289,33 +289,16 @@ async def emulator_with_upstream(upstream_receiver: UpstreamReceiver, start_emul
 
 # --- the console script --------------------------------------------------------------------------------------
 
-CONNECTION_STRING = re.compile(r"^Endpoint=http://127\.0\.0\.1;Port=(\d+);AccessKey=([^;]+);Version=1\.0;$")
-
-
-@dataclass
-class EmulatorProcess:
-    process: Process
-    port: int
-    access_key: str
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
 
 @pytest.fixture
 def run_emulator() -> Iterator[Callable[..., EmulatorProcess]]:
     """A factory starting ``signalr-emulator --port 0 …`` as a process; all are stopped (by pid) at teardown."""
-    started: list[Process] = []
+    started: list[EmulatorProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> EmulatorProcess:
-        process = Process([script("signalr-emulator"), "--port", "0", *args], env=env)
-        started.append(process)
-        line = process.readline(timeout=20)
-        match = CONNECTION_STRING.match(line)
-        assert match, f"unexpected ready line: {line!r}"
-        return EmulatorProcess(process, int(match.group(1)), match.group(2))
+        started.append(start_emulator_process(*args, env=env))
+        return started[-1]
 
     yield start
-    for process in started:
-        process.stop()
+    for emulator in started:
+        emulator.stop()
