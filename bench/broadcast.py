@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import signal
 import sys
 import time
@@ -236,7 +237,7 @@ class BroadcastBench:
         self.counts = counts
         self.rounds = rounds
         self.capped: list[str] = []
-        self._seq = 0
+        self._seqs = itertools.count(1)  # broadcast numbers, unique across the run
         k = counts.clients
         self.last_p50 = Metric(f"broadcast to {k}, all delivered p50", "ms")
         self.last_p95 = Metric(f"broadcast to {k}, all delivered p95", "ms")
@@ -257,10 +258,6 @@ class BroadcastBench:
             self.solo_rate,
             self.solo_cpu,
         ]
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
 
     @staticmethod
     def _record(metric: Metric, target: Target, value: float) -> None:
@@ -325,7 +322,7 @@ class BroadcastBench:
         for _ in range(count):
             if time.monotonic() > deadline:
                 break
-            seq = self._next_seq()
+            seq = next(self._seqs)
             everyone = group.fanout.everyone_has(seq)
             posted = time.perf_counter()
             await target.send(group.room, seq)
@@ -339,7 +336,7 @@ class BroadcastBench:
         """``count`` broadcasts from concurrent senders; returns (sent, seconds until all delivered, server CPU s)."""
         fanout = group.fanout
         base = fanout.delivered.count
-        seqs = [self._next_seq() for _ in range(count)]
+        seqs = [next(self._seqs) for _ in range(count)]
         issued = 0
 
         async def sender() -> None:

@@ -22,6 +22,7 @@ Run ``python -m bench.gateway_relay`` (``--budget`` seconds for the whole run, d
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ class GatewayRelayBench:
         self.counts = counts
         self.rounds = rounds
         self.capped: list[str] = []
-        self._seq = 0
+        self._seqs = itertools.count(1)  # broadcast numbers, unique across the run
         self.rtt_p50 = Metric("WS invoke round trip p50", "ms")
         self.rtt_p95 = Metric("WS invoke round trip p95", "ms")
         self.burst_rate = Metric("WS invoke burst", "round trips/s", higher_is_better=True)
@@ -170,10 +171,6 @@ class GatewayRelayBench:
         else:
             metric.add(ours=value)
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     @staticmethod
     def _hub(kind: str, round_no: int, path: str) -> str:
         # A hub per leg, so a broadcast never reaches a connection of another leg that is still closing.
@@ -203,7 +200,7 @@ class GatewayRelayBench:
                     done = inbox.completions.reaches(inbox.completions.count + 1)
                     await client.send(_invocation(i))
                     await arrival(done, "warm-up completion")
-                seq = self._next_seq()
+                seq = next(self._seqs)
                 arrived = inbox.delivery(seq)
                 await rest.send(hub, broadcast_body(seq))
                 await arrival(arrived, "warm-up broadcast")
@@ -212,7 +209,7 @@ class GatewayRelayBench:
             inbox = Inbox()
             events = await self._open_sse(session, path, hub, inbox)
             try:
-                seq = self._next_seq()
+                seq = next(self._seqs)
                 arrived = inbox.delivery(seq)
                 await rest.send(hub, broadcast_body(seq))
                 await arrival(arrived, "warm-up event")
@@ -295,7 +292,7 @@ class GatewayRelayBench:
         for _ in range(self.counts.deliveries):
             if time.monotonic() > deadline:
                 break
-            seq = self._next_seq()
+            seq = next(self._seqs)
             arrived = inbox.delivery(seq)
             posted = time.perf_counter()
             await rest.send(hub, broadcast_body(seq))
