@@ -1,9 +1,7 @@
-"""Fixtures for the chat UI tests: an app wired to the in-memory fake hub, and a polling helper."""
+"""Fixtures for the chat UI tests: an app wired to the in-memory fake hub (``tests.support.tui`` drives it)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -46,13 +44,3 @@ def make_app(hub: FakeHub) -> Callable[..., Any]:
         return ChatApp(**options)
 
     return build
-
-
-async def wait_until(pilot: Any, predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    """Let the app run until ``predicate()`` is true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await pilot.pause(0.02)
-    await asyncio.sleep(0)

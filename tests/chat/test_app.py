@@ -18,21 +18,11 @@ from chat.messages import TraceRecorded
 from chat.screens import HelpScreen, NamePrompt
 from chat.widgets import LineKind
 from signalr.client import ConnectionState, SignalRClientError, TraceEvent, TransportChoice
+from tests.support.tui import log_text, seen, wait_until
 
-from .conftest import wait_until
 from .fake_client import FakeHub
 
 SIZE = (120, 36)
-
-
-def log_text(app: ChatApp) -> str:
-    """The message view's screen lines as one string, whitespace collapsed (so wrapped lines read as one)."""
-    return " ".join(" ".join(app.chat_log.plain_lines).split())
-
-
-def seen(app: ChatApp, text: str) -> bool:
-    """True when ``text`` is on the message view (ignoring where lines wrap)."""
-    return " ".join(text.split()) in log_text(app)
 
 
 async def joined(pilot: Any, app: ChatApp, hub: FakeHub, name: str = "alice") -> None:

@@ -17,8 +17,7 @@ from signalr.client import ConnectionState, TransportChoice
 from tests.support.fixtures import JsPeerFactory
 from tests.support.processes import free_port
 from tests.support.stack import Gateway, Stack, start_gateway, start_stack
-
-from .conftest import wait_until
+from tests.support.tui import seen, wait_until
 
 SIZE = (120, 36)
 ACCESS_KEY = "e2e-access-key-0123456789abcdefghijklmnop"
@@ -64,10 +63,6 @@ def reset_profile(stack: DemoStack) -> Iterator[None]:
         stack.restart_gateway("websocket")
     stack.switches.clear()
     yield
-
-
-def seen(app: ChatApp, text: str) -> bool:
-    return " ".join(text.split()) in " ".join(" ".join(app.chat_log.plain_lines).split())
 
 
 def status(app: ChatApp) -> str:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from chat.app import ChatApp
 from signalr.client import TransportChoice
+from tests.support.tui import wait_until
 
-from .conftest import FIXED_TIME, wait_until
+from .conftest import FIXED_TIME
 from .fake_client import FakeHub
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

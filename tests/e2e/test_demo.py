@@ -12,18 +12,14 @@ from selenium.webdriver.common.by import By
 
 from chat.app import ChatApp
 from signalr.client import TransportChoice
-from tests.chat.conftest import wait_until
 from tests.support.browser import DriverFactory, entries, screenshot, text_of, until
 from tests.support.fixtures import JsPeerFactory
 from tests.support.processes import Process, script
+from tests.support.tui import log_text, wait_until
 
 from .conftest import DemoFactory
 
 SIZE = (120, 36)
-
-
-def _plain(app: ChatApp) -> str:
-    return " ".join(" ".join(app.chat_log.plain_lines).split())
 
 
 def _listening(url: str) -> bool:
@@ -54,16 +50,16 @@ async def _three_way_chat(
     }[transport]
     app = ChatApp(info["chat_url"], choice, name="termy", gateway_profile=info["profile"])
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: "termy JOINED" in _plain(app), timeout=20, what="the TUI to join")
+        await wait_until(pilot, lambda: "termy JOINED" in log_text(app), timeout=20, what="the TUI to join")
         await until(lambda: ("system", "termy JOINED") in entries(page), "the page to see the TUI join")
         assert ("broadcastMessage", ["_SYSTEM_", "termy JOINED"]) in await node.messages_until(2, timeout=10)
 
         await node.send("broadcastMessage", "nodey", "hello from node")
-        await wait_until(pilot, lambda: "nodey: hello from node" in _plain(app), timeout=10, what="node → TUI")
+        await wait_until(pilot, lambda: "nodey: hello from node" in log_text(app), timeout=10, what="node → TUI")
         await until(lambda: ("theirs", "nodey hello from node") in entries(page), "node → page")
 
         page.find_element(By.ID, "message").send_keys("hello from the page\n")
-        await wait_until(pilot, lambda: "webby: hello from the page" in _plain(app), timeout=10, what="page → TUI")
+        await wait_until(pilot, lambda: "webby: hello from the page" in log_text(app), timeout=10, what="page → TUI")
 
         await pilot.press(*"hello from the terminal", "enter")
         await until(lambda: ("theirs", "termy hello from the terminal") in entries(page), "TUI → page")
