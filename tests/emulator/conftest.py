@@ -105,16 +105,23 @@ class Emulator:
             url += f"&id={connection_token}"
         return url + extra
 
-    async def open_ws(self, hub: str = "chat", token: str | None = None) -> tuple[aiohttp.ClientWebSocketResponse, str]:
-        """A handshaken raw WebSocket connection and its connectionId."""
+    async def connect_ws(
+        self, hub: str = "chat", token: str | None = None
+    ) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+        """A raw WebSocket on a newly negotiated connection, before the hub handshake, and its connectionId."""
+        token = token or self.client_token(hub)
         negotiated = await self.negotiate(hub, token=token)
         ws = await self.session.ws_connect(
-            self.connect_url(negotiated["connectionToken"], hub).replace("http", "ws", 1),
-            headers=self.auth(token or self.client_token(hub)),
+            self.connect_url(negotiated["connectionToken"], hub).replace("http", "ws", 1), headers=self.auth(token)
         )
+        return ws, negotiated["connectionId"]
+
+    async def open_ws(self, hub: str = "chat", token: str | None = None) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+        """A handshaken raw WebSocket connection and its connectionId."""
+        ws, connection_id = await self.connect_ws(hub, token)
         await ws.send_str(HANDSHAKE.decode())
         assert records(await ws.receive_str(timeout=5)) == [{}]
-        return ws, negotiated["connectionId"]
+        return ws, connection_id
 
     async def open_lp(self, hub: str = "chat") -> tuple[str, str]:
         """A handshaken LongPolling connection: (connect URL, connectionId). The handshake reply is collected."""

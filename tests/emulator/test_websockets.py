@@ -36,11 +36,7 @@ async def test_rest_broadcast_arrives_as_the_exact_wire_record(emulator: Emulato
 
 async def test_records_following_the_handshake_in_one_frame_are_processed(emulator: Emulator) -> None:
     """Trap 8: handshake, ping and an invocation in one frame; the reply to each comes back."""
-    negotiated = await emulator.negotiate()
-    ws = await emulator.session.ws_connect(
-        emulator.connect_url(negotiated["connectionToken"]).replace("http", "ws", 1),
-        headers=emulator.auth(emulator.client_token()),
-    )
+    ws, _ = await emulator.connect_ws()
     frame = HANDSHAKE + b'{"type":6}\x1e{"type":1,"invocationId":"7","target":"echo","arguments":["a","b"]}\x1e'
     await ws.send_str(frame.decode())
     got: list[dict[str, object]] = []
@@ -160,11 +156,7 @@ async def test_oversized_frame_closes_that_connection_with_the_size_in_the_reaso
 
 
 async def test_unsupported_hub_protocol_gets_a_handshake_error_then_close(emulator: Emulator) -> None:
-    negotiated = await emulator.negotiate()
-    ws = await emulator.session.ws_connect(
-        emulator.connect_url(negotiated["connectionToken"]).replace("http", "ws", 1),
-        headers=emulator.auth(emulator.client_token()),
-    )
+    ws, _ = await emulator.connect_ws()
     await ws.send_str('{"protocol":"messagepack","version":1}\x1e')
     assert await ws_records(ws) == [{"error": "The protocol 'messagepack' is not supported."}]
     assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
@@ -198,11 +190,7 @@ async def test_pinging_client_is_kept(start_emulator: EmulatorFactory) -> None:
 
 async def test_no_handshake_within_timeout_closes_the_socket(start_emulator: EmulatorFactory) -> None:
     emulator = await start_emulator(handshake_timeout=0.4)
-    negotiated = await emulator.negotiate()
-    ws = await emulator.session.ws_connect(
-        emulator.connect_url(negotiated["connectionToken"]).replace("http", "ws", 1),
-        headers=emulator.auth(emulator.client_token()),
-    )
+    ws, _ = await emulator.connect_ws()
     message = await ws.receive(timeout=5)
     assert message.type is aiohttp.WSMsgType.CLOSE
 
