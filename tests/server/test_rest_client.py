@@ -126,12 +126,17 @@ async def test_connection_dropped_after_sending_is_not_retried() -> None:
     assert accepted == 1
 
 
-async def test_connect_error_is_retried_until_the_service_is_up() -> None:
+async def test_connect_error_is_retried_until_the_service_is_up(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     recorder = RestRecorder(ACCESS_KEY, port=port)
     async with client_for(recorder.connection_string().replace("Port=0", f"Port={port}")) as client:
         send = asyncio.create_task(client.send_to_all("t", ["late"]))
-        await asyncio.sleep(0.1)  # the first attempt is refused: nothing listens yet
+        # The service comes up only once the first attempt was refused (nothing listened yet).
+        for _ in range(100):
+            if "cannot connect" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        assert "cannot connect" in caplog.text and "retrying" in caplog.text
         await asyncio.to_thread(recorder.start)
         try:
             await asyncio.wait_for(send, 5)
