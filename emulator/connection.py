@@ -29,7 +29,7 @@ from signalr.connection import (
     State,
 )
 from signalr.negotiate import TransportType
-from signalr.protocol import PING_RECORD, Close, Invocation, StreamInvocation, encode
+from signalr.protocol import PING_RECORD, Invocation, StreamInvocation
 
 __all__ = ["ClientConnection", "ConnectionListener", "InboundMessage"]
 
@@ -200,10 +200,6 @@ class ClientConnection:
         self.last_sent = time.monotonic()
         return data
 
-    @property
-    def has_outgoing(self) -> bool:
-        return bool(self._outbox)
-
     async def wait(self, timeout: float | None = None) -> None:
         """Return when something was queued, the connection closed, a newer poll began, or ``timeout`` passed."""
         if self._outbox or self.closed:
@@ -316,8 +312,3 @@ class ClientConnection:
 
     def __repr__(self) -> str:
         return f"<ClientConnection hub={self.hub} id={self.connection_id} transport={self.transport}>"
-
-
-def close_record(error: str | None) -> bytes:
-    """A Close message record (for transports that must refuse before a protocol exists)."""
-    return encode(Close(error))

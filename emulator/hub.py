@@ -255,10 +255,6 @@ class SignalRService:
         if self._by_token.get(connection.connection_token) is connection:
             del self._by_token[connection.connection_token]
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._by_token)
-
     # --- ConnectionListener --------------------------------------------------------------------------------
 
     def connected(self, connection: ClientConnection) -> None:
