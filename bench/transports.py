@@ -62,12 +62,9 @@ class Leg:
     def name(self) -> str:
         return f"{self.transport.label} {self.path}"
 
-    @property
-    def is_baseline(self) -> bool:
-        return self.transport is TransportChoice.WEBSOCKETS and self.path == "direct"
-
 
 LEGS = tuple(Leg(t, p) for t in TRANSPORTS for p in PATHS)
+BASELINE = Leg(TransportChoice.WEBSOCKETS, "direct")  # every leg's ratio is to this one, measured in the same round
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ class TransportsBench:
             results: dict[Leg, tuple[float, float]] = {}
             for leg in LEGS[shift:] + LEGS[:shift]:
                 results[leg] = await self._leg(rest, leg, round_no)
-            base_rtt, base_delivery = results[LEGS[0]]
+            base_rtt, base_delivery = results[BASELINE]
             for leg, (rtt, delivery) in results.items():
                 self.round_trip[leg].add(baseline=base_rtt, ours=rtt)
                 self.delivery[leg].add(baseline=base_delivery, ours=delivery)
@@ -185,12 +182,12 @@ class TransportsBench:
         return samples
 
     def report(self) -> None:
-        rows = [m for m in self.metrics if not m.name.startswith(LEGS[0].name)]
+        rows = [m for m in self.metrics if not m.name.startswith(BASELINE.name)]
         print_table(rows, "WS direct", "this leg")
-        base_rtt = self.round_trip[LEGS[0]]
-        base_delivery = self.delivery[LEGS[0]]
+        base_rtt = self.round_trip[BASELINE]
+        base_delivery = self.delivery[BASELINE]
         print(
-            f"baseline {LEGS[0].name}: invoke round trip p50 {median(base_rtt.ours):.3f} ms, "
+            f"baseline {BASELINE.name}: invoke round trip p50 {median(base_rtt.ours):.3f} ms, "
             f"broadcast delivery p50 {median(base_delivery.ours):.3f} ms (median of rounds)",
             flush=True,
         )
