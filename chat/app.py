@@ -291,9 +291,9 @@ class ChatApp(App[None]):
             return
         self._refresh_status()
         used = connection.transport_name or choice.label
-        where = host_of(connection.connected_url) if connection.connected_url else "?"
-        label = self._host_label(where) if connection.connected_url else ""
-        self._note(f"Connected with {used} to {where}{' ' + label if label else ''}")
+        connected = connection.connected_url
+        where = f"{host_of(connected)} {self._host_label(connected)}" if connected else "?"
+        self._note(f"Connected with {used} to {where}")
         self._outbox.put_nowait(("broadcastMessage", (SYSTEM_SENDER, f"{self.user_name} JOINED")))
 
     async def _switch_profile(self, family: str) -> None:
@@ -539,12 +539,11 @@ class ChatApp(App[None]):
 
     # ----------------------------------------------------------------------------------------------- status
 
-    def _host_label(self, host: str) -> str:
-        """Whose host ``host`` is: the app server, the gateway (APIM), the service, or just the redirect target."""
-        connected = self.connection.connected_url if self.connection else None
-        if connected is None or _endpoint(connected) == _endpoint(self.hub_url):
+    def _host_label(self, connected_url: str) -> str:
+        """Whose host ``connected_url`` is: the app server, the gateway (APIM), the service, or the redirect target."""
+        if _endpoint(connected_url) == _endpoint(self.hub_url):
             return "(app server)"
-        name = host.lower()
+        name = host_of(connected_url).lower()
         if self.gateway_profile is not None or ".azure-api.net" in name:
             return "via gateway"
         if ".service.signalr.net" in name:
@@ -557,13 +556,12 @@ class ChatApp(App[None]):
             info = StatusInfo(wanted=self.transport, profile=self.gateway_profile)
         else:
             connected = connection.connected_url
-            host = host_of(connected) if connected else None
             info = StatusInfo(
                 state=connection.state,
                 transport=connection.transport_name,
                 connection_id=connection.connection_id,
-                host=host,
-                host_label=self._host_label(host) if host else "",
+                host=host_of(connected) if connected else None,
+                host_label=self._host_label(connected) if connected else "",
                 rtt_ms=self._round_trip_ms if self._round_trip_ms is not None else connection.last_rtt_ms,
                 profile=self.gateway_profile,
                 wanted=self.transport,

@@ -176,6 +176,27 @@ async def test_send_without_connection_shows_the_clients_error(make_app: Callabl
         assert app.status_bar.info is not None and app.status_bar.info.state is ConnectionState.DISCONNECTED
 
 
+@pytest.mark.parametrize(
+    ("host", "profile", "shown"),
+    [
+        ("127.0.0.1:5000", None, "127.0.0.1:5000 (app server)"),
+        ("apim1.azure-api.net:443", None, "apim1.azure-api.net:443 via gateway"),
+        ("127.0.0.1:8080", "websocket", "127.0.0.1:8080 via gateway"),
+        ("res.service.signalr.net:443", None, "res.service.signalr.net:443 (service, direct)"),
+        ("127.0.0.1:8888", None, "127.0.0.1:8888 via ClientEndpoint"),
+    ],
+)
+async def test_connected_line_and_status_say_whose_host_it_is(
+    make_app: Callable[..., ChatApp], host: str, profile: str | None, shown: str
+) -> None:
+    hub = FakeHub(gateway=host)  # the host the connection ends up on (the app server's URL is 127.0.0.1:5000)
+    app = make_app(connection_factory=hub.factory, gateway_profile=profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        assert seen(app, f"Connected with WebSockets to {shown}")
+        await wait_until(pilot, lambda: f"→ {shown} │" in str(app.status_bar.render()), what="the status bar")
+
+
 # ----------------------------------------------------------------------------------------------- connection loss
 
 
