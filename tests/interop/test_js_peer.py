@@ -9,7 +9,9 @@ So these tests check the harness (events, commands, errors, shutdown) and the co
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,13 +21,21 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
-from signalr.connection import ConnectionClosed, HandshakeCompleted, HandshakeFailed, MessageReceived, ServerProtocol
+from signalr.connection import (
+    ConnectionClosed,
+    HandshakeCompleted,
+    HandshakeFailed,
+    MessageReceived,
+    ServerProtocol,
+    State,
+)
 from signalr.negotiate import NegotiateRedirect, requested_version, service_negotiate_response
 from signalr.protocol import Completion, Invocation, encode, encode_many
 from signalr.sse import SSE_PREAMBLE, encode_event
 from signalr.tokens import TokenError, mint_token, verify_token
 from tests.support.fixtures import JsPeerFactory
-from tests.support.jspeer import JsPeer, JsPeerError
+from tests.support.jspeer import PEER_SCRIPT, JsPeer, JsPeerError, node_executable
+from tests.support.processes import free_port
 
 ACCESS_KEY = "test-key-0123456789-not-a-secret"
 
@@ -124,7 +134,7 @@ class Session:
 
     @property
     def closed(self) -> bool:
-        return self.protocol.state.value == "closed"
+        return self.protocol.state is State.CLOSED
 
 
 def make_app(hub: MiniHub) -> web.Application:
@@ -344,8 +354,6 @@ async def test_negotiate_error_field_is_the_start_error(mini: MiniHub, js_peer: 
 
 
 async def test_unreachable_server_fails_start(js_peer: JsPeerFactory) -> None:
-    from tests.support.processes import free_port
-
     peer = await js_peer(f"http://127.0.0.1:{free_port()}/hub", expect_start=False, timeout=15)
     assert peer.error is not None and "Failed to complete negotiation" in peer.error
 
@@ -385,17 +393,12 @@ async def test_stop_closes_cleanly_and_is_idempotent(mini: MiniHub, js_peer: JsP
 async def test_peer_killed_by_pid_when_it_ignores_stop(mini: MiniHub) -> None:
     peer = await JsPeer.start(f"{mini.base}/hub")
     # SIGSTOP makes the process deaf to the stop command; stop() must still end it by pid.
-    import os
-    import signal
-
     os.kill(peer.pid, signal.SIGSTOP)
     await peer.stop(timeout=0.5)
     assert peer.returncode == -signal.SIGKILL
 
 
-async def test_bad_cli_usage_exits_2_with_one_line(tmp_path: Any) -> None:
-    from tests.support.jspeer import PEER_SCRIPT, node_executable
-
+async def test_bad_cli_usage_exits_2_with_one_line() -> None:
     process = await asyncio.create_subprocess_exec(
         node_executable(),
         str(PEER_SCRIPT),
