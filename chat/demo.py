@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -80,7 +79,7 @@ class Demo:
     server_port: int
     with_delete: bool = False
     log: IO[str] | None = None
-    access_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    service_connection_string: str = ""
     children: dict[str, Child] = field(default_factory=dict)
 
     @property
@@ -125,28 +124,38 @@ class Demo:
             raw = b""
         line = raw.decode(errors="replace").strip()
         if not line:
-            child = Child(name, process, "")
-            await child.stop()
-            raise DemoError(f"{name} did not start (exit code {process.returncode}); see its log")
+            await Child(name, process, "").stop()
+            raise DemoError(f"{name} did not start: {self._last_log_line() or 'see its error above'}")
         child = Child(name, process, line)
         self.children[name] = child
         return child
 
+    def _last_log_line(self) -> str:
+        """The last line the servers logged, when their logs go to a file (the TUI owns the terminal)."""
+        if self.log is None:
+            return ""
+        self.log.flush()
+        lines = Path(self.log.name).read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
     async def start_service(self) -> None:
+        # The emulator makes a fresh AccessKey and prints it in its connection string, which goes to the app
+        # server through its environment: the key never stands on a command line, where `ps` would show it.
         child = await self._spawn(
             "signalr-emulator",
             [
                 _script("signalr-emulator"),
                 "--port",
                 str(self.service_port),
-                f"--access-key={self.access_key}",  # one argv item: a key may start with "-"
                 "--upstream",
                 f"http://127.0.0.1:{self.server_port}/upstream/{{hub}}/{{category}}/{{event}}",
             ],
         )
-        match = re.search(r"Port=(\d+)", child.ready_line)
-        if match:
-            self.service_port = int(match.group(1))
+        match = re.search(r"Port=(\d+);", child.ready_line)
+        if match is None or "AccessKey=" not in child.ready_line:
+            raise DemoError("signalr-emulator printed no connection string")
+        self.service_port = int(match.group(1))
+        self.service_connection_string = child.ready_line.rstrip(";") + ";"
 
     async def start_gateway(self) -> None:
         argv = [
@@ -163,10 +172,7 @@ class Demo:
         await self._spawn("apim-gateway", argv)
 
     async def start_server(self) -> None:
-        connection_string = (
-            f"Endpoint=http://127.0.0.1;Port={self.service_port};AccessKey={self.access_key};"
-            f"Version=1.0;ClientEndpoint={self.gateway_url};"
-        )
+        connection_string = f"{self.service_connection_string}ClientEndpoint={self.gateway_url};"
         await self._spawn(
             "chat-server",
             [_script("chat-server"), "--port", str(self.server_port)],
