@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from signalr.redact import redact_text
+from tests.support.processes import REPO
 
 __all__ = ["PEER_SCRIPT", "REPO", "JsPeer", "JsPeerError", "node_executable"]
 
-REPO = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = REPO / "tests" / "interop" / "js" / "peer.mjs"
 _STDERR_TAIL = 4000
 
