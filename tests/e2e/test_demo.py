@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 
 from chat.app import ChatApp
 from signalr.client import TransportChoice
-from tests.support.browser import DriverFactory, entries, screenshot, text_of, until
+from tests.support.browser import DriverFactory, connected_status, entries, screenshot, until
 from tests.support.fixtures import JsPeerFactory
 from tests.support.processes import Process, script
 from tests.support.tui import log_text, wait_until
@@ -40,7 +40,7 @@ async def _three_way_chat(
 
     page = browser()
     page.get(f"{info['web_url']}?name=webby&transport={transport}")
-    status = await until(lambda: (t := text_of(page, "status")).startswith("Connected") and t, "the page to connect")
+    status = await connected_status(page)
     assert status.endswith(f"via {gateway_host}"), status
 
     choice = {

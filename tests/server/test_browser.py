@@ -14,7 +14,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.server.conftest import ACCESS_KEY
-from tests.support.browser import CHROMIUM_INSTALLED, DriverFactory, entries, screenshot, text_of, until
+from tests.support.browser import (
+    CHROMIUM_INSTALLED,
+    DriverFactory,
+    connected_status,
+    entries,
+    screenshot,
+    text_of,
+    until,
+)
 from tests.support.fixtures import JsPeerFactory
 from tests.support.stack import Stack, start_chat_server, start_stack
 
@@ -33,9 +41,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 async def connected(driver: WebDriver, name: str, transport: str, host: str) -> None:
-    status = await until(
-        lambda: (t := text_of(driver, "status")).startswith("Connected") and t, f"{name} to connect", timeout=20
-    )
+    status = await connected_status(driver, f"{name} to connect", timeout=20)
     assert status == f"Connected as {name} · {transport} via {host}"
 
 

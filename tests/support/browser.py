@@ -31,6 +31,7 @@ __all__ = [
     "CHROMIUM_INSTALLED",
     "DriverFactory",
     "browser",
+    "connected_status",
     "entries",
     "screenshot",
     "text_of",
@@ -117,3 +118,9 @@ async def until(predicate: Callable[[], Any], what: str, timeout: float = 15) ->
             return value
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def connected_status(driver: WebDriver, what: str = "the page to connect", timeout: float = 15) -> str:
+    """The page's status line once it says ``Connected…`` (``Connected as <name> · <transport> via <host>``)."""
+    text: str = await until(lambda: (t := text_of(driver, "status")).startswith("Connected") and t, what, timeout)
+    return text
