@@ -27,7 +27,6 @@ from tests.support.processes import Process, free_port, script
 __all__ = [
     "EMULATOR_READY",
     "GATEWAY_READY",
-    "READY_TIMEOUT",
     "SERVER_READY",
     "ChatServer",
     "EmulatorProcess",
@@ -36,7 +35,6 @@ __all__ = [
     "start_chat_server",
     "start_emulator",
     "start_gateway",
-    "start_ready",
     "start_stack",
     "upstream_template",
 ]
@@ -44,8 +42,7 @@ __all__ = [
 EMULATOR_READY = re.compile(r"^Endpoint=http://127\.0\.0\.1;Port=(\d+);AccessKey=([^;]+);Version=1\.0;$")
 GATEWAY_READY = re.compile(r"^APIM gateway listening on (http://127\.0\.0\.1:(\d+)) \(profile (\S+)\) -> (\S+)$")
 SERVER_READY = re.compile(r"^Chat server listening on (http://127\.0\.0\.1:(\d+)/) \(hub (\S+)\)$")
-READY_TIMEOUT = 20.0
-"""Longest wait for a ready line."""
+_READY_TIMEOUT = 20.0
 
 
 def upstream_template(server_port: int) -> str:
@@ -53,7 +50,7 @@ def upstream_template(server_port: int) -> str:
     return f"http://127.0.0.1:{server_port}/upstream/{{hub}}/{{category}}/{{event}}"
 
 
-def start_ready(
+def _start_ready(
     argv: list[str], ready: re.Pattern[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> tuple[Process, re.Match[str]]:
     """Start ``argv`` and wait for its first stdout line; returns the process and the line matched by ``ready``.
@@ -62,7 +59,7 @@ def start_ready(
     """
     process = Process(argv, env=env, cwd=cwd)
     try:
-        line = process.readline(READY_TIMEOUT)
+        line = process.readline(_READY_TIMEOUT)
         match = ready.match(line)
         if match is None:
             raise AssertionError(
@@ -98,7 +95,7 @@ class EmulatorProcess:
 
 def start_emulator(*args: str, port: int = 0, env: dict[str, str] | None = None) -> EmulatorProcess:
     """Start ``signalr-emulator --port <port> [args]``."""
-    process, match = start_ready([script("signalr-emulator"), "--port", str(port), *args], EMULATOR_READY, env=env)
+    process, match = _start_ready([script("signalr-emulator"), "--port", str(port), *args], EMULATOR_READY, env=env)
     return EmulatorProcess(process, match.group(0), int(match.group(1)), match.group(2))
 
 
@@ -142,7 +139,7 @@ class Gateway:
 def start_gateway(backend: str, *args: str, port: int = 0) -> Gateway:
     """Start ``apim-gateway --backend <backend> --port <port> [args]`` (``args`` choose the profile or config)."""
     argv = [script("apim-gateway"), "--backend", backend, "--port", str(port), *args]
-    process, match = start_ready(argv, GATEWAY_READY)
+    process, match = _start_ready(argv, GATEWAY_READY)
     return Gateway(process, match.group(1), int(match.group(2)), match.group(3), match.group(4), match.group(0))
 
 
@@ -172,7 +169,7 @@ def start_chat_server(connection_string: str, *args: str, port: int = 0, cwd: Pa
     """
     env = {"Azure__SignalR__ConnectionString": connection_string}
     argv = [script("chat-server"), "--port", str(port), *args]
-    process, match = start_ready(argv, SERVER_READY, env=env, cwd=cwd)
+    process, match = _start_ready(argv, SERVER_READY, env=env, cwd=cwd)
     return ChatServer(process, match.group(1), int(match.group(2)), match.group(3), match.group(0))
 
 
@@ -209,13 +206,11 @@ class Stack:
         self.emulator.stop()
 
 
-def start_stack(
-    *emulator_args: str, cwd: Path | None = None, gateway_args: Sequence[str] | None = None, gateway_port: int = 0
-) -> Stack:
+def start_stack(*emulator_args: str, cwd: Path | None = None, gateway_args: Sequence[str] | None = None) -> Stack:
     """The emulator (``emulator_args`` added, upstream → the server) and ``chat-server`` (run in ``cwd``).
 
-    With ``gateway_args`` (``--profile …`` and more), an ``apim-gateway`` on ``gateway_port`` in front of the emulator
-    too, as the server's ``ClientEndpoint``. Whatever started is stopped again when a later start fails.
+    With ``gateway_args`` (``--profile …`` and more), an ``apim-gateway`` in front of the emulator too, as the
+    server's ``ClientEndpoint``. Whatever started is stopped again when a later start fails.
     """
     server_port = free_port()
     emulator = start_emulator(*emulator_args, "--upstream", upstream_template(server_port))
@@ -223,7 +218,7 @@ def start_stack(
     try:
         connection_string = emulator.connection_string
         if gateway_args is not None:
-            gateway = start_gateway(emulator.base, *gateway_args, port=gateway_port)
+            gateway = start_gateway(emulator.base, *gateway_args)
             connection_string = emulator.connection_string_to(gateway.url)
         server = start_chat_server(connection_string, port=server_port, cwd=cwd)
     except BaseException:
