@@ -234,6 +234,11 @@ class UpstreamReceiver:
     def template(self) -> str:
         return self.url + "/upstream/{hub}/{category}/{event}"
 
+    @property
+    def emulator_settings(self) -> dict[str, Any]:
+        """Settings for an emulator that posts here, signing with the key this receiver checks."""
+        return {"access_key": self.access_key, "upstreams": (UpstreamTemplate(self.template),)}
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
         body = await request.read()
@@ -289,9 +294,7 @@ async def upstream_receiver() -> AsyncIterator[UpstreamReceiver]:
 @pytest.fixture
 async def emulator_with_upstream(upstream_receiver: UpstreamReceiver, start_emulator: EmulatorFactory) -> Emulator:
     """An emulator posting to ``upstream_receiver`` (set up first, so it outlives the emulator's last events)."""
-    return await start_emulator(
-        access_key=upstream_receiver.access_key, upstreams=(UpstreamTemplate(upstream_receiver.template),)
-    )
+    return await start_emulator(**upstream_receiver.emulator_settings)
 
 
 # --- the console script --------------------------------------------------------------------------------------

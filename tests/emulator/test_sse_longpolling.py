@@ -9,7 +9,6 @@ import aiohttp
 import pytest
 
 from signalr.sse import SseDecoder
-from signalr.upstream import UpstreamTemplate
 
 from .conftest import HANDSHAKE, Emulator, EmulatorFactory, UpstreamReceiver, exists, records
 
@@ -215,11 +214,7 @@ async def test_delete_is_202_text_plain_and_the_pending_poll_ends_204(
 async def test_no_poll_within_max_interval_drops_the_connection(
     start_emulator: EmulatorFactory, upstream_receiver: UpstreamReceiver
 ) -> None:
-    emulator = await start_emulator(
-        max_poll_interval=0.4,
-        access_key=upstream_receiver.access_key,
-        upstreams=(UpstreamTemplate(upstream_receiver.template),),
-    )
+    emulator = await start_emulator(max_poll_interval=0.4, **upstream_receiver.emulator_settings)
     _, connection_id = await emulator.open_lp()
     call = await upstream_receiver.event("disconnected", connection_id, timeout=5)
     assert call.json == {"Type": 11, "Error": "No poll within the maximum poll interval."}

@@ -203,11 +203,7 @@ async def test_slow_upstream_times_out(start_emulator: EmulatorFactory, upstream
         return web.Response()
 
     upstream_receiver.responder = slow
-    emulator = await start_emulator(
-        upstream_timeout=0.3,
-        access_key=upstream_receiver.access_key,
-        upstreams=(UpstreamTemplate(upstream_receiver.template),),
-    )
+    emulator = await start_emulator(upstream_timeout=0.3, **upstream_receiver.emulator_settings)
     ws, _ = await emulator.open_ws()
     assert await invoke(ws, "5") == [
         {"type": 3, "invocationId": "5", "error": "Invocation failed, error: the upstream did not answer within 0.3 s."}
@@ -228,11 +224,7 @@ async def test_too_large_upstream_response(
         upstream_receiver.responder = lambda call: web.Response(body=_chunks_without_length())
     else:
         upstream_receiver.responder = lambda call: web.Response(body=b"x" * 5000)
-    emulator = await start_emulator(
-        max_upstream_response=1000,
-        access_key=upstream_receiver.access_key,
-        upstreams=(UpstreamTemplate(upstream_receiver.template),),
-    )
+    emulator = await start_emulator(max_upstream_response=1000, **upstream_receiver.emulator_settings)
     ws, _ = await emulator.open_ws()
     assert await invoke(ws, "9") == [
         {"type": 3, "invocationId": "9", "error": "Invocation failed, response too large."}
@@ -335,11 +327,7 @@ async def test_many_pending_invocations_apply_backpressure_not_memory(
         return web.Response()
 
     upstream_receiver.responder = stalled
-    emulator = await start_emulator(
-        max_pending_upstream=4,
-        access_key=upstream_receiver.access_key,
-        upstreams=(UpstreamTemplate(upstream_receiver.template),),
-    )
+    emulator = await start_emulator(max_pending_upstream=4, **upstream_receiver.emulator_settings)
     ws, connection_id = await emulator.open_ws()
     for i in range(20):
         await ws.send_str(f'{{"type":1,"target":"m","arguments":["{i}"]}}\x1e')
