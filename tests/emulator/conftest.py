@@ -163,6 +163,15 @@ async def ws_records(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) ->
     return records(message.data)
 
 
+async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.3) -> None:
+    """Nothing arrives on ``ws`` for ``seconds``."""
+    try:
+        message = await ws.receive(timeout=seconds)
+    except TimeoutError:
+        return
+    raise AssertionError(f"expected nothing, got {message.type}: {message.data!r}")
+
+
 async def ws_next_non_ping(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -6,22 +6,13 @@ import json
 import time
 from typing import Any
 
-import aiohttp
 import pytest
 
-from .conftest import Emulator, EmulatorFactory, ws_next_non_ping
+from .conftest import Emulator, EmulatorFactory, assert_silent, ws_next_non_ping
 
 V2 = "?api-version=2022-06-01"
 MESSAGE = {"target": "broadcastMessage", "arguments": ["server", "hello"]}
 WIRE = [{"type": 1, "target": "broadcastMessage", "arguments": ["server", "hello"]}]
-
-
-async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.3) -> None:
-    try:
-        message = await ws.receive(timeout=seconds)
-    except TimeoutError:
-        return
-    raise AssertionError(f"expected nothing, got {message.type}: {message.data!r}")
 
 
 def error_body(body: bytes) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from .conftest import (
     EmulatorFactory,
     UpstreamCall,
     UpstreamReceiver,
+    assert_silent,
     records,
     ws_next_non_ping,
 )
@@ -318,7 +319,9 @@ async def test_failing_connected_event_is_only_logged(
 async def test_many_pending_invocations_apply_backpressure_not_memory(
     start_emulator: EmulatorFactory, upstream_receiver: UpstreamReceiver
 ) -> None:
-    """With the upstream stalled, the emulator stops reading the client after max_pending_upstream messages."""
+    """With the upstream stalled, the emulator reads a client until max_pending_upstream of its invocations wait for
+    the upstream, then stops reading it (backpressure) instead of queueing more. A stream invocation shows what was
+    read: the emulator refuses it itself, at once, when it reads it."""
     gate = asyncio.Event()
 
     async def stalled(call: UpstreamCall) -> web.Response:
@@ -326,15 +329,31 @@ async def test_many_pending_invocations_apply_backpressure_not_memory(
             await gate.wait()
         return web.Response()
 
+    def stream(invocation_id: str) -> str:
+        return f'{{"type":4,"invocationId":"{invocation_id}","target":"counter","arguments":[]}}\x1e'
+
+    def refused(invocation_id: str) -> list[dict[str, object]]:
+        error = "Streaming hub methods are not supported in serverless mode."
+        return [{"type": 3, "invocationId": invocation_id, "error": error}]
+
+    async def send_invocations(numbers: range) -> None:
+        for i in numbers:
+            await ws.send_str(f'{{"type":1,"target":"m","arguments":["{i}"]}}\x1e')
+
     upstream_receiver.responder = stalled
     emulator = await start_emulator(max_pending_upstream=4, **upstream_receiver.emulator_settings)
-    ws, connection_id = await emulator.open_ws()
-    for i in range(20):
-        await ws.send_str(f'{{"type":1,"target":"m","arguments":["{i}"]}}\x1e')
-    await asyncio.sleep(0.3)
-    worker = emulator.running.service.upstream._workers[connection_id]  # type: ignore[union-attr]
-    assert worker.queue.qsize() <= 4
-    gate.set()
+    ws, _ = await emulator.open_ws()
+    try:
+        await send_invocations(range(4))
+        await ws.send_str(stream("s1"))
+        assert await ws_next_non_ping(ws) == refused("s1")  # four waiting: still read
+        await send_invocations(range(4, 5))
+        await ws.send_str(stream("s2"))
+        await assert_silent(ws)  # the fifth waits for a slot: nothing after it is read
+        await send_invocations(range(5, 20))
+    finally:
+        gate.set()  # a failed check must not leave the upstream stalled until the teardown times out
+    assert await ws_next_non_ping(ws) == refused("s2")
     await upstream_receiver.wait_for(lambda c: c.body.endswith(b'["19"]}'), timeout=5, description="last message")
     await ws.close()
 
