@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gateway.export import ExportError, ExportFormat, ExportOptions, export_model, signalr_host_from_url
-from gateway.model import ApimModel, ModelError, load_model_file, resolve_backend
+from gateway.model import DEFAULT_TIMEOUT_S, ApimModel, ModelError, Operation, load_model_file, resolve_backend
 from gateway.profiles import (
     ProfileName,
     build_profile,
@@ -165,19 +165,23 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
     return model, warnings
 
 
+def _describe_operation(op: Operation) -> str:
+    notes = [op.name]
+    policy = op.forward_request
+    if not policy.buffer_response:
+        notes.append("unbuffered")
+    if policy.timeout_s != DEFAULT_TIMEOUT_S:
+        notes.append(f"timeout {policy.timeout_s}s")
+    return f"{op.method} {op.url_template} [{', '.join(notes)}]"
+
+
 def _describe_routes(model: ApimModel) -> list[str]:
     lines = []
     for api in model.apis:
         if api.is_websocket:
             ops = f"GET / with Upgrade [{ON_HANDSHAKE}]"
         else:
-            ops = ", ".join(
-                f"{op.method} {op.url_template} [{op.name}"
-                + ("" if op.forward_request.buffer_response else ", unbuffered")
-                + (f", timeout {op.forward_request.timeout_s}s" if op.forward_request.timeout_s != 300 else "")
-                + "]"
-                for op in api.operations
-            )
+            ops = ", ".join(_describe_operation(op) for op in api.operations)
         key = ", subscription required" if api.subscription_required else ""
         lines.append(f"API {api.name} ({api.type}{key}) /{api.suffix} -> {api.service_url}: {ops}")
     return lines

@@ -28,7 +28,15 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.model import SIGNALR_PLACEHOLDER, Api, ApimModel, ForwardRequest, Operation, SubscriptionKeyNames
+from gateway.model import (
+    DEFAULT_TIMEOUT_S,
+    SIGNALR_PLACEHOLDER,
+    Api,
+    ApimModel,
+    ForwardRequest,
+    Operation,
+    SubscriptionKeyNames,
+)
 
 __all__ = [
     "ARM_API_VERSION",
@@ -107,7 +115,7 @@ def client_endpoint(apim_name: str | None) -> str:
 def policy_xml(forward_request: ForwardRequest) -> str:
     """An operation-scope policy document: the seed doc's snippet, with `<base />` elsewhere."""
     attrs = ""
-    if forward_request.timeout_s != 300:
+    if forward_request.timeout_s != DEFAULT_TIMEOUT_S:
         attrs += f' timeout="{forward_request.timeout_s}"'
     if not forward_request.buffer_response:
         attrs += ' buffer-response="false"'

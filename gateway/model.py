@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import yaml
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "SIGNALR_PLACEHOLDER",
     "Api",
     "ApiType",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 SIGNALR_PLACEHOLDER = "{signalr}"
+# forward-request's default timeout: seconds until the backend's response headers must have arrived.
+DEFAULT_TIMEOUT_S = 300
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 _METHOD = re.compile(r"^[A-Z]+$")
@@ -79,10 +82,10 @@ class ForwardRequest:
     """
 
     buffer_response: bool = True
-    timeout_s: int = 300
+    timeout_s: int = DEFAULT_TIMEOUT_S
 
     def is_default(self) -> bool:
-        return self.buffer_response and self.timeout_s == 300
+        return self.buffer_response and self.timeout_s == DEFAULT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -341,7 +344,7 @@ def _policies(path: str, value: Any) -> Policies:
     fpath = f"{path}.forward_request"
     fr = _mapping(fpath, data["forward_request"])
     _check_keys(fpath, fr, {"buffer_response", "timeout_s"}, set())
-    timeout = fr.get("timeout_s", 300)
+    timeout = fr.get("timeout_s", DEFAULT_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int):
         raise ModelError(f"{fpath}.timeout_s: expected a whole number of seconds, got {timeout!r}")
     return Policies(

@@ -31,7 +31,7 @@ from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.model import ApimModel
+from gateway.model import DEFAULT_TIMEOUT_S, ApimModel
 from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, redact_target
 from gateway.responses import GatewayResponse, internal_server_error, resource_not_found
 from gateway.routing import NoRoute, Route, route
@@ -402,7 +402,7 @@ class ApimGateway:
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
         try:
-            async with asyncio.timeout(300):  # forward-request's default timeout
+            async with asyncio.timeout(DEFAULT_TIMEOUT_S):  # a WebSocket API has no policy: the default applies
                 backend = await self._session.ws_connect(
                     url,
                     headers=headers,
@@ -426,7 +426,7 @@ class ApimGateway:
             reason = _phrase(exc.status)
             return web.Response(status=exc.status, reason=reason, text=f"{exc.status} {reason}")
         except TimeoutError:
-            return self._fail(exchange, "no WebSocket handshake answer from the backend within 300 s")
+            return self._fail(exchange, f"no WebSocket handshake answer from the backend within {DEFAULT_TIMEOUT_S} s")
         except aiohttp.ClientError as exc:
             return self._fail(exchange, f"backend unreachable ({type(exc).__name__})")
 
