@@ -116,6 +116,13 @@ def _end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Collect
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
+def _to_backend(request: web.Request, match: Route) -> tuple[URL, CIMultiDict[str]]:
+    """The backend URL, with the raw query byte for byte, and the headers to send there (docs/apim.md §4): all but
+    ``Host`` (the client sets the backend's), hop-by-hop and WebSocket handshake headers (each hop makes its own)."""
+    url = URL(match.backend_url(request.rel_url.raw_query_string), encoded=True)
+    return url, _end_to_end(request.headers, drop=("Host", *_WS_HANDSHAKE_HEADERS))
+
+
 def _sendable_close_code(code: int | None) -> int:
     if code is None or code in _UNSENDABLE_CLOSE_CODES or not (1000 <= code <= 4999):
         return 1000
@@ -330,9 +337,8 @@ class ApimGateway:
     async def _forward(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None and match.operation is not None
         policy = match.operation.forward_request
-        url = URL(match.backend_url(request.rel_url.raw_query_string), encoded=True)
         # An upgrade request to an HTTP API reaches the backend as a plain request (docs/apim.md §2.5).
-        headers = _end_to_end(request.headers, drop=("Host", *_WS_HANDSHAKE_HEADERS))
+        url, headers = _to_backend(request, match)
         data = request.content if request.body_exists else None
         try:
             async with asyncio.timeout(policy.timeout_s):
@@ -397,8 +403,7 @@ class ApimGateway:
 
     async def _relay_websocket(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None
-        url = URL(match.backend_url(request.rel_url.raw_query_string), encoded=True)
-        headers = _end_to_end(request.headers, drop=("Host", *_WS_HANDSHAKE_HEADERS))
+        url, headers = _to_backend(request, match)
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
         try:
