@@ -11,6 +11,7 @@ ignored. A token is never echoed in an answer or a log line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -97,26 +98,28 @@ def _description(exc: TokenError) -> str:
     return _DESCRIPTIONS.get(reason, "The token is invalid")
 
 
-def authenticate_client(request: web.BaseRequest, hub: str, access_key: str, *, allow_query: bool) -> ClientIdentity:
-    """Check a client request's token for ``hub``; raises :class:`Unauthorized`."""
+def _verified_claims(
+    request: web.BaseRequest, access_key: str, audience_matches: Callable[[str], bool], *, allow_query: bool
+) -> dict[str, Any]:
     token = bearer_token(request, allow_query=allow_query)
     if token is None:
         raise Unauthorized(None)
     try:
-        claims = verify_token(token, access_key, lambda aud: client_audience_matches(aud, hub))
+        return verify_token(token, access_key, audience_matches)
     except TokenError as exc:
         raise Unauthorized(_description(exc)) from None
+
+
+def authenticate_client(request: web.BaseRequest, hub: str, access_key: str, *, allow_query: bool) -> ClientIdentity:
+    """Check a client request's token for ``hub``; raises :class:`Unauthorized`."""
+    claims = _verified_claims(
+        request, access_key, lambda aud: client_audience_matches(aud, hub), allow_query=allow_query
+    )
     user = claims.get("asrs.s.uid") or claims.get("nameid")
     return ClientIdentity(claims, str(user) if user not in (None, "") else None)
 
 
 def authenticate_rest(request: web.BaseRequest, access_key: str) -> dict[str, Any]:
     """Check a REST call's token against the request URL; raises :class:`Unauthorized`."""
-    token = bearer_token(request, allow_query=False)
-    if token is None:
-        raise Unauthorized(None)
     url = str(request.url)
-    try:
-        return verify_token(token, access_key, lambda aud: rest_audience_matches(url, aud))
-    except TokenError as exc:
-        raise Unauthorized(_description(exc)) from None
+    return _verified_claims(request, access_key, lambda aud: rest_audience_matches(url, aud), allow_query=False)
