@@ -97,6 +97,10 @@ async def test_demo_sse_lp_profile_serves_sse_and_longpolling(
     lp = await js_peer(info["chat_url"], transport="longpolling")
     await lp.send("broadcastMessage", "lp", "polling works")
     assert await lp.next_message("broadcastMessage", timeout=10) == ("broadcastMessage", ["lp", "polling works"])
+
+    # The sse-lp profile has no WebSocket API on client/: the upgrade reaches an HTTP API and is never switched.
+    refused = await js_peer(info["chat_url"], transport="websockets", expect_start=False)
+    assert refused.error is not None and "WebSocket" in refused.error, refused.error
     demo.signal(signal.SIGINT)
     assert demo.popen.wait(20) == 0
 
