@@ -96,8 +96,10 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(_start_rest)
     app.on_cleanup.append(_close_rest)
 
-    # ASP.NET routes ignore case; the hub name is letters, digits and `_` only (config.py), so it is a safe pattern.
-    negotiate = f"/{{hub:(?i:{settings.hub})}}/negotiate"
+    # ASP.NET routing ignores case in the whole path (`/CHAT/NEGOTIATE` reaches the hub's negotiate handler); the hub
+    # name is letters, digits and `_` only (config.py), so it is a safe pattern. asrs.op is derived from the path as
+    # sent, with the SDK's case-sensitive "/negotiate" suffix rule (signalr.negotiate.build_redirect, protocol.md §2).
+    negotiate = f"/{{hub:(?i:{settings.hub})}}/{{negotiate:(?i:negotiate)}}"
     for path in (negotiate, negotiate + "/"):
         app.router.add_post(path, handle_negotiate)
         app.router.add_route("OPTIONS", path, handle_preflight)

@@ -190,10 +190,30 @@ async def test_only_post_and_options(make_client: ClientFactory, method: str) ->
     assert set(response.headers["Allow"].split(",")) == {"POST", "OPTIONS"}
 
 
-async def test_the_route_ignores_case_and_asrs_op_keeps_the_request_path(make_client: ClientFactory) -> None:
+@pytest.mark.parametrize(
+    ("path", "asrs_op"),
+    [
+        # asrs.op keeps the request path's casing (the SDK's GetOriginalPath uses request.Path as sent).
+        ("/CHAT/negotiate", "&asrs.op=%2FCHAT"),
+        ("/Chat/negotiate/", "&asrs.op=%2FChat"),
+        # The SDK strips the suffix only when the path ends with "/negotiate" in that exact casing (a
+        # case-sensitive EndsWith); otherwise asrs.op is omitted, while ASP.NET routing still reaches the handler.
+        ("/chat/Negotiate", ""),
+        ("/CHAT/NEGOTIATE", ""),
+        ("/chat/NEGOTIATE/", ""),
+    ],
+)
+async def test_the_route_ignores_case_and_asrs_op_follows_the_sdk(
+    make_client: ClientFactory, path: str, asrs_op: str
+) -> None:
     client = await make_client(APIM)
-    body = await negotiate(client, "/CHAT/negotiate?negotiateVersion=1")
-    assert body["url"].startswith("https://apim1.azure-api.net/client/?hub=chat&asrs.op=%2FCHAT&negotiateVersion=1&")
+    body = await negotiate(client, path + "?negotiateVersion=1")
+    assert body["url"].startswith(f"https://apim1.azure-api.net/client/?hub=chat{asrs_op}&negotiateVersion=1&")
+    preflight = await client.options(
+        path, headers={"Origin": "http://page.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://page.example"
 
 
 @pytest.mark.parametrize(
