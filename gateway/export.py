@@ -57,6 +57,9 @@ T_OPERATION = "Microsoft.ApiManagement/service/apis/operations"
 T_POLICY = "Microsoft.ApiManagement/service/apis/operations/policies"
 
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
+_SERVICE_DOMAIN = "service.signalr.net"
+# RFC 1123 labels: letters, digits and inner hyphens, 1-63 characters each.
+_DNS_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 
 
 class ExportError(ValueError):
@@ -94,17 +97,60 @@ class ExportResult:
 
 
 def signalr_host_from_url(service_url: str) -> str:
-    """``https://<res>.service.signalr.net`` (or a bare host) → ``<res>.service.signalr.net``."""
+    """``https://<res>.service.signalr.net`` → ``<res>.service.signalr.net`` (lower-case, with a port if given).
+
+    The URL must be absolute and https: APIM's backend for SignalR is ``https://<res>.service.signalr.net``
+    (docs/apim.md §1), and an http backend would carry every access token in clear. The host is checked as a DNS
+    name because it is written verbatim into Bicep, shell and Terraform text. Raises `ExportError` naming
+    ``--service-url``; a host outside ``*.service.signalr.net`` (a custom domain) is allowed and only warned
+    about by `export_model`.
+    """
     raw = service_url.strip()
-    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ExportError(f"--service-url: {service_url!r} is not a URL like https://<resource>.service.signalr.net")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+    if any(c.isspace() or not c.isprintable() for c in raw):
+        # urlsplit silently drops tabs and line breaks, so "https://a\nb" would become host "ab".
+        raise ExportError(f"--service-url: {service_url!r} contains whitespace or control characters")
+    parts = urlsplit(raw)
+    if not parts.scheme or "://" not in raw:
+        raise ExportError(
+            f"--service-url: {service_url!r} is not an absolute URL; write https://<resource>.{_SERVICE_DOMAIN}"
+        )
+    if parts.scheme.lower() != "https":
+        raise ExportError(
+            f"--service-url: {service_url!r} must be https:// (APIM reaches Azure SignalR Service over https: "
+            f"https://<resource>.{_SERVICE_DOMAIN})"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ExportError(
+            f"--service-url: the URL must be given without user info (https://<resource>.{_SERVICE_DOMAIN})"
+        )
+    host = parts.hostname
+    if not host:
+        raise ExportError(f"--service-url: {service_url!r} has no host (https://<resource>.{_SERVICE_DOMAIN})")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in raw or "#" in raw:
         raise ExportError(
             f"--service-url: {service_url!r} must be the service's base URL, without path or query "
-            "(https://<resource>.service.signalr.net)"
+            f"(https://<resource>.{_SERVICE_DOMAIN})"
         )
-    return parts.netloc
+    if not _DNS_NAME.fullmatch(host):
+        raise ExportError(f"--service-url: {host!r} is not a valid host name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ExportError(f"--service-url: {service_url!r} has an invalid port") from None
+    return host if port is None else f"{host}:{port}"
+
+
+def _host_warnings(signalr_host: str | None) -> list[str]:
+    """A host outside ``*.service.signalr.net`` may be a custom domain: warn, never refuse."""
+    if signalr_host is None:
+        return []
+    host = signalr_host.rsplit(":", 1)[0] if signalr_host.count(":") == 1 else signalr_host
+    if host.lower().endswith("." + _SERVICE_DOMAIN):
+        return []
+    return [
+        f"--service-url: host {host!r} is not <resource>.{_SERVICE_DOMAIN} "
+        "(fine for a custom domain of the SignalR resource; otherwise check the URL)"
+    ]
 
 
 def client_endpoint(apim_name: str | None) -> str:
@@ -597,5 +643,5 @@ def export_model(model: ApimModel, fmt: ExportFormat | str, options: ExportOptio
         renderer = _RENDERERS[ExportFormat(fmt)]
     except ValueError:
         raise ExportError(f"--format: {fmt!r} is not one of {', '.join(f.value for f in ExportFormat)}") from None
-    warnings = _check(model, options)
+    warnings = [*_check(model, options), *_host_warnings(options.signalr_host)]
     return ExportResult(renderer(model, options), tuple(warnings), client_endpoint(options.apim_name))

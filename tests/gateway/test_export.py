@@ -386,10 +386,79 @@ def test_consumption_tier() -> None:
 def test_service_url() -> None:
     assert signalr_host_from_url("https://res.service.signalr.net") == "res.service.signalr.net"
     assert signalr_host_from_url("https://res.service.signalr.net/") == "res.service.signalr.net"
-    assert signalr_host_from_url("res.service.signalr.net") == "res.service.signalr.net"
-    for bad in ("https://res.service.signalr.net/client", "ftp://x", "https://"):
-        with pytest.raises(ExportError, match="--service-url"):
-            signalr_host_from_url(bad)
+    assert signalr_host_from_url(" https://RES.service.signalr.net ") == "res.service.signalr.net"
+    assert signalr_host_from_url("https://chat.example.com:8443") == "chat.example.com:8443"
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        # APIM reaches SignalR Service over https only; an http:// backend would send tokens in clear.
+        ("http://res1", "must be https://"),
+        ("http://res.service.signalr.net", "must be https://"),
+        ("HTTP://res.service.signalr.net", "must be https://"),
+        # An absolute URL: a bare host or a relative reference is not one.
+        ("res.service.signalr.net", "not an absolute URL"),
+        ("//res.service.signalr.net", "not an absolute URL"),
+        ("", "not an absolute URL"),
+        ("ftp://x", "must be https://"),
+        ("wss://res.service.signalr.net", "must be https://"),
+        ("https://", "has no host"),
+        ("https://:443", "has no host"),
+        ("https://res.service.signalr.net/client", "without path or query"),
+        ("https://res.service.signalr.net?x=1", "without path or query"),
+        ("https://res.service.signalr.net#f", "without path or query"),
+        ("https://user:pw@res.service.signalr.net", "without user info"),
+        ("https://res.service.signalr.net:abc", "port"),
+        ("https://res.service.signalr.net:99999", "port"),
+        # Hostile hosts would be written into Bicep, shell and Terraform text.
+        ("https://res';rm -rf ~;'.service.signalr.net", "whitespace or control characters"),
+        ("https://res';rm${IFS}-rf${IFS}~;'.service.signalr.net", "not a valid host name"),
+        ("https://res$(id).service.signalr.net", "not a valid host name"),
+        ("https://res\nx.service.signalr.net", "whitespace or control characters"),
+        ("https://res.service\t.signalr.net", "whitespace or control characters"),
+        ("https://-res.service.signalr.net", "not a valid host name"),
+        ("https://res..service.signalr.net", "not a valid host name"),
+        ("https://" + "a" * 64 + ".service.signalr.net", "not a valid host name"),
+    ],
+)
+def test_service_url_refusals_name_the_flag(bad: str, fragment: str) -> None:
+    with pytest.raises(ExportError) as refused:
+        signalr_host_from_url(bad)
+    message = str(refused.value)
+    assert message.startswith("--service-url: ") and fragment in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("host", ["res1", "chat.example.com", "res.service.signalr.net.evil.example", "10.0.0.4"])
+def test_a_host_outside_service_signalr_net_is_exported_with_a_warning(host: str) -> None:
+    result = export_model(build_profile("sse-lp"), "bicep", ExportOptions(signalr_host=host))
+    assert f"param signalrHost string = '{host}'" in result.text
+    assert len(result.warnings) == 1
+    assert f"--service-url: host '{host}' is not <resource>.service.signalr.net" in result.warnings[0]
+    assert "custom domain" in result.warnings[0]
+
+
+def test_a_service_signalr_net_host_gets_no_warning() -> None:
+    for host in ("res.service.signalr.net", "RES.Service.SignalR.net"):
+        assert export_model(build_profile("sse-lp"), "bicep", ExportOptions(signalr_host=host)).warnings == ()
+
+
+def test_cli_refuses_an_http_service_url(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _export(capsys, "--profile", "sse-lp", "--format", "bicep", "--service-url", "http://res1")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("apim-gateway: error: --service-url: 'http://res1' must be https://")
+
+
+def test_cli_warns_about_a_custom_service_host_and_still_exports(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _export(capsys, "--profile", "sse-lp", "--format", "bicep", "--service-url", "https://res1")
+    assert code == 0 and "param signalrHost string = 'res1'" in out
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == [
+        "apim-gateway export: warning: --service-url: host 'res1' is not <resource>.service.signalr.net "
+        "(fine for a custom domain of the SignalR resource; otherwise check the URL)"
+    ]
 
 
 def _export(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
