@@ -66,7 +66,7 @@ class Settings:
 
     @property
     def access_key(self) -> str:
-        """The AccessKey (always present: :func:`load_settings` refuses Entra ID connection strings)."""
+        """The AccessKey (always present: :func:`load_settings` refuses every Entra ID ``AuthType``)."""
         assert self.connection.access_key is not None
         return self.connection.access_key
 
@@ -103,10 +103,17 @@ def load_settings(
         connection = parse_connection_string(connection_string)
     except ConnectionStringError as exc:
         raise ConfigError(f"invalid connection string: {exc}") from None
-    if connection.access_key is None:
+    # Any Entra ID AuthType is refused, with or without an AccessKey: the SDK would use Entra ID there (§1), so
+    # signing with the key would quietly run a differently configured server.
+    if connection.uses_entra_id or connection.access_key is None:
+        advice = (
+            "remove AuthType to sign with the AccessKey"
+            if connection.access_key
+            else "use the AccessKey connection string from the portal's Keys page"
+        )
         raise ConfigError(
-            f"invalid connection string: AuthType={connection.auth_type} (Microsoft Entra ID) is not supported by "
-            "chat-server; use the AccessKey connection string from the portal's Keys page."
+            f"invalid connection string: AuthType={connection.auth_type} (Microsoft Entra ID) is not supported: "
+            f"chat-server supports only AccessKey auth; {advice}."
         )
     if not _HUB_NAME.match(hub):
         raise ConfigError(f"invalid hub name {hub[:64]!r}: use a letter, then up to 127 letters, digits or '_'")

@@ -48,6 +48,15 @@ class ConnectionString:
         """The ClientEndpoint's absolute URI, as .NET's ``Uri.AbsoluteUri`` renders it (trap 4)."""
         return _absolute_uri(self.client_endpoint)
 
+    @property
+    def uses_entra_id(self) -> bool:
+        """Whether ``AuthType`` selects Microsoft Entra ID (``aad``, ``azure``, ``azure.app``, ``azure.msi``, any case).
+
+        The SDK then authenticates with Entra ID even when an AccessKey is present (§1): a caller that can only sign
+        with the key must refuse such a string rather than use the key.
+        """
+        return (self.auth_type or "").lower() in _ENTRA_TYPES
+
     def client_audience(self, hub: str) -> str:
         """``aud`` of a client access token for ``hub``: ``{scheme}://{host}/client/?hub={hub}``."""
         return f"{self.audience_base}client/?hub={hub.lower()}"

@@ -79,13 +79,35 @@ def test_empty_value_in_dotenv_is_missing(tmp_path: Path) -> None:
         ("Endpoint=http://x;Version=1.0;", "error: invalid connection string: accesskey is required."),
         (
             "Endpoint=https://x;AuthType=azure.msi;Version=1.0;",
-            "error: invalid connection string: AuthType=azure.msi (Microsoft Entra ID) is not supported by "
-            "chat-server; use the AccessKey connection string from the portal's Keys page.",
+            "error: invalid connection string: AuthType=azure.msi (Microsoft Entra ID) is not supported: chat-server "
+            "supports only AccessKey auth; use the AccessKey connection string from the portal's Keys page.",
         ),
     ],
 )
 def test_malformed_connection_string(tmp_path: Path, text: str, line: str) -> None:
     assert_one_error_line(run_server(["--port", "0"], text, tmp_path), 2, line)
+
+
+@pytest.mark.parametrize(
+    ("auth_type", "extra"),
+    [
+        ("azure.msi", ""),
+        ("Azure.MSI", ""),
+        ("aad", ""),
+        ("azure", ""),
+        ("azure.app", "ClientId=c;TenantId=t;ClientSecret=s;"),
+    ],
+)
+def test_entra_id_auth_type_is_refused_even_with_an_access_key(tmp_path: Path, auth_type: str, extra: str) -> None:
+    # The .NET SDK authenticates with Entra ID whenever AuthType names it, AccessKey or not (protocol.md §1);
+    # signing with the key instead would be a different server than the one the user configured.
+    text = f"Endpoint=https://res.service.signalr.net;AccessKey={ACCESS_KEY};AuthType={auth_type};{extra}Version=1.0;"
+    assert_one_error_line(
+        run_server(["--port", "0"], text, tmp_path),
+        2,
+        f"error: invalid connection string: AuthType={auth_type} (Microsoft Entra ID) is not supported: chat-server "
+        "supports only AccessKey auth; remove AuthType to sign with the AccessKey.",
+    )
 
 
 def test_malformed_connection_string_in_dotenv(tmp_path: Path) -> None:

@@ -95,6 +95,14 @@ def test_malformed_connection_strings_name_the_key_never_the_secret(text: str, m
 def test_entra_id_connection_strings_are_refused_clearly() -> None:
     with pytest.raises(ConfigError, match=r"AuthType=azure\.msi \(Microsoft Entra ID\) is not supported"):
         load_settings(connection_string="Endpoint=https://x;AuthType=azure.msi;Version=1.0;")
+    with pytest.raises(ConfigError, match=r"AuthType=aad \(Microsoft Entra ID\) is not supported"):
+        load_settings(connection_string=f"Endpoint=https://x;AccessKey={KEY};AuthType=aad;Version=1.0;")
+
+
+def test_a_non_entra_auth_type_with_an_access_key_signs_with_the_key() -> None:
+    # Only the four Entra ID types switch the SDK away from the AccessKey (protocol.md §1).
+    settings = load_settings(connection_string=f"Endpoint=https://x;AccessKey={KEY};AuthType=none;Version=1.0;")
+    assert settings.access_key == KEY
 
 
 @pytest.mark.parametrize("hub", ["", "1chat", "chat room", "chat/x", "ch\u00e4t", "x" * 129, "a<b"])

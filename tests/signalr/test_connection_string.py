@@ -170,6 +170,14 @@ def test_entra_types_need_no_access_key() -> None:
     assert cs.access_key is None
 
 
+def test_uses_entra_id_whenever_auth_type_names_it_access_key_or_not() -> None:
+    for auth in ("aad", "azure", "azure.msi", "Azure.MSI"):
+        assert parse_connection_string(f"Endpoint=https://x;AccessKey={KEY};AuthType={auth}").uses_entra_id
+        assert parse_connection_string(f"Endpoint=https://x;AuthType={auth}").uses_entra_id
+    assert not parse_connection_string(f"Endpoint=https://x;AccessKey={KEY};AuthType=none").uses_entra_id
+    assert not parse_connection_string(f"Endpoint=https://x;AccessKey={KEY}").uses_entra_id
+
+
 def test_endpoint_loses_trailing_slashes_client_endpoint_does_not() -> None:
     cs = parse_connection_string(f"Endpoint=https://x.example//;AccessKey={KEY};ClientEndpoint=https://gw.example/")
     assert cs.endpoint == "https://x.example"
