@@ -70,7 +70,7 @@ async def _chat_css(request: web.Request) -> web.Response:
 async def _signalr_js(request: web.Request) -> web.Response:
     path = request.app[SETTINGS].signalr_js
     if not path.is_file():
-        text = "// @microsoft/signalr is not installed: run `make`\n"
+        text = "// @microsoft/signalr is not installed: run `make node`, then reload\n"
         return web.Response(status=404, text=text, content_type="application/javascript")
     return _static(path, "application/javascript")
 
@@ -112,7 +112,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     if not settings.signalr_js.is_file():
         log.warning(
-            "the @microsoft/signalr browser bundle is missing (%s): run `make`; the web page cannot connect until then",
+            "the @microsoft/signalr browser bundle is missing (%s): run `make node`; the web page cannot connect until "
+            "then",
             settings.signalr_js,
         )
     return app

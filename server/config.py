@@ -28,7 +28,7 @@ __all__ = [
 
 CONNECTION_STRING_VARIABLE = "Azure__SignalR__ConnectionString"
 
-# The official browser bundle, installed by `make` (npm) at the repository root; never fetched from a CDN.
+# The official browser bundle, installed by `make node` (npm) at the repository root; never fetched from a CDN.
 DEFAULT_SIGNALR_JS = (
     Path(__file__)
     .resolve()

@@ -191,7 +191,7 @@
 
     if (typeof signalR === "undefined") {
       document.getElementById("library-error").hidden = false;
-      setStatus("The SignalR client library is missing: run make, then reload.", "error");
+      setStatus("The SignalR client library is missing: run make node, then reload.", "error");
       return;
     }
     const transport = transportOption();

@@ -149,8 +149,11 @@ async def test_missing_library_is_explained_on_the_page(browser: DriverFactory, 
         page = browser()
         page.get(server.url + "?name=x")
         await until(lambda: page.find_element(By.ID, "library-error").is_displayed(), "the missing-library banner")
-        assert "The SignalR client library is missing. Run make" in text_of(page, "library-error")
-        assert text_of(page, "status") == "The SignalR client library is missing: run make, then reload."
+        assert text_of(page, "library-error") == (
+            "The SignalR client library is missing. Run make node in the project directory (it installs the "
+            "@microsoft/signalr npm package), then reload this page."
+        )
+        assert text_of(page, "status") == "The SignalR client library is missing: run make node, then reload."
         screenshot(page, tmp_path, "chatroom-missing-library")
     finally:
         server.stop()

@@ -216,7 +216,9 @@ def test_missing_browser_bundle_warns_and_the_page_still_loads(tmp_path: Path) -
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(server.url + "lib/signalr.min.js", timeout=10)
         assert info.value.code == 404
+        # Plain `make` runs the demo; `make node` is the target that installs the npm package with the bundle.
+        assert info.value.read().decode() == "// @microsoft/signalr is not installed: run `make node`, then reload\n"
     finally:
         server.stop()
     assert "browser bundle is missing" in server.process.stderr()
-    assert "run `make`" in server.process.stderr()
+    assert "run `make node`;" in server.process.stderr()
