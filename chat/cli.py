@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 
 from signalr.client import TransportChoice
+from signalr.connection_string import is_http_url
 
 from .names import name_problem
 
@@ -71,18 +72,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _url_problem(url: str) -> str:
+    """What to fix in a ``url`` that :func:`is_http_url` (the client's own rule) refused: the port, or the whole URL."""
+    whole = f"--url must be an absolute http:// or https:// URL of the hub, e.g. {DEFAULT_URL}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # for example an unclosed IPv6 bracket
+        return whole
+    try:
+        _ = parts.port
+    except ValueError:
+        return "--url has an invalid port"
+    return whole
+
+
 def parse_options(argv: list[str] | None, environ: dict[str, str] | None = None) -> ChatOptions:
     """Resolve the options: ``argv`` wins over ``environ`` (default: the process environment after ``.env``)."""
     args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
     url = args.url if args.url is not None else env.get("CHAT_URL") or DEFAULT_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OptionError(f"--url must be an absolute http:// or https:// URL of the hub, e.g. {DEFAULT_URL}")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise OptionError("--url has an invalid port") from None
+    if not is_http_url(url):
+        raise OptionError(_url_problem(url))
     transport_name = args.transport if args.transport is not None else env.get("CHAT_TRANSPORT") or "websockets"
     try:
         transport = TransportChoice(transport_name.strip().lower())

@@ -46,6 +46,9 @@ def test_subscription_key_becomes_a_header_and_is_not_in_repr() -> None:
         (["--url", "ftp://x/chat"], "--url must be an absolute http"),
         (["--url", "chat"], "--url must be an absolute http"),
         (["--url", "http://h:99999/chat"], "invalid port"),
+        (["--url", "http://:5000/chat"], "--url must be an absolute http"),
+        # urlsplit itself refuses an unclosed IPv6 bracket: one line, not a traceback.
+        (["--url", "http://[::1/chat"], "--url must be an absolute http"),
         (["--transport", "carrier-pigeon"], "--transport must be one of websockets, sse, longpolling, sse-lp"),
         (["--name", "_SYSTEM_"], "--name: the name must not start with '_'"),
         (["--name", "<b>"], "--name: the name must not contain '<' or '>'"),
@@ -74,6 +77,14 @@ def test_bad_option_process_prints_one_line_and_exits_2(tmp_path: object) -> Non
     lines = result.stderr.splitlines()
     assert lines == ["chat: error: --transport must be one of websockets, sse, longpolling, sse-lp"]
     assert "Traceback" not in result.stderr and "TOPSECRETKEY" not in result.stderr
+
+
+def test_malformed_url_process_prints_one_line_and_exits_2(tmp_path: object) -> None:
+    result = run_chat("--url", "http://[::1/chat", cwd=str(tmp_path))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"chat: error: --url must be an absolute http:// or https:// URL of the hub, e.g. {DEFAULT_URL}"
+    ]
 
 
 def test_dotenv_in_the_current_directory_is_read(tmp_path: object) -> None:
