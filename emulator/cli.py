@@ -17,7 +17,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from signalr.redact import redact_url
-from signalr.upstream import UpstreamTemplate
+from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
 
 from .app import serve
 from .settings import MIB, EmulatorSettings, SettingsError, new_access_key
@@ -59,7 +59,10 @@ def _upstream(text: str) -> UpstreamTemplate:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise argparse.ArgumentTypeError(f"invalid upstream {redact_url(text)!r}: must be an http(s) URL template")
-    return UpstreamTemplate(text)
+    try:
+        return UpstreamTemplate(text)
+    except UpstreamTemplateError as exc:
+        raise argparse.ArgumentTypeError(f"invalid upstream {redact_url(text)!r}: {exc}") from None
 
 
 def _parser() -> _Parser:
@@ -77,8 +80,8 @@ def _parser() -> _Parser:
         action="append",
         default=[],
         metavar="URL_TEMPLATE",
-        help="upstream URL template with {hub}, {category}, {event}; repeatable, the first one is used "
-        "(e.g. http://127.0.0.1:5000/upstream/{hub}/{category}/{event})",
+        help="upstream URL template with {hub}, {category}, {event} (no other {...}); repeatable, the first one "
+        "is used (e.g. http://127.0.0.1:5000/upstream/{hub}/{category}/{event})",
     )
     parser.add_argument(
         "--max-buffer",

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
 __all__ = [
+    "PLACEHOLDERS",
     "UpstreamTemplate",
+    "UpstreamTemplateError",
     "sign_connection_id",
     "signature_header",
     "verify_signature",
@@ -48,14 +51,45 @@ def _matches(pattern: str, value: str) -> bool:
     return "*" in names or value in names
 
 
+# §6.2: the only placeholders of an upstream URL template; they are replaced case-sensitively.
+PLACEHOLDERS = ("{hub}", "{category}", "{event}")
+_BRACED = re.compile(r"\{[^{}]*\}")
+_KNOWN = "the placeholders are {hub}, {category} and {event}"
+
+
+class UpstreamTemplateError(ValueError):
+    """A URL template that would not expand as its author meant; the message names the offending part."""
+
+
+def _check_placeholders(url_template: str) -> None:
+    """Refuse any ``{…}`` but the three placeholders, and unpaired braces: they would be posted literally."""
+    for braced in _BRACED.findall(url_template):
+        if braced not in PLACEHOLDERS:
+            # The message is one line of bounded length whatever the template holds.
+            shown = braced if braced.isprintable() and len(braced) <= 64 else repr(braced[:64])
+            raise UpstreamTemplateError(f"unknown placeholder {shown}; {_KNOWN}")
+    rest = _BRACED.sub("", url_template)
+    if "{" in rest:
+        raise UpstreamTemplateError(f"'{{' without a closing '}}'; {_KNOWN}")
+    if "}" in rest:
+        raise UpstreamTemplateError(f"'}}' without an opening '{{'; {_KNOWN}")
+
+
 @dataclass(frozen=True)
 class UpstreamTemplate:
-    """One upstream setting: where to POST events of matching hub, category and event (first match wins)."""
+    """One upstream setting: where to POST events of matching hub, category and event (first match wins).
+
+    Raises :class:`UpstreamTemplateError` when ``url_template`` holds a ``{…}`` other than ``{hub}``,
+    ``{category}`` and ``{event}``, or an unpaired brace.
+    """
 
     url_template: str
     hub_pattern: str = "*"
     category_pattern: str = "*"
     event_pattern: str = "*"
+
+    def __post_init__(self) -> None:
+        _check_placeholders(self.url_template)
 
     def matches(self, hub: str, category: str, event: str) -> bool:
         return (

@@ -87,6 +87,33 @@ def test_bad_flags_print_one_line_and_exit_2(args: list[str], expected: str) -> 
     assert len(lines) == 1 and expected in lines[0] and lines[0].startswith("signalr-emulator: error: ")
 
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # §6.2: only {hub}, {category} and {event} are placeholders; anything else would be posted literally.
+        ("http://127.0.0.1:5000/upstream/{nope}", "unknown placeholder {nope}"),
+        ("http://127.0.0.1:5000/upstream/{Hub}/{category}/{event}", "unknown placeholder {Hub}"),
+        ("http://127.0.0.1:5000/{hub}/{}", "unknown placeholder {}"),
+        ("http://127.0.0.1:5000/{hub}/{event", "'{' without a closing '}'"),
+        ("http://127.0.0.1:5000/{hub}/event}", "'}' without an opening '{'"),
+    ],
+)
+def test_upstream_template_with_an_unknown_placeholder_is_refused(template: str, expected: str) -> None:
+    result = run_once("--port", "0", "--upstream", template)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"signalr-emulator: error: argument --upstream: invalid upstream {template!r}: {expected}; "
+        "the placeholders are {hub}, {category} and {event} (see --help)"
+    ]
+
+
+def test_upstream_template_error_keeps_a_secret_out_of_the_message() -> None:
+    result = run_once("--port", "0", "--upstream", "http://127.0.0.1:7071/api/{fn}?code=fn-secret")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "unknown placeholder {fn}" in result.stderr and "fn-secret" not in result.stderr
+
+
 def test_bad_environment_knob_is_one_line() -> None:
     result = subprocess.run(
         [script("signalr-emulator"), "--port", "0"],

@@ -8,7 +8,13 @@ import re
 
 import pytest
 
-from signalr.upstream import UpstreamTemplate, sign_connection_id, signature_header, verify_signature
+from signalr.upstream import (
+    UpstreamTemplate,
+    UpstreamTemplateError,
+    sign_connection_id,
+    signature_header,
+    verify_signature,
+)
 
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
 SECONDARY = "secondary-key-0123456789-abcdefghijklmnopq"
@@ -131,3 +137,48 @@ def test_values_are_escaped_like_escape_data_string(event: str, escaped: str) ->
 def test_placeholders_may_repeat_or_be_absent() -> None:
     assert UpstreamTemplate("http://h/{hub}/{hub}").url("c", "m", "e") == "http://h/c/c"
     assert UpstreamTemplate("http://h/fixed").url("c", "m", "e") == "http://h/fixed"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://h/{nope}",
+        "http://h/{Hub}",  # placeholders are case-sensitive: this one would be posted literally
+        "http://h/{hub}/{}",
+        "http://h/{hub}/{category}/{event}?x={connectionId}",
+        "http://h/{hub",
+        "http://h/hub}",
+        "http://h/{{hub}}",
+    ],
+)
+def test_template_with_anything_but_the_three_placeholders_is_refused(template: str) -> None:
+    with pytest.raises(UpstreamTemplateError) as refused:
+        UpstreamTemplate(template)
+    assert "the placeholders are {hub}, {category} and {event}" in str(refused.value)
+    assert isinstance(refused.value, ValueError)
+
+
+def test_unknown_placeholder_is_named() -> None:
+    with pytest.raises(UpstreamTemplateError, match=r"^unknown placeholder \{nope\}; "):
+        UpstreamTemplate("http://h/{hub}/{nope}/{event}")
+    with pytest.raises(UpstreamTemplateError, match=r"^'\{' without a closing '\}'; "):
+        UpstreamTemplate("http://h/{hub}/{event")
+    with pytest.raises(UpstreamTemplateError, match=r"^'\}' without an opening '\{'; "):
+        UpstreamTemplate("http://h/}{hub}")
+
+
+def test_the_three_placeholders_in_any_order_and_number_are_accepted() -> None:
+    for template in ("http://h/", "http://h/{event}", "http://h/{event}/{hub}?c={category}&h={hub}"):
+        assert UpstreamTemplate(template).url_template == template
+
+
+def test_hostile_templates_are_refused_with_one_short_line() -> None:
+    for template, shown in [
+        ("http://h/{a\nb}", "'{a\\nb}'"),
+        ("http://h/{" + "x" * 100_000 + "}", "'{" + "x" * 63 + "'"),
+        ("http://h/" + "{x}" * 100_000, "{x}"),
+    ]:
+        with pytest.raises(UpstreamTemplateError) as refused:
+            UpstreamTemplate(template)
+        message = str(refused.value)
+        assert message.startswith(f"unknown placeholder {shown}; ") and "\n" not in message and len(message) < 200
