@@ -3,6 +3,7 @@ bad REST body is a JSON 400, and the service keeps serving everyone else."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import aiohttp
@@ -83,6 +84,25 @@ async def test_hostile_rest_bodies_are_400_json(emulator: Emulator, raw: bytes) 
     with pytest.raises(TimeoutError):
         await ws.receive(timeout=0.2)  # nothing unparseable reached the client
     await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\xff\xfe", "The request body is not valid JSON."),  # not UTF-8
+        (b"\xef\xbb\xbf{}", "The request body is not valid JSON."),  # a UTF-8 BOM is not JSON
+        (b'{"target":"x"', "The request body is not valid JSON."),
+        (b'{"target":"x","arguments":[NaN]}', "The request body is not valid JSON."),
+        (b"[" * 100_000, "The request body is not valid JSON."),
+        (b'["x"]', "The request body must be a JSON object."),
+        (b"1e999", "The request body is not valid JSON."),
+        (b"null", "The request body must be a JSON object."),
+    ],
+)
+async def test_rest_body_errors_are_exact(emulator: Emulator, raw: bytes, message: str) -> None:
+    status, body, _ = await emulator.rest("POST", "/api/hubs/chat/:send?api-version=2022-06-01", raw=raw)
+    assert status == 400
+    assert json.loads(body) == {"code": "BadRequest", "message": message, "target": "body"}
 
 
 @pytest.mark.parametrize(
