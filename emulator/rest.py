@@ -9,15 +9,12 @@ JSON ``ErrorDetail`` body ``{"code":…,"message":…,"target":…}``. Auth is a
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
-from signalr.protocol import Invocation, encode
+from signalr.protocol import Invocation, ProtocolError, encode, load_json
 from signalr.redact import redact_url
 
 from .auth import Unauthorized, authenticate_rest
@@ -110,8 +107,9 @@ async def _payload(request: web.Request) -> bytes:
     if not raw.strip():
         raise RestError(400, "The request body is required.", "body")
     try:
-        obj = _STRICT_JSON.decode(raw.decode("utf-8"))
-    except (ValueError, RecursionError):  # invalid UTF-8 or JSON, NaN/Infinity, huge numbers, deep nesting
+        # Strict like the hub protocol: what clients cannot parse (NaN, Infinity, 1e999) is refused here.
+        obj = load_json(raw)
+    except ProtocolError:  # invalid UTF-8 or JSON, NaN/Infinity, huge numbers, deep nesting
         raise RestError(400, "The request body is not valid JSON.", "body") from None
     if not isinstance(obj, dict):
         raise RestError(400, "The request body must be a JSON object.", "body")
@@ -129,21 +127,6 @@ async def _payload(request: web.Request) -> bytes:
         return encode(Invocation(target, tuple(arguments)))
     except (ValueError, RecursionError):
         raise RestError(400, "The 'arguments' cannot be sent as a hub message.", "arguments") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:32]} is out of range")
-    return value
-
-
-# Strict like the hub protocol's decoder: what clients cannot parse (NaN, Infinity, 1e999) is refused here.
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _excluded(request: web.Request) -> list[str]:

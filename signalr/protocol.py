@@ -39,6 +39,7 @@ __all__ = [
     "encode_handshake_request",
     "encode_handshake_response",
     "encode_many",
+    "load_json",
     "split_records",
 ]
 
@@ -216,11 +217,17 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
-def _load(record: bytes) -> Any:
-    """Parse strict JSON. Hostile input (huge numbers, deep nesting, NaN) must end as ProtocolError, never as another
-    exception that would escape the caller's ``except ProtocolError`` and kill more than this connection."""
+def load_json(data: bytes) -> Any:
+    """Parse one UTF-8 JSON value strictly; raise :class:`ProtocolError` for anything a peer could not parse.
+
+    Refused, each with a message naming why: invalid UTF-8, invalid JSON, ``NaN``/``Infinity``/``-Infinity``, a
+    float outside the double range (``1e999``), an integer with more digits than the interpreter converts, and
+    nesting deeper than the recursion limit. No other exception escapes, so a caller that catches ``ProtocolError``
+    (or ``ValueError``) for one record or request body cannot be killed by hostile input. Use it for hub records
+    (:func:`decode` does) and for any JSON body that is passed on to clients (the REST API's).
+    """
     try:
-        text = record.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("Message is not valid UTF-8.") from None
     try:
@@ -237,7 +244,7 @@ def _load(record: bytes) -> Any:
 
 def _load_object(record: bytes, what: str) -> dict[str, Any]:
     """The record's JSON object; ``what`` names the record in the error when it is another JSON value."""
-    obj = _load(record)
+    obj = load_json(record)
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object.")
     return obj

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["SECRET_HEADERS", "SECRET_QUERY_KEYS", "redact_headers", "redact_text", "redact_url"]
+__all__ = ["REDACTED", "SECRET_HEADERS", "SECRET_QUERY_KEYS", "redact_headers", "redact_text", "redact_url"]
 
+# What every secret is replaced by; callers that redact their own formats (the gateway's query names) use it too.
 REDACTED = "***"
 SECRET_QUERY_KEYS = frozenset({"access_token", "subscription-key", "code", "sig", "signature"})
 SECRET_HEADERS = frozenset(

@@ -31,6 +31,7 @@ from signalr.protocol import (
     encode_handshake_request,
     encode_handshake_response,
     encode_many,
+    load_json,
     split_records,
 )
 
@@ -207,6 +208,37 @@ def test_hostile_json_is_a_protocol_error(record: bytes, message: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         decode(record)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\xff", "Message is not valid UTF-8."),
+        (b"", "Message is not valid JSON: Expecting value at position 0."),
+        (b"[1,]", "Message is not valid JSON: Expecting value at position 3."),
+        (b"[NaN]", "Message is not valid JSON: NaN is not a JSON value."),
+        (b"-Infinity", "Message is not valid JSON: -Infinity is not a JSON value."),
+        (b"1e999", "Message is not valid JSON: the number 1e999 is out of range."),
+        (b"9" * 5000, "Message is not valid JSON: a number has too many digits."),
+        (b"[" * 100_000 + b"]" * 100_000, "Message is not valid JSON: it is nested too deeply."),
+        (b'{"a":1} x', "Message is not valid JSON: Extra data at position 8."),
+    ],
+)
+def test_load_json_refuses_what_a_peer_could_not_parse(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        load_json(data)
+    assert str(caught.value) == message
+
+
+def test_load_json_is_public_and_returns_any_json_value() -> None:
+    import signalr.protocol
+
+    assert "load_json" in signalr.protocol.__all__
+    assert load_json(b'{"target":"t","arguments":[1,1.5,"\xc3\xa9",null,[true]]}') == {
+        "target": "t",
+        "arguments": [1, 1.5, "\u00e9", None, [True]],
+    }
+    assert load_json(b" [] ") == [] and load_json(b'"s"') == "s" and load_json(b"0") == 0
 
 
 def test_arguments_keep_json_types() -> None:

@@ -118,3 +118,11 @@ def test_redact_headers_mapping_and_pairs() -> None:
 
 def test_secret_header_names_cover_the_protocol() -> None:
     assert {"authorization", "ocp-apim-subscription-key", "x-asrs-signature", "authentication"} <= SECRET_HEADERS
+
+
+def test_redacted_marker_is_public() -> None:
+    import signalr.redact
+
+    assert "REDACTED" in signalr.redact.__all__
+    assert signalr.redact.REDACTED == "***"
+    assert redact_url("http://h/?access_token=t") == f"http://h/?access_token={signalr.redact.REDACTED}"
