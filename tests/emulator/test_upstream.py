@@ -63,6 +63,24 @@ async def test_connected_event_headers_body_and_signature(
     await ws.close()
 
 
+async def test_client_query_drops_only_the_secrets_and_the_cache_buster_by_decoded_name(
+    emulator_with_upstream: Emulator, upstream_receiver: UpstreamReceiver
+) -> None:
+    emulator = emulator_with_upstream
+    token = emulator.client_token()
+    negotiated = await emulator.negotiate(token=token)
+    # %5F is "_" and acc%65ss_token is access_token once decoded (as the service reads them); the rest is kept raw.
+    extra = "&&asrs.op=%2Fchat&%5F=1700000000000&flag&sp=a+b%20c&acc%65ss_token=t2&Id=x&=v"
+    url = emulator.connect_url(negotiated["connectionToken"], extra=extra)
+    ws = await emulator.session.ws_connect(
+        URL(url.replace("http", "ws", 1), encoded=True), headers=emulator.auth(token)
+    )
+    await ws.send_str(HANDSHAKE.decode())
+    call = await upstream_receiver.event("connected")
+    assert call.headers["x-asrs-client-query"] == "?hub=chat&asrs.op=%2Fchat&flag&sp=a+b%20c&Id=x&=v"
+    await ws.close()
+
+
 async def test_anonymous_connection_has_no_user_id_header(
     emulator_with_upstream: Emulator, upstream_receiver: UpstreamReceiver
 ) -> None:

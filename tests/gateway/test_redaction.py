@@ -20,6 +20,22 @@ def test_redact_query_keeps_everything_else_byte_for_byte() -> None:
     assert redact_target("/client/", "access_token=v") == "/client/?access_token=***"
 
 
+def test_redact_query_edge_cases_keep_the_raw_bytes() -> None:
+    cases = {
+        "": "",
+        "&": "&",
+        "a&&b": "a&&b",
+        "=v&access_token": "=v&access_token",  # no "=": nothing to hide, kept as received
+        "access_token=": "access_token=***",
+        "access_token=a=b&x=%2F+": "access_token=***&x=%2F+",
+        "Subscription-Key=k&acc%65ss+token=t": "Subscription-Key=***&acc%65ss+token=t",
+        "access%5ftoken=t&ACCESS_TOKEN=u": "access%5ftoken=***&ACCESS_TOKEN=***",
+        "x=1&subscription%2Dkey=k#frag": "x=1&subscription%2Dkey=***",
+    }
+    for raw, expected in cases.items():
+        assert redact_query(raw) == expected, raw
+
+
 def _log_through_filter(message: str, *args: object, exc: BaseException | None = None) -> str:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

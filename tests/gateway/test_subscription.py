@@ -132,6 +132,16 @@ def test_query_values() -> None:
     assert query_values("", "a") == []
 
 
+def test_query_values_decode_names_and_values_but_compare_names_exactly() -> None:
+    name = "subscription-key"
+    assert query_values("subscription-key=a+b%20c", name) == ["a b c"]
+    assert query_values("subscription%2Dkey=k&x=1", name) == ["k"]
+    assert query_values("SUBSCRIPTION-KEY=k", name) == []
+    assert query_values("a&&subscription-key", name) == [""]
+    assert query_values("=x&subscription-key==k&subscription-key=%E2%82%AC", name) == ["=k", "\u20ac"]
+    assert query_values("subscription-key=%ZZ", name) == ["%ZZ"]
+
+
 def test_gateway_bodies() -> None:
     not_found = resource_not_found()
     assert (not_found.status, not_found.reason) == (404, "Not Found")
