@@ -12,11 +12,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from urllib.parse import unquote_plus
 
 from aiohttp import WSMsgType, web
 
 from signalr.negotiate import NegotiateError, TransportType, requested_version, service_negotiate_response
+from signalr.query import split_query
 from signalr.redact import redact_url
 from signalr.sse import SSE_PREAMBLE, encode_event
 
@@ -85,9 +85,9 @@ def _authenticate(request: web.Request, hub: str, *, allow_query: bool) -> Clien
 def _client_query(request: web.Request) -> str:
     """``X-ASRS-Client-Query``: the connect query with ``?``, without the secrets and the cache buster."""
     kept = [
-        part
-        for part in request.rel_url.raw_query_string.split("&")
-        if part and unquote_plus(part.partition("=")[0]) not in _PRIVATE_QUERY_KEYS
+        part.raw
+        for part in split_query(request.rel_url.raw_query_string)
+        if part.raw and part.name not in _PRIVATE_QUERY_KEYS
     ]
     return "?" + "&".join(kept) if kept else ""
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote_plus
 
+from signalr.query import split_query
 from signalr.redact import REDACTED, redact_text
 
 __all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
@@ -24,15 +24,10 @@ def redact_query(raw_query: str, secret_names: Iterable[str] = DEFAULT_SECRET_QU
     """The raw query with the values of secret parameters replaced by ``***`` (names compared
     case-insensitively, after percent-decoding); everything else is kept byte for byte."""
     names = {n.lower() for n in secret_names}
-    if not raw_query:
-        return raw_query
-    pairs = []
-    for pair in raw_query.split("&"):
-        key, sep, _value = pair.partition("=")
-        if sep and unquote_plus(key).lower() in names:
-            pair = f"{key}={REDACTED}"
-        pairs.append(pair)
-    return "&".join(pairs)
+    return "&".join(
+        f"{part.raw_name}={REDACTED}" if part.value is not None and part.name.lower() in names else part.raw
+        for part in split_query(raw_query)
+    )
 
 
 def redact_target(path: str, raw_query: str, secret_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> str:

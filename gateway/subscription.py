@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import unquote_plus
 
 from gateway.model import Api
 from gateway.responses import GatewayResponse, access_denied
+from signalr.query import split_query
 
 __all__ = ["KeySource", "SubscriptionCheck", "SubscriptionOutcome", "check_subscription", "query_values"]
 
@@ -75,14 +75,7 @@ class SubscriptionCheck:
 
 def query_values(raw_query: str, name: str) -> list[str]:
     """The decoded values of one query parameter, in order (the query is never re-encoded)."""
-    values: list[str] = []
-    if not raw_query:
-        return values
-    for pair in raw_query.split("&"):
-        key, sep, value = pair.partition("=")
-        if unquote_plus(key) == name:
-            values.append(unquote_plus(value) if sep else "")
-    return values
+    return [part.value or "" for part in split_query(raw_query) if part.name == name]
 
 
 def check_subscription(
