@@ -174,7 +174,7 @@ class FakeHubConnection:
             self.hub.connections.remove(self)
         if self._state is ConnectionState.CONNECTED:
             self._set_state(ConnectionState.DISCONNECTING)
-            self._emit("close", "WS", self.connected_url or "", 1000, "closed by client")
+            self._emit("close", "WS", self.connected_url or "", 1000, "closed by the client (1000)")
         self._set_state(ConnectionState.DISCONNECTED)
         for callback in self._close_callbacks:
             callback(None)

@@ -37,12 +37,14 @@ class FakeService:
     lp_instant_empty: bool = False  # a broken server: every poll answers an empty 200 at once
     first_poll_status: int = 200
     negotiate_delay: float = 0.0
+    ws_drop_on_client_close: bool = False  # a peer going away: the client's close frame gets no answer, only a TCP end
 
     def __post_init__(self) -> None:
         self.requests: list[Recorded] = []
         self.records: asyncio.Queue[bytes] = asyncio.Queue()  # every record the client sent, handshake included
         self.outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()  # None = close the transport
         self.ws_close_codes: list[int | None] = []
+        self._ws_end: tuple[int, str] = (1000, "")
         self._ws_closed = asyncio.Event()
         self.negotiations = 0
         self.polls = 0
@@ -57,8 +59,9 @@ class FakeService:
         """Bytes for the client: one WS frame, one SSE event, or one poll response."""
         self.outgoing.put_nowait(data)
 
-    def end(self) -> None:
-        """End the transport from the server side (WS close 1000, SSE stream end, LP 204)."""
+    def end(self, code: int = 1000, reason: str = "") -> None:
+        """End the transport from the server side (WS close ``code`` with ``reason``, SSE stream end, LP 204)."""
+        self._ws_end = (code, reason)
         self.outgoing.put_nowait(None)
 
     async def next_record(self, timeout: float = 5.0) -> bytes:
@@ -124,14 +127,15 @@ class FakeService:
         return await self._poll(request)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoclose=not self.ws_drop_on_client_close)
         await ws.prepare(request)
 
         async def pump_out() -> None:
             while True:
                 data = await self.outgoing.get()
                 if data is None:
-                    await ws.close(code=1000)
+                    code, reason = self._ws_end
+                    await ws.close(code=code, message=reason.encode())
                     return
                 await ws.send_str(data.decode())
 
@@ -144,6 +148,8 @@ class FakeService:
                         self.push(answer)
         finally:
             sender.cancel()
+            if self.ws_drop_on_client_close and request.transport is not None:
+                request.transport.abort()
             self.ws_close_codes.append(ws.close_code)
             self._ws_closed.set()
         return ws

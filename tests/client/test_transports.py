@@ -339,6 +339,67 @@ async def test_server_ending_the_transport_is_a_loss_and_204_is_a_clean_close() 
             assert [r for r in service.requests if r.method == "DELETE"] == []  # no DELETE after the server's 204
 
 
+def ws_close_rows(inbox: Inbox) -> list[tuple[int | None, str]]:
+    return [(e.status, e.detail) for e in inbox.trace if e.kind == "close" and e.method == "WS"]
+
+
+async def test_websocket_stop_traces_the_code_it_sent_even_when_the_server_drops_instead_of_answering() -> None:
+    # The server goes away without answering the client's close frame: aiohttp then knows only 1006 (no close
+    # frame), but the client closed, with 1000, and that is what its row says (docs/protocol.md §3.5).
+    service = FakeService(ws_drop_on_client_close=True)
+    async with service.running():
+        connection, inbox = connect(service.hub_url, transport=TransportChoice.WEBSOCKETS)
+        await connection.start()
+        await connection.stop()
+        assert await service.closed_sockets() == [1000]  # what the server received
+    assert ws_close_rows(inbox) == [(1000, "closed by the client (1000); no close frame came back from the server")]
+
+
+async def test_websocket_stop_with_a_clean_answer_traces_only_the_code_sent() -> None:
+    service = FakeService()
+    async with service.running():
+        connection, inbox = connect(service.hub_url, transport=TransportChoice.WEBSOCKETS)
+        await connection.start()
+        await connection.stop()
+        assert await service.closed_sockets() == [1000]
+    assert ws_close_rows(inbox) == [(1000, "closed by the client (1000)")]
+
+
+async def test_websocket_closed_by_the_server_traces_the_servers_code() -> None:
+    service = FakeService()
+    async with service.running():
+        connection, inbox = connect(service.hub_url, transport=TransportChoice.WEBSOCKETS)
+        await connection.start()
+        service.end(1001, "going away")
+        error = await inbox.next_close()
+        await connection.stop()
+    assert str(error) == "WebSocket closed with status code: 1001 (going away)."
+    assert ws_close_rows(inbox) == [
+        (1001, "closed by the server (1001): WebSocket closed with status code: 1001 (going away).")
+    ]
+
+
+async def test_websocket_close_row_agrees_with_itself_when_a_close_message_and_the_servers_close_race() -> None:
+    # A Close message makes the client stop while the server's close frame (1001) is on its way: whichever side the
+    # row credits, its status is the code that side sent, and there is exactly one row.
+    for _ in range(5):
+        service = FakeService()
+        async with service.running():
+            connection, inbox = connect(service.hub_url, transport=TransportChoice.WEBSOCKETS)
+            await connection.start()
+            service.push(records('{"type":7,"error":"The service is shutting down."}'))
+            service.end(1001, "going away")
+            await inbox.next_close()
+            await connection.stop()
+        rows = ws_close_rows(inbox)
+        assert len(rows) == 1, rows
+        status, detail = rows[0]
+        assert (status, detail.split(")")[0] + ")") in (
+            (1000, "closed by the client (1000)"),
+            (1001, "closed by the server (1001)"),
+        ), rows
+
+
 async def test_sse_with_the_wrong_content_type_fails_to_connect() -> None:
     service = FakeService(sse_content_type="text/html")
     async with service.running():

@@ -3,6 +3,10 @@
 The token travels as ``Authorization: Bearer`` on the upgrade request, as Node's ``@microsoft/signalr`` sends it (a
 browser would put it in the query, trap 13); custom headers go on the upgrade too. A normal close is code 1000; any
 other close code or an unclean end is reported as ``WebSocket closed with status code: {code} ({reason}).`` (JS).
+
+The trace's ``close`` row names the side that closed and the code that side sent: the server's code when its close
+frame came first, ``1000`` when the client closed (aiohttp's ``close_code`` is the *answer* to our frame, or 1006
+when none came, so it is not used for that row).
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class WebSocketTransport:
         self._url = ""
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # The server's close frame (code, reason), once received: it decides who closed first.
+        self._server_close: tuple[int, str] | None = None
+        self._close_traced = False
 
     @property
     def inherent_keep_alive(self) -> bool:
@@ -109,6 +116,7 @@ class WebSocketTransport:
                     data = message.data
                 elif message.type is aiohttp.WSMsgType.CLOSE:
                     reason = str(message.extra or "")
+                    self._server_close = (int(message.data), reason)
                     break
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     error = TransportFailed(f"WebSockets failed: {ws.exception() or 'socket error'}")
@@ -123,21 +131,25 @@ class WebSocketTransport:
             log.exception("WebSocket receive loop failed")
             error = TransportFailed(f"WebSockets failed: {exc}")
         if self._stopping:
-            return
+            return  # stop() traces the close
         if not ws.closed:
             await ws.close()
-        code = ws.close_code
+        # The server's code when its close frame came; otherwise the connection ended without one (1006).
+        code = (
+            self._server_close[0] if self._server_close else int(ws.close_code or aiohttp.WSCloseCode.ABNORMAL_CLOSURE)
+        )
         if error is None and code != aiohttp.WSCloseCode.OK:
             # JS WebSocketTransport: an unclean close or a code other than 1000 is an error.
             error = TransportFailed(f"WebSocket closed with status code: {code} ({reason or 'no reason given'}).")
-        self._context.tracer.emit(
-            "close",
-            url=self._url,
-            method="WS",
-            status=code,
-            detail=f"closed by the server{f': {error}' if error else ''}",
-        )
+        self._trace_close(code, f"closed by the server ({code}){f': {error}' if error else ''}")
         self._on_close(error)
+
+    def _trace_close(self, code: int, detail: str) -> None:
+        """One ``close`` row per socket: ``code`` is what the side named in ``detail`` sent."""
+        if self._close_traced:
+            return
+        self._close_traced = True
+        self._context.tracer.emit("close", url=self._url, method="WS", status=code, detail=detail)
 
     async def send(self, data: bytes) -> None:
         ws = self._ws
@@ -158,17 +170,34 @@ class WebSocketTransport:
     async def stop(self, *, graceful: bool = True) -> None:
         self._stopping = True
         ws = self._ws
-        if ws is not None and not ws.closed:
+        sent_close = ws is not None and not ws.closed
+        if ws is not None and sent_close:
             try:
                 await ws.close(code=aiohttp.WSCloseCode.OK)
             except Exception as exc:
                 log.debug("WebSocket close failed: %s", exc)
-            self._context.tracer.emit(
-                "close", url=self._url, method="WS", status=ws.close_code, detail="closed by the client (1000)"
-            )
         task = self._task
         if task is not None and not task.done():
             # close() has ended the receive in progress; cancel only if the loop is stuck in a callback.
             done, _ = await asyncio.wait({task}, timeout=1.0)
             if not done:
                 await cancel_and_wait(task)
+        if ws is None:
+            return
+        if self._server_close is not None:
+            # The server's close frame came before ours (the receive loop saw it): it closed, with its code.
+            code, reason = self._server_close
+            self._trace_close(code, f"closed by the server ({code}){f': {reason}' if reason else ''}")
+            return
+        if not sent_close:
+            # The socket ended before stop() could close it, without a close frame (aiohttp's 1006).
+            code = int(aiohttp.WSCloseCode.ABNORMAL_CLOSURE)
+            self._trace_close(code, f"the connection ended without a close frame ({code})")
+            return
+        detail = "closed by the client (1000)"
+        answer = ws.close_code
+        if answer is None or answer == aiohttp.WSCloseCode.ABNORMAL_CLOSURE:
+            detail += "; no close frame came back from the server"
+        elif answer != aiohttp.WSCloseCode.OK:
+            detail += f"; the server answered {int(answer)}"
+        self._trace_close(int(aiohttp.WSCloseCode.OK), detail)
