@@ -340,12 +340,20 @@ class TracePanel(Vertical):
         return [strip.text for strip in self.log_view.lines]
 
 
+# The selector is 28 cells wide (app.tcss); after its border, padding and arrow, "ServerSentEvents → LongPolling"
+# (30 cells) wrapped onto the bottom border and was cut in the open list. The selector says SSE there; notes, the
+# help and the command palette keep the full label.
+_SELECTOR_LABELS = {choice: choice.label for choice in TransportChoice} | {
+    TransportChoice.SSE_THEN_LONG_POLLING: "SSE → LongPolling"
+}
+
+
 class TransportSelector(Select[TransportChoice]):
     """Pick the transport; a change posts ``Select.Changed`` and the app reconnects with it."""
 
     def __init__(self, value: TransportChoice, *, id: str | None = None) -> None:
         super().__init__(
-            [(choice.label, choice) for choice in TransportChoice],
+            [(_SELECTOR_LABELS[choice], choice) for choice in TransportChoice],
             value=value,
             allow_blank=False,
             prompt="Transport",
