@@ -55,7 +55,16 @@ def _static(path: Path, content_type: str) -> web.Response:
 
 async def _index(request: web.Request) -> web.Response:
     # The hub name is validated to letters, digits and `_` (config.py), so it is safe inside an HTML attribute.
-    page = (WEB_DIR / "index.html").read_text("utf-8").replace("__HUB__", request.app[SETTINGS].hub)
+    settings = request.app[SETTINGS]
+    # With a ClientEndpoint, clients reach the service through a gateway (APIM or a proxy): the page then explains a
+    # failed transport in terms of APIM's two profiles (docs/apim.md §2).
+    via_gateway = settings.connection.client_endpoint != settings.connection.endpoint
+    page = (
+        (WEB_DIR / "index.html")
+        .read_text("utf-8")
+        .replace("__HUB__", settings.hub)
+        .replace("__GATEWAY__", "true" if via_gateway else "false")
+    )
     return web.Response(text=page, content_type="text/html", headers=_PAGE_HEADERS)
 
 

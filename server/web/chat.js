@@ -5,6 +5,8 @@
 (function () {
   const params = new URLSearchParams(window.location.search);
   const hub = document.body.dataset.hub || "chat";
+  // Set by the server: clients reach the service through a ClientEndpoint (an APIM gateway or another proxy).
+  const viaGateway = document.body.dataset.gateway === "true";
   const messages = document.getElementById("messages");
   const input = document.getElementById("message");
   const statusLine = document.getElementById("status");
@@ -23,6 +25,97 @@
   function setStatus(text, kind) {
     statusLine.textContent = redact(text);
     statusLine.className = "status" + (kind ? " " + kind : "");
+  }
+
+  // A connection that could not start: one short line a user can act on, the client's full text folded below it,
+  // and the composer switched off (sending on a connection that never started only says "Cannot send data…").
+  // `parts` are the page's own texts (hosts, no secrets) and links; the client's text is redacted here.
+  function showConnectError(parts, fullText) {
+    const line = document.getElementById("connect-error-text");
+    line.textContent = "";
+    for (const part of parts) {
+      line.appendChild(typeof part === "string" ? document.createTextNode(part) : part);
+    }
+    const details = document.getElementById("connect-error-details");
+    details.hidden = !fullText;
+    document.getElementById("connect-error-full").textContent = fullText ? redact(fullText) : "";
+    document.getElementById("connect-error").hidden = false;
+    setStatus("Could not connect", "error");
+    setComposerEnabled(false, "Not connected: see the error above");
+  }
+
+  function setComposerEnabled(enabled, placeholder) {
+    for (const id of ["message", "sendmessage", "echo"]) {
+      document.getElementById(id).disabled = !enabled;
+    }
+    input.placeholder = placeholder;
+  }
+
+  // A link to this page with ?transport= replaced, every other parameter kept (name, subscription key).
+  function transportLink(transport) {
+    const query = new URLSearchParams(window.location.search);
+    query.set("transport", transport);
+    const link = document.createElement("a");
+    link.href = "?" + query.toString();
+    link.textContent = "?transport=" + transport;
+    return link;
+  }
+
+  // The transports that were tried and failed (FailedToStartTransportError), not those disabled by ?transport=.
+  function failedTransports(error) {
+    const names = [];
+    for (const inner of (error && error.innerErrors) || []) {
+      const match = inner && inner.errorType === "FailedToStartTransportError" && /^(\w+) failed:/.exec(inner.message);
+      if (match) {
+        names.push(match[1]);
+      }
+    }
+    return names;
+  }
+
+  // Why start() failed, in terms of what to change. `lastHost` is where the last negotiate went: the app server,
+  // or after the redirect the ClientEndpoint (gateway) or the service.
+  function explainStartFailure(error) {
+    const full = String((error && error.message) || error);
+    const host = lastHost || window.location.host;
+    const failed = failedTransports(error);
+    if (failed.length > 0 && viaGateway) {
+      // APIM serves one family per instance on client/ (docs/apim.md §2); the JS client has no fallback from WS.
+      const other = failed.indexOf("WebSockets") === -1 ? "websockets" : "sse-lp";
+      return [
+        [
+          failed.join(" and ") + " could not connect through the gateway " + host + ". API Management serves " +
+            "either WebSockets (profile websocket) or SSE/LongPolling (profile sse-lp) on client/, not both: try ",
+          transportLink(other),
+          ".",
+        ],
+        full,
+      ];
+    }
+    if (failed.length > 0) {
+      return [[failed.join(" and ") + " could not connect to " + host + "."], full];
+    }
+    // fetch() rejects with a bare TypeError when nothing answered, and also when the answer had no CORS headers,
+    // which is how an APIM 401 for the subscription key looks to a page (docs/apim.md §5).
+    if (/Failed to fetch|NetworkError|Load failed/.test(full)) {
+      if (host === window.location.host) {
+        return [["The app server " + host + " is unreachable: is chat-server running?"], full];
+      }
+      if (viaGateway) {
+        const advice = params.get("subscription-key")
+          ? "check ?subscription-key=… in the page URL."
+          : "add ?subscription-key=… to the page URL.";
+        return [
+          [
+            "The gateway " + host + " refused the request or is unreachable. A gateway refuses a missing or " +
+              "invalid subscription key: " + advice,
+          ],
+          full,
+        ];
+      }
+      return [["The service " + host + " is unreachable or refused the request."], full];
+    }
+    return [["Could not connect through " + host + "."], full];
   }
 
   function generateRandomName() {
@@ -192,11 +285,13 @@
     if (typeof signalR === "undefined") {
       document.getElementById("library-error").hidden = false;
       setStatus("The SignalR client library is missing: run make node, then reload.", "error");
+      setComposerEnabled(false, "Not connected: see the message above");
       return;
     }
     const transport = transportOption();
     if (!transport.ok) {
-      setStatus("Unknown transport '" + transport.value + "': use websockets, sse, longpolling or sse-lp.", "error");
+      const wanted = redact(transport.value);
+      showConnectError(["Unknown transport '" + wanted + "': use websockets, sse, longpolling or sse-lp."]);
       return;
     }
 
@@ -219,9 +314,11 @@
     try {
       await connection.start();
     } catch (error) {
-      // The sample only logs a failed start; the status line says it too.
+      // The sample only logs a failed start; the page says what to change, with the client's text folded below.
       console.error(redact(error.message));
-      setStatus("Could not connect: " + error.message, "error");
+      const explained = explainStartFailure(error);
+      connection = null;
+      showConnectError(explained[0], explained[1]);
       return;
     }
     setStatus("Connected as " + username + " · " + (lastTransport || "unknown transport") + " via " + lastHost, "ok");

@@ -45,6 +45,35 @@ async def connected(driver: WebDriver, name: str, transport: str, host: str) -> 
     assert status == f"Connected as {name} · {transport} via {host}"
 
 
+async def connect_error(driver: WebDriver) -> str:
+    """The short line of the page's connect-error panel, once shown; checks the layout rules around it."""
+    await until(lambda: driver.find_element(By.ID, "connect-error").is_displayed(), "the connect error", timeout=20)
+    assert text_of(driver, "status") == "Could not connect"
+    assert title_lines(driver) == 1  # the error never squeezes the title
+    # Nothing to send on a connection that never started: the composer is off, so no "Cannot send data…" notices.
+    assert not driver.find_element(By.ID, "message").is_enabled()
+    assert entries(driver) == []
+    return text_of(driver, "connect-error-text")
+
+
+def title_lines(driver: WebDriver) -> int:
+    """How many lines the page title takes on screen."""
+    return int(
+        driver.execute_script(
+            "const h = document.querySelector('.topbar h1');"
+            "return Math.round(h.getBoundingClientRect().height / parseFloat(getComputedStyle(h).lineHeight));"
+        )
+    )
+
+
+def full_error(driver: WebDriver) -> str:
+    """The client's own error text, from the panel's collapsed details (opened first, as a user would)."""
+    details = driver.find_element(By.ID, "connect-error-details")
+    assert details.get_attribute("open") is None
+    details.find_element(By.TAG_NAME, "summary").click()
+    return text_of(driver, "connect-error-full")
+
+
 async def test_two_browsers_and_a_node_client_chat(
     stack: Stack, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path
 ) -> None:
@@ -131,8 +160,9 @@ async def test_subscription_key_never_shows_and_bad_transport_is_explained(
     await until(lambda: page.find_element(By.ID, "name-modal").is_displayed(), "the name prompt")
     assert text_of(page, "name-label") == "Invalid input. Enter your name:"
     page.get(stack.server.url + "?name=zed&transport=carrier-pigeon")
-    await until(lambda: "Unknown transport" in text_of(page, "status"), "the transport error")
-    assert text_of(page, "status") == "Unknown transport 'carrier-pigeon': use websockets, sse, longpolling or sse-lp."
+    assert await connect_error(page) == (
+        "Unknown transport 'carrier-pigeon': use websockets, sse, longpolling or sse-lp."
+    )
 
     page.get(stack.server.url + "?name=zed&transport=longpolling&subscription-key=TopSecretSubKey123")
     await connected(page, "zed", "LongPolling", stack.emulator_url.removeprefix("http://"))
@@ -154,6 +184,8 @@ async def test_missing_library_is_explained_on_the_page(browser: DriverFactory, 
             "@microsoft/signalr npm package), then reload this page."
         )
         assert text_of(page, "status") == "The SignalR client library is missing: run make node, then reload."
+        assert not page.find_element(By.ID, "message").is_enabled()
+        assert title_lines(page) == 1
         screenshot(page, tmp_path, "chatroom-missing-library")
     finally:
         server.stop()
@@ -179,7 +211,58 @@ async def test_page_through_the_apim_gateway_with_a_subscription_key(
         screenshot(page, tmp_path, f"chatroom-apim-{profile}")
         assert key not in page.find_element(By.TAG_NAME, "body").text
 
-        page.get(f"{stack.server.url}?name=hana&transport={transport}")  # no key: APIM refuses
-        await until(lambda: text_of(page, "status").startswith("Could not connect"), "the refusal")
+        # No key: APIM's 401 has no CORS headers, so the browser reports only "Failed to fetch" (docs/apim.md §5).
+        page.get(f"{stack.server.url}?name=hana&transport={transport}")
+        assert await connect_error(page) == (
+            f"The gateway {stack.gateway.host} refused the request or is unreachable. A gateway refuses a missing or "
+            "invalid subscription key: add ?subscription-key=… to the page URL."
+        )
+        assert "Failed to fetch" in full_error(page)
+        screenshot(page, tmp_path, f"chatroom-apim-{profile}-no-key")
     finally:
         stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("profile", "wrong", "failed", "suggested", "works"),
+    [
+        ("websocket", "sse", "ServerSentEvents", "websockets", "WebSockets"),
+        ("websocket", "sse-lp", "ServerSentEvents and LongPolling", "websockets", "WebSockets"),
+        ("sse-lp", "websockets", "WebSockets", "sse-lp", "ServerSentEvents"),
+    ],
+)
+async def test_a_transport_the_apim_profile_does_not_serve_is_explained_with_the_one_to_pick(
+    browser: DriverFactory, tmp_path: Path, profile: str, wrong: str, failed: str, suggested: str, works: str
+) -> None:
+    key = "BrowserSubKey0123456789"
+    stack = start_stack(cwd=tmp_path, gateway_args=("--profile", profile, "--subscription-key", key))
+    try:
+        assert stack.gateway is not None
+        page = browser()
+        page.get(f"{stack.server.url}?name=ivo&transport={wrong}&subscription-key={key}")
+        assert await connect_error(page) == (
+            f"{failed} could not connect through the gateway {stack.gateway.host}. API Management serves either "
+            f"WebSockets (profile websocket) or SSE/LongPolling (profile sse-lp) on client/, not both: try "
+            f"?transport={suggested}."
+        )
+        assert full_error(page).startswith("Unable to connect to the server with any of the available transports.")
+        screenshot(page, tmp_path, f"chatroom-apim-{profile}-wrong-{wrong}")
+        assert key not in page.find_element(By.TAG_NAME, "body").text
+
+        # The suggestion is a link to the same page with that transport (and the other parameters kept).
+        page.find_element(By.LINK_TEXT, f"?transport={suggested}").click()
+        await connected(page, "ivo", works, stack.gateway.host)
+        assert not page.find_element(By.ID, "connect-error").is_displayed()
+        assert page.find_element(By.ID, "message").is_enabled()
+    finally:
+        stack.stop()
+
+
+async def test_an_app_server_that_went_away_is_named(stack: Stack, browser: DriverFactory) -> None:
+    page = browser()
+    page.get(stack.server.url + "?transport=websockets")  # loaded; it negotiates once the name is given
+    await until(lambda: page.find_element(By.ID, "name-modal").is_displayed(), "the name prompt")
+    stack.server.stop()
+    page.find_element(By.ID, "name-input").send_keys("\n")
+    host = stack.server.url.removeprefix("http://").rstrip("/")
+    assert await connect_error(page) == f"The app server {host} is unreachable: is chat-server running?"
