@@ -1,17 +1,20 @@
-"""The Chat hub ("Chatroom" sample's ``ChatSampleHub``) for serverless mode, as pure dispatch.
+"""The Chat hub ("Chatroom" sample's ``ChatSampleHub``), as pure dispatch shared by both service modes.
 
-In serverless mode a client invocation reaches the app server as an upstream ``messages`` request whose body is the
-client's record without its ``0x1E`` (``docs/protocol.md`` §6.3). :meth:`ChatHub.dispatch` turns that body into a
-:class:`HubCall`: the REST sends to perform and what to answer. It does no I/O; the upstream handler performs the
-sends and writes :meth:`HubCall.response_body` as the upstream response, which the service writes raw to the caller
-(trap 16). Method names match case-insensitively (trap 9); errors are ASP.NET's texts (§4).
+:meth:`ChatHub.invoke` turns one client invocation into a :class:`HubCall`: the :data:`HubAction` sends to perform
+(to all, to a connection, a user or a group) and the Completion to answer. The hub does no I/O and does not know which
+mode carries it: an :class:`ActionSink` delivers the actions. In Serverless mode the invocation arrives as an upstream
+``messages`` request (:meth:`ChatHub.dispatch` decodes its body, the client's record without its ``0x1E``,
+``docs/protocol.md`` §6.3) and the sink is the REST client; in Default mode it arrives over a server connection and
+the sink writes service messages (``docs/default-mode.md``). Method names match case-insensitively (trap 9); errors
+are ASP.NET's texts (§4).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from signalr.protocol import (
     RECORD_SEPARATOR,
@@ -24,15 +27,18 @@ from signalr.protocol import (
 )
 
 __all__ = [
+    "ActionSink",
     "Caller",
     "ChatHub",
+    "DeliveryFailed",
+    "HubAction",
     "HubCall",
     "InvalidMessage",
-    "RestAction",
     "SendToAll",
     "SendToConnection",
     "SendToGroup",
     "SendToUser",
+    "perform",
     "unexpected_error",
 ]
 
@@ -53,7 +59,7 @@ class Caller:
 
 @dataclass(frozen=True)
 class SendToAll:
-    """REST broadcast: ``POST /api/hubs/{hub}/:send``."""
+    """Send to every connection of the hub (REST ``:send``; BroadcastData)."""
 
     target: str
     arguments: tuple[Any, ...]
@@ -61,7 +67,7 @@ class SendToAll:
 
 @dataclass(frozen=True)
 class SendToConnection:
-    """REST send to one connection: ``POST /api/hubs/{hub}/connections/{id}/:send``."""
+    """Send to one connection (REST ``connections/{id}/:send``; MultiConnectionData)."""
 
     connection_id: str
     target: str
@@ -70,7 +76,7 @@ class SendToConnection:
 
 @dataclass(frozen=True)
 class SendToUser:
-    """REST send to every connection of a user: ``POST /api/hubs/{hub}/users/{user}/:send``."""
+    """Send to every connection of a user (REST ``users/{user}/:send``; UserData)."""
 
     user_id: str
     target: str
@@ -79,14 +85,25 @@ class SendToUser:
 
 @dataclass(frozen=True)
 class SendToGroup:
-    """REST send to a group: ``POST /api/hubs/{hub}/groups/{group}/:send``."""
+    """Send to a group (REST ``groups/{group}/:send``; GroupBroadcastData)."""
 
     group: str
     target: str
     arguments: tuple[Any, ...]
 
 
-RestAction = SendToAll | SendToConnection | SendToUser | SendToGroup
+HubAction = SendToAll | SendToConnection | SendToUser | SendToGroup
+
+
+class DeliveryFailed(Exception):
+    """An action could not be handed to the service; ``str()`` is the cause for the server log (no secrets)."""
+
+
+class ActionSink(Protocol):
+    """Delivers the hub's actions through the service, in one mode's way."""
+
+    async def send(self, action: HubAction) -> None:
+        """Deliver ``action``; raise :class:`DeliveryFailed` when it did not reach the service."""
 
 
 @dataclass(frozen=True)
@@ -98,20 +115,21 @@ class HubCall:
 
     target: str
     invocation_id: str | None
-    actions: tuple[RestAction, ...] = ()
+    actions: tuple[HubAction, ...] = ()
     error: str | None = None
 
-    def response_body(self, failure: str | None = None) -> bytes:
-        """The upstream response body once the actions ran; ``failure`` is the error of a failed send, if any.
-
-        With an invocation id: one Completion record (void, or the error). Without: empty.
-        """
+    def completion(self, failure: str | None = None) -> Completion | None:
+        """The caller's Completion once the actions ran (void, or the error); ``failure`` is the error of a failed
+        send, if any. ``None`` without an invocation id."""
         if self.invocation_id is None:
-            return b""
+            return None
         error = self.error or failure
-        if error is not None:
-            return encode(Completion.with_error(self.invocation_id, error))
-        return encode(Completion(self.invocation_id))
+        return Completion.with_error(self.invocation_id, error) if error is not None else Completion(self.invocation_id)
+
+    def response_body(self, failure: str | None = None) -> bytes:
+        """The upstream response body (Serverless mode): the Completion record, or empty without an invocation id."""
+        completion = self.completion(failure)
+        return encode(completion) if completion is not None else b""
 
 
 def unexpected_error(target: str) -> str:
@@ -127,15 +145,15 @@ def _invalid_data(target: str, detail: str) -> str:
 class _Method:
     name: str
     parameters: int
-    handler: Callable[[Caller, tuple[str | None, ...]], tuple[RestAction, ...]]
+    handler: Callable[[Caller, tuple[str | None, ...]], tuple[HubAction, ...]]
 
 
-def _broadcast_message(caller: Caller, args: tuple[str | None, ...]) -> tuple[RestAction, ...]:
+def _broadcast_message(caller: Caller, args: tuple[str | None, ...]) -> tuple[HubAction, ...]:
     name, message = args
     return (SendToAll("broadcastMessage", (name, message)),)
 
 
-def _echo(caller: Caller, args: tuple[str | None, ...]) -> tuple[RestAction, ...]:
+def _echo(caller: Caller, args: tuple[str | None, ...]) -> tuple[HubAction, ...]:
     name, message = args
     # C#'s `message + " (echo from server)"` turns a null message into "" first.
     return (SendToConnection(caller.connection_id, "echo", (name, (message or "") + ECHO_SUFFIX)),)
@@ -162,6 +180,10 @@ class ChatHub:
             raise InvalidMessage(
                 f"X-ASRS-Event {event[:64]!r} does not match the invocation target {message.target[:64]!r}"
             )
+        return self.invoke(caller, message)
+
+    def invoke(self, caller: Caller, message: Invocation | StreamInvocation) -> HubCall:
+        """What to do for one decoded client invocation; every hub-level failure is a :class:`HubCall` error."""
         target, invocation_id = message.target, message.invocation_id
         method = self._methods.get(target.lower())
         if method is None:
@@ -183,6 +205,24 @@ class ChatHub:
             )
             return HubCall(target, invocation_id, error=_invalid_data(target, detail))
         return HubCall(target, invocation_id, actions=method.handler(caller, message.arguments))
+
+
+async def perform(call: HubCall, sink: ActionSink, log: logging.Logger, caller: str) -> str | None:
+    """Send ``call``'s actions in order through ``sink``; returns the caller's error text when one failed.
+
+    Like ASP.NET without DetailedErrors: the caller gets the generic text, the log gets the cause, and the actions
+    after a failed one are not sent.
+    """
+    if call.error is not None:
+        log.warning("invoke %r from %s failed: %s", call.target[:64], caller, call.error)
+        return None
+    for action in call.actions:
+        try:
+            await sink.send(action)
+        except DeliveryFailed as exc:
+            log.error("invoke %r from %s: %s", call.target[:64], caller, exc)
+            return unexpected_error(call.target)
+    return None
 
 
 def _decode_one(body: bytes) -> Invocation | StreamInvocation | object:

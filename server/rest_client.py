@@ -25,7 +25,7 @@ from signalr.connection_string import ConnectionString
 from signalr.redact import redact_text
 from signalr.tokens import DEFAULT_LIFETIME, mint_token
 
-from .hub import RestAction, SendToAll, SendToConnection, SendToGroup, SendToUser
+from .hub import DeliveryFailed, HubAction, SendToAll, SendToConnection, SendToGroup, SendToUser
 
 __all__ = ["API_VERSION", "RestError", "ServiceRestClient"]
 
@@ -38,7 +38,7 @@ _MAX_ERROR_BODY = 4096
 log = logging.getLogger("server.rest")
 
 
-class RestError(Exception):
+class RestError(DeliveryFailed):
     """A send that failed or was refused; ``status`` is the HTTP status, or ``None`` when no response arrived."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -96,8 +96,8 @@ class ServiceRestClient:
             await self._session.close()
             self._session = None
 
-    async def send(self, action: RestAction) -> None:
-        """Perform one :data:`~server.hub.RestAction`."""
+    async def send(self, action: HubAction) -> None:
+        """Perform one :data:`~server.hub.HubAction` (the Serverless-mode :class:`~server.hub.ActionSink`)."""
         match action:
             case SendToAll():
                 await self.send_to_all(action.target, action.arguments)

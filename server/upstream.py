@@ -17,8 +17,7 @@ from aiohttp import web
 from signalr.redact import redact_text
 from signalr.upstream import verify_signature
 
-from .hub import Caller, InvalidMessage, unexpected_error
-from .rest_client import RestError
+from .hub import Caller, InvalidMessage, perform
 from .state import HUB, REST, SETTINGS
 
 __all__ = ["handle_upstream", "read_body"]
@@ -128,18 +127,6 @@ async def _invocation(request: web.Request, caller: Caller, event: str, body: by
         log.warning("upstream refused (400): invalid invocation from %s: %s", _plain(caller.connection_id), exc)
         return _error(400, f"invalid invocation: {exc}")
     log.debug("invoke %s from %s: %d send(s)", _plain(call.target), caller.connection_id, len(call.actions))
-    failure: str | None = None
-    if call.error is not None:
-        log.warning("invoke %s from %s failed: %s", _plain(call.target), caller.connection_id, call.error)
-    else:
-        rest = request.app[REST]
-        for action in call.actions:
-            try:
-                await rest.send(action)
-            except RestError as exc:
-                # Like ASP.NET without DetailedErrors: the caller gets the generic text, the log gets the cause.
-                log.error("invoke %s from %s: %s", _plain(call.target), caller.connection_id, exc)
-                failure = unexpected_error(call.target)
-                break
+    failure = await perform(call, request.app[REST], log, caller.connection_id)
     response = call.response_body(failure)
     return web.Response(status=200, body=response, content_type="application/json" if response else None)
