@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 __all__ = ["ConnectionString", "ConnectionStringError", "is_http_url", "parse_connection_string"]
 
@@ -60,6 +60,18 @@ class ConnectionString:
     def client_audience(self, hub: str) -> str:
         """``aud`` of a client access token for ``hub``: ``{scheme}://{host}/client/?hub={hub}``."""
         return f"{self.audience_base}client/?hub={hub.lower()}"
+
+    def server_audience(self, hub: str) -> str:
+        """``aud`` of a server-connection token (Default mode): ``{scheme}://{host}/server/?hub={hub}``, the Endpoint's
+        scheme and host without port, never the ServerEndpoint (``docs/default-mode.md``)."""
+        return f"{self.audience_base}server/?hub={hub.lower()}"
+
+    def server_connection_url(self, hub: str, connection_id: str) -> str:
+        """Where a server connection dials: ``{ServerEndpoint}server/?hub={hub}&cid={id}`` with ws/wss for http/https."""
+        base = self.server_endpoint.rstrip("/") + "/"
+        scheme, _, rest = base.partition("://")
+        ws_scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme)
+        return f"{ws_scheme}://{rest}server/?hub={quote(hub.lower(), safe='')}&cid={quote(connection_id, safe='')}"
 
     def redacted(self) -> str:
         """The string with its AccessKey replaced by ``***``: safe to log."""

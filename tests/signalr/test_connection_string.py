@@ -324,3 +324,15 @@ def test_shuffled_parts_never_leak_the_key(parts: list[str]) -> None:
         parse_connection_string(";".join(parts))
     except ConnectionStringError as exc:
         assert KEY not in str(exc)
+
+
+def test_server_connection_url_and_audience() -> None:
+    local = parse_connection_string("Endpoint=http://127.0.0.1;Port=8888;AccessKey=k;Version=1.0;")
+    assert local.server_connection_url("Chat", "c-1") == "ws://127.0.0.1:8888/server/?hub=chat&cid=c-1"
+    assert local.server_audience("Chat") == "http://127.0.0.1/server/?hub=chat"
+    proxied = parse_connection_string(
+        "Endpoint=https://res.service.signalr.net;AccessKey=k;ServerEndpoint=https://gw.example/signalr;Version=1.0;"
+    )
+    # Server connections go to the ServerEndpoint; the token audience stays on the Endpoint.
+    assert proxied.server_connection_url("chat", "x") == "wss://gw.example/signalr/server/?hub=chat&cid=x"
+    assert proxied.server_audience("chat") == "https://res.service.signalr.net/server/?hub=chat"
