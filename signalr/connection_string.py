@@ -67,7 +67,7 @@ class ConnectionString:
         return f"{self.audience_base}server/?hub={hub.lower()}"
 
     def server_connection_url(self, hub: str, connection_id: str) -> str:
-        """Where a server connection dials: ``{ServerEndpoint}server/?hub={hub}&cid={id}`` with ws/wss for http/https."""
+        """Where a server connection dials: ``{ServerEndpoint}/server/?hub={hub}&cid={id}``, ws/wss for http/https."""
         base = self.server_endpoint.rstrip("/") + "/"
         scheme, _, rest = base.partition("://")
         ws_scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme)
