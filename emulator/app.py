@@ -1,4 +1,5 @@
-"""The emulator as an aiohttp application: client routes, REST routes, CORS, and a runner for in-process use.
+"""The emulator as an aiohttp application: client routes, server-connection routes, REST routes, CORS, and a runner
+for in-process use.
 
 ``create_app(settings)`` builds the Application (the service starts and stops with it); :func:`serve` runs it on a
 socket and yields where it listens. Use :func:`serve` (or a runner with ``handler_cancellation=True``, as
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from .hub import SERVICE_KEY, SignalRService
 from .rest import add_rest_routes, rest_errors_middleware
+from .server_endpoint import server_connect
 from .settings import EmulatorSettings
 from .transports import connect, connect_delete, connect_send, negotiate, preflight
 
@@ -48,6 +50,8 @@ def create_app(settings: EmulatorSettings) -> web.Application:
         router.add_route("POST", path, connect_send)
         router.add_route("DELETE", path, connect_delete)
         router.add_route("OPTIONS", path, preflight)
+    for path in ("/server", "/server/"):
+        router.add_route("GET", path, server_connect)
     add_rest_routes(router)
     app.on_response_prepare.append(_cors_headers)
 

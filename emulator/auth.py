@@ -5,6 +5,9 @@ Client tokens (``docs/protocol.md`` §2, §3.4): signature with the AccessKey's 
 the scheme and host of ``aud`` are not compared: the app server's Endpoint may say ``localhost`` where clients reach
 us as ``127.0.0.1``, and clients come through a gateway that rewrites ``Host``.
 
+Server tokens (Default and Classic mode): signature, ``exp``, and an ``aud`` whose path is ``/server/`` and whose
+``hub`` query names the requested hub, compared like client tokens. Only the ``Authorization`` header carries them.
+
 REST tokens (§6.1, trap 17): signature, ``exp``, and ``aud`` naming the request URL, with or without its query, port
 ignored. A token is never echoed in an answer or a log line.
 """
@@ -25,8 +28,10 @@ __all__ = [
     "Unauthorized",
     "authenticate_client",
     "authenticate_rest",
+    "authenticate_server",
     "bearer_token",
     "client_audience_matches",
+    "server_audience_matches",
 ]
 
 # TokenError reasons of signalr.tokens → the descriptions a client sees in WWW-Authenticate.
@@ -79,16 +84,26 @@ def bearer_token(request: web.BaseRequest, *, allow_query: bool) -> str | None:
     return None
 
 
-def client_audience_matches(aud: str, hub: str) -> bool:
-    """Whether ``aud`` is a client audience for ``hub``: path ``/client/`` and ``hub=`` equal ignoring case."""
+def _audience_matches(aud: str, path: str, hub: str) -> bool:
     try:
         parts = urlsplit(aud)
     except ValueError:
         return False
-    if parts.path.rstrip("/") != "/client":
+    if parts.path.rstrip("/") != path:
         return False
     hubs = [value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "hub"]
     return len(hubs) == 1 and hubs[0].lower() == hub.lower()
+
+
+def client_audience_matches(aud: str, hub: str) -> bool:
+    """Whether ``aud`` is a client audience for ``hub``: path ``/client/`` and ``hub=`` equal ignoring case."""
+    return _audience_matches(aud, "/client", hub)
+
+
+def server_audience_matches(aud: str, hub: str) -> bool:
+    """Whether ``aud`` is a server-connection audience for ``hub``: path ``/server/`` (or ``/server``) and ``hub=``
+    equal ignoring case."""
+    return _audience_matches(aud, "/server", hub)
 
 
 def _description(exc: TokenError) -> str:
@@ -117,6 +132,12 @@ def authenticate_client(request: web.BaseRequest, hub: str, access_key: str, *, 
     )
     user = claims.get("asrs.s.uid") or claims.get("nameid")
     return ClientIdentity(claims, str(user) if user not in (None, "") else None)
+
+
+def authenticate_server(request: web.BaseRequest, hub: str, access_key: str) -> dict[str, Any]:
+    """Check a server connection's token for ``hub``; returns its claims (``nameid`` is the server id), raises
+    :class:`Unauthorized`."""
+    return _verified_claims(request, access_key, lambda aud: server_audience_matches(aud, hub), allow_query=False)
 
 
 def authenticate_rest(request: web.BaseRequest, access_key: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``signalr-emulator``: a local Azure SignalR Service in serverless mode.
+"""``signalr-emulator``: a local Azure SignalR Service in Serverless mode, or in Default or Classic mode
+(``--service-mode``), where app servers dial server connections to ``/server/`` and carry the clients.
 
 When it listens it prints one line on stdout, flushed at once, the connection string
 ``Endpoint=http://127.0.0.1;Port=<port>;AccessKey=<key>;Version=1.0;``; logs go to stderr without secrets.
@@ -20,7 +21,7 @@ from signalr.redact import redact_url
 from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
 
 from .app import serve
-from .settings import MIB, EmulatorSettings, SettingsError, new_access_key
+from .settings import MIB, SERVICE_MODES, EmulatorSettings, SettingsError, new_access_key
 
 __all__ = ["main"]
 
@@ -68,8 +69,17 @@ def _upstream(text: str) -> UpstreamTemplate:
 def _parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
-        description="Local Azure SignalR Service (serverless mode): client negotiate, WebSockets, Server-Sent "
-        "Events and LongPolling on /client/, the data-plane REST API on /api/, upstream webhooks.",
+        description="Local Azure SignalR Service: client negotiate, WebSockets, Server-Sent Events and LongPolling "
+        "on /client/, the data-plane REST API on /api/, upstream webhooks (Serverless mode) or app servers' server "
+        "connections on /server/ (Default and Classic mode).",
+    )
+    parser.add_argument(
+        "--service-mode",
+        choices=SERVICE_MODES,
+        default="serverless",
+        help="serverless: clients are served here and through the upstream; default: every client is carried by an "
+        "app server's server connection; classic: by a server connection when the hub has one, else as serverless "
+        "(default serverless)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8888, help="port to listen on; 0 = any free port (default 8888)")
@@ -117,7 +127,7 @@ async def _run(settings: EmulatorSettings) -> None:
             raise _ListenError(exc.strerror or str(exc)) from None
         print(running.connection_string, flush=True)
         upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
-        log.info("listening on %s (upstream: %s)", running.url, upstreams)
+        log.info("listening on %s (mode: %s, upstream: %s)", running.url, settings.service_mode, upstreams)
         await stop.wait()
         log.info("shutting down")
 
@@ -136,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             port=args.port,
             access_key=args.access_key if args.access_key is not None else new_access_key(),
             upstreams=tuple(args.upstream),
+            service_mode=args.service_mode,
             max_buffer_size=args.max_buffer,
             max_message_size=args.max_message_size,
         ).from_env()

@@ -9,6 +9,11 @@ and upstream).
 Lifecycle: negotiated → transport attached → handshake → open → closed. A closed connection stays reachable by its
 token until its transport has delivered the final bytes (the Close message), so a LongPolling client can still
 collect them (``docs/protocol.md`` §3.7); the service then forgets it and its id answers 404.
+
+In Default and Classic mode the emulator does not answer the hub handshake itself: the listener's :meth:`route` picks
+an app server's server connection (a :class:`ClientRoute`) when the handshake record arrives. From then on the
+client's bytes go to that route unread, and what the app server sends back comes in through
+:meth:`ClientConnection.deliver`; its first record is the app server's handshake answer.
 """
 
 from __future__ import annotations
@@ -29,9 +34,20 @@ from signalr.connection import (
     State,
 )
 from signalr.negotiate import TransportType
-from signalr.protocol import PING_RECORD, Invocation, StreamInvocation
+from signalr.protocol import (
+    PING_RECORD,
+    RECORD_SEPARATOR,
+    Close,
+    Invocation,
+    ProtocolError,
+    StreamInvocation,
+    decode_handshake_request,
+    decode_handshake_response,
+    encode,
+    encode_handshake_response,
+)
 
-__all__ = ["ClientConnection", "ConnectionListener", "InboundMessage"]
+__all__ = ["ClientConnection", "ClientRoute", "ConnectionListener", "InboundMessage"]
 
 log = logging.getLogger("emulator")
 
@@ -50,6 +66,23 @@ class ConnectionListener(Protocol):
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:
         """An open connection ended; ``error`` is the reason, ``None`` for a normal close."""
+
+    def route(self, connection: ClientConnection) -> ClientRoute | str | None:
+        """Where a routable connection goes once its JSON handshake arrived: a :class:`ClientRoute` (an app server
+        carries it), ``None`` (the emulator serves it itself) or the error text to answer the handshake with."""
+
+
+class ClientRoute(Protocol):
+    """The server connection that carries a client in Default or Classic mode."""
+
+    def open(self, connection: ClientConnection, protocol: str, data: bytes) -> None:
+        """Announce the client to the app server and pass on ``data``: its handshake and what followed it."""
+
+    async def forward(self, connection: ClientConnection, data: bytes) -> None:
+        """Pass on later client bytes as they are; may wait while the app server is not reading."""
+
+    def client_closed(self, connection: ClientConnection, error: str | None) -> None:
+        """The client is gone (any reason); tell the app server unless it closed the client itself."""
 
 
 class ClientConnection:
@@ -74,7 +107,10 @@ class ClientConnection:
         max_message_size: int,
         handshake_timeout: float,
         max_poll_interval: float,
+        routable: bool = False,
     ) -> None:
+        """``routable``: the service may hand the client to an app server (Default or Classic mode), so the handshake
+        is held until :meth:`ClientConnection.receive_data` has it whole and the listener's ``route`` decided."""
         self.connection_id = connection_id
         self.connection_token = connection_token
         self.hub = hub
@@ -106,6 +142,15 @@ class ClientConnection:
         self._poll_generation = 0
         self._active_poll: int | None = None
         self.last_poll_end = now
+        # Default/Classic mode: the request headers of the transport's first request (for OpenConnection), the
+        # route once an app server carries the client, and the hub protocol its handshake asked for.
+        self.request_headers: dict[str, tuple[str, ...]] = {}
+        self.route: ClientRoute | None = None
+        self.protocol_name = "json"
+        self._awaiting_route = routable
+        self._handshake_buffer = bytearray()
+        self._reply_buffer = bytearray()
+        self._max_message_size = max_message_size
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -143,6 +188,13 @@ class ClientConnection:
         if self.closed:
             return
         self.last_received = time.monotonic()
+        if self.route is not None:
+            await self.route.forward(self, data)
+            return
+        if self._awaiting_route:
+            data = self._route_handshake(data)
+            if not data:
+                return
         events = self._protocol.receive_data(data)
         self._queue_protocol_output()
         for event in events:
@@ -170,7 +222,85 @@ class ClientConnection:
             if self.closed:
                 break
 
+    def _route_handshake(self, data: bytes) -> bytes:
+        """Hold bytes until the handshake record is whole, then let the listener route the client.
+
+        Returns the bytes the emulator must process itself (everything held so far when it serves the client: an
+        invalid or non-JSON handshake, or Classic mode without an app server), else ``b""``.
+        """
+        buffer = self._handshake_buffer
+        buffer += data
+        end = buffer.find(RECORD_SEPARATOR)
+        if end < 0 and len(buffer) <= self._max_message_size:
+            return b""
+        self._awaiting_route = False
+        held = bytes(buffer)
+        buffer.clear()
+        if end < 0:
+            return held  # too large: the local protocol refuses it as it always did
+        try:
+            request = decode_handshake_request(held[:end])
+        except ProtocolError:
+            return held
+        if request.protocol != "json":
+            return held  # only JSON is supported: the local protocol answers with today's error
+        decision = self._listener.route(self)
+        if decision is None:
+            return held
+        if isinstance(decision, str):
+            log.info("handshake refused hub=%s id=%s: %s", self.hub, self.connection_id, decision)
+            self._queue_raw(encode_handshake_response(decision))
+            self.close(decision, by_peer=True)
+            return b""
+        self.route = decision
+        self.protocol_name = request.protocol
+        decision.open(self, request.protocol, held)
+        return b""
+
     # --- outbound ----------------------------------------------------------------------------------------------
+
+    def deliver(self, payload: bytes) -> bool:
+        """Queue bytes an app server sent to this routed client, as they are.
+
+        Until the client is open, the first complete record is the app server's handshake answer: ``{}`` makes the
+        client a hub member (the listener's ``connected``), an error closes it once the answer is delivered.
+        Returns whether the bytes were queued.
+        """
+        if self.closed:
+            return False
+        if self._opened:
+            return self.send(payload)
+        reply = self._reply_buffer
+        reply += payload
+        end = reply.find(RECORD_SEPARATOR)
+        if end < 0:
+            if len(reply) > self._max_message_size:
+                self.close("The app server's handshake response is too large.")
+            return False
+        held = bytes(reply)
+        reply.clear()
+        try:
+            error = decode_handshake_response(held[:end])
+        except ProtocolError as exc:
+            error = f"Handshake response is invalid: {exc}"
+        self._queue_raw(held)
+        if error is None:
+            self._opened = True
+            self._listener.connected(self)
+        else:
+            log.info("app server refused the handshake hub=%s id=%s: %s", self.hub, self.connection_id, error)
+            self.close(error, by_peer=True)
+        return True
+
+    def end_routed(self, record: bytes, error: str) -> None:
+        """Close a routed client with ``record`` (a Close, or a handshake error before it opened) as its last bytes.
+
+        The caller (its server connection) must already have forgotten the client: no CloseConnection goes back.
+        """
+        if self.closed:
+            return
+        self._queue_raw(record)
+        self.close(error, by_peer=True)
 
     def send(self, record: bytes) -> bool:
         """Queue one or more complete records (shared bytes are fine: nothing mutates them).
@@ -213,15 +343,25 @@ class ClientConnection:
     # --- closing -----------------------------------------------------------------------------------------------
 
     def close(self, error: str | None = None, *, by_peer: bool = False) -> None:
-        """Close the connection: queue a Close message with ``error`` (unless the peer closed), announce it once."""
+        """Close the connection: queue a Close message with ``error`` (unless the peer closed), announce it once.
+
+        ``by_peer`` also means "the Close is already queued": an app server that closes its client sends the hub
+        Close message itself, as data.
+        """
         if self.closed:
             return
-        if not by_peer and self._protocol.state is State.OPEN:
-            self._protocol.close(error)
+        if not by_peer:
+            if self.route is not None:
+                if self._opened:
+                    self._queue_raw(encode(Close(error)))
+            elif self._protocol.state is State.OPEN:
+                self._protocol.close(error)
         self._queue_protocol_output()
         self.closed_at = time.monotonic()
         self.close_error = error
         self._ready.set()
+        if self.route is not None:
+            self.route.client_closed(self, error)
         if self._opened:
             self._listener.disconnected(self, error)
 
@@ -242,7 +382,9 @@ class ClientConnection:
     def _queue_protocol_output(self) -> None:
         # Handshake replies and Close records come from the state machine; they bypass the buffer bound because
         # they are tiny and must precede or end everything else.
-        data = self._protocol.data_to_send()
+        self._queue_raw(self._protocol.data_to_send())
+
+    def _queue_raw(self, data: bytes) -> None:
         if data:
             self._outbox.append(data)
             self._buffered += len(data)
@@ -293,8 +435,9 @@ class ClientConnection:
             return
         elif now - self.last_received >= client_timeout:
             self.close("Client timeout elapsed without receiving a message from the client.")
-        elif now - self.last_sent >= keepalive and not self._outbox:
-            # "A Ping is only sent if the interval has elapsed without a message being sent" (§4).
+        elif now - self.last_sent >= keepalive and not self._outbox and self.route is None:
+            # "A Ping is only sent if the interval has elapsed without a message being sent" (§4). A routed client
+            # gets its pings from the app server, as data.
             self.send(PING_RECORD)
 
     def expired(self, now: float) -> bool:

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from signalr.redact import redact_text
 
-from .connection import ClientConnection, InboundMessage
+from .connection import ClientConnection, ClientRoute, InboundMessage
+from .server_connections import NO_SERVER_ERROR, ServerPool
 from .settings import EmulatorSettings
 from .upstream import UpstreamDispatcher
 
@@ -158,7 +159,8 @@ class Hub:
 
 
 class SignalRService:
-    """The emulated service: hubs, the id → connection table, timers, and the bridge to the upstream.
+    """The emulated service: hubs, the id → connection table, timers, the bridge to the upstream and, in Default and
+    Classic mode, the app servers' server connections (:attr:`servers`) that carry clients.
 
     Call :meth:`start` once inside the event loop before serving and :meth:`stop` on shutdown.
     """
@@ -166,6 +168,7 @@ class SignalRService:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.upstream = UpstreamDispatcher(settings)
+        self.servers = ServerPool()
         self._hubs: dict[str, Hub] = {}
         self._by_token: dict[str, ClientConnection] = {}
         self._maintenance: asyncio.Task[None] | None = None
@@ -177,9 +180,12 @@ class SignalRService:
         self._maintenance = asyncio.create_task(self._run_timers(), name="emulator-timers")
 
     async def stop(self, reason: str = "The service is shutting down.") -> None:
-        """Close every connection (each gets a Close message), deliver pending upstream events briefly, stop."""
+        """Close every connection (each gets a Close message), then every server connection (WebSocket close 1000),
+        deliver pending upstream events briefly, stop."""
         for connection in list(self._by_token.values()):
             connection.close(reason)
+        for server in self.servers.all():
+            server.end(1000, reason)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -238,6 +244,7 @@ class SignalRService:
             max_message_size=settings.max_message_size,
             handshake_timeout=_claim_seconds(claims, "asrs.s.cht", 1, 30, settings.handshake_timeout),
             max_poll_interval=_claim_seconds(claims, "asrs.s.ttl", 1, 300, settings.max_poll_interval),
+            routable=settings.service_mode != "serverless",
         )
         self._by_token[token] = connection
         return connection
@@ -266,7 +273,8 @@ class SignalRService:
             connection.transport.value if connection.transport else "-",
             connection.user_id or "-",
         )
-        self.upstream.connected(connection)
+        if connection.route is None:  # an app server sees its own clients through OpenConnection instead
+            self.upstream.connected(connection)
 
     async def message(self, connection: ClientConnection, message: InboundMessage) -> None:
         await self.upstream.message(connection, message)
@@ -279,7 +287,16 @@ class SignalRService:
             connection.connection_id,
             f" error={redact_text(error)!r}" if error else "",
         )
-        self.upstream.disconnected(connection, error)
+        if connection.route is None:
+            self.upstream.disconnected(connection, error)
+
+    def route(self, connection: ClientConnection) -> ClientRoute | str | None:
+        """Default mode: the hub's least busy usable server connection, else the Default-mode handshake error.
+        Classic mode: that server connection when there is one, else ``None`` (served here, with the upstream)."""
+        server = self.servers.pick(connection.hub)
+        if server is not None:
+            return server
+        return NO_SERVER_ERROR if self.settings.service_mode == "default" else None
 
 
 def _claim_seconds(claims: dict[str, Any], name: str, low: int, high: int, default: float) -> float:

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field, replace
 
 from signalr.upstream import UpstreamTemplate
 
-__all__ = ["ENV_KNOBS", "EmulatorSettings", "SettingsError", "new_access_key"]
+__all__ = ["ENV_KNOBS", "SERVICE_MODES", "EmulatorSettings", "SettingsError", "new_access_key"]
 
 MIB = 1024 * 1024
+# Serverless: clients are served by the emulator and the upstream. Default: every client is carried by an app server's
+# server connection. Classic: carried by a server connection when the hub has one, else served as in Serverless.
+SERVICE_MODES = ("serverless", "default", "classic")
 
 
 class SettingsError(ValueError):
@@ -53,6 +56,14 @@ class EmulatorSettings:
     upstream_timeout: float = 100.0
     # Client messages waiting for the upstream per connection before the transport stops reading.
     max_pending_upstream: int = 64
+    # Default and Classic mode: the service pings each server connection every 5 s, expects its HandshakeRequest
+    # within 15 s and closes a server connection that sent nothing for 30 s.
+    service_mode: str = "serverless"
+    server_ping_interval: float = 5.0
+    server_handshake_timeout: float = 15.0
+    server_timeout: float = 30.0
+    # One service message (its VarInt length) from an app server; a longer one closes that server connection.
+    max_service_message_size: int = MIB
 
     @property
     def endpoint_host(self) -> str:
@@ -68,6 +79,12 @@ class EmulatorSettings:
         return f"Endpoint=http://{self.endpoint_host};Port={port};AccessKey={self.access_key};Version=1.0;"
 
     @property
+    def server_tick(self) -> float:
+        """How often server-connection timers are checked: a quarter of the shortest one, at most once a second."""
+        shortest = min(self.server_ping_interval, self.server_handshake_timeout, self.server_timeout)
+        return max(0.02, min(1.0, shortest / 4))
+
+    @property
     def tick(self) -> float:
         """How often timers are checked: a quarter of the shortest timer, at most once a second."""
         shortest = min(self.keepalive_interval, self.client_timeout, self.handshake_timeout, self.max_poll_interval)
@@ -79,10 +96,27 @@ class EmulatorSettings:
             raise SettingsError("--access-key must be non-empty and contain no ';' or line breaks")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be between 0 and 65535, not {self.port}")
-        for name in ("keepalive_interval", "client_timeout", "handshake_timeout", "poll_timeout", "max_poll_interval"):
+        if self.service_mode not in SERVICE_MODES:
+            raise SettingsError(f"--service-mode must be one of {', '.join(SERVICE_MODES)}, not {self.service_mode!r}")
+        for name in (
+            "keepalive_interval",
+            "client_timeout",
+            "handshake_timeout",
+            "poll_timeout",
+            "max_poll_interval",
+            "server_ping_interval",
+            "server_handshake_timeout",
+            "server_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
-        for name in ("max_buffer_size", "max_message_size", "max_rest_body", "max_upstream_response"):
+        for name in (
+            "max_buffer_size",
+            "max_message_size",
+            "max_rest_body",
+            "max_upstream_response",
+            "max_service_message_size",
+        ):
             if getattr(self, name) < 64:
                 raise SettingsError(f"{name} must be at least 64 bytes")
         return self
@@ -112,4 +146,8 @@ ENV_KNOBS: dict[str, tuple[str, type[float] | type[int]]] = {
     "SIGNALR_EMULATOR_UPSTREAM_TIMEOUT": ("upstream_timeout", float),
     "SIGNALR_EMULATOR_MAX_BUFFER": ("max_buffer_size", int),
     "SIGNALR_EMULATOR_MAX_MESSAGE": ("max_message_size", int),
+    "SIGNALR_EMULATOR_SERVER_PING_INTERVAL": ("server_ping_interval", float),
+    "SIGNALR_EMULATOR_SERVER_HANDSHAKE_TIMEOUT": ("server_handshake_timeout", float),
+    "SIGNALR_EMULATOR_SERVER_TIMEOUT": ("server_timeout", float),
+    "SIGNALR_EMULATOR_MAX_SERVICE_MESSAGE": ("max_service_message_size", int),
 }

@@ -23,6 +23,7 @@ from signalr.sse import SSE_PREAMBLE, encode_event
 from .auth import ClientIdentity, Unauthorized, authenticate_client
 from .connection import ClientConnection
 from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, SignalRService
+from .server_connections import request_headers
 
 __all__ = ["connect", "connect_delete", "connect_send", "negotiate", "preflight"]
 
@@ -114,6 +115,7 @@ def _start_transport(
     connection.user_id = identity.user_id
     connection.claims = identity.claims
     connection.client_query = _client_query(request)
+    connection.request_headers = request_headers(request.headers.items())
     connection.attach(transport)
     if transport is not TransportType.LONG_POLLING and request.transport is not None:
         # A WebSocket or an event stream owns its socket, so dropping the connection may cut it; polls come and go.
