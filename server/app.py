@@ -1,4 +1,5 @@
-"""The app server as an aiohttp application: negotiate, upstream, the web page and the health probe."""
+"""The app server as an aiohttp application: negotiate, the hub's link to the service, the web page and the health
+probe. The link depends on the service mode: server connections (Default) or ``/upstream`` plus REST (Serverless)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from aiohttp.abc import AbstractAccessLogger
 
 from signalr.redact import redact_url
 
-from .config import Settings
+from .carried_clients import ClientTable, ClientTimers
+from .config import ServiceMode, Settings
 from .hub import ChatHub
 from .negotiate import handle_negotiate, handle_preflight
 from .rest_client import ServiceRestClient
-from .state import HUB, REST, SETTINGS
+from .server_connections import ServerConnections
+from .state import HUB, REST, SERVER_CONNECTIONS, SETTINGS
 from .upstream import handle_upstream
 
 __all__ = ["RedactingAccessLogger", "create_app"]
@@ -85,7 +88,11 @@ async def _signalr_js(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "hub": request.app[SETTINGS].hub})
+    settings = request.app[SETTINGS]
+    body: dict[str, object] = {"status": "ok", "hub": settings.hub, "service_mode": settings.service_mode.value}
+    if SERVER_CONNECTIONS in request.app:
+        body["server_connections"] = request.app[SERVER_CONNECTIONS].status()
+    return web.json_response(body)
 
 
 async def _start_rest(app: web.Application) -> None:
@@ -96,14 +103,35 @@ async def _close_rest(app: web.Application) -> None:
     await app[REST].close()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The application for ``settings``; the REST client opens on startup and closes on cleanup."""
+async def _start_server_connections(app: web.Application) -> None:
+    await app[SERVER_CONNECTIONS].start()
+
+
+async def _stop_server_connections(app: web.Application) -> None:
+    await app[SERVER_CONNECTIONS].stop()
+
+
+def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Application:
+    """The application for ``settings``. Serverless: the REST client opens on startup and ``/upstream`` is served.
+    Default: the server connections start dialling on startup (unless ``dial_on_startup`` is false: then the caller
+    starts ``app[SERVER_CONNECTIONS]`` once it listens) and say goodbye to the service on shutdown."""
     app = web.Application()
     app[SETTINGS] = settings
     app[HUB] = ChatHub()
-    app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
-    app.on_startup.append(_start_rest)
-    app.on_cleanup.append(_close_rest)
+    if settings.service_mode is ServiceMode.SERVERLESS:
+        app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
+        app.on_startup.append(_start_rest)
+        app.on_cleanup.append(_close_rest)
+        app.router.add_post("/upstream", handle_upstream)
+        app.router.add_post("/upstream/{tail:.*}", handle_upstream)
+    else:
+        clients = ClientTable(app[HUB], ClientTimers())
+        app[SERVER_CONNECTIONS] = ServerConnections(
+            settings.connection, settings.hub, clients, count=settings.server_connections
+        )
+        if dial_on_startup:
+            app.on_startup.append(_start_server_connections)
+        app.on_shutdown.append(_stop_server_connections)
 
     # ASP.NET routing ignores case in the whole path (`/CHAT/NEGOTIATE` reaches the hub's negotiate handler); the hub
     # name is letters, digits and `_` only (config.py), so it is a safe pattern. asrs.op is derived from the path as
@@ -112,8 +140,6 @@ def create_app(settings: Settings) -> web.Application:
     for path in (negotiate, negotiate + "/"):
         app.router.add_post(path, handle_negotiate)
         app.router.add_route("OPTIONS", path, handle_preflight)
-    app.router.add_post("/upstream", handle_upstream)
-    app.router.add_post("/upstream/{tail:.*}", handle_upstream)
     app.router.add_get("/", _index)
     app.router.add_get("/static/chat.js", _chat_js)
     app.router.add_get("/static/chat.css", _chat_css)

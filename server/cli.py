@@ -23,7 +23,8 @@ from signalr.redact import redact_text
 from signalr.tokens import DEFAULT_LIFETIME
 
 from .app import RedactingAccessLogger, create_app
-from .config import ConfigError, Settings, load_settings, read_connection_string
+from .config import ConfigError, ServiceMode, Settings, load_settings, read_connection_string
+from .state import SERVER_CONNECTIONS
 
 __all__ = ["build_parser", "main", "serve"]
 
@@ -56,10 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="chat-server",
         description=(
-            "The Chatroom app server for Azure SignalR Service in Serverless mode: negotiate redirect, the Chat hub "
-            "through upstream + REST, and the web page. Reads Azure__SignalR__ConnectionString from the environment "
-            "or .env."
+            "The Chatroom app server for Azure SignalR Service: the negotiate redirect, the Chat hub and the web page. "
+            "In Default mode it dials server connections to the service (like the ASP.NET SDK); in Serverless mode "
+            "it serves /upstream and replies through the REST API. Reads Azure__SignalR__ConnectionString from the "
+            "environment or .env."
         ),
+    )
+    parser.add_argument(
+        "--service-mode",
+        choices=[mode.value for mode in ServiceMode],
+        default=ServiceMode.DEFAULT.value,
+        help="the service's mode: default (server connections, no public URL needed) or serverless (upstream + "
+        "REST) (default: default)",
+    )
+    parser.add_argument(
+        "--server-connections",
+        type=int,
+        default=5,
+        metavar="N",
+        help="Default mode: server connections per hub, like the SDK's InitialHubServerConnectionCount (default 5)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on; 0 = any free port (default 5000)")
@@ -102,9 +118,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 
     Prints the ready line once listening; raises :class:`ListenError` when the socket cannot be opened.
     """
-    runner = web.AppRunner(
-        create_app(settings), access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5.0
-    )
+    app = create_app(settings, dial_on_startup=False)
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     try:
@@ -122,7 +137,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("service %s", settings.connection.redacted())
+    log.info("service %s (%s mode)", settings.connection.redacted(), settings.service_mode.value)
+    if SERVER_CONNECTIONS in app:
+        # Dial only once listening, so a port in use is the only line a failed start prints.
+        await app[SERVER_CONNECTIONS].start()
     print(f"Chat server listening on http://{_url_host(settings.host)}:{port}/ (hub {settings.hub})", flush=True)
     if ready is not None:
         ready.set()
@@ -147,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             token_lifetime=args.token_lifetime,
             signalr_js=args.signalr_js,
+            service_mode=ServiceMode(args.service_mode),
+            server_connections=args.server_connections,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

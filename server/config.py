@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from dotenv import dotenv_values, find_dotenv
@@ -21,6 +22,7 @@ __all__ = [
     "CONNECTION_STRING_VARIABLE",
     "DEFAULT_SIGNALR_JS",
     "ConfigError",
+    "ServiceMode",
     "Settings",
     "load_settings",
     "read_connection_string",
@@ -40,6 +42,19 @@ DEFAULT_SIGNALR_JS = (
 _HUB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
 MAX_TOKEN_LIFETIME = 24 * 3600
+MAX_SERVER_CONNECTIONS = 64
+
+
+class ServiceMode(Enum):
+    """How the hub reaches the service (``docs/default-mode.md``).
+
+    ``default``: the app server dials server connections to the service, which carries every client through them
+    (the portal's default; nothing but the connection string is needed). ``serverless``: the service posts client
+    events to ``/upstream`` and the hub replies through the REST API (needs an upstream URL the service can reach).
+    """
+
+    DEFAULT = "default"
+    SERVERLESS = "serverless"
 
 
 class ConfigError(Exception):
@@ -63,6 +78,8 @@ class Settings:
     rest_timeout: float = 10.0
     max_upstream_body: int = 1024 * 1024
     max_token_length: int = MAX_TOKEN_LENGTH
+    service_mode: ServiceMode = ServiceMode.DEFAULT
+    server_connections: int = 5
 
     @property
     def access_key(self) -> str:
@@ -95,6 +112,8 @@ def load_settings(
     port: int = 5000,
     token_lifetime: int = DEFAULT_LIFETIME,
     signalr_js: Path | None = None,
+    service_mode: ServiceMode = ServiceMode.DEFAULT,
+    server_connections: int = 5,
 ) -> Settings:
     """Validate everything and build :class:`Settings`; raises :class:`ConfigError` with the user's one-line message."""
     if connection_string is None:
@@ -121,6 +140,8 @@ def load_settings(
         raise ConfigError(f"invalid port {port}: use 0..65535 (0 = any free port)")
     if not 60 <= token_lifetime <= MAX_TOKEN_LIFETIME:
         raise ConfigError(f"invalid token lifetime {token_lifetime}: use 60..{MAX_TOKEN_LIFETIME} seconds")
+    if not 1 <= server_connections <= MAX_SERVER_CONNECTIONS:
+        raise ConfigError(f"invalid server connection count {server_connections}: use 1..{MAX_SERVER_CONNECTIONS}")
     return Settings(
         connection=connection,
         hub=hub,
@@ -128,4 +149,6 @@ def load_settings(
         port=port,
         token_lifetime=token_lifetime,
         signalr_js=signalr_js or DEFAULT_SIGNALR_JS,
+        service_mode=service_mode,
+        server_connections=server_connections,
     )

@@ -47,7 +47,8 @@ def restartable() -> Iterator[Restartable]:
     emulator = start_emulator(port, server_port)
     connection_string = emulator.readline()
     server = Process(
-        [script("chat-server"), "--port", str(server_port)], env={"Azure__SignalR__ConnectionString": connection_string}
+        [script("chat-server"), "--port", str(server_port), "--service-mode", "serverless"],
+        env={"Azure__SignalR__ConnectionString": connection_string},
     )
     server.readline()
     running = Restartable(port, server_port, emulator, server)

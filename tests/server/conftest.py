@@ -25,7 +25,9 @@ def recorder() -> Iterator[RestRecorder]:
 @pytest.fixture(scope="module")
 def server(recorder: RestRecorder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer]:
     """One ``chat-server`` whose REST calls go to :func:`recorder`; run from an empty directory (no ``.env``)."""
-    srv = start_chat_server(recorder.connection_string(), cwd=tmp_path_factory.mktemp("srv"))
+    srv = start_chat_server(
+        recorder.connection_string(), "--service-mode", "serverless", cwd=tmp_path_factory.mktemp("srv")
+    )
     yield srv
     srv.stop()
 

@@ -156,14 +156,36 @@ def test_ready_line_healthz_and_sigterm(tmp_path: Path) -> None:
     try:
         with urllib.request.urlopen(server.url + "healthz", timeout=10) as response:
             assert response.status == 200
-            assert json.loads(response.read()) == {"status": "ok", "hub": "chat"}
+            health = json.loads(response.read())
+        # Default mode: the service at port 1 is unreachable, so no server connection is open (yet).
+        assert health["status"] == "ok"
+        assert (health["hub"], health["service_mode"]) == ("chat", "default")
+        assert {k: health["server_connections"][k] for k in ("connected", "wanted")} == {"connected": 0, "wanted": 5}
     finally:
         code = server.stop()
     assert code == 0
     stderr = server.process.stderr()
     assert "shutting down" in stderr
+    assert "cannot reach the service at http://127.0.0.1:1" in stderr
     assert ACCESS_KEY not in stderr
     assert "AccessKey=***" in stderr  # the redacted connection string is logged, never the key
+
+
+def test_serverless_mode_has_no_server_connections(tmp_path: Path) -> None:
+    server = start_chat_server(GOOD, "--service-mode", "serverless", cwd=tmp_path)
+    try:
+        with urllib.request.urlopen(server.url + "healthz", timeout=10) as response:
+            assert json.loads(response.read()) == {"status": "ok", "hub": "chat", "service_mode": "serverless"}
+    finally:
+        assert server.stop() == 0
+    assert "server connection" not in server.process.stderr()
+
+
+@pytest.mark.parametrize("count", ["0", "65", "x"])
+def test_bad_server_connection_count(tmp_path: Path, count: str) -> None:
+    result = run_server(["--server-connections", count], GOOD, tmp_path)
+    assert result.returncode == 2
+    assert "server-connections" in result.stderr or "server connection count" in result.stderr
 
 
 def test_sigint_is_a_clean_exit(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ async def test_rest_failure_is_a_completion_error_not_a_crash(
 
 async def test_unreachable_service_is_a_completion_error(http: aiohttp.ClientSession, tmp_path: Any) -> None:
     closed = f"Endpoint=http://127.0.0.1;Port=9;AccessKey={ACCESS_KEY};Version=1.0;"
-    lonely = start_chat_server(closed, cwd=tmp_path)
+    lonely = start_chat_server(closed, "--service-mode", "serverless", cwd=tmp_path)
     try:
         invocation = {"type": 1, "invocationId": "3", "target": "echo", "arguments": ["a", "b"]}
         status, body = await post(http, lonely, headers_for(event="echo"), invocation)

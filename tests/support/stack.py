@@ -220,7 +220,7 @@ def start_stack(*emulator_args: str, cwd: Path | None = None, gateway_args: Sequ
         if gateway_args is not None:
             gateway = start_gateway(emulator.base, *gateway_args)
             connection_string = emulator.connection_string_to(gateway.url)
-        server = start_chat_server(connection_string, port=server_port, cwd=cwd)
+        server = start_chat_server(connection_string, "--service-mode", "serverless", port=server_port, cwd=cwd)
     except BaseException:
         if gateway is not None:
             gateway.stop()

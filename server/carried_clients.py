@@ -1,0 +1,295 @@
+"""Default mode: the clients the service carries to this app server, each run through the same Chat hub.
+
+The service announces a client with ``OpenConnection`` and then forwards its raw bytes as ``ConnectionData``: first its
+hub handshake, then its records. Each client gets the server-side hub-protocol state machine the emulator uses
+(:class:`signalr.connection.ServerProtocol`); its invocations go to :meth:`server.hub.ChatHub.invoke`, and the hub's
+actions become service messages (:class:`ServiceMessageSink`) written on the server connection that carries the caller,
+so a reply cannot overtake the caller's handshake or completion. As in ASP.NET Core, the app server owns the hub
+keep-alive of its clients: a Ping after 15 s without sending, a close after 30 s without receiving
+(``docs/default-mode.md``).
+
+Nothing here touches a socket: a :class:`ServerLink` (a server connection) writes the messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from signalr import service_protocol as sp
+from signalr.connection import (
+    ConnectionClosed,
+    HandshakeCompleted,
+    HandshakeFailed,
+    MessageReceived,
+    ServerProtocol,
+    State,
+)
+from signalr.protocol import PING_RECORD, Invocation, StreamInvocation, encode
+from signalr.redact import redact_text
+
+from .hub import (
+    Caller,
+    ChatHub,
+    DeliveryFailed,
+    HubAction,
+    SendToAll,
+    SendToConnection,
+    SendToGroup,
+    SendToUser,
+    perform,
+)
+
+__all__ = ["CarriedClient", "ClientTable", "ClientTimers", "ServerLink", "ServiceMessageSink", "payloads_for"]
+
+log = logging.getLogger("server.clients")
+
+# What each ConnectionData carries (ext 5), as newer SDKs mark it: the handshake reply, an invocation-type message, or
+# anything else (pings, close).
+_HANDSHAKE = sp.DataMessageType.HANDSHAKE
+_INVOCATION = sp.DataMessageType.INVOCATION
+_OTHER = sp.DataMessageType.OTHER
+
+
+class ServerLink(Protocol):
+    """The server connection a client arrived on, as the clients see it."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be written."""
+
+    async def send(self, message: sp.ServiceMessage) -> None:
+        """Write one service message; raises :class:`ConnectionError` when the connection is gone."""
+
+
+@dataclass(frozen=True)
+class ClientTimers:
+    """ASP.NET Core's hub defaults: KeepAliveInterval 15 s, ClientTimeoutInterval 30 s, HandshakeTimeout 15 s."""
+
+    keepalive: float = 15.0
+    client_timeout: float = 30.0
+    handshake_timeout: float = 15.0
+
+
+def payloads_for(target: str, arguments: tuple[Any, ...]) -> dict[str, bytes]:
+    """One Invocation serialised for every hub protocol this app server registers (today: JSON), keyed by name."""
+    return {"json": encode(Invocation(target, arguments))}
+
+
+class ServiceMessageSink:
+    """The Default-mode :class:`~server.hub.ActionSink`: each action as one service message on ``link``."""
+
+    def __init__(self, link: ServerLink) -> None:
+        self._link = link
+
+    async def send(self, action: HubAction) -> None:
+        payloads = payloads_for(action.target, action.arguments)
+        message: sp.ServiceMessage
+        match action:
+            case SendToAll():
+                message = sp.BroadcastData((), payloads)
+            case SendToConnection():
+                # A single-connection send goes as MultiConnectionData, as the SDK does, so the service treats it as
+                # a hub message and not as the raw output of that connection.
+                message = sp.MultiConnectionData((action.connection_id,), payloads)
+            case SendToUser():
+                message = sp.UserData(action.user_id, payloads)
+            case SendToGroup():
+                message = sp.GroupBroadcastData(action.group, (), payloads)
+        try:
+            await self._link.send(message)
+        except ConnectionError as exc:
+            raise DeliveryFailed(f"the server connection closed before the send: {exc}") from None
+
+
+class CarriedClient:
+    """One client connection of the service, served by this app server's hub.
+
+    Feed it what the service forwards (:meth:`receive`); it answers through ``link``. Call :meth:`tick` about once a
+    second for the keep-alive and timeouts; :meth:`closed_by_service` when the service says the client left.
+    """
+
+    def __init__(
+        self,
+        open_message: sp.OpenConnection,
+        link: ServerLink,
+        hub: ChatHub,
+        timers: ClientTimers,
+        max_message_size: int,
+    ) -> None:
+        self.connection_id = open_message.connection_id
+        self.link = link
+        claims = dict(open_message.claims)
+        # The user id the service routes UserData by: `asrs.s.uid`, which our negotiate sets (docs/protocol.md §2).
+        self.user_id = claims.get("asrs.s.uid") or claims.get("nameid") or None
+        self.protocol_name = open_message.protocol or "json"
+        self._hub = hub
+        self._timers = timers
+        self._protocol = ServerProtocol(max_message_size)
+        now = time.monotonic()
+        self.opened_at = now
+        self.last_received = now
+        self.last_sent = now
+        self.closed = False
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.connection_id, self.user_id)
+
+    async def receive(self, payload: bytes) -> None:
+        """Bytes of this client forwarded by the service (ConnectionData)."""
+        if self.closed:
+            return
+        self.last_received = time.monotonic()
+        events = self._protocol.receive_data(payload)
+        for event in events:
+            if isinstance(event, HandshakeCompleted):
+                await self._flush(_HANDSHAKE)
+                log.info("connected: %s%s", self.connection_id, f" (user {self.user_id})" if self.user_id else "")
+            elif isinstance(event, HandshakeFailed):
+                await self._flush(_HANDSHAKE)
+                await self._end(event.error)
+            elif isinstance(event, MessageReceived):
+                message = event.message
+                if isinstance(message, Invocation | StreamInvocation):
+                    await self._invoke(message)
+            elif isinstance(event, ConnectionClosed):
+                if event.by_peer:
+                    # The client sent Close: the connection ends normally.
+                    await self._end(None)
+                else:
+                    # A malformed or oversized record: the protocol queued a Close message with the reason.
+                    log.info("protocol error from %s: %s", self.connection_id, event.error)
+                    await self._flush(_OTHER)
+                    await self._end(event.error)
+            if self.closed:
+                break
+
+    async def _invoke(self, message: Invocation | StreamInvocation) -> None:
+        call = self._hub.invoke(self.caller, message)
+        log.debug("invoke %r from %s: %d send(s)", call.target[:64], self.connection_id, len(call.actions))
+        failure = await perform(call, ServiceMessageSink(self.link), log, self.connection_id)
+        completion = call.completion(failure)
+        if completion is not None:
+            await self._write(encode(completion), _INVOCATION)
+
+    async def tick(self, now: float) -> None:
+        """Keep-alive and timeouts at time ``now`` (``time.monotonic()``)."""
+        if self.closed:
+            return
+        state = self._protocol.state
+        if state is State.HANDSHAKING:
+            if now - self.opened_at >= self._timers.handshake_timeout:
+                log.info("handshake timeout: %s", self.connection_id)
+                await self._end("Handshake was not completed in time.")
+        elif now - self.last_received >= self._timers.client_timeout:
+            self._protocol.close("Server timeout elapsed without receiving a message from the client.")
+            await self._flush(_OTHER)
+            await self._end("Server timeout elapsed without receiving a message from the client.")
+        elif now - self.last_sent >= self._timers.keepalive:
+            await self._write(PING_RECORD, _OTHER)
+
+    async def close(self, error: str | None) -> None:
+        """End this client from the app side: a Close message, then CloseConnection to the service."""
+        if self.closed:
+            return
+        if self._protocol.state is State.OPEN:
+            self._protocol.close(error)
+            await self._flush(_OTHER)
+        await self._end(error)
+
+    def closed_by_service(self, error: str) -> None:
+        """The service says the client left (CloseConnection): forget it without answering."""
+        if not self.closed:
+            self.closed = True
+            self._protocol.close()
+            self._protocol.data_to_send()
+            if error:
+                log.info("disconnected: %s: %s", self.connection_id, redact_text(error)[:300])
+            else:
+                log.info("disconnected: %s", self.connection_id)
+
+    async def _flush(self, kind: sp.DataMessageType) -> None:
+        data = self._protocol.data_to_send()
+        if data:
+            await self._write(data, kind)
+
+    async def _write(self, data: bytes, kind: sp.DataMessageType) -> None:
+        self.last_sent = time.monotonic()
+        try:
+            await self.link.send(
+                sp.ConnectionData(self.connection_id, data, {int(sp.Ext.DATA_MESSAGE_TYPE): int(kind)})
+            )
+        except ConnectionError:
+            self.closed = True  # the server connection is gone; the service closes the client on its side
+
+    async def _end(self, error: str | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        log.info("closing: %s%s", self.connection_id, f": {redact_text(error)[:300]}" if error else "")
+        try:
+            await self.link.send(sp.CloseConnection(self.connection_id, error or ""))
+        except ConnectionError:
+            pass
+
+
+class ClientTable:
+    """Every client carried by this app server's server connections, by connection id."""
+
+    def __init__(self, hub: ChatHub, timers: ClientTimers, max_message_size: int = 1024 * 1024) -> None:
+        self._hub = hub
+        self._timers = timers
+        self._max_message_size = max_message_size
+        self._clients: dict[str, CarriedClient] = {}
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def on(self, link: ServerLink) -> list[CarriedClient]:
+        """The clients carried by ``link``."""
+        return [client for client in self._clients.values() if client.link is link]
+
+    async def handle(self, message: sp.ServiceMessage, link: ServerLink) -> None:
+        """A client-related message from the service, read on ``link``."""
+        if isinstance(message, sp.OpenConnection):
+            previous = self._clients.get(message.connection_id)
+            if previous is not None:
+                previous.closed_by_service("")
+            self._clients[message.connection_id] = CarriedClient(
+                message, link, self._hub, self._timers, self._max_message_size
+            )
+        elif isinstance(message, sp.ConnectionData):
+            client = self._clients.get(message.connection_id)
+            if client is not None:
+                await client.receive(message.payload)
+                if client.closed:
+                    self._clients.pop(client.connection_id, None)
+        elif isinstance(message, sp.CloseConnection):
+            client = self._clients.pop(message.connection_id, None)
+            if client is not None:
+                client.closed_by_service(message.error)
+
+    def link_lost(self, link: ServerLink) -> int:
+        """``link`` ended: the service ends the clients it carried, so forget them. Returns how many."""
+        lost = self.on(link)
+        for client in lost:
+            self._clients.pop(client.connection_id, None)
+            client.closed_by_service("the server connection carrying it closed")
+        return len(lost)
+
+    async def tick(self, now: float) -> None:
+        """Run every client's keep-alive and timeouts once."""
+        for client in list(self._clients.values()):
+            await client.tick(now)
+            if client.closed:
+                self._clients.pop(client.connection_id, None)
+
+    async def close_all(self, error: str | None, clients: Iterable[CarriedClient] | None = None) -> None:
+        """Close clients from the app side (all of them by default)."""
+        for client in list(self._clients.values() if clients is None else clients):
+            await client.close(error)
+            self._clients.pop(client.connection_id, None)
