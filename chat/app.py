@@ -44,6 +44,13 @@ STOP_TIMEOUT = 5.0
 NOT_CONNECTED = "Cannot send data if the connection is not in the 'Connected' State."
 """What the sample shows when a send is attempted without a connection (the JS client's message)."""
 HUB_TARGETS = ("broadcastMessage", "echo")
+# What happens behind the service, by service mode: the trace shows it once per connection.
+SERVICE_PATHS = {
+    "default": "Default mode: the service hands each message to the app server over its server connections "
+    "(WebSockets the app server opened); the hub's replies come back the same way",
+    "serverless": "Serverless mode: the service POSTs each invocation to the app server's /upstream webhook; the hub "
+    "replies through the service's REST API",
+}
 ECHO_SUFFIX = " (echo from server)"
 """What the hub appends to an echoed message (docs/protocol.md §5)."""
 MAX_IN_FLIGHT = 256
@@ -93,6 +100,8 @@ class ChatApp(App[None]):
     ``gateway_profile``/``profile_switcher``/``strict_apim`` are for the local demo: when the user picks a transport
     whose family the gateway's APIM profile does not serve, the app awaits ``profile_switcher(family)`` before it
     reconnects, unless ``strict_apim`` is set (then it connects anyway so the failure can be seen).
+    ``service_mode`` (``default`` or ``serverless``, when known) is shown in the status bar and the trace, so the path a
+    message takes behind the service is visible.
     ``connection_factory`` builds the connection (tests inject their own); ``clock`` stamps the lines.
     """
 
@@ -119,6 +128,7 @@ class ChatApp(App[None]):
         profile_switcher: Callable[[str], Awaitable[None]] | None = None,
         strict_apim: bool = False,
         *,
+        service_mode: str | None = None,
         clock: Callable[[], datetime] = datetime.now,
         default_name: str | None = None,
     ) -> None:
@@ -131,6 +141,7 @@ class ChatApp(App[None]):
         self.gateway_profile = gateway_profile
         self.profile_switcher = profile_switcher
         self.strict_apim = strict_apim
+        self.service_mode = service_mode
         self.clock = clock
         self.default_name = default_name or random_default_name()
         self.connection: HubConnection | None = None
@@ -294,6 +305,7 @@ class ChatApp(App[None]):
         connected = connection.connected_url
         where = f"{host_of(connected)} {self._host_label(connected)}" if connected else "?"
         self._note(f"Connected with {used} to {where}")
+        self._trace_service_path()
         self._outbox.put_nowait(("broadcastMessage", (SYSTEM_SENDER, f"{self.user_name} JOINED")))
 
     async def _switch_profile(self, family: str) -> None:
@@ -550,10 +562,16 @@ class ChatApp(App[None]):
             return "(service, direct)"
         return "via ClientEndpoint"
 
+    def _trace_service_path(self) -> None:
+        """One trace row saying how the service reaches the hub in this mode (the hops the client cannot see)."""
+        path = SERVICE_PATHS.get(self.service_mode or "")
+        if path is not None:
+            self._trace(TraceEvent("mode", "", "", "", None, None, None, path, time.time()))
+
     def _refresh_status(self) -> None:
         connection = self.connection
         if connection is None:
-            info = StatusInfo(wanted=self.transport, profile=self.gateway_profile)
+            info = StatusInfo(wanted=self.transport, profile=self.gateway_profile, mode=self.service_mode)
         else:
             connected = connection.connected_url
             info = StatusInfo(
@@ -565,6 +583,7 @@ class ChatApp(App[None]):
                 rtt_ms=self._round_trip_ms if self._round_trip_ms is not None else connection.last_rtt_ms,
                 profile=self.gateway_profile,
                 wanted=self.transport,
+                mode=self.service_mode,
             )
         with contextlib.suppress(Exception):
             self.status_bar.show(info)

@@ -75,6 +75,12 @@ How a connection is made
   3. Connect on <ClientEndpoint>/client/ with the chosen transport.
   The status bar shows the host you really talk to: the gateway (APIM) when ClientEndpoint points at it.
 
+Behind the service (the status bar's "mode")
+  Default     the app server keeps WebSocket server connections open to the service; your messages reach the
+              hub through them and its replies go back the same way. Only the connection string is needed.
+  Serverless  the service POSTs each message to the app server's /upstream URL; the hub replies through the
+              service's REST API. The service must be able to reach the app server.
+
 APIM serves either WebSockets (profile websocket) or SSE/LongPolling (profile sse-lp) on client/, never both.
 
 Press Escape or F1 to close."""

@@ -208,6 +208,8 @@ class StatusInfo:
     rtt_ms: float | None = None
     profile: str | None = None
     wanted: TransportChoice | None = None
+    mode: str | None = None
+    """The service mode behind the connection (``default`` or ``serverless``), when known."""
 
 
 _STATE_STYLES = {
@@ -220,7 +222,8 @@ _STATE_STYLES = {
 
 
 class StatusBar(Static):
-    """One line: state, transport in use, connection id, host connected to, round-trip time, APIM profile.
+    """One line: state, transport in use, connection id, host connected to, round-trip time, APIM profile, and the
+    service mode.
 
     The round trip is the chat's own (a sent message coming back as broadcast or echo), else the client's
     ``last_rtt_ms``; ``—`` until one is known.
@@ -254,6 +257,8 @@ class StatusBar(Static):
         parts += [sep, ("rtt ", "dim"), f"{info.rtt_ms:.0f} ms" if info.rtt_ms is not None else "—"]
         if info.profile:
             parts += [sep, ("APIM ", "dim"), info.profile]
+        if info.mode:
+            parts += [sep, ("mode ", "dim"), info.mode.capitalize()]
         # The connection id comes last: on a narrow terminal it is the part to lose.
         parts += [sep, ("id ", "dim"), printable(info.connection_id or "—", 40)]
         return Text.assemble(*parts, no_wrap=True, overflow="ellipsis")
