@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import aiohttp
+
 PROFILES = ("websocket", "sse-lp")
+SERVICE_MODES = ("default", "serverless")
 START_TIMEOUT = 30.0
 
 
@@ -79,6 +82,7 @@ class Demo:
     server_port: int
     with_delete: bool = False
     log: IO[str] | None = None
+    service_mode: str = "default"
     service_connection_string: str = ""
     children: dict[str, Child] = field(default_factory=dict)
 
@@ -105,6 +109,7 @@ class Demo:
             "gateway_url": self.gateway_url,
             "service_url": self.service_url,
             "profile": self.profile,
+            "service_mode": self.service_mode,
         }
 
     async def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
@@ -141,16 +146,11 @@ class Demo:
     async def start_service(self) -> None:
         # The emulator makes a fresh AccessKey and prints it in its connection string, which goes to the app
         # server through its environment: the key never stands on a command line, where `ps` would show it.
-        child = await self._spawn(
-            "signalr-emulator",
-            [
-                _script("signalr-emulator"),
-                "--port",
-                str(self.service_port),
-                "--upstream",
-                f"http://127.0.0.1:{self.server_port}/upstream/{{hub}}/{{category}}/{{event}}",
-            ],
-        )
+        argv = [_script("signalr-emulator"), "--port", str(self.service_port), "--service-mode", self.service_mode]
+        if self.service_mode == "serverless":
+            # Serverless: client invocations reach the app server as upstream webhooks.
+            argv += ["--upstream", f"http://127.0.0.1:{self.server_port}/upstream/{{hub}}/{{category}}/{{event}}"]
+        child = await self._spawn("signalr-emulator", argv)
         match = re.search(r"Port=(\d+);", child.ready_line)
         if match is None or "AccessKey=" not in child.ready_line:
             raise DemoError("signalr-emulator printed no connection string")
@@ -175,9 +175,26 @@ class Demo:
         connection_string = f"{self.service_connection_string}ClientEndpoint={self.gateway_url};"
         await self._spawn(
             "chat-server",
-            [_script("chat-server"), "--port", str(self.server_port)],
+            [_script("chat-server"), "--port", str(self.server_port), "--service-mode", self.service_mode],
             env={"Azure__SignalR__ConnectionString": connection_string},
         )
+        if self.service_mode == "default":
+            await self._wait_for_server_connections()
+
+    async def _wait_for_server_connections(self) -> None:
+        """Default mode: a client is refused until the app server's server connections are up, so wait for them
+        (``/healthz`` counts them)."""
+        url = f"http://127.0.0.1:{self.server_port}/healthz"
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while asyncio.get_running_loop().time() < deadline:
+                with contextlib.suppress(aiohttp.ClientError, ValueError):
+                    async with session.get(url) as response:
+                        status = (await response.json()).get("server_connections", {})
+                        if status.get("connected", 0) >= status.get("wanted", 1):
+                            return
+                await asyncio.sleep(0.05)
+        raise DemoError(f"chat-server opened no server connection: {self._last_log_line() or 'see its log above'}")
 
     async def start(self) -> None:
         await self.start_service()
@@ -209,6 +226,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the local SignalR service, the APIM gateway and the app server, then chat through them.",
     )
     parser.add_argument("--profile", choices=PROFILES, default=None, help="APIM profile of the gateway")
+    parser.add_argument(
+        "--service-mode",
+        choices=SERVICE_MODES,
+        default="default",
+        help="how the service reaches the app server: default (server connections) or serverless (upstream + REST)",
+    )
     parser.add_argument("--transport", choices=("websockets", "sse", "longpolling", "sse-lp"), default=None)
     parser.add_argument("--name", default=None, help="chat name (asked for when omitted)")
     parser.add_argument("--no-tui", action="store_true", help="serve only; print one JSON line when ready")
@@ -257,6 +280,7 @@ async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
         gateway_profile=demo.profile,
         profile_switcher=demo.switch_profile,
         strict_apim=args.strict_apim,
+        service_mode=demo.service_mode,
     )
     await app.run_async()
 
@@ -267,7 +291,15 @@ async def _main(args: argparse.Namespace) -> int:
     if not args.no_tui:
         # The terminal belongs to the chat UI: the servers' logs go to a file instead.
         log = tempfile.NamedTemporaryFile("w", prefix="chat-demo-", suffix=".log", delete=False)
-    demo = Demo(args.profile, args.service_port, ports["gateway_port"], ports["server_port"], args.with_delete, log)
+    demo = Demo(
+        args.profile,
+        args.service_port,
+        ports["gateway_port"],
+        ports["server_port"],
+        args.with_delete,
+        log,
+        service_mode=args.service_mode,
+    )
     try:
         await demo.start()
         if args.no_tui:

@@ -8,9 +8,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium.webdriver.common.by import By
 
 from chat.app import ChatApp
+from chat.widgets import StatusBar
 from signalr.client import TransportChoice
 from tests.support.browser import DriverFactory, connected_status, entries, screenshot, until
 from tests.support.fixtures import JsPeerFactory
@@ -48,9 +50,12 @@ async def _three_way_chat(
         "sse": TransportChoice.SERVER_SENT_EVENTS,
         "longpolling": TransportChoice.LONG_POLLING,
     }[transport]
-    app = ChatApp(info["chat_url"], choice, name="termy", gateway_profile=info["profile"])
+    mode = info["service_mode"]
+    app = ChatApp(info["chat_url"], choice, name="termy", gateway_profile=info["profile"], service_mode=mode)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: "termy JOINED" in log_text(app), timeout=20, what="the TUI to join")
+        shown = app.status_bar.info
+        assert shown is not None and f"mode {mode.capitalize()}" in StatusBar.render_info(shown).plain
         await until(lambda: ("system", "termy JOINED") in entries(page), "the page to see the TUI join")
         assert ("broadcastMessage", ["_SYSTEM_", "termy JOINED"]) in await node.messages_until(2, timeout=10)
 
@@ -70,12 +75,16 @@ async def _three_way_chat(
         await pilot.press("ctrl+q")
 
 
+MODES = pytest.mark.parametrize("mode", ["default", "serverless"])
+
+
+@MODES
 async def test_demo_websocket_profile_node_browser_and_tui_chat_together(
-    chat_demo: DemoFactory, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path
+    chat_demo: DemoFactory, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path, mode: str
 ) -> None:
-    demo, info = chat_demo()
-    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile"}
-    assert info["profile"] == "websocket"
+    demo, info = chat_demo() if mode == "default" else chat_demo("--service-mode", mode)
+    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile", "service_mode"}
+    assert (info["profile"], info["service_mode"]) == ("websocket", mode)
     await _three_way_chat(info, "websockets", browser, js_peer, tmp_path)
 
     # The websocket profile has no API for SSE or LongPolling on client/: APIM's 404, no fallback.
@@ -88,11 +97,12 @@ async def test_demo_websocket_profile_node_browser_and_tui_chat_together(
         assert not _listening(url), f"{url} still accepts connections after the demo stopped"
 
 
+@MODES
 async def test_demo_sse_lp_profile_serves_sse_and_longpolling(
-    chat_demo: DemoFactory, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path
+    chat_demo: DemoFactory, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path, mode: str
 ) -> None:
-    demo, info = chat_demo("--profile", "sse-lp")
-    assert info["profile"] == "sse-lp"
+    demo, info = chat_demo("--profile", "sse-lp", "--service-mode", mode)
+    assert (info["profile"], info["service_mode"]) == ("sse-lp", mode)
     await _three_way_chat(info, "sse", browser, js_peer, tmp_path)
     lp = await js_peer(info["chat_url"], transport="longpolling")
     await lp.send("broadcastMessage", "lp", "polling works")

@@ -16,8 +16,10 @@ something else, or nothing in time, is stopped, and the error carries its stderr
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +163,24 @@ class ChatServer:
     def stop(self) -> int:
         return self.process.stop()
 
+    def health(self) -> dict[str, object]:
+        """``GET /healthz`` as JSON."""
+        with urllib.request.urlopen(self.url + "healthz", timeout=5) as response:
+            body: dict[str, object] = json.loads(response.read())
+        return body
+
+    def wait_for_server_connections(self, count: int | None = None, timeout: float = 20.0) -> None:
+        """Default mode: block until ``count`` (default: all) server connections are open, as ``/healthz`` says."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.health().get("server_connections")
+            assert isinstance(status, dict), "not a Default-mode chat-server"
+            if status["connected"] >= (count if count is not None else status["wanted"]):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server connections {status} after {timeout} s:\n{self.process.stderr()}")
+            time.sleep(0.05)
+
 
 def start_chat_server(connection_string: str, *args: str, port: int = 0, cwd: Path | None = None) -> ChatServer:
     """Start ``chat-server --port <port> [args]`` with ``connection_string`` in ``Azure__SignalR__ConnectionString``.
@@ -206,21 +226,36 @@ class Stack:
         self.emulator.stop()
 
 
-def start_stack(*emulator_args: str, cwd: Path | None = None, gateway_args: Sequence[str] | None = None) -> Stack:
-    """The emulator (``emulator_args`` added, upstream → the server) and ``chat-server`` (run in ``cwd``).
+def start_stack(
+    *emulator_args: str,
+    cwd: Path | None = None,
+    gateway_args: Sequence[str] | None = None,
+    service_mode: str = "serverless",
+) -> Stack:
+    """The emulator (``emulator_args`` added) and ``chat-server`` (run in ``cwd``), both in ``service_mode``.
 
-    With ``gateway_args`` (``--profile …`` and more), an ``apim-gateway`` in front of the emulator too, as the
-    server's ``ClientEndpoint``. Whatever started is stopped again when a later start fails.
+    Serverless: the emulator's upstream points at the server. Default: the server's server connections are all open
+    when this returns. With ``gateway_args`` (``--profile …`` and more), an ``apim-gateway`` in front of the emulator
+    too, as the server's ``ClientEndpoint``. Whatever started is stopped again when a later start fails.
     """
     server_port = free_port()
-    emulator = start_emulator(*emulator_args, "--upstream", upstream_template(server_port))
+    mode_args = ["--service-mode", service_mode]
+    if service_mode == "serverless":
+        mode_args += ["--upstream", upstream_template(server_port)]
+    emulator = start_emulator(*emulator_args, *mode_args)
     gateway: Gateway | None = None
     try:
         connection_string = emulator.connection_string
         if gateway_args is not None:
             gateway = start_gateway(emulator.base, *gateway_args)
             connection_string = emulator.connection_string_to(gateway.url)
-        server = start_chat_server(connection_string, "--service-mode", "serverless", port=server_port, cwd=cwd)
+        server = start_chat_server(connection_string, "--service-mode", service_mode, port=server_port, cwd=cwd)
+        if service_mode == "default":
+            try:
+                server.wait_for_server_connections()
+            except BaseException:
+                server.stop()
+                raise
     except BaseException:
         if gateway is not None:
             gateway.stop()
