@@ -26,8 +26,14 @@ class SettingsError(ValueError):
 
 
 def new_access_key() -> str:
-    """A fresh random AccessKey: 43 URL-safe characters (256 random bits), like a portal key in length."""
-    return secrets.token_urlsafe(32)
+    """A fresh random AccessKey: 43 URL-safe characters (256 random bits), like a portal key in length.
+
+    Never starts with ``-``: passed back as ``--access-key KEY`` such a key would be read as an option.
+    """
+    while True:
+        key = secrets.token_urlsafe(32)
+        if not key.startswith("-"):
+            return key
 
 
 @dataclass(frozen=True)
