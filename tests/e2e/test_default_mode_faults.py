@@ -142,3 +142,28 @@ async def test_sigterm_says_goodbye_to_the_service(pair: Pair) -> None:
     text = pair.emulator.process.stderr()
     assert text.count("takes no new clients (fin)") == 2
     assert text.count("(code 1000)") == 2
+
+
+@pytest.mark.parametrize(
+    ("emulator_mode", "key", "expected"),
+    [
+        ("serverless", KEY, "(403): the service is in Serverless mode (run chat-server --service-mode serverless"),
+        ("default", "SomeOtherKey0123456789abcdefghijklmnopqrstuvw", "(401): the AccessKey in the connection string"),
+    ],
+    ids=["serverless-service", "wrong-key"],
+)
+async def test_a_service_that_refuses_is_explained_in_one_line(emulator_mode: str, key: str, expected: str) -> None:
+    emulator = start_emulator("--service-mode", emulator_mode, "--access-key", KEY)
+    connection_string = emulator.connection_string.replace(KEY, key)
+    server = start_chat_server(connection_string, "--service-mode", "default", "--server-connections", "2")
+    try:
+        line = await server.process.stderr_line("refused the server connection", timeout=10)
+        assert expected in line and "retrying in" in line
+        assert server.health()["server_connections"]["connected"] == 0  # type: ignore[index]
+    finally:
+        server.stop()
+        emulator.stop()
+    text = server.process.stderr()
+    assert key not in text and KEY not in text
+    # One line per change, not one per connection and attempt.
+    assert text.count("refused the server connection") == 1
