@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 MAX_REDIRECTS = 100
-_INTEGER = re.compile(r"\s*[+-]?[0-9]{1,16}\s*")
+# .NET's white space for number parsing is tab, line feed, vertical tab, form feed, carriage return and space only
+# (Python's \s also takes \x1c-\x1f and Unicode spaces, which int() then refuses).
+_INTEGER = re.compile(r"[\t\n\v\f\r ]*[+-]?[0-9]{1,16}[\t\n\v\f\r ]*")
 
 
 class TransportType(Enum):

@@ -1,11 +1,25 @@
-"""Keep secrets out of logs, traces and screens: access tokens, AccessKeys and subscription keys."""
+"""Keep secrets out of logs, traces and screens: access tokens, AccessKeys, subscription keys and connection tokens.
+
+A connection token (the ``id=`` of a client's connect requests) is not shown either: with it, whoever also holds a
+valid access token could address the connection. It is replaced by a short hash (``id=~3f2a9c1b``), so lines about
+one connection can still be matched.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["REDACTED", "SECRET_HEADERS", "SECRET_QUERY_KEYS", "redact_headers", "redact_text", "redact_url"]
+__all__ = [
+    "REDACTED",
+    "SECRET_HEADERS",
+    "SECRET_QUERY_KEYS",
+    "connection_token_tag",
+    "redact_headers",
+    "redact_text",
+    "redact_url",
+]
 
 # What every secret is replaced by; callers that redact their own formats (the gateway's query names) use it too.
 REDACTED = "***"
@@ -27,20 +41,36 @@ _ACCESS_KEY = re.compile(r"(?i)(accesskey\s*=\s*)[^;\s\"']*")
 # A subscription key written as a header in free text ("Ocp-Apim-Subscription-Key: k", or a dict's repr).
 _SUBSCRIPTION_HEADER = re.compile(r"(?i)(ocp-apim-subscription-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+# A JWT cut short (its first characters are its base64url header, always "eyJ"): no prefix of a token is logged.
+_JWT_PREFIX = re.compile(r"\beyJ[A-Za-z0-9_.-]{6,}")
+_CONNECTION_TOKEN = re.compile(r"([?&]id=)([^&#\s\"']+)")
+
+
+def connection_token_tag(token: str) -> str:
+    """A short, stable stand-in for a connection token: ``~`` and 8 hex digits of its SHA-256."""
+    return "~" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _tag_connection_token(match: re.Match[str]) -> str:
+    value = match.group(2)
+    return match.group(1) + (value if value.startswith("~") else connection_token_tag(value))
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the values of secret query parameters replaced by ``***``."""
-    return _QUERY.sub(r"\1" + REDACTED, url)
+    """``url`` with the values of secret query parameters replaced by ``***`` and the connection token (``id=``) by
+    its tag."""
+    return _CONNECTION_TOKEN.sub(_tag_connection_token, _QUERY.sub(r"\1" + REDACTED, url))
 
 
 def redact_text(text: str) -> str:
-    """Free text with bearer tokens, JWTs, AccessKey values, subscription keys and secret query values replaced."""
+    """Free text with bearer tokens, JWTs (whole or cut short), AccessKey values, subscription keys, secret query values
+    and connection tokens in URLs replaced."""
     text = _QUERY.sub(r"\1" + REDACTED, text)
     text = _BEARER.sub(r"\1" + REDACTED, text)
     text = _ACCESS_KEY.sub(r"\1" + REDACTED, text)
     text = _SUBSCRIPTION_HEADER.sub(r"\1" + REDACTED, text)
-    return _JWT.sub(REDACTED, text)
+    text = _CONNECTION_TOKEN.sub(_tag_connection_token, text)
+    return _JWT_PREFIX.sub(REDACTED, _JWT.sub(REDACTED, text))
 
 
 def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

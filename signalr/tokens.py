@@ -61,6 +61,8 @@ def verify_token(
     Raises :class:`TokenError` naming the reason.
     """
     keys = [access_keys] if isinstance(access_keys, str) else access_keys
+    if not token.isascii():
+        raise TokenError("malformed token")  # a JWT is ASCII; undecodable header bytes must not reach PyJWT
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -85,14 +87,14 @@ def verify_token(
         raise TokenError("invalid signature")
     current = time.time() if now is None else now
     exp = claims.get("exp")
-    if not isinstance(exp, int | float):
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise TokenError("missing exp claim")
-    if not math.isfinite(exp):  # JSON NaN or 1e400: a token that would never expire
+    if not _reasonable_time(exp):  # JSON NaN, 1e400 or 10**400: a token that would never expire
         raise TokenError("invalid exp claim")
     if current > exp + leeway:
         raise TokenError("token expired")
     nbf = claims.get("nbf")
-    if isinstance(nbf, int | float) and not current + leeway >= nbf:  # "not >=" also refuses a NaN nbf
+    if isinstance(nbf, int | float) and (not _reasonable_time(nbf) or not current + leeway >= nbf):
         raise TokenError("token not yet valid")
     if audience is not None:
         aud = claims.get("aud")
@@ -102,6 +104,13 @@ def verify_token(
         if not ok:
             raise TokenError("audience mismatch")
     return claims
+
+
+def _reasonable_time(value: float) -> bool:
+    """A finite time a float can hold (an integer of 400 digits cannot even be compared with ``time.time()``)."""
+    if isinstance(value, int):
+        return abs(value) < 2**53
+    return math.isfinite(value)
 
 
 def rest_audience_matches(request_url: str, aud: str) -> bool:

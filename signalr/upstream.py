@@ -35,8 +35,8 @@ def signature_header(access_keys: list[str], connection_id: str) -> str:
 
 def verify_signature(header: str | None, access_keys: list[str], connection_id: str) -> bool:
     """Whether any signature in ``header`` matches any key; compared case-insensitively in constant time."""
-    if not header:
-        return False
+    if not header or not header.isascii() or not _encodable(connection_id):
+        return False  # a signature is ASCII hex; a value no client could sign never matches (and never crashes)
     offered = [part.strip().lower() for part in header.split(",") if part.strip()]
     expected = [sign_connection_id(key, connection_id).lower() for key in access_keys]
     matched = False
@@ -44,6 +44,14 @@ def verify_signature(header: str | None, access_keys: list[str], connection_id: 
         for good in expected:
             matched |= hmac.compare_digest(candidate.encode(), good.encode())
     return matched
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from undecodable bytes in a header
+        return False
+    return True
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -18,7 +18,7 @@ SUB_KEY = "0123456789abcdef0123456789abcdef"
     [
         (
             f"ws://127.0.0.1:8080/client/?hub=chat&id=abc&access_token={TOKEN}",
-            "ws://127.0.0.1:8080/client/?hub=chat&id=abc&access_token=***",
+            "ws://127.0.0.1:8080/client/?hub=chat&id=~ba7816bf&access_token=***",
         ),
         (f"http://gw/client/?access_token={TOKEN}&hub=chat", "http://gw/client/?access_token=***&hub=chat"),
         (f"http://gw/client/?hub=chat&subscription-key={SUB_KEY}", "http://gw/client/?hub=chat&subscription-key=***"),
@@ -27,7 +27,10 @@ SUB_KEY = "0123456789abcdef0123456789abcdef"
             "http://gw/client/?hub=chat&Subscription-Key=***#x",
         ),
         ("http://fn/runtime/webhooks/signalr?code=SECRETCODE", "http://fn/runtime/webhooks/signalr?code=***"),
-        ("http://gw/client/?hub=chat&id=abc", "http://gw/client/?hub=chat&id=abc"),
+        # The connection token becomes a tag (8 hex digits of its SHA-256), the same for the same token.
+        ("http://gw/client/?hub=chat&id=abc", "http://gw/client/?hub=chat&id=~ba7816bf"),
+        ("http://gw/client/?hub=chat&id=~ba7816bf", "http://gw/client/?hub=chat&id=~ba7816bf"),
+        ("http://gw/client/?hub=chat&cid=abc", "http://gw/client/?hub=chat&cid=abc"),
         ("http://gw/client/?my_access_token=x", "http://gw/client/?my_access_token=x"),  # only whole names
     ],
 )
@@ -126,3 +129,10 @@ def test_redacted_marker_is_public() -> None:
     assert "REDACTED" in signalr.redact.__all__
     assert signalr.redact.REDACTED == "***"
     assert redact_url("http://h/?access_token=t") == f"http://h/?access_token={signalr.redact.REDACTED}"
+
+
+def test_connection_tokens_and_jwt_prefixes_never_show_in_text() -> None:
+    line = f"401 GET /client/?hub=chat&id=SeCrEtToKeN123 token {TOKEN[:20]}… and {TOKEN[:12]}"
+    out = redact_text(line)
+    assert "SeCrEtToKeN123" not in out and "id=~" in out
+    assert TOKEN[:12] not in out
