@@ -19,6 +19,7 @@ SMALLEST = {
     "broadcast": ["--budget", "10", "--rounds", "1"],
     "gateway_relay": ["--budget", "10", "--rounds", "1"],
     "transports": ["--budget", "10", "--rounds", "1"],
+    "modes": ["--budget", "10", "--rounds", "1", "--clients", "3", "--paced", "20", "--burst", "100"],
 }
 
 
