@@ -54,6 +54,8 @@ SERVICE_PATHS = {
 ECHO_SUFFIX = " (echo from server)"
 """What the hub appends to an echoed message (docs/protocol.md §5)."""
 MAX_IN_FLIGHT = 256
+# How long a message may wait for the hub's completion before the chat calls it undelivered.
+DELIVERY_TIMEOUT = 15.0
 """Sent messages remembered for round-trip timing; older ones are forgotten (a peer may never echo them back)."""
 
 
@@ -112,10 +114,11 @@ class ChatApp(App[None]):
         Binding("ctrl+t", "choose_transport", "Transport", priority=True),
         Binding("f12", "toggle_trace", "Trace", priority=True),
         Binding("ctrl+r", "reconnect", "Reconnect", priority=True),
+        Binding("f5", "resend", "Resend", priority=True),
         Binding("f1", "help", "Help"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
-    _MAIN_ONLY = frozenset({"echo", "choose_transport", "toggle_trace", "reconnect", "help", "clear"})
+    _MAIN_ONLY = frozenset({"echo", "choose_transport", "toggle_trace", "reconnect", "help", "clear", "resend"})
 
     def __init__(
         self,
@@ -152,6 +155,8 @@ class ChatApp(App[None]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ui_thread = threading.get_ident()
         self._in_flight: dict[tuple[str, str], float] = {}
+        # Messages of the user that did not reach the hub, in the order they were typed, until F5 resends them.
+        self.undelivered: list[tuple[str, tuple[str, str]]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._switch_task: asyncio.Task[None] | None = None
         self._round_trip_ms: float | None = None
@@ -364,23 +369,46 @@ class ChatApp(App[None]):
 
     @work(group="sender", exit_on_error=False)
     async def _send_loop(self) -> None:
-        """Send queued invocations one at a time, in order (one worker: messages never overtake each other)."""
+        """Deliver queued messages one at a time, in order (one worker: messages never overtake each other).
+
+        Each is an invocation whose completion says the hub took it; a message the hub never took is shown as not
+        delivered and kept for F5, so nothing the user typed is lost without them seeing it.
+        """
         while True:
             target, arguments = await self._outbox.get()
             connection = self.connection
             if connection is None or connection.state is not ConnectionState.CONNECTED:
                 # The sample shows the client's refusal (this text) as a _BROADCAST_ line; here it is an error line.
-                self._error(NOT_CONNECTED)
+                self._undelivered(target, arguments, NOT_CONNECTED)
                 continue
             started = time.monotonic()
+            self._expect_return(target, arguments, started)  # the broadcast may come back before the completion
             try:
-                await connection.send(target, *arguments)
+                await connection.invoke(target, *arguments, timeout=DELIVERY_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._error(f"Send failed: {describe_error(exc)}")
-                continue
-            self._expect_return(target, arguments, started)
+                self._undelivered(target, arguments, describe_error(exc))
+
+    def _undelivered(self, target: str, arguments: tuple[str, str], reason: str) -> None:
+        """Say that a message did not reach the hub, and keep it for :meth:`action_resend`."""
+        sender, text = arguments
+        if sender == SYSTEM_SENDER:
+            self._error(reason)  # the JOINED notice is the chat's own, not something the user typed
+            return
+        self.undelivered.append((target, arguments))
+        what = "Echo" if target == "echo" else "Message"
+        self._error(f'{what} not delivered: "{self._scrub(text)}" — {reason} — press F5 to resend')
+
+    def action_resend(self) -> None:
+        """Queue every undelivered message again, in the order it was typed."""
+        if not self.undelivered:
+            self._note("Nothing to resend: every message reached the hub")
+            return
+        pending, self.undelivered = self.undelivered, []
+        self._note(f"Resending {len(pending)} message(s)…")
+        for item in pending:
+            self._outbox.put_nowait(item)
 
     def _expect_return(self, target: str, arguments: tuple[str, str], started: float) -> None:
         """Remember when a message left, to time its way back (our own broadcast, or the echo) for the status bar."""

@@ -66,6 +66,7 @@ Keys
   ctrl+t     choose the transport: WebSockets, ServerSentEvents, LongPolling, SSE→LongPolling
   F12        show or hide the network trace (negotiate, redirect, connect, polls, sends)
   ctrl+r     reconnect
+  F5         resend the messages shown as not delivered (each message waits for the hub's completion)
   ctrl+p     command palette (switch transport, toggle trace, clear messages)
   F1         this help          ctrl+q   quit
 

@@ -197,11 +197,36 @@
     document.getElementById("closed-modal").hidden = false;
   }
 
+  // A message counts as delivered when the hub's completion arrives (invoke, not the sample's fire-and-forget send):
+  // one that never reached the hub is shown with what was typed and a Resend button, never dropped silently.
+  function deliver(target, text) {
+    if (!connection) {
+      showUndelivered(target, text, "Not connected.");
+      return;
+    }
+    connection.invoke(target, username, text).catch(function (e) {
+      showUndelivered(target, text, redact(e.message));
+    });
+  }
+
+  function showUndelivered(target, text, reason) {
+    const entry = element("div", "message-entry undelivered");
+    const what = target === "echo" ? "Echo" : "Message";
+    entry.appendChild(element("span", "undelivered-text", what + " not delivered: \u201c" + text + "\u201d \u2014 " + reason));
+    const resend = element("button", "resend", "Resend");
+    resend.type = "button";
+    resend.addEventListener("click", function () {
+      entry.remove();
+      deliver(target, text);
+    });
+    entry.appendChild(resend);
+    messages.appendChild(entry);
+    messages.scrollTop = messages.scrollHeight;
+  }
+
   function sendBroadcast() {
-    if (input.value && connection) {
-      connection.send("broadcastMessage", username, input.value).catch(function (e) {
-        appendMessage("_BROADCAST_", redact(e.message));
-      });
+    if (input.value) {
+      deliver("broadcastMessage", input.value);
     }
     input.value = "";
     input.focus();
@@ -209,11 +234,7 @@
 
   function sendEcho() {
     // No empty check, as in the sample: an empty echo comes back as " (echo from server)".
-    if (connection) {
-      connection.send("echo", username, input.value).catch(function (e) {
-        appendMessage("_BROADCAST_", redact(e.message));
-      });
-    }
+    deliver("echo", input.value);
     input.value = "";
     input.focus();
   }

@@ -520,3 +520,30 @@ async def test_history_is_bounded(make_app: Callable[..., ChatApp], hub: FakeHub
         await pilot.pause(0.1)
         assert len(app.chat_log.records) == maxlen
         assert len(app.chat_log.lines) <= maxlen
+
+
+async def test_a_message_that_did_not_reach_the_hub_is_shown_and_resent_with_f5(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    """Nothing typed is lost silently: an undelivered message says so, and F5 sends it once the chat is back."""
+    hub.start_error = SignalRClientError("cannot reach 127.0.0.1:5000 (connection refused) — is the server running?")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "Could not connect"), what="start failure")
+        await pilot.press(*"typed while down", "enter")
+        await wait_until(pilot, lambda: seen(app, "not delivered"), what="the undelivered line")
+        line = next(r for r in app.chat_log.records if "not delivered" in r.text)
+        assert line.kind is LineKind.ERROR
+        assert line.text.startswith('Message not delivered: "typed while down"')
+        assert line.text.endswith("press F5 to resend")
+        assert app.undelivered == [("broadcastMessage", ("alice", "typed while down"))]
+
+        hub.start_error = None
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: seen(app, "alice JOINED"), what="the reconnect")
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: seen(app, "alice (you): typed while down"), what="the resent message")
+        assert ("broadcastMessage", ("alice", "typed while down")) in hub.sent
+        assert app.undelivered == []
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: seen(app, "Nothing to resend"), what="the empty resend")

@@ -146,10 +146,13 @@ async def test_two_browsers_and_a_node_client_chat(
         assert text_of(driver, "status") == "Disconnected"
     screenshot(bob, tmp_path, "chatroom-closed")
     bob.find_element(By.ID, "message").send_keys("too late\n")
-    await until(
-        lambda: ("broadcast", "Cannot send data if the connection is not in the 'Connected' State.") in entries(bob),
-        "the rejected send notice",
+    # What was typed is not lost without a word: the page shows it as not delivered, with the client's reason.
+    refused = (
+        "broadcast",
+        "Message not delivered: \u201ctoo late\u201d \u2014 Cannot send data if the connection is not in the "
+        "'Connected' State. Resend",
     )
+    await until(lambda: refused in entries(bob), "the rejected send notice")
 
 
 async def test_subscription_key_never_shows_and_bad_transport_is_explained(
@@ -266,3 +269,27 @@ async def test_an_app_server_that_went_away_is_named(stack: Stack, browser: Driv
     page.find_element(By.ID, "name-input").send_keys("\n")
     host = stack.server.url.removeprefix("http://").rstrip("/")
     assert await connect_error(page) == f"The app server {host} is unreachable: is chat-server running?"
+
+
+async def test_a_message_the_hub_never_took_is_shown_with_a_resend_button(stack: Stack, browser: DriverFactory) -> None:
+    """Serverless mode with the app server gone: the service cannot reach the hub, the invocation completes with an
+    error, and the page says so with the text that was typed; once the app server is back, Resend delivers it."""
+    page = browser()
+    page.get(stack.server.url + "?name=pat&transport=websockets")
+    await connected_status(page)
+    await until(lambda: ("system", "pat JOINED") in entries(page), "the JOINED line")
+    port = stack.server.port
+    stack.server.stop()
+    page.find_element(By.ID, "message").send_keys("typed while the hub was down\n")
+    notice = await until(
+        lambda: (found := page.find_elements(By.CSS_SELECTOR, ".undelivered")) and found[0], "the undelivered line"
+    )
+    text = notice.find_element(By.CLASS_NAME, "undelivered-text").text
+    assert text.startswith("Message not delivered: \u201ctyped while the hub was down\u201d \u2014 ")
+    assert len(text.split(" \u2014 ", 1)[1]) > 10  # the reason the client got (here: the service's upstream error)
+    assert ("mine", "pat typed while the hub was down") not in entries(page)
+
+    stack.server = start_chat_server(stack.connection_string, "--service-mode", "serverless", port=port)
+    notice.find_element(By.CLASS_NAME, "resend").click()
+    await until(lambda: ("mine", "pat typed while the hub was down") in entries(page), "the resent message")
+    assert page.find_elements(By.CSS_SELECTOR, ".undelivered") == []
