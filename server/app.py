@@ -17,7 +17,7 @@ from .hub import ChatHub
 from .negotiate import handle_negotiate, handle_preflight
 from .rest_client import ServiceRestClient
 from .server_connections import ServerConnections
-from .state import HUB, REST, SERVER_CONNECTIONS, SETTINGS
+from .state import CONNECTED, HUB, REST, SERVER_CONNECTIONS, SETTINGS, ConnectedSet
 from .upstream import handle_upstream
 
 __all__ = ["RedactingAccessLogger", "create_app"]
@@ -120,6 +120,7 @@ def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Appli
     app[HUB] = ChatHub()
     if settings.service_mode is ServiceMode.SERVERLESS:
         app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
+        app[CONNECTED] = ConnectedSet()
         app.on_startup.append(_start_rest)
         app.on_cleanup.append(_close_rest)
         app.router.add_post("/upstream", handle_upstream)

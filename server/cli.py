@@ -19,6 +19,13 @@ from typing import NoReturn
 
 from aiohttp import web
 
+from signalr.http_limits import (
+    HttpLimits,
+    add_limit_arguments,
+    install_bad_request_log_filter,
+    limit_connections,
+    limits_from_args,
+)
 from signalr.redact import redact_text
 from signalr.tokens import DEFAULT_LIFETIME
 
@@ -77,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Default mode: server connections per hub, like the SDK's InitialHubServerConnectionCount (default 5)",
     )
+    parser.add_argument(
+        "--require-connected-event",
+        action="store_true",
+        help="Serverless mode: refuse upstream invocations (403) from connections whose 'connected' event this "
+        "server has not seen, or that already disconnected (needs the upstream to send connection events)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on; 0 = any free port (default 5000)")
     parser.add_argument("--hub", default="chat", help="hub name, mapped at /<hub> (default chat)")
@@ -97,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default info)"
     )
+    add_limit_arguments(parser)
     return parser
 
 
@@ -104,6 +118,7 @@ def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter())
+    install_bad_request_log_filter()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -113,7 +128,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, ready: asyncio.Event | None = None, limits: HttpLimits | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until the task is cancelled), then shut down cleanly.
 
     Prints the ready line once listening; raises :class:`ListenError` when the socket cannot be opened.
@@ -121,6 +136,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     app = create_app(settings, dial_on_startup=False)
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
+    limit_connections(runner, limits or HttpLimits())
     site = web.TCPSite(runner, settings.host, settings.port)
     try:
         await site.start()
@@ -167,12 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             signalr_js=args.signalr_js,
             service_mode=ServiceMode(args.service_mode),
             server_connections=args.server_connections,
+            require_connected_event=args.require_connected_event,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, limits=limits_from_args(args)))
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_RUNTIME

@@ -80,6 +80,9 @@ class Settings:
     max_token_length: int = MAX_TOKEN_LENGTH
     service_mode: ServiceMode = ServiceMode.DEFAULT
     server_connections: int = 5
+    # Serverless: refuse upstream invocations from connections whose `connected` event was not seen (a replayed or
+    # stale signed request; the signature covers only the connection id, by Azure's design).
+    require_connected_event: bool = False
 
     @property
     def access_key(self) -> str:
@@ -114,6 +117,7 @@ def load_settings(
     signalr_js: Path | None = None,
     service_mode: ServiceMode = ServiceMode.DEFAULT,
     server_connections: int = 5,
+    require_connected_event: bool = False,
 ) -> Settings:
     """Validate everything and build :class:`Settings`; raises :class:`ConfigError` with the user's one-line message."""
     if connection_string is None:
@@ -151,4 +155,5 @@ def load_settings(
         signalr_js=signalr_js or DEFAULT_SIGNALR_JS,
         service_mode=service_mode,
         server_connections=server_connections,
+        require_connected_event=require_connected_event,
     )

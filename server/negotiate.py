@@ -36,7 +36,7 @@ __all__ = [
 USER_ID_QUERY = "userId"
 USER_ID_HEADER = "X-User-Id"
 # User ids end up in REST paths (`/users/{user}/:send`) and in logs: keep them short and plain.
-_USER_ID = re.compile(r"^[A-Za-z0-9._@+\-]{1,128}$")
+_USER_ID = re.compile(r"[A-Za-z0-9._@+\-]{1,128}")
 USER_ID_RULE = "1 to 128 letters, digits or . _ @ + -"
 # Keys the service reads from the redirect URL; a client that sends them could override the hub or the connection
 # the SDK chose (the SDK copies them blindly; we refuse them).
@@ -72,7 +72,7 @@ def user_id_from(query: str, headers: Mapping[str, str]) -> str | None:
     if len(candidates) > 1:
         raise NegotiateRejected(400, f"Invalid user id: '{USER_ID_QUERY}' and {USER_ID_HEADER} differ.")
     user_id = candidates.pop()
-    if not _USER_ID.match(user_id):
+    if not _USER_ID.fullmatch(user_id):  # match() with "$" would take a trailing newline
         raise NegotiateRejected(400, f"Invalid user id: use {USER_ID_RULE}.")
     return user_id
 

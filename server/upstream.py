@@ -18,7 +18,7 @@ from signalr.redact import redact_text
 from signalr.upstream import verify_signature
 
 from .hub import Caller, InvalidMessage, perform
-from .state import HUB, REST, SETTINGS
+from .state import CONNECTED, HUB, REST, SETTINGS
 
 __all__ = ["handle_upstream", "read_body"]
 
@@ -86,8 +86,19 @@ async def handle_upstream(request: web.Request) -> web.Response:
     user_id = headers.get(USER_ID) or None
     category_l = category.lower()
     if category_l == "connections":
-        return _connection_event(connection_id, user_id, event, body)
+        response = _connection_event(connection_id, user_id, event, body)
+        if response.status == 200:
+            if event.lower() == "connected":
+                request.app[CONNECTED].add(connection_id)
+            else:
+                request.app[CONNECTED].discard(connection_id)
+        return response
     if category_l == "messages":
+        if settings.require_connected_event and connection_id not in request.app[CONNECTED]:
+            # The signature proves only that the service once signed this connection id (Azure's design): without
+            # its `connected` event, or after its `disconnected`, the request is stale or replayed.
+            log.warning("upstream refused (403): no open connection %s", _plain(connection_id))
+            return _error(403, f"connection {_plain(connection_id)} is not connected (no 'connected' event seen)")
         if "msgpack" in request.content_type.lower():
             log.warning("upstream refused (415): MessagePack invocation from %s", _plain(connection_id))
             return _error(415, "only the JSON hub protocol is supported")

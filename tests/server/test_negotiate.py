@@ -143,6 +143,7 @@ async def test_user_id_goes_into_nameid_and_asrs_uid(
         ("/chat/negotiate?userId=%3Cscript%3E", {}, "Invalid user id: use"),
         ("/chat/negotiate?userId=a%20b", {}, "Invalid user id: use"),
         ("/chat/negotiate?userId=a%2Fb", {}, "Invalid user id: use"),
+        ("/chat/negotiate?userId=bob%0A", {}, "Invalid user id: use"),  # "$" once let a trailing newline through
         ("/chat/negotiate?userId=" + "x" * 129, {}, "Invalid user id: use"),
         ("/chat/negotiate", {"X-User-Id": "bad;id"}, "Invalid user id: use"),
         ("/chat/negotiate?userId=a&userId=b", {}, "more than once"),

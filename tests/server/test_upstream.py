@@ -302,3 +302,28 @@ async def test_the_access_key_never_appears_in_the_log(server: ChatServer) -> No
     log = server.process.stderr()
     assert "upstream refused (401)" in log
     assert ACCESS_KEY not in log
+
+
+async def test_require_connected_event_refuses_stale_and_replayed_calls(
+    http: aiohttp.ClientSession, recorder: RestRecorder, tmp_path: Any
+) -> None:
+    """The signature covers only the connection id (Azure's design), so a captured request stays valid for ever;
+    with --require-connected-event only connections between their connected and disconnected events are served."""
+    strict = start_chat_server(
+        recorder.connection_string(), "--service-mode", "serverless", "--require-connected-event", cwd=tmp_path
+    )
+    try:
+        invocation = {"type": 1, "invocationId": "9", "target": "echo", "arguments": ["a", "b"]}
+        status, body = await post(http, strict, headers_for("c-7", event="echo"), invocation)
+        assert status == 403 and b"not connected" in body
+        event = headers_for("c-7", category="connections", event="connected")
+        assert (await post(http, strict, event, {"type": 10}))[0] == 200
+        status, body = await post(http, strict, headers_for("c-7", event="echo"), invocation)
+        assert status == 200 and completion(body) == {"type": 3, "invocationId": "9"}
+        gone = headers_for("c-7", category="connections", event="disconnected")
+        assert (await post(http, strict, gone, {"Type": 11}))[0] == 200
+        status, _ = await post(http, strict, headers_for("c-7", event="echo"), invocation)
+        assert status == 403  # replayed after the client left
+    finally:
+        strict.stop()
+    assert "upstream refused (403): no open connection 'c-7'" in strict.process.stderr()
