@@ -7,7 +7,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format venv node browser clean bench
+.PHONY: demo test lint format venv node browser clean bench fuzz
 
 demo: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/chat-demo
@@ -26,6 +26,11 @@ format: $(PY_STAMP)
 
 bench: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench
+
+# The fuzz targets of tests/fuzz with a large budget (make test runs them with a small one).
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(PY_STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 venv: $(PY_STAMP)
 node: $(NODE_STAMP)
