@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from signalr.http_limits import HttpLimits, limit_connections
+
 from .hub import SERVICE_KEY, SignalRService
 from .rest import add_rest_routes, rest_errors_middleware
 from .server_endpoint import server_connect
@@ -81,14 +83,16 @@ class RunningEmulator:
 
 
 @asynccontextmanager
-async def serve(settings: EmulatorSettings) -> AsyncIterator[RunningEmulator]:
-    """Run the emulator on ``settings.host``/``settings.port`` (0 = any free port) until the block exits.
+async def serve(settings: EmulatorSettings, limits: HttpLimits | None = None) -> AsyncIterator[RunningEmulator]:
+    """Run the emulator on ``settings.host``/``settings.port`` (0 = any free port) until the block exits; ``limits``
+    are the connection timeouts (default: :class:`HttpLimits`'s defaults).
 
     Raises :class:`OSError` when the address cannot be bound.
     """
     app = create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
+    limit_connections(runner, limits or HttpLimits())
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

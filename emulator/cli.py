@@ -17,6 +17,7 @@ import sys
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from signalr.http_limits import HttpLimits, add_limit_arguments, install_bad_request_log_filter, limits_from_args
 from signalr.redact import redact_url
 from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
 
@@ -107,6 +108,7 @@ def _parser() -> _Parser:
         metavar="BYTES",
         help="largest hub message a client may send; bigger ones close that connection (default 1 MiB)",
     )
+    add_limit_arguments(parser)
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return parser
 
@@ -115,14 +117,14 @@ class _ListenError(Exception):
     pass
 
 
-async def _run(settings: EmulatorSettings) -> None:
+async def _run(settings: EmulatorSettings, limits: HttpLimits) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         try:
-            running = await stack.enter_async_context(serve(settings))
+            running = await stack.enter_async_context(serve(settings, limits))
         except OSError as exc:
             raise _ListenError(exc.strerror or str(exc)) from None
         print(running.connection_string, flush=True)
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_bad_request_log_filter()
     try:
         settings = EmulatorSettings(
             host=args.host,
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         sys.exit(2)
     try:
-        asyncio.run(_run(settings))
+        asyncio.run(_run(settings, limits_from_args(args)))
     except _ListenError as exc:
         sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc}\n")
         sys.exit(1)
