@@ -36,6 +36,13 @@ from gateway.profiles import (
 from gateway.proxy import ApimGateway
 from gateway.redaction import RedactingFilter
 from gateway.routing import ON_HANDSHAKE
+from signalr.http_limits import (
+    HttpLimits,
+    add_limit_arguments,
+    install_bad_request_log_filter,
+    limit_connections,
+    limits_from_args,
+)
 
 __all__ = ["listening_line", "main"]
 
@@ -98,6 +105,7 @@ def _run_parser() -> argparse.ArgumentParser:
         help="drop the buffer-response=\"false\" policy from 'connect get': responses are buffered "
         "in 8 KB blocks as APIM does by default, so Server-Sent Events stall",
     )
+    add_limit_arguments(parser)
     return parser
 
 
@@ -198,11 +206,14 @@ def _configure_logging(secrets: Sequence[str], query_names: Sequence[str]) -> No
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    install_bad_request_log_filter()
 
 
-async def _serve(gateway: ApimGateway, model: ApimModel, backend: str) -> None:
+async def _serve(gateway: ApimGateway, model: ApimModel, backend: str, limits: HttpLimits) -> None:
     try:
         url = await gateway.start()
+        if gateway._runner is not None:  # the gateway builds its runner in start(): the timeouts are applied to it here
+            limit_connections(gateway._runner, limits)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise RuntimeError(f"cannot listen on {gateway.host}:{gateway.port}: {reason}") from None
@@ -235,7 +246,7 @@ def _run(argv: Sequence[str]) -> int:
     for warning in warnings:
         log.warning("%s", warning)
     try:
-        asyncio.run(_serve(gateway, model, backend))
+        asyncio.run(_serve(gateway, model, backend, limits_from_args(args)))
     except RuntimeError as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
