@@ -335,3 +335,27 @@ def test_retry_delays_follow_the_sdk() -> None:
     for attempt, base in enumerate((1, 2, 4, 8, 16, 32, 60, 60)):
         delay = retry_delay(attempt)
         assert base <= delay < base + 1
+
+
+async def test_oversized_input_is_bounded(service: tuple[FakeService, str], caplog: pytest.LogCaptureFixture) -> None:
+    """A client record over 1 MiB ends that client with a reason; a service frame over the limit ends the server
+    connection (it redials); neither is buffered whole."""
+    fake, connection_string = service
+    connections = pool(connection_string)
+    await connections.start()
+    try:
+        dialled = await asyncio.wait_for(fake.dialled.get(), 5)
+        await dialled.send(sp.OpenConnection("big", (), {}, "", {3: "json"}), sp.ConnectionData("big", HANDSHAKE))
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        await dialled.send(sp.ConnectionData("big", b'{"type":1,"target":"echo","arguments":["' + b"x" * (1 << 20)))
+        close = await dialled.next(sp.ConnectionData)
+        assert json.loads(close.payload.rstrip(RECORD_SEPARATOR))["type"] == 7
+        assert "exceeded the maximum message size" in json.loads(close.payload.rstrip(RECORD_SEPARATOR))["error"]
+        assert (await dialled.next(sp.CloseConnection)).connection_id == "big"
+        # A frame announcing more than the app server reads from the service: the connection is dropped and redialled.
+        await dialled.ws.send_bytes(bytes.fromhex("ffffff7f"))  # a VarInt length of 256 MiB, no body
+        again = await asyncio.wait_for(fake.dialled.get(), 5)
+        assert again.query["cid"] != dialled.query["cid"]
+    finally:
+        await connections.stop()
+    assert "not the service protocol" in caplog.text
