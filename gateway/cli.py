@@ -2,9 +2,11 @@
 
     apim-gateway --backend URL [--profile websocket|sse-lp] [--config FILE] [--host 127.0.0.1]
                  [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
+                 [--strip-subscription-key] [--max-ws-message BYTES]
     apim-gateway export --profile websocket|sse-lp --format bicep|azcli|terraform|arm
                  [--service-url https://<res>.service.signalr.net] [--apim-name NAME]
-                 [--with-delete] [--sku SKU] [--subscription-required] [--config FILE] [--output FILE]
+                 [--with-delete] [--sku SKU] [--subscription-required] [--strip-subscription-key]
+                 [--config FILE] [--output FILE]
 
 When the gateway accepts connections it prints one line on stdout (flushed):
 ``APIM gateway listening on http://127.0.0.1:<port> (profile <p>) -> <backend>``.
@@ -31,9 +33,10 @@ from gateway.profiles import (
     build_profile,
     with_buffered_responses,
     with_delete,
+    with_stripped_subscription_key,
     with_subscription_required,
 )
-from gateway.proxy import ApimGateway
+from gateway.proxy import DEFAULT_MAX_WS_MESSAGE, ApimGateway
 from gateway.redaction import RedactingFilter
 from gateway.routing import ON_HANDSHAKE
 from signalr.http_limits import (
@@ -59,8 +62,12 @@ def listening_line(url: str, profile: str, backend: str) -> str:
     return f"APIM gateway listening on {url} (profile {profile}) -> {backend}"
 
 
+# Secrets given on the command line (subscription keys), scrubbed from error messages like tokens and JWTs.
+_secrets = RedactingFilter()
+
+
 def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: error: {_secrets.scrub(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -105,6 +112,19 @@ def _run_parser() -> argparse.ArgumentParser:
         help="drop the buffer-response=\"false\" policy from 'connect get': responses are buffered "
         "in 8 KB blocks as APIM does by default, so Server-Sent Events stall",
     )
+    parser.add_argument(
+        "--strip-subscription-key",
+        action="store_true",
+        help="do not forward the subscription key (header and query parameter) to the backend",
+    )
+    parser.add_argument(
+        "--max-ws-message",
+        type=int,
+        default=DEFAULT_MAX_WS_MESSAGE,
+        metavar="BYTES",
+        help=f"largest WebSocket message relayed, either way; a larger one closes its sender with 1009 "
+        f"(default {DEFAULT_MAX_WS_MESSAGE}; 0 = no limit)",
+    )
     add_limit_arguments(parser)
     return parser
 
@@ -128,6 +148,11 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with-delete", action="store_true", help="add DELETE / for LongPolling stop")
     parser.add_argument("--sku", help="the instance's tier; Consumption is refused for WebSocket APIs")
     parser.add_argument("--subscription-required", action="store_true", help="require a subscription key on every API")
+    parser.add_argument(
+        "--strip-subscription-key",
+        action="store_true",
+        help="add a policy that removes the subscription key (header and query) before forwarding",
+    )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     return parser
 
@@ -162,6 +187,8 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
                 'buffer-response="false" policy); Server-Sent Events will stall'
             )
         model = buffered
+    if args.strip_subscription_key:
+        model = with_stripped_subscription_key(model)
     required = [api.name for api in model.apis if api.subscription_required]
     if required and not args.subscription_key:
         warnings.append(
@@ -241,7 +268,15 @@ def _run(argv: Sequence[str]) -> int:
         return _fail(str(exc), 2)
     if not 0 <= args.port <= 65535:
         return _fail(f"--port: {args.port} is not a TCP port", 2)
-    gateway = ApimGateway(resolved, subscription_keys=args.subscription_key, host=args.host, port=args.port)
+    if args.max_ws_message < 0:
+        return _fail(f"--max-ws-message: {args.max_ws_message} is not a size in bytes (0 = no limit)", 2)
+    gateway = ApimGateway(
+        resolved,
+        subscription_keys=args.subscription_key,
+        host=args.host,
+        port=args.port,
+        max_ws_message=args.max_ws_message,
+    )
     _configure_logging(args.subscription_key, sorted(gateway.secret_query_names))
     for warning in warnings:
         log.warning("%s", warning)
@@ -294,6 +329,8 @@ def _build_export_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]
         model = _with_delete(model, warnings)
     if args.subscription_required:
         model = with_subscription_required(model)
+    if args.strip_subscription_key:
+        model = with_stripped_subscription_key(model)
     return model, warnings
 
 
@@ -329,6 +366,11 @@ def _export(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``apim-gateway`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    for n, arg in enumerate(args):  # before parsing, so that no error message can echo a key
+        if arg == "--subscription-key" and n + 1 < len(args):
+            _secrets.add_secret(args[n + 1])
+        elif arg.startswith("--subscription-key="):
+            _secrets.add_secret(arg.partition("=")[2])
     if args and args[0] == "export":
         return _export(args[1:])
     return _run(args)

@@ -12,13 +12,16 @@ Management instance and handles the pitfalls of docs/apim.md §7:
 4. the Consumption tier is refused for WebSocket APIs and warned about for SSE/LongPolling;
 5. one profile per instance: a model whose suffixes clash cannot even be built (`ModelError`);
 6. operation-scope policies in az go through ``az rest`` with ``format: rawxml``;
-7. the ClientEndpoint to append to the connection string is printed.
+7. an API with ``strip_subscription_key`` gets an API-scope policy that deletes the subscription key header
+   (``set-header``) and query parameter (``set-query-parameter``) before forwarding;
+8. the ClientEndpoint to append to the connection string is printed.
 
 All functions are pure: model in, text out.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shlex
@@ -44,6 +47,7 @@ __all__ = [
     "ExportFormat",
     "ExportOptions",
     "ExportResult",
+    "api_policy_xml",
     "client_endpoint",
     "export_model",
     "policy_xml",
@@ -55,6 +59,7 @@ T_SERVICE = "Microsoft.ApiManagement/service"
 T_API = "Microsoft.ApiManagement/service/apis"
 T_OPERATION = "Microsoft.ApiManagement/service/apis/operations"
 T_POLICY = "Microsoft.ApiManagement/service/apis/operations/policies"
+T_API_POLICY = "Microsoft.ApiManagement/service/apis/policies"
 
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
 _SERVICE_DOMAIN = "service.signalr.net"
@@ -169,6 +174,26 @@ def policy_xml(forward_request: ForwardRequest) -> str:
         "<policies><inbound><base /></inbound>"
         f"<backend><forward-request{attrs} /></backend>"
         "<outbound><base /></outbound><on-error><base /></on-error></policies>"
+    )
+
+
+def api_policy_xml(api: Api) -> str | None:
+    """The API-scope policy document, or None when the API needs none.
+
+    With ``strip_subscription_key`` the key is removed from the request before it is forwarded, as the subscription
+    docs advise (https://learn.microsoft.com/azure/api-management/api-management-subscriptions): ``set-header`` and
+    ``set-query-parameter`` with ``exists-action="delete"``. They run in ``inbound``, the section that shapes the
+    request sent to the backend; operations inherit them through ``<base />``.
+    """
+    if not api.strip_subscription_key:
+        return None
+    header = html.escape(api.subscription_key_names.header, quote=True)
+    query = html.escape(api.subscription_key_names.query, quote=True)
+    return (
+        "<policies><inbound><base />"
+        f'<set-header name="{header}" exists-action="delete" />'
+        f'<set-query-parameter name="{query}" exists-action="delete" />'
+        "</inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
     )
 
 
@@ -287,6 +312,12 @@ def _bicep(model: ApimModel, options: ExportOptions) -> str:
             out += ["    subscriptionKeyParameterNames: {"]
             out += [f"      header: {_bicep_str(names.header)}", f"      query: {_bicep_str(names.query)}", "    }"]
         out += ["  }", "}"]
+        api_xml = api_policy_xml(api)
+        if api_xml is not None:
+            pol_id = _ident("policy", api.name, taken=taken)
+            out += ["", f"resource {pol_id} '{T_API_POLICY}@{ARM_API_VERSION}' = {{", f"  parent: {api_id}"]
+            out += ["  name: 'policy'", "  properties: {", "    format: 'rawxml'"]
+            out += [f"    value: {_bicep_str(api_xml)}", "  }", "}"]
         for op in api.operations:
             op_id = _ident("op", api.name, op.name, taken=taken)
             out += ["", f"resource {op_id} '{T_OPERATION}@{ARM_API_VERSION}' = {{", f"  parent: {api_id}"]
@@ -381,6 +412,17 @@ def arm_template(model: ApimModel, options: ExportOptions) -> dict[str, Any]:
         resources.append(
             {"type": T_API, "apiVersion": ARM_API_VERSION, "name": _arm_name(api.name), "properties": props}
         )
+        api_xml = api_policy_xml(api)
+        if api_xml is not None:
+            resources.append(
+                {
+                    "type": T_API_POLICY,
+                    "apiVersion": ARM_API_VERSION,
+                    "name": _arm_name(api.name, "policy"),
+                    "properties": {"format": "rawxml", "value": _arm_literal(api_xml)},
+                    "dependsOn": [_arm_id(T_API, api.name)],
+                }
+            )
         for op in api.operations:
             op_props: dict[str, Any] = {
                 "displayName": op.display_name,
@@ -479,6 +521,9 @@ def _azcli(model: ApimModel, options: ExportOptions) -> str:
                 f" --subscription-key-query-param-name {shlex.quote(names.query)}"
             )
         out += ["", line]
+        api_xml = api_policy_xml(api)
+        if api_xml is not None:
+            policies.append((api.name, "", api_xml))
         for op in api.operations:
             args = [api.name, op.name, op.display_name, op.method, op.url_template]
             extra = ""
@@ -491,15 +536,16 @@ def _azcli(model: ApimModel, options: ExportOptions) -> str:
     if policies:
         out += [
             "",
-            "# Operation-scope policies: az has no GA command for them, so PUT the ARM resource",
+            "# API- and operation-scope policies: az has no GA command for them, so PUT the ARM resource",
             "# (format rawxml: the XML needs no escaping).",
             'SUBSCRIPTION="$(az account show --query id -o tsv)"',
         ]
         for api_name, op_name, xml in policies:
             body = json.dumps({"properties": {"format": "rawxml", "value": xml}}, separators=(",", ":"))
+            scope = f"apis/{api_name}/operations/{op_name}" if op_name else f"apis/{api_name}"
             resource = (
                 "https://management.azure.com/subscriptions/$SUBSCRIPTION/resourceGroups/$RG/providers/"
-                f"{T_SERVICE}/$APIM/apis/{api_name}/operations/{op_name}/policies/policy"
+                f"{T_SERVICE}/$APIM/{scope}/policies/policy"
                 f"?api-version={ARM_API_VERSION}"
             )
             out += [f'az rest --method put --url "{resource}" \\\n  --body {shlex.quote(body)} -o none']
@@ -586,6 +632,17 @@ def _terraform(model: ApimModel, options: ExportOptions) -> str:
                 "  }",
             ]
         out += ["}"]
+        api_xml = api_policy_xml(api)
+        if api_xml is not None:
+            out += [
+                "",
+                f'resource "azurerm_api_management_api_policy" "{api_id}" {{',
+                f"  api_name            = azurerm_api_management_api.{api_id}.name",
+                "  resource_group_name = var.resource_group_name",
+                "  api_management_name = var.api_management_name",
+                f"  xml_content         = {_hcl_str(api_xml)}",
+                "}",
+            ]
         for op in api.operations:
             op_id = _ident("op", api.name, op.name, taken=taken)
             out += [

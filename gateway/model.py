@@ -139,6 +139,8 @@ class Api:
     suffix: the URL suffix, stored without leading/trailing ``/`` (``client/negotiate``).
     service_url: the backend base URL; host ``{signalr}`` is a placeholder.
     operations: empty for a WebSocket API (onHandshake is implicit, never declared).
+    strip_subscription_key: remove the subscription key header and query parameter before forwarding (APIM:
+        ``set-header``/``set-query-parameter`` with ``exists-action="delete"``, exported as an API-scope policy).
     """
 
     name: str
@@ -149,6 +151,7 @@ class Api:
     display_name: str = ""
     subscription_required: bool = False
     subscription_key_names: SubscriptionKeyNames = field(default_factory=SubscriptionKeyNames)
+    strip_subscription_key: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suffix", self.suffix.strip("/"))
@@ -379,6 +382,7 @@ def _api(path: str, value: Any) -> Api:
         "service_url",
         "subscription_required",
         "subscription_key_names",
+        "strip_subscription_key",
         "operations",
     }
     _check_keys(path, data, set(data), {"name"})
@@ -404,6 +408,7 @@ def _api(path: str, value: Any) -> Api:
         suffix=_str(f"{where}.suffix", data["suffix"]),
         service_url=_str(f"{where}.service_url", data["service_url"]),
         subscription_required=_bool(f"{where}.subscription_required", data.get("subscription_required", False)),
+        strip_subscription_key=_bool(f"{where}.strip_subscription_key", data.get("strip_subscription_key", False)),
         subscription_key_names=SubscriptionKeyNames(
             header=_str(f"{keys_path}.header", keys.get("header", defaults.header)),
             query=_str(f"{keys_path}.query", keys.get("query", defaults.query)),
@@ -489,6 +494,7 @@ def model_to_data(model: ApimModel) -> dict[str, Any]:
                 "suffix": api.suffix,
                 "service_url": api.service_url,
                 "subscription_required": api.subscription_required,
+                "strip_subscription_key": api.strip_subscription_key,
                 "subscription_key_names": {
                     "header": api.subscription_key_names.header,
                     "query": api.subscription_key_names.query,

@@ -32,6 +32,7 @@ __all__ = [
     "websocket_profile",
     "with_buffered_responses",
     "with_delete",
+    "with_stripped_subscription_key",
     "with_subscription_required",
 ]
 
@@ -128,6 +129,11 @@ def with_buffered_responses(model: ApimModel) -> ApimModel:
 def with_subscription_required(model: ApimModel, required: bool = True) -> ApimModel:
     """Set `subscription_required` on every API."""
     return replace(model, apis=tuple(replace(api, subscription_required=required) for api in model.apis))
+
+
+def with_stripped_subscription_key(model: ApimModel, strip: bool = True) -> ApimModel:
+    """Every API removes the subscription key (header and query) before forwarding, or keeps it (APIM's default)."""
+    return replace(model, apis=tuple(replace(api, strip_subscription_key=strip) for api in model.apis))
 
 
 def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False) -> ApimModel:

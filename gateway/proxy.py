@@ -13,6 +13,12 @@ this module only moves bytes (docs/apim.md §4):
 - WebSocket (onHandshake): the backend handshake completes first; only then is the client
   upgraded. A backend refusal is returned with its status and body, without upgrading. Text and
   binary messages are relayed both ways; pings stay per hop; close code and reason propagate.
+  A message larger than ``max_ws_message`` bytes is refused while its frame header is read (it is
+  never buffered): the side that sent it is closed with 1009, the other with 1001 (backend) or
+  1011 (client).
+- Teardown: when either side of a relay or a streamed response ends, the other is ended too. A
+  closing handshake gets `CLOSE_GRACE_S` before the connection is cut, and a peer that resets its
+  TCP connection is noticed even while the gateway is blocked writing to a stalled other side.
 """
 
 from __future__ import annotations
@@ -21,26 +27,51 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Protocol
 
 import aiohttp
 from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.model import DEFAULT_TIMEOUT_S, ApimModel
-from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, redact_target
-from gateway.responses import GatewayResponse, internal_server_error, resource_not_found
+from gateway.model import DEFAULT_TIMEOUT_S, Api, ApimModel
+from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redact_target
+from gateway.responses import GatewayResponse, bad_request, internal_server_error, resource_not_found
 from gateway.routing import NoRoute, Route, route
 from gateway.subscription import check_subscription
+from signalr.query import split_query
 
-__all__ = ["BUFFER_FLUSH_BYTES", "HOP_BY_HOP_HEADERS", "ApimGateway", "BackendRefusedUpgrade"]
+__all__ = [
+    "BUFFER_FLUSH_BYTES",
+    "CLOSE_GRACE_S",
+    "DEFAULT_MAX_WS_MESSAGE",
+    "HOP_BY_HOP_HEADERS",
+    "ApimGateway",
+    "BackendRefusedUpgrade",
+]
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
+
+#: The largest WebSocket message relayed, in bytes, in either direction (``--max-ws-message``).
+#: API Management documents no message or frame size limit for WebSocket APIs
+#: (https://learn.microsoft.com/azure/api-management/websocket-api#limitations and
+#: https://learn.microsoft.com/azure/azure-resource-manager/management/azure-subscription-service-limits#api-management-limits
+#: list connection counts only). Azure SignalR Service refuses client messages over 1 MB on Server-Sent Events and
+#: LongPolling, sets no service limit on WebSocket messages, and recommends server messages under 16 MB
+#: (https://learn.microsoft.com/azure/azure-signalr/signalr-concept-messages-and-connections#message-size).
+#: 1 MiB lets through every client message SignalR accepts on any transport and bounds what one message can cost.
+DEFAULT_MAX_WS_MESSAGE = 1024 * 1024
+
+#: How long a closing handshake (or a relay's other half) may take before the connection is cut.
+CLOSE_GRACE_S = 1.0
+# How often a running relay or stream checks whether either peer reset its TCP connection.
+_WATCH_INTERVAL_S = 0.2
 
 #: forward-request buffer-response="true": "chunks are buffered (8 KB, unless end of stream is detected)".
 BUFFER_FLUSH_BYTES = 8192
@@ -116,11 +147,98 @@ def _end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Collect
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
+def strip_query_parameter(raw_query: str, name: str) -> str:
+    """The raw query without the parameters called ``name`` (compared after percent-decoding, like the key
+    check); every other parameter is kept byte for byte, in order."""
+    return "&".join(part.raw for part in split_query(raw_query) if part.name != name)
+
+
 def _to_backend(request: web.Request, match: Route) -> tuple[URL, CIMultiDict[str]]:
     """The backend URL, with the raw query byte for byte, and the headers to send there (docs/apim.md §4): all but
-    ``Host`` (the client sets the backend's), hop-by-hop and WebSocket handshake headers (each hop makes its own)."""
-    url = URL(match.backend_url(request.rel_url.raw_query_string), encoded=True)
-    return url, _end_to_end(request.headers, drop=("Host", *_WS_HANDSHAKE_HEADERS))
+    ``Host`` (the client sets the backend's), hop-by-hop and WebSocket handshake headers (each hop makes its own).
+    With the API's ``strip_subscription_key``, the subscription key header and query parameter are removed too,
+    like the ``set-header``/``set-query-parameter exists-action="delete"`` policy the exporters write."""
+    raw_query = request.rel_url.raw_query_string
+    drop: tuple[str, ...] = ("Host", *_WS_HANDSHAKE_HEADERS)
+    api: Api = match.api
+    if api.strip_subscription_key:
+        raw_query = strip_query_parameter(raw_query, api.subscription_key_names.query)
+        drop = (*drop, api.subscription_key_names.header)
+    url = URL(match.backend_url(raw_query), encoded=True)
+    return url, _end_to_end(request.headers, drop=drop)
+
+
+class _Unforwardable(Exception):
+    """The request cannot be sent to the backend as received (e.g. a header value aiohttp refuses)."""
+
+
+_TCP_ESTABLISHED = 1  # tcp_states.h
+
+
+class _SocketLike(Protocol):
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
+
+
+def _socket_of(transport: asyncio.BaseTransport | None) -> _SocketLike | None:
+    if transport is None:
+        return None
+    sock: _SocketLike | None = transport.get_extra_info("socket")
+    return sock
+
+
+def _peer_gone(sock: _SocketLike | None) -> bool:
+    """True when this connection's peer has ended it (FIN or reset), or it is already closed here. Asked of a
+    socket that nothing may be reading right now. Linux only (TCP_INFO); elsewhere only a closed socket counts."""
+    if sock is None:
+        return False
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    try:
+        if tcp_info is None:
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, 4)
+            return False
+        state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
+    except OSError:  # closed here after the connection was lost
+        return True
+    return bool(state != _TCP_ESTABLISHED)
+
+
+class _Stall:
+    """When one direction of a relay started the write it is still blocked in (None when not writing)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def stuck(self) -> bool:
+        """Blocked for `CLOSE_GRACE_S` or more: the receiving side is not reading."""
+        return self.since is not None and time.monotonic() - self.since >= CLOSE_GRACE_S
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        self.since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.since = None
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds, checked every `_WATCH_INTERVAL_S`."""
+    while True:  # polled: nobody is told when a connection nobody reads ends
+        if condition():
+            return
+        await asyncio.sleep(_WATCH_INTERVAL_S)
+
+
+def _abort(transport: asyncio.BaseTransport | None) -> None:
+    """Cut a connection now with a reset: what a stalled peer did not read is dropped, and no FIN waits behind it."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if transport is not None and isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    elif transport is not None:
+        transport.close()
 
 
 def _sendable_close_code(code: int | None) -> int:
@@ -146,6 +264,7 @@ class ApimGateway:
 
     model: the APIM model with concrete service URLs (see `gateway.model.resolve_backend`).
     subscription_keys: the keys of active subscriptions, for APIs that require one.
+    max_ws_message: the largest WebSocket message relayed, in bytes (either direction); 0 = no limit.
     Use ``async with ApimGateway(...) as gw:`` or `start` / `stop`; `url` is the base URL.
     """
 
@@ -157,15 +276,23 @@ class ApimGateway:
         host: str = "127.0.0.1",
         port: int = 0,
         shutdown_timeout: float = 2.0,
+        max_ws_message: int = DEFAULT_MAX_WS_MESSAGE,
     ) -> None:
+        if max_ws_message < 0:
+            raise ValueError("max_ws_message must be 0 (no limit) or a positive number of bytes")
         self.model = model
         self.subscription_keys = frozenset(k for k in subscription_keys if k)
+        self.max_ws_message = max_ws_message
         self.host = host
         self.port = port
         self._shutdown_timeout = shutdown_timeout
         self._secret_query_names = frozenset(
             {*DEFAULT_SECRET_QUERY_NAMES, *(api.subscription_key_names.query for api in model.apis)}
         )
+        # Every line this gateway logs goes through it, also when no handler filter is installed (Python API).
+        self._scrubber = RedactingFilter(self._secret_query_names)
+        for key in self.subscription_keys:
+            self._scrubber.add_secret(key)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -266,27 +393,38 @@ class ApimGateway:
         headers = CIMultiDict(response.headers)
         return web.Response(status=response.status, reason=response.reason, headers=headers, body=response.body)
 
+    def _access(self, message: str) -> None:
+        """One access line: secrets scrubbed, control characters escaped (one request, one line)."""
+        access_log.info("%s", _one_line(self._scrubber.scrub(message)))
+
     def _log(self, exchange: _Exchange) -> None:
         ms = (time.monotonic() - exchange.started) * 1000
         detail = f" ({exchange.detail})" if exchange.detail else ""
-        access_log.info(
-            "%s %s -> %s %s%s %.1f ms",
-            exchange.method,
-            exchange.target,
-            exchange.where,
-            exchange.status,
-            detail,
-            ms,
-        )
+        self._access(f"{exchange.method} {exchange.target} -> {exchange.where} {exchange.status}{detail} {ms:.1f} ms")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        exchange = _Exchange(method=request.method, target="?", started=time.monotonic())
+        try:
+            return await self._dispatch(request, exchange)
+        except _Unforwardable as exc:
+            return self._refuse(exchange, str(exc))
+        except (asyncio.CancelledError, web.HTTPException):
+            raise
+        except Exception as exc:  # a bug: answer and log one line, never a traceback
+            if exchange.status:  # already answered (or upgraded) and logged
+                raise asyncio.CancelledError from exc
+            return self._fail(exchange, f"gateway error ({type(exc).__name__})")
+
+    def _refuse(self, exchange: _Exchange, why: str) -> web.Response:
+        exchange.status = 400
+        exchange.detail = f"Bad request: {why}"
+        self._log(exchange)
+        return self._respond(bad_request())
+
+    async def _dispatch(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
         raw_query = request.rel_url.raw_query_string
-        exchange = _Exchange(
-            method=request.method,
-            target=redact_target(raw_path, raw_query, self._secret_query_names),
-            started=time.monotonic(),
-        )
+        exchange.target = redact_target(raw_path, raw_query, self._secret_query_names)
         upgrade = request.headers.get("Upgrade", "").strip().lower() == "websocket"
         match = route(self.model, request.method, raw_path, upgrade=upgrade)
         if isinstance(match, NoRoute):
@@ -309,7 +447,7 @@ class ApimGateway:
             exchange.detail = "upgrade request to an HTTP API: forwarded as a plain request"
         return await self._forward_http(request, match, exchange)
 
-    def _fail(self, exchange: _Exchange, why: str) -> web.Response:
+    def _fail(self, exchange: _Exchange, why: str) -> web.Response:  # APIM's 500, for the backend's failures
         response = internal_server_error()
         exchange.status = 500
         exchange.detail = f"Internal server error: {why}"
@@ -347,38 +485,72 @@ class ApimGateway:
                 )
         except TimeoutError:
             return self._fail(exchange, f"no response headers from the backend within {policy.timeout_s} s")
+        except aiohttp.InvalidURL as exc:
+            raise _Unforwardable("the request target cannot be forwarded") from exc
         except aiohttp.ClientError as exc:
             return self._fail(exchange, f"backend unreachable ({type(exc).__name__})")
+        except (ValueError, UnicodeError) as exc:  # e.g. a control character or undecodable byte in a header
+            raise _Unforwardable(f"a request header cannot be forwarded ({type(exc).__name__})") from exc
 
         response = web.StreamResponse(status=backend.status, reason=backend.reason)
         for name, value in _end_to_end(backend.headers).items():
             response.headers.add(name, value)
         exchange.status = backend.status
         sent = 0
-        finished = False
-        try:
+        stall = _Stall()
+
+        async def write(data: bytes) -> None:
+            nonlocal sent
+            async with stall.writing():
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write(data)
+            sent += len(data)
+
+        async def copy() -> None:
             if policy.buffer_response:
                 pending = bytearray()
                 async for chunk in backend.content.iter_any():
                     pending += chunk
                     if len(pending) >= BUFFER_FLUSH_BYTES:
-                        if not response.prepared:
-                            await response.prepare(request)
-                        await response.write(bytes(pending))
-                        sent += len(pending)
+                        await write(bytes(pending))
                         pending.clear()
-                if not response.prepared:
-                    await response.prepare(request)
                 if pending:
-                    await response.write(bytes(pending))
-                    sent += len(pending)
+                    await write(bytes(pending))
             else:
                 await response.prepare(request)
                 async for chunk in backend.content.iter_any():
-                    await response.write(chunk)
-                    sent += len(chunk)
-            await response.write_eof()
-            finished = True
+                    await write(chunk)
+            async with stall.writing():
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+
+        def backend_gone() -> bool:
+            if backend.content.is_eof() or backend.content.exception() is not None:
+                return True
+            connection = backend.connection
+            return connection is None or _peer_gone(_socket_of(connection.transport))
+
+        finished = False
+        client_transport = request.transport
+        copying = asyncio.ensure_future(copy())
+        # The copy can only notice the backend's end by reading, which it cannot do while it is blocked writing to a
+        # client that does not read: that case is watched for here.
+        watching = asyncio.ensure_future(_until(lambda: stall.stuck() and backend_gone()))
+        try:
+            await asyncio.wait((copying, watching), return_when=asyncio.FIRST_COMPLETED)
+            if not copying.done():
+                # The backend has ended while the client has not been reading for CLOSE_GRACE_S: end the client's
+                # side now instead of when it finally leaves.
+                exchange.detail = _join(
+                    exchange.detail, f"backend ended while the client was not reading; cut after {sent} bytes"
+                )
+                copying.cancel()
+                _abort(client_transport)
+            else:
+                copying.result()
+                finished = True
         except asyncio.CancelledError:
             exchange.detail = _join(exchange.detail, self._gone(sent))
             raise
@@ -392,13 +564,17 @@ class ApimGateway:
             if request.transport is not None:
                 request.transport.close()
         finally:
+            for task in (copying, watching):
+                if not task.done():
+                    task.cancel()
             if finished:
                 backend.release()
             else:
                 backend.close()
             if not policy.buffer_response:
                 exchange.detail = _join(exchange.detail, "unbuffered")
-            self._log(exchange)
+            self._log(exchange)  # before the last await: a cancelled handler may not get past it
+            await asyncio.gather(copying, watching, return_exceptions=True)
         return response
 
     async def _relay_websocket(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
@@ -406,6 +582,8 @@ class ApimGateway:
         url, headers = _to_backend(request, match)
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
+        # aiohttp refuses a message whose size reaches max_msg_size, as soon as its frame header says so.
+        max_msg_size = self.max_ws_message + 1 if self.max_ws_message else 0
         try:
             async with asyncio.timeout(DEFAULT_TIMEOUT_S):  # a WebSocket API has no policy: the default applies
                 backend = await self._session.ws_connect(
@@ -414,8 +592,9 @@ class ApimGateway:
                     protocols=protocols,
                     autoclose=False,
                     autoping=True,
-                    max_msg_size=0,
+                    max_msg_size=max_msg_size,
                     compress=0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_GRACE_S),
                 )
         except BackendRefusedUpgrade as refusal:
             exchange.status = refusal.status
@@ -432,14 +611,19 @@ class ApimGateway:
             return web.Response(status=exc.status, reason=reason, text=f"{exc.status} {reason}")
         except TimeoutError:
             return self._fail(exchange, f"no WebSocket handshake answer from the backend within {DEFAULT_TIMEOUT_S} s")
+        except aiohttp.InvalidURL as exc:
+            raise _Unforwardable("the request target cannot be forwarded") from exc
         except aiohttp.ClientError as exc:
             return self._fail(exchange, f"backend unreachable ({type(exc).__name__})")
+        except (ValueError, UnicodeError) as exc:
+            raise _Unforwardable(f"a request header cannot be forwarded ({type(exc).__name__})") from exc
 
         client = web.WebSocketResponse(
             protocols=(backend.protocol,) if backend.protocol else (),
             autoclose=False,
             autoping=True,
-            max_msg_size=0,
+            max_msg_size=max_msg_size,
+            timeout=CLOSE_GRACE_S,  # how long a close frame waits for the client's answer
         )
         try:
             await client.prepare(request)
@@ -450,23 +634,42 @@ class ApimGateway:
         exchange.detail = "WebSocket relayed"
         self._log(exchange)
         self._sockets.add(client)
-        relay = _Relay()
+        client_transport = request.transport  # kept: aiohttp forgets it once it starts closing the connection
+        relay = _Relay(
+            client_gone=lambda: _peer_gone(_socket_of(client_transport)),
+            backend_gone=lambda: _peer_gone(backend.get_extra_info("socket")),
+            abort_client=lambda: _abort(client_transport),
+        )
+        running = asyncio.ensure_future(relay.run(client, backend))
         try:
-            await relay.run(client, backend)
+            try:
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                # The client's connection is gone (aiohttp cancels the handler): the relay notices it too; let it
+                # end the backend's side with the right code (e.g. 1001 after the client's oversized message).
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(running), 3 * CLOSE_GRACE_S)
+                raise
         finally:
+            if not running.done():
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
             self._sockets.discard(client)
             if not backend.closed:
                 with contextlib.suppress(Exception):
-                    await backend.close(code=1001, message=b"client connection lost")
-            access_log.info(
-                "%s %s -> %s websocket closed: %s after %.1f s",
-                exchange.method,
-                exchange.target,
-                exchange.where,
-                relay.summary(),
-                time.monotonic() - exchange.started,
+                    async with asyncio.timeout(CLOSE_GRACE_S):
+                        await backend.close(code=1001, message=b"client connection lost")
+            elapsed = time.monotonic() - exchange.started
+            self._access(
+                f"{exchange.method} {exchange.target} -> {exchange.where} websocket closed: "
+                f"{relay.summary()} after {elapsed:.1f} s"
             )
         return client
+
+
+def _one_line(text: str) -> str:
+    """Control characters (CR, LF and the rest) escaped, so one record is one line."""
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
 
 
 def _join(a: str, b: str) -> str:
@@ -481,6 +684,7 @@ def _phrase(status: int) -> str:
 
 
 _Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+_MESSAGE_TOO_BIG = 1009
 
 
 @dataclass
@@ -496,15 +700,31 @@ class _PumpEnd:
     code: int | None = None
     reason: str = ""
     sink_failed: bool = False
+    too_big: bool = False
 
 
 class _Relay:
-    """One client WebSocket relayed to one backend WebSocket, and what happened to it."""
+    """One client WebSocket relayed to one backend WebSocket, and what happened to it.
 
-    def __init__(self) -> None:
+    client_gone / backend_gone: whether that side's connection has ended, asked while a pump is blocked writing
+        to the other side (which is then not reading) and so cannot receive that side's end.
+    abort_client: cuts the client's connection without flushing (for a client that does not read).
+    """
+
+    def __init__(
+        self,
+        *,
+        client_gone: Callable[[], bool] = lambda: False,
+        backend_gone: Callable[[], bool] = lambda: False,
+        abort_client: Callable[[], None] = lambda: None,
+    ) -> None:
         self.up = 0  # messages client → backend
         self.down = 0  # messages backend → client
         self.outcome = "client connection lost"
+        self._client_gone = client_gone
+        self._backend_gone = backend_gone
+        self._abort_client = abort_client
+        self._stalls = {True: _Stall(), False: _Stall()}  # by direction: upward or not
 
     def summary(self) -> str:
         return f"{self.outcome}; {self.up} messages up, {self.down} down"
@@ -514,11 +734,16 @@ class _Relay:
             msg = await source.receive()
             try:
                 if msg.type is WSMsgType.TEXT:
-                    await sink.send_str(msg.data)
+                    async with self._stalls[upward].writing():
+                        await sink.send_str(msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    await sink.send_bytes(msg.data)
+                    async with self._stalls[upward].writing():
+                        await sink.send_bytes(msg.data)
                 elif msg.type is WSMsgType.CLOSE:
                     return _PumpEnd(True, msg.data, msg.extra or "")
+                elif msg.type is WSMsgType.ERROR and getattr(msg.data, "code", None) == _MESSAGE_TOO_BIG:
+                    # aiohttp has already closed the source with 1009; nothing of the message was buffered.
+                    return _PumpEnd(False, _MESSAGE_TOO_BIG, str(msg.data), too_big=True)
                 elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     return _PumpEnd(False)
                 else:  # pings and pongs are answered per hop (autoping)
@@ -530,40 +755,68 @@ class _Relay:
             else:
                 self.down += 1
 
+    async def _close(self, ws: _Socket, code: int, reason: bytes) -> None:
+        """Send a close frame and wait at most `CLOSE_GRACE_S` for the answer; then cut the connection."""
+        answered = False
+        with contextlib.suppress(Exception):  # a peer that does not answer, or is gone, is cut below
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                await ws.close(code=code, message=reason)
+            answered = ws.close_code != 1006  # aiohttp's own wait for the answer ran out
+        if isinstance(ws, web.WebSocketResponse) and not answered:
+            self._abort_client()
+
+    def _ended_while_stuck(self) -> bool:
+        return (self._stalls[True].stuck() and self._client_gone()) or (
+            self._stalls[False].stuck() and self._backend_gone()
+        )
+
     async def run(self, client: web.WebSocketResponse, backend: aiohttp.ClientWebSocketResponse) -> None:
-        """Relay messages both ways until one side closes or is lost; then close the other side
-        with the same code and reason (1001 if the connection was lost without a close frame)."""
+        """Relay messages both ways until one side closes, is lost or resets; then end the other side at once
+        with the same code and reason (1001 if the connection was lost without a close frame; 1009 to the sender
+        of a message that is too big, and 1001 to the backend / 1011 to the client on the other side)."""
         up = asyncio.create_task(self._pump(client, backend, upward=True))
         down = asyncio.create_task(self._pump(backend, client, upward=False))
+        watch = asyncio.create_task(_until(self._ended_while_stuck))
         try:
-            await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((up, down, watch), return_when=asyncio.FIRST_COMPLETED)
+            if not up.done() and not down.done():
+                # One side ended while the pump reading it was blocked writing to the other, which does not read.
+                client_ended = self._stalls[True].stuck() and self._client_gone()
+                who, other = ("client", backend) if client_ended else ("backend", client)
+                self.outcome = f"{who} connection ended while the other side was not reading; closed with 1001"
+                if client_ended:
+                    self._abort_client()
+                await self._close(other, 1001, f"{who} connection lost".encode())
+                return
             first_up = up.done()
             end = _result(up if first_up else down)
             if end is None or end.sink_failed:
                 # The side we could not write to ended; its own pump knows how.
-                await asyncio.wait((up, down), timeout=5)
+                await asyncio.wait((up, down), timeout=CLOSE_GRACE_S)
                 first_up = not first_up
                 end = _result(up if first_up else down) or _PumpEnd(False)
             origin, other = (client, backend) if first_up else (backend, client)
             who = "client" if first_up else "backend"
-            if end.closed_by_peer:
+            if end.too_big:
+                code = 1001 if first_up else 1011
+                self.outcome = f"{who} sent a message over the size limit: closed with 1009, the other side with {code}"
+                await self._close(other, code, f"{who} message too big".encode())
+                await self._close(origin, _MESSAGE_TOO_BIG, b"message too big")
+            elif end.closed_by_peer:
                 code = _sendable_close_code(end.code)
                 reason = end.reason.encode()[:123]
                 self.outcome = f"{who} closed with {end.code} {end.reason!r}, forwarded as {code}"
-                with contextlib.suppress(Exception):
-                    await other.close(code=code, message=reason)
-                with contextlib.suppress(Exception):
-                    await origin.close(code=code, message=reason)
+                await self._close(other, code, reason)
+                await self._close(origin, code, reason)
             else:
                 self.outcome = f"{who} connection lost, other side closed with 1001"
-                with contextlib.suppress(Exception):
-                    await other.close(code=1001, message=f"{who} connection lost".encode())
-            await asyncio.wait((up, down), timeout=5)
+                await self._close(other, 1001, f"{who} connection lost".encode())
+            await asyncio.wait((up, down), timeout=CLOSE_GRACE_S)
         finally:
-            for task in (up, down):
+            for task in (up, down, watch):
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(up, down, return_exceptions=True)
+            await asyncio.gather(up, down, watch, return_exceptions=True)
 
 
 def _result(task: asyncio.Task[_PumpEnd]) -> _PumpEnd | None:

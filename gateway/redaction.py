@@ -2,7 +2,9 @@
 
 Secrets that cross the gateway: access tokens (``Authorization`` header, ``access_token`` query),
 subscription keys (``Ocp-Apim-Subscription-Key`` header, ``subscription-key`` query, or the
-names an API configures). Log lines are built from redacted request targets, never from headers;
+names an API configures) and connection tokens (the ``id`` query parameter of connect requests,
+shown as the short hash tag of `signalr.redact.connection_token_tag`, ``id=~3f2a9c1b``).
+Log lines are built from redacted request targets, never from headers;
 `RedactingFilter` is a second line of defence on every record that reaches the log handler.
 """
 
@@ -13,27 +15,38 @@ import re
 from collections.abc import Iterable
 
 from signalr.query import split_query
-from signalr.redact import REDACTED, redact_text
+from signalr.redact import REDACTED, connection_token_tag, redact_text
 
 __all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
 
 DEFAULT_SECRET_QUERY_NAMES = frozenset({"access_token", "subscription-key"})
 
 
+def _tag(raw_value: str) -> str:
+    return raw_value if raw_value.startswith("~") else connection_token_tag(raw_value)
+
+
 def redact_query(raw_query: str, secret_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> str:
     """The raw query with the values of secret parameters replaced by ``***`` (names compared
-    case-insensitively, after percent-decoding); everything else is kept byte for byte."""
+    case-insensitively, after percent-decoding) and the connection token (``id``) by its hash tag;
+    everything else is kept byte for byte."""
     names = {n.lower() for n in secret_names}
-    return "&".join(
-        f"{part.raw_name}={REDACTED}" if part.value is not None and part.name.lower() in names else part.raw
-        for part in split_query(raw_query)
-    )
+    parts = []
+    for part in split_query(raw_query):
+        if part.value is not None and part.name.lower() in names:
+            parts.append(f"{part.raw_name}={REDACTED}")
+        elif part.value and part.name == "id":
+            parts.append(f"{part.raw_name}={_tag(part.raw.partition('=')[2])}")
+        else:
+            parts.append(part.raw)
+    return "&".join(parts)
 
 
 def redact_target(path: str, raw_query: str, secret_names: Iterable[str] = DEFAULT_SECRET_QUERY_NAMES) -> str:
-    """``path?query`` for a log line, with secret query values redacted."""
+    """``path?query`` for a log line, with secret query values redacted, the connection token tagged, and
+    tokens that a client put in the path (bearer values, JWTs or their prefixes) replaced too."""
     query = redact_query(raw_query, secret_names)
-    return f"{path}?{query}" if query else path
+    return redact_text(f"{path}?{query}" if query else path)
 
 
 class RedactingFilter(logging.Filter):

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 __all__ = [
     "ACCESS_DENIED_INVALID_KEY",
     "ACCESS_DENIED_MISSING_KEY",
+    "BAD_REQUEST",
     "RESOURCE_NOT_FOUND",
     "GatewayResponse",
     "access_denied",
+    "bad_request",
     "internal_server_error",
     "resource_not_found",
 ]
 
 RESOURCE_NOT_FOUND = b'{ "statusCode": 404, "message": "Resource not found" }'
+BAD_REQUEST = b'{ "statusCode": 400, "message": "Bad request" }'
 ACCESS_DENIED_MISSING_KEY = (
     b'{ "statusCode": 401, "message": "Access denied due to missing subscription key. '
     b'Make sure to include subscription key when making requests to an API." }'
@@ -59,6 +62,12 @@ def access_denied(*, missing: bool, realm: str, header_name: str) -> GatewayResp
     challenge = f'AzureApiManagementKey realm="{realm}",name="{header_name}",type="header"'
     body = ACCESS_DENIED_MISSING_KEY if missing else ACCESS_DENIED_INVALID_KEY
     return GatewayResponse(401, "Access Denied", (_JSON, ("WWW-Authenticate", challenge)), body)
+
+
+def bad_request() -> GatewayResponse:
+    """400 for a request the gateway cannot forward as received (e.g. a header value with a control character or
+    an undecodable byte) [unverified: APIM's own body for this case is not documented]."""
+    return GatewayResponse(400, "Bad Request", (_JSON,), BAD_REQUEST)
 
 
 def internal_server_error(activity_id: str | None = None) -> GatewayResponse:

@@ -5,12 +5,15 @@ It serves the service's client endpoints just enough to observe what a gateway f
 - ``POST /client/negotiate[/]`` and ``OPTIONS`` on any path: JSON describing the request as received
   (path, raw query, Host, headers) — negotiate and CORS preflights.
 - ``GET /client/`` with ``Accept: text/event-stream``: an SSE stream, ``:\\r\\n`` then a small
-  ``data:`` event every 200 ms (``?events=N`` stops after N events).
+  ``data:`` event every 200 ms (``?events=N`` stops after N events; ``?flood=1`` writes 64 KiB
+  events until one write is blocked for 0.5 s, then resets the connection).
 - ``GET /client/`` otherwise: a LongPolling-like poll answering a short JSON description
   (``?hold=S`` waits S seconds before the headers; ``?status=N`` answers N with a plain body).
 - ``POST /client/``: echoes the body and describes the request; ``DELETE /client/``: 202.
 - ``GET /client/`` with ``Upgrade: websocket``: an echo socket; the text ``close:<code>:<reason>``
-  makes it close with that code; ``?refuse=404`` refuses the handshake like SignalR
+  makes it close with that code; ``big:<n>`` makes it send one binary message of n bytes; ``flood``
+  makes it send 256 KiB messages until one send is blocked for 0.5 s (the reader stalled), then
+  reset the connection (each reset counted in ``/stats``); ``?refuse=404`` refuses the handshake like SignalR
   (``No Connection with that ID``); the first message it sends is a JSON description of the handshake.
 - ``GET /stats`` (direct only): how many SSE streams are open right now, and the close code and
   reason of the last WebSocket a client closed.
@@ -24,6 +27,8 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
+import struct
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -64,6 +69,27 @@ async def preflight(request: web.Request) -> web.Response:
     return response
 
 
+def reset(request: web.Request) -> None:
+    """Drop the connection with a TCP reset, as a service does with a client it gave up on."""
+    transport = request.transport
+    assert transport is not None
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    request.app[STATS]["resets"] += 1
+
+
+async def flood(request: web.Request, send: Any, chunk: int) -> None:
+    """Send until the reader stalls (one send blocked for 0.5 s; at most 4096 sends), then reset."""
+    for _ in range(4096):
+        try:
+            async with asyncio.timeout(0.5):
+                await send(b"x" * chunk)
+        except TimeoutError:
+            break
+    reset(request)
+
+
 async def sse(request: web.Request) -> web.StreamResponse:
     events = int(request.query.get("events", "1000000"))
     response = web.StreamResponse(
@@ -79,6 +105,9 @@ async def sse(request: web.Request) -> web.StreamResponse:
     stats["open_sse"] += 1
     try:
         await response.write(b":\r\n")
+        if request.query.get("flood"):
+            await flood(request, lambda data: response.write(b"data: " + data + b"\r\n\r\n"), 65536)
+            return response
         for n in range(events):
             await asyncio.sleep(0.2)
             await response.write(f"data: event {n}\r\n\r\n".encode())
@@ -99,6 +128,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     while True:
         msg = await ws.receive()
         if msg.type is WSMsgType.TEXT:
+            if msg.data.startswith("big:"):
+                await ws.send_bytes(b"b" * int(msg.data[4:]))
+                continue
+            if msg.data == "flood":
+                await flood(request, ws.send_bytes, 262144)
+                break
             if msg.data.startswith("close:"):
                 _, code, reason = msg.data.split(":", 2)
                 await ws.close(code=int(code), message=reason.encode())
@@ -143,7 +178,7 @@ async def stats(request: web.Request) -> web.Response:
 
 def make_app() -> web.Application:
     app = web.Application()
-    app[STATS] = {"open_sse": 0, "last_client_close": None}
+    app[STATS] = {"open_sse": 0, "last_client_close": None, "resets": 0}
     for path in ("/client/negotiate", "/client/negotiate/"):
         app.router.add_post(path, negotiate)
     for path in ("/client/", "/client"):

@@ -6,13 +6,15 @@ import io
 import logging
 
 from gateway.redaction import RedactingFilter, redact_query, redact_target
+from signalr.redact import connection_token_tag
 
 
 def test_redact_query_keeps_everything_else_byte_for_byte() -> None:
     raw = "hub=chat&asrs.op=%2Fchat&access_token=eyJ.a.b&id=t1&subscription-key=k1&ACCESS_TOKEN=x&code"
     assert (
         redact_query(raw)
-        == "hub=chat&asrs.op=%2Fchat&access_token=***&id=t1&subscription-key=***&ACCESS_TOKEN=***&code"
+        == f"hub=chat&asrs.op=%2Fchat&access_token=***&id={connection_token_tag('t1')}&subscription-key=***"
+        "&ACCESS_TOKEN=***&code"
     )
     assert redact_query("key=v&x=1", {"key"}) == "key=***&x=1"
     assert redact_query("access%5Ftoken=v") == "access%5Ftoken=***"
@@ -71,3 +73,10 @@ def test_filter_scrubs_exception_text() -> None:
     out = _log_through_filter("boom", exc=RuntimeError("url=http://h/?access_token=tok123 literal-subscription-key"))
     assert "tok123" not in out and "literal-subscription-key" not in out
     assert "RuntimeError" in out
+
+
+def test_connection_tokens_and_tokens_in_the_path_never_reach_a_target() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"
+    target = redact_target(f"/client/{jwt[:15]}", f"hub=chat&id=tok%2B1&access_token={jwt}")
+    assert target == f"/client/***?hub=chat&id={connection_token_tag('tok%2B1')}&access_token=***"
+    assert redact_target("/client/", "id=~3f2a9c1b") == "/client/?id=~3f2a9c1b"  # already a tag

@@ -154,3 +154,21 @@ def test_gateway_bodies() -> None:
         b'{ "statusCode": 500, "message": "Internal server error", '
         b'"activityId": "00000000-0000-0000-0000-000000000000" }'
     )
+
+
+def test_repeated_keys_are_refused_unless_they_agree() -> None:
+    from multidict import CIMultiDict
+
+    def multi(*values: str) -> CIMultiDict[str]:
+        return CIMultiDict(("Ocp-Apim-Subscription-Key", v) for v in values)
+
+    assert check(multi("primary-key", "wrong"), "") == (SubscriptionOutcome.AMBIGUOUS, KeySource.HEADER)
+    assert check(multi("wrong", "primary-key"), "") == (SubscriptionOutcome.AMBIGUOUS, KeySource.HEADER)
+    assert check(multi("primary-key", "secondary-key"), "") == (SubscriptionOutcome.AMBIGUOUS, KeySource.HEADER)
+    assert check(multi("primary-key", "primary-key"), "") == (SubscriptionOutcome.ACCEPTED, KeySource.HEADER)
+    assert check(multi("primary-key", ""), "") == (SubscriptionOutcome.ACCEPTED, KeySource.HEADER)
+    ambiguous = "subscription-key=primary-key&subscription-key=wrong"
+    assert check({}, ambiguous) == (SubscriptionOutcome.AMBIGUOUS, KeySource.QUERY)
+    assert check({}, "subscription-key=primary-key&subscription-key=primary%2Dkey")[0] is SubscriptionOutcome.ACCEPTED
+    # the documented order still holds: with a header present the query is not read
+    assert check(multi("primary-key"), ambiguous) == (SubscriptionOutcome.ACCEPTED, KeySource.HEADER)
