@@ -14,6 +14,7 @@ ignored. A token is never echoed in an answer or a log line.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,10 +65,16 @@ class Unauthorized(Exception):
 
 @dataclass(frozen=True)
 class ClientIdentity:
-    """Who a client token says the client is. ``user_id`` comes from ``asrs.s.uid``, else ``nameid`` (§2)."""
+    """Who a client token says the client is. ``user_id`` comes from ``asrs.s.uid``, else ``nameid`` (§2).
+
+    ``owner`` is what a connection is bound to at negotiate: ``user:<id>`` for a token that names a user (a refreshed
+    token of the same user keeps working), else ``token:<sha256>`` of the token itself, since nothing else tells one
+    anonymous client from another that negotiated with an equally anonymous token.
+    """
 
     claims: dict[str, Any]
     user_id: str | None
+    owner: str
 
 
 def bearer_token(request: web.BaseRequest, *, allow_query: bool) -> str | None:
@@ -127,11 +134,17 @@ def _verified_claims(
 
 def authenticate_client(request: web.BaseRequest, hub: str, access_key: str, *, allow_query: bool) -> ClientIdentity:
     """Check a client request's token for ``hub``; raises :class:`Unauthorized`."""
+    token = bearer_token(request, allow_query=allow_query)
     claims = _verified_claims(
         request, access_key, lambda aud: client_audience_matches(aud, hub), allow_query=allow_query
     )
     user = claims.get("asrs.s.uid") or claims.get("nameid")
-    return ClientIdentity(claims, str(user) if user not in (None, "") else None)
+    user_id = str(user) if user not in (None, "") else None
+    if user_id is not None:
+        owner = "user:" + user_id
+    else:
+        owner = "token:" + hashlib.sha256((token or "").encode("utf-8", "surrogatepass")).hexdigest()
+    return ClientIdentity(claims, user_id, owner)
 
 
 def authenticate_server(request: web.BaseRequest, hub: str, access_key: str) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from signalr.protocol import (
     encode,
     encode_handshake_response,
 )
+from signalr.redact import redact_text
 
 __all__ = ["ClientConnection", "ClientRoute", "ConnectionListener", "InboundMessage"]
 
@@ -117,6 +118,8 @@ class ClientConnection:
         self.user_id = user_id
         self.claims = claims
         self.client_query = client_query
+        # Who negotiated (ClientIdentity.owner): later requests with this connection's token must be the same owner.
+        self.owner: str | None = None
         self.transport: TransportType | None = None
         self.handshake_timeout = handshake_timeout
         self.max_poll_interval = max_poll_interval
@@ -202,7 +205,7 @@ class ClientConnection:
                 self._opened = True
                 self._listener.connected(self)
             elif isinstance(event, HandshakeFailed):
-                log.info("handshake failed hub=%s id=%s: %s", self.hub, self.connection_id, event.error)
+                log.info("handshake failed hub=%s id=%s: %s", self.hub, self.connection_id, redact_text(event.error))
                 self.close(event.error)
             elif isinstance(event, MessageReceived):
                 message = event.message
@@ -211,13 +214,22 @@ class ClientConnection:
                     # ``headers`` (protocol.md Appendix A): never pass them on.
                     if isinstance(message, Invocation) and message.headers:
                         message = replace(message, headers=None)
-                    await self._listener.message(self, message)
+                    try:
+                        await self._listener.message(self, message)
+                    except (ProtocolError, RecursionError) as exc:
+                        # A message that decoded but cannot be passed on (e.g. nested too deeply to re-encode):
+                        # it ends this connection with a reason, like any other bad record.
+                        error = str(exc) if isinstance(exc, ProtocolError) else "The message could not be processed."
+                        log.info("protocol error hub=%s id=%s: %s", self.hub, self.connection_id, error)
+                        self.close(error)
                 # Pings only refresh last_received; client Completions/StreamItems have no server-side caller.
             elif isinstance(event, ConnectionClosed):
                 if event.by_peer:
                     self.close(event.error, by_peer=True)
                 else:
-                    log.info("protocol error hub=%s id=%s: %s", self.hub, self.connection_id, event.error)
+                    log.info(
+                        "protocol error hub=%s id=%s: %s", self.hub, self.connection_id, redact_text(event.error or "")
+                    )
                     self.close(event.error)
             if self.closed:
                 break

@@ -85,7 +85,7 @@ NO_SERVER_ERROR = (
 # Ours: the text the real service sends when an app server goes away is not public.
 SERVER_DROPPED_ERROR = "Server connection dropped: the app server carrying this connection went away."
 # Request headers never passed to the app server: the client's credentials.
-_PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
+_PRIVATE_HEADERS = frozenset({"authorization", "cookie", "ocp-apim-subscription-key"})
 # Bytes queued for one server connection before the clients it carries stop being read.
 _MAX_QUEUED = 4 * 1024 * 1024
 
@@ -113,7 +113,8 @@ def _claim_text(value: Any) -> str:
 
 
 def request_headers(headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
-    """OpenConnection's headers: every request header but Authorization and Cookie, values grouped by name."""
+    """OpenConnection's headers: every request header but Authorization, Cookie and an APIM subscription key, values
+    grouped by name."""
     grouped: dict[str, tuple[str, ...]] = {}
     names: dict[str, str] = {}
     for name, value in headers:

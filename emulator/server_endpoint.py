@@ -13,10 +13,10 @@ import contextlib
 import logging
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from signalr.protocol import ProtocolError
-from signalr.redact import redact_url
+from signalr.protocol import MessageTooLarge, ProtocolError
+from signalr.redact import redact_text
 from signalr.service_protocol import ServiceMessageReader
 
 from .auth import Unauthorized, authenticate_server
@@ -33,6 +33,7 @@ SERVERLESS_REFUSAL = (
     "Default, or run the app server in Serverless mode."
 )
 _WS_CLOSE_TIMEOUT = 5.0
+SERVICE_MESSAGE_TOO_BIG = "The service message exceeded the maximum message size."
 
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -51,15 +52,17 @@ async def server_connect(request: web.Request) -> web.StreamResponse:
     try:
         claims = authenticate_server(request, hub_name, settings.access_key)
     except Unauthorized as exc:
-        log.info("401 %s %s: %s", request.method, redact_url(request.path_qs), exc)
+        log.info("401 %s: %s", redact_text(f"{request.method[:16]} {request.path_qs[:512]}"), exc)
         return web.Response(status=401, headers={"WWW-Authenticate": exc.www_authenticate})
     if settings.service_mode == "serverless":
         log.info("refused server connection hub=%s: the service is in Serverless mode", hub_name.lower())
         return _text(403, SERVERLESS_REFUSAL)
-    ws = web.WebSocketResponse(
+    # A frame holds at most one service message of max_service_message_size bytes and its VarInt length (up to 5
+    # bytes); aiohttp refuses a longer frame from its header, before buffering it, and closes with 1009.
+    ws = _ServerWebSocket(
         autoping=True,
         timeout=_WS_CLOSE_TIMEOUT,
-        max_msg_size=settings.max_service_message_size * 4,
+        max_msg_size=settings.max_service_message_size + 6,
         compress=False,
     )
     if not ws.can_prepare(request).ok:
@@ -87,12 +90,15 @@ async def server_connect(request: web.Request) -> web.StreamResponse:
                         server.handle(service_message)
                         if server.ending is not None:
                             break
+                except MessageTooLarge as exc:
+                    log.info("closing server connection %s hub=%s: %s", server.connection_id, server.hub.name, exc)
+                    server.end(WSCloseCode.MESSAGE_TOO_BIG, str(exc)[:120])
                 except ProtocolError as exc:
                     _violation(server, f"invalid service message: {exc}")
             elif message.type is WSMsgType.TEXT:
                 _violation(server, "text frames are not part of the service protocol")
             elif message.type is WSMsgType.ERROR:
-                log.info("server connection %s error: %s", server.connection_id, ws.exception())
+                log.info("server connection %s error: %s", server.connection_id, redact_text(str(ws.exception())))
                 break
             if server.ending is not None:
                 break
@@ -109,6 +115,16 @@ async def server_connect(request: web.Request) -> web.StreamResponse:
         server.dropped()
         log.info("server connection %s closed hub=%s (code %s)", server.connection_id, server.hub.name, ws.close_code)
     return ws
+
+
+class _ServerWebSocket(web.WebSocketResponse):
+    """A server connection's WebSocket: a frame over the size limit closes with 1009 and a reason (aiohttp's own
+    close carries none)."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not message:
+            message = SERVICE_MESSAGE_TOO_BIG.encode()
+        return await super().close(code=code, message=message, drain=drain)
 
 
 def _violation(server: ServerConnection, reason: str) -> None:

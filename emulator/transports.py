@@ -12,12 +12,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from signalr.negotiate import NegotiateError, TransportType, requested_version, service_negotiate_response
 from signalr.query import split_query
-from signalr.redact import redact_url
+from signalr.redact import redact_text
 from signalr.sse import SSE_PREAMBLE, encode_event
 
 from .auth import ClientIdentity, Unauthorized, authenticate_client
@@ -40,8 +41,11 @@ SSE_HEADERS: Mapping[str, str] = {
     "Pragma": "no-cache",
     "Content-Encoding": "identity",
 }
-# Query keys kept out of X-ASRS-Client-Query: the connection token and the access token are secrets, ``_`` is noise.
+# Query keys kept out of X-ASRS-Client-Query (and OpenConnection): the connection token and the access token are
+# secrets, ``_`` is noise; these match exactly, as the service reads them. An APIM subscription key is a secret too and
+# is dropped whatever its case.
 _PRIVATE_QUERY_KEYS = frozenset({"id", "access_token", "_"})
+_SUBSCRIPTION_KEY = "subscription-key"
 _WS_CLOSE_TIMEOUT = 5.0  # §0.1: server WebSocket close timeout
 
 
@@ -75,11 +79,17 @@ def _hub_query(request: web.Request, default: str | None = None) -> str:
     return hub.lower()
 
 
+def _where(request: web.Request) -> str:
+    """The request's method and target for a log line: connection tokens tagged, access tokens, keys and anything
+    that looks like a JWT removed."""
+    return redact_text(f"{request.method[:16]} {request.path_qs[:512]}")
+
+
 def _authenticate(request: web.Request, hub: str, *, allow_query: bool) -> ClientIdentity:
     try:
         return authenticate_client(request, hub, _service(request).settings.access_key, allow_query=allow_query)
     except Unauthorized as exc:
-        log.info("401 %s %s: %s", request.method, redact_url(request.path_qs), exc)
+        log.info("401 %s: %s", _where(request), exc)
         raise _Refused(_unauthorized(exc)) from None
 
 
@@ -88,7 +98,7 @@ def _client_query(request: web.Request) -> str:
     kept = [
         part.raw
         for part in split_query(request.rel_url.raw_query_string)
-        if part.raw and part.name not in _PRIVATE_QUERY_KEYS
+        if part.raw and part.name not in _PRIVATE_QUERY_KEYS and part.name.lower() != _SUBSCRIPTION_KEY
     ]
     return "?" + "&".join(kept) if kept else ""
 
@@ -105,6 +115,15 @@ def _find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[
     identity = _authenticate(request, hub, allow_query=allow_query_token)
     if connection is None or connection.hub != hub:
         raise _Refused(_text(404, "No Connection with that ID"))
+    if connection.owner != identity.owner:
+        # As ASP.NET Core refuses a request whose NameIdentifier differs from the negotiating user's: the token in
+        # ``id=`` alone must not let another identity send as, read from or stop this connection.
+        log.info(
+            "403 %s: the access token is not the one of the identity that negotiated id=%s",
+            _where(request),
+            connection.connection_id,
+        )
+        raise _Refused(_text(403, "Forbidden"))
     return connection, identity
 
 
@@ -168,6 +187,7 @@ async def negotiate(request: web.Request) -> web.Response:
         claims=identity.claims,
         client_query=_client_query(request),
     )
+    connection.owner = identity.owner
     log.info("negotiate hub=%s id=%s version=%d", hub, connection.connection_id, version)
     body = service_negotiate_response(connection.connection_id, connection.connection_token, version)
     return web.Response(body=body, content_type="application/json")
@@ -195,6 +215,7 @@ def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, C
     connection = _service(request).new_connection(
         hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims, client_query=_client_query(request)
     )
+    connection.owner = identity.owner
     return connection, identity
 
 
@@ -207,12 +228,17 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     if connection.closed:
         raise _Refused(_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.WEBSOCKETS)
-    # The client is dropped by its own outbound bound long before this frame limit matters; bigger inbound frames
-    # still get a Close message from the record reader as long as aiohttp accepts them.
-    ws = web.WebSocketResponse(
+    # One WebSocket message holds at most one hub message of max_message_size bytes plus its separator. Azure
+    # SignalR Service documents a 1 MB limit for client messages over LongPolling and SSE and none for WebSockets
+    # (https://learn.microsoft.com/azure/azure-signalr/signalr-concept-messages-and-connections#message-size); the
+    # emulator applies its limit to every transport. aiohttp refuses a longer message from its length header, before
+    # buffering it (it accepts payloads strictly below max_msg_size), and the close then says 1009.
+    ws = _ClientWebSocket(
+        connection,
+        service.settings.max_message_size,
         autoping=True,
         timeout=_WS_CLOSE_TIMEOUT,
-        max_msg_size=service.settings.max_message_size * 4,
+        max_msg_size=service.settings.max_message_size + 2,
         compress=False,
     )
     if not ws.can_prepare(request).ok:
@@ -228,7 +254,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
             elif message.type is WSMsgType.BINARY:
                 await connection.receive_data(message.data)
             elif message.type is WSMsgType.ERROR:
-                log.info("websocket error id=%s: %s", connection.connection_id, ws.exception())
+                log.info("websocket error id=%s: %s", connection.connection_id, redact_text(str(ws.exception())))
                 break
             if connection.closed:
                 break
@@ -244,6 +270,31 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
                 writer.cancel()
         service.forget(connection)
     return ws
+
+
+class _ClientWebSocket(web.WebSocketResponse):
+    """A client's WebSocket: a message over the size limit ends the hub connection with a Close message (when it is
+    open) and the socket with 1009 and a reason, instead of aiohttp's bare 1009."""
+
+    def __init__(self, connection: ClientConnection, max_message_size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._connection = connection
+        # The record reader's text, so a too-large message reads the same whichever check caught it.
+        self._too_big = f"The message exceeded the maximum message size of {max_message_size} bytes."
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
+            connection = self._connection
+            log.info("closing hub=%s id=%s: %s (1009)", connection.hub, connection.connection_id, self._too_big)
+            # Once the handshake is done, closing queues the Close message (the emulator's own, or for a carried
+            # client the one the service adds); it goes out right here, ahead of the close frame.
+            connection.close(self._too_big)
+            pending = connection.take_outgoing()
+            if pending:
+                with contextlib.suppress(Exception):
+                    await self.send_frame(pending, WSMsgType.TEXT)
+            message = message or self._too_big.encode()
+        return await super().close(code=code, message=message, drain=drain)
 
 
 async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnection) -> None:

@@ -145,7 +145,12 @@ class UpstreamDispatcher:
             # Closed while waiting (REST close, timeout): its disconnected event is already queued, stay behind it.
             worker.slots.release()
             return
-        body = encode(message)[: -len(RECORD_SEPARATOR)]
+        try:
+            body = encode(message)[: -len(RECORD_SEPARATOR)]
+        except (RecursionError, ValueError, TypeError):
+            # It decoded, but re-encoding recurses once per nesting level on top of this call's own stack.
+            worker.slots.release()
+            raise ProtocolError("The message is nested too deeply to be passed on to the upstream.") from None
         worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id))
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:

@@ -47,6 +47,9 @@ class Emulator:
     access_key: str
     session: aiohttp.ClientSession
     running: RunningEmulator | None = None
+    # The default client token of each hub, minted once: a connection without a user is bound to the token that
+    # negotiated it, so every request of one test client must carry the same token (as real clients do).
+    _default_tokens: dict[str, str] = field(default_factory=dict)
 
     # --- tokens ----------------------------------------------------------------------------------------------
 
@@ -60,9 +63,16 @@ class Emulator:
         claims: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> str:
-        """A client token as the app server mints it: ``aud`` on the Endpoint host without port (trap 2)."""
+        """A client token as the app server mints it: ``aud`` on the Endpoint host without port (trap 2). Without
+        arguments other than ``hub`` it is the same token on every call."""
+        default = key is None and aud is None and lifetime == 3600 and claims is None and now is None
+        if default and hub in self._default_tokens:
+            return self._default_tokens[hub]
         audience = aud if aud is not None else f"http://127.0.0.1/client/?hub={hub}"
-        return mint_token(key or self.access_key, audience, lifetime=lifetime, claims=claims, now=now)
+        token = mint_token(key or self.access_key, audience, lifetime=lifetime, claims=claims, now=now)
+        if default:
+            self._default_tokens[hub] = token
+        return token
 
     def rest_token(self, path: str, *, key: str | None = None, lifetime: int = 3600, now: float | None = None) -> str:
         """A REST token with ``aud`` = Endpoint (no port) + ``path`` (query allowed, trap 17)."""
