@@ -39,13 +39,7 @@ from gateway.profiles import (
 from gateway.proxy import DEFAULT_MAX_WS_MESSAGE, ApimGateway
 from gateway.redaction import RedactingFilter
 from gateway.routing import ON_HANDSHAKE
-from signalr.http_limits import (
-    HttpLimits,
-    add_limit_arguments,
-    install_bad_request_log_filter,
-    limit_connections,
-    limits_from_args,
-)
+from signalr.http_limits import add_limit_arguments, install_bad_request_log_filter, limits_from_args
 
 __all__ = ["listening_line", "main"]
 
@@ -236,11 +230,9 @@ def _configure_logging(secrets: Sequence[str], query_names: Sequence[str]) -> No
     install_bad_request_log_filter()
 
 
-async def _serve(gateway: ApimGateway, model: ApimModel, backend: str, limits: HttpLimits) -> None:
+async def _serve(gateway: ApimGateway, model: ApimModel, backend: str) -> None:
     try:
         url = await gateway.start()
-        if gateway._runner is not None:  # the gateway builds its runner in start(): the timeouts are applied to it here
-            limit_connections(gateway._runner, limits)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise RuntimeError(f"cannot listen on {gateway.host}:{gateway.port}: {reason}") from None
@@ -276,12 +268,13 @@ def _run(argv: Sequence[str]) -> int:
         host=args.host,
         port=args.port,
         max_ws_message=args.max_ws_message,
+        http_limits=limits_from_args(args),
     )
     _configure_logging(args.subscription_key, sorted(gateway.secret_query_names))
     for warning in warnings:
         log.warning("%s", warning)
     try:
-        asyncio.run(_serve(gateway, model, backend, limits_from_args(args)))
+        asyncio.run(_serve(gateway, model, backend))
     except RuntimeError as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:

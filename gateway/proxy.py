@@ -44,6 +44,7 @@ from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redac
 from gateway.responses import GatewayResponse, bad_request, internal_server_error, resource_not_found
 from gateway.routing import NoRoute, Route, route
 from gateway.subscription import check_subscription
+from signalr.http_limits import HttpLimits, limit_connections
 from signalr.query import split_query
 
 __all__ = [
@@ -265,6 +266,7 @@ class ApimGateway:
     model: the APIM model with concrete service URLs (see `gateway.model.resolve_backend`).
     subscription_keys: the keys of active subscriptions, for APIs that require one.
     max_ws_message: the largest WebSocket message relayed, in bytes (either direction); 0 = no limit.
+    http_limits: request-head, body and idle limits for client connections (`signalr.http_limits`); None = aiohttp's.
     Use ``async with ApimGateway(...) as gw:`` or `start` / `stop`; `url` is the base URL.
     """
 
@@ -277,12 +279,14 @@ class ApimGateway:
         port: int = 0,
         shutdown_timeout: float = 2.0,
         max_ws_message: int = DEFAULT_MAX_WS_MESSAGE,
+        http_limits: HttpLimits | None = None,
     ) -> None:
         if max_ws_message < 0:
             raise ValueError("max_ws_message must be 0 (no limit) or a positive number of bytes")
         self.model = model
         self.subscription_keys = frozenset(k for k in subscription_keys if k)
         self.max_ws_message = max_ws_message
+        self.http_limits = http_limits
         self.host = host
         self.port = port
         self._shutdown_timeout = shutdown_timeout
@@ -328,6 +332,8 @@ class ApimGateway:
         )
         self._stopping = False
         await runner.setup()
+        if self.http_limits is not None:
+            limit_connections(runner, self.http_limits)  # before the socket opens: no connection goes unlimited
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
             await site.start()
