@@ -120,7 +120,7 @@ def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Appli
     app[HUB] = ChatHub()
     if settings.service_mode is ServiceMode.SERVERLESS:
         app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
-        app[CONNECTED] = ConnectedSet()
+        app[CONNECTED] = ConnectedSet()  # filled only with --require-connected-event
         app.on_startup.append(_start_rest)
         app.on_cleanup.append(_close_rest)
         app.router.add_post("/upstream", handle_upstream)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -186,9 +185,7 @@ class CarriedClient:
                 log.info("handshake timeout: %s", self.connection_id)
                 await self._end("Handshake was not completed in time.")
         elif now - self.last_received >= self._timers.client_timeout:
-            self._protocol.close("Server timeout elapsed without receiving a message from the client.")
-            await self._flush(_OTHER)
-            await self._end("Server timeout elapsed without receiving a message from the client.")
+            await self.close("Server timeout elapsed without receiving a message from the client.")
         elif now - self.last_sent >= self._timers.keepalive:
             await self._write(PING_RECORD, _OTHER)
 
@@ -287,9 +284,3 @@ class ClientTable:
             await client.tick(now)
             if client.closed:
                 self._clients.pop(client.connection_id, None)
-
-    async def close_all(self, error: str | None, clients: Iterable[CarriedClient] | None = None) -> None:
-        """Close clients from the app side (all of them by default)."""
-        for client in list(self._clients.values() if clients is None else clients):
-            await client.close(error)
-            self._clients.pop(client.connection_id, None)

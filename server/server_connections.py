@@ -310,7 +310,8 @@ class ServerConnections:
         self.timers = timers or ServerConnectionTimers()
         self.max_frame_size = max_frame_size
         self._connections = [_ServerConnection(self, index) for index in range(count)]
-        self._tasks: list[asyncio.Task[None]] = []
+        self._dialers: list[asyncio.Task[None]] = []
+        self._ticker: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._last_failure = ""
         self._last_failure_at = 0.0
@@ -338,8 +339,10 @@ class ServerConnections:
     async def start(self) -> None:
         """Open the HTTP session and start dialling every connection (returns at once)."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, connect=15))
-        self._tasks = [asyncio.create_task(c.run(), name=f"server-connection-{c.index + 1}") for c in self._connections]
-        self._tasks.append(asyncio.create_task(self._timers(), name="server-connection-timers"))
+        self._dialers = [
+            asyncio.create_task(c.run(), name=f"server-connection-{c.index + 1}") for c in self._connections
+        ]
+        self._ticker = asyncio.create_task(self._timers(), name="server-connection-timers")
         log.info(
             "Default mode: opening %d server connection(s) to %s (hub %s, server id %s)",
             self.count,
@@ -361,14 +364,16 @@ class ServerConnections:
     async def stop(self) -> None:
         """Graceful shutdown: tell the service (fin/finack) on every open connection, close them, stop dialling."""
         self.stopping = True
-        dialers, self._tasks = self._tasks, []
-        for task in dialers:
-            if task.get_name() == "server-connection-timers":
-                task.cancel()
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
         await asyncio.gather(*(c.offline() for c in self._connections if c.is_open), return_exceptions=True)
-        for task in dialers:
+        tasks, self._dialers = self._dialers, []
+        if ticker is not None:
+            tasks.append(ticker)
+        for task in tasks:
             task.cancel()
-        for task in dialers:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._session is not None:

@@ -87,7 +87,7 @@ async def handle_upstream(request: web.Request) -> web.Response:
     category_l = category.lower()
     if category_l == "connections":
         response = _connection_event(connection_id, user_id, event, body)
-        if response.status == 200:
+        if response.status == 200 and settings.require_connected_event:
             if event.lower() == "connected":
                 request.app[CONNECTED].add(connection_id)
             else:
