@@ -19,8 +19,9 @@ from signalr.protocol import MessageTooLarge, ProtocolError
 from signalr.redact import redact_text
 from signalr.service_protocol import ServiceMessageReader
 
+from .answers import Refused, hub_query, plain_text, request_line, unauthorized
 from .auth import Unauthorized, authenticate_server
-from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, SignalRService
+from .hub import SERVICE_KEY, SignalRService
 from .server_connections import ServerConnection
 
 __all__ = ["SERVERLESS_REFUSAL", "server_connect"]
@@ -36,27 +37,22 @@ _WS_CLOSE_TIMEOUT = 5.0
 SERVICE_MESSAGE_TOO_BIG = "The service message exceeded the maximum message size."
 
 
-def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
-
-
 async def server_connect(request: web.Request) -> web.StreamResponse:
     """One server connection, from the upgrade to its end; every client it carried is closed when it ends."""
     service: SignalRService = request.app[SERVICE_KEY]
     settings = service.settings
-    hub_name = request.rel_url.query.get("hub")
-    if not hub_name:
-        return _text(400, "The 'hub' query parameter is required.")
-    if not HUB_NAME.match(hub_name):
-        return _text(400, INVALID_HUB_NAME)
+    try:
+        hub_name = hub_query(request)
+    except Refused as refused:
+        return refused.response
     try:
         claims = authenticate_server(request, hub_name, settings.access_key)
     except Unauthorized as exc:
-        log.info("401 %s: %s", redact_text(f"{request.method[:16]} {request.path_qs[:512]}"), exc)
-        return web.Response(status=401, headers={"WWW-Authenticate": exc.www_authenticate})
+        log.info("401 %s: %s", request_line(request), exc)
+        return unauthorized(exc)
     if settings.service_mode == "serverless":
         log.info("refused server connection hub=%s: the service is in Serverless mode", hub_name.lower())
-        return _text(403, SERVERLESS_REFUSAL)
+        return plain_text(403, SERVERLESS_REFUSAL)
     # A frame holds at most one service message of max_service_message_size bytes and its VarInt length (up to 5
     # bytes); aiohttp refuses a longer frame from its header, before buffering it, and closes with 1009.
     ws = _ServerWebSocket(
@@ -66,7 +62,7 @@ async def server_connect(request: web.Request) -> web.StreamResponse:
         compress=False,
     )
     if not ws.can_prepare(request).ok:
-        return _text(400, "Not a valid WebSocket request.")
+        return plain_text(400, "Not a valid WebSocket request.")
     server_id = str(claims.get("nameid") or request.headers.get("X-ASRS-Server-Id") or "-")
     server = ServerConnection(service.hub(hub_name), server_id, settings.server_ping_interval, settings.server_timeout)
     log.info(

@@ -21,9 +21,10 @@ from signalr.query import split_query
 from signalr.redact import redact_text
 from signalr.sse import SSE_PREAMBLE, encode_event
 
+from .answers import Refused, hub_query, plain_text, request_line, unauthorized
 from .auth import ClientIdentity, Unauthorized, authenticate_client
 from .connection import ClientConnection
-from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, SignalRService
+from .hub import SERVICE_KEY, SignalRService
 from .server_connections import request_headers
 
 __all__ = ["connect", "connect_delete", "connect_send", "negotiate", "preflight"]
@@ -49,48 +50,16 @@ _SUBSCRIPTION_KEY = "subscription-key"
 _WS_CLOSE_TIMEOUT = 5.0  # §0.1: server WebSocket close timeout
 
 
-class _Refused(Exception):
-    """A request answered with an error before any transport work; carries the response."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-def _text(status: int, text: str = "", headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
-
-
-def _unauthorized(exc: Unauthorized) -> web.Response:
-    return web.Response(status=401, headers={"WWW-Authenticate": exc.www_authenticate})
-
-
 def _service(request: web.Request) -> SignalRService:
     return request.app[SERVICE_KEY]
-
-
-def _hub_query(request: web.Request, default: str | None = None) -> str:
-    """The ``hub`` query (else ``default``), validated and lower-cased; refuses 400 when there is neither."""
-    hub = request.rel_url.query.get("hub") or default
-    if not hub:
-        raise _Refused(_text(400, "The 'hub' query parameter is required."))
-    if not HUB_NAME.match(hub):
-        raise _Refused(_text(400, INVALID_HUB_NAME))
-    return hub.lower()
-
-
-def _where(request: web.Request) -> str:
-    """The request's method and target for a log line: connection tokens tagged, access tokens, keys and anything
-    that looks like a JWT removed."""
-    return redact_text(f"{request.method[:16]} {request.path_qs[:512]}")
 
 
 def _authenticate(request: web.Request, hub: str, *, allow_query: bool) -> ClientIdentity:
     try:
         return authenticate_client(request, hub, _service(request).settings.access_key, allow_query=allow_query)
     except Unauthorized as exc:
-        log.info("401 %s: %s", _where(request), exc)
-        raise _Refused(_unauthorized(exc)) from None
+        log.info("401 %s: %s", request_line(request), exc)
+        raise Refused(unauthorized(exc)) from None
 
 
 def _client_query(request: web.Request) -> str:
@@ -108,22 +77,22 @@ def _find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[
     ASP.NET's texts."""
     token = request.rel_url.query.get("id")
     if not token:
-        raise _Refused(_text(400, "Connection ID required"))
+        raise Refused(plain_text(400, "Connection ID required"))
     service = _service(request)
     connection = service.lookup(token)
-    hub = _hub_query(request, default=connection.hub if connection else None)
+    hub = hub_query(request, default=connection.hub if connection else None)
     identity = _authenticate(request, hub, allow_query=allow_query_token)
     if connection is None or connection.hub != hub:
-        raise _Refused(_text(404, "No Connection with that ID"))
+        raise Refused(plain_text(404, "No Connection with that ID"))
     if connection.owner != identity.owner:
         # As ASP.NET Core refuses a request whose NameIdentifier differs from the negotiating user's: the token in
         # ``id=`` alone must not let another identity send as, read from or stop this connection.
         log.info(
             "403 %s: the access token is not the one of the identity that negotiated id=%s",
-            _where(request),
+            request_line(request),
             connection.connection_id,
         )
-        raise _Refused(_text(403, "Forbidden"))
+        raise Refused(plain_text(403, "Forbidden"))
     return connection, identity
 
 
@@ -145,10 +114,10 @@ def _check_transport(connection: ClientConnection, wanted: TransportType) -> Non
     if connection.transport is None:
         return
     if connection.transport is not wanted:
-        raise _Refused(_text(400, "Cannot change transports mid-connection"))
+        raise Refused(plain_text(400, "Cannot change transports mid-connection"))
     if wanted is not TransportType.LONG_POLLING:
         # A second WebSocket or event stream on one id (§3.5).
-        raise _Refused(_text(409, "Connection is already active."))
+        raise Refused(plain_text(409, "Connection is already active."))
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -169,9 +138,9 @@ async def preflight(request: web.Request) -> web.Response:
 async def negotiate(request: web.Request) -> web.Response:
     """``POST /client/negotiate?hub=…`` (§3.2, §3.3): a new connection id and token, v0 or v1."""
     try:
-        hub = _hub_query(request)
+        hub = hub_query(request)
         identity = _authenticate(request, hub, allow_query=False)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response
     try:
         version = requested_version(request.rel_url.query_string)
@@ -204,13 +173,13 @@ async def connect(request: web.Request) -> web.StreamResponse:
         if "text/event-stream" in request.headers.get("Accept", ""):
             return await _server_sent_events(request)
         return await _long_poll(request)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response
 
 
 def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, ClientIdentity]:
     """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
-    hub = _hub_query(request)
+    hub = hub_query(request)
     identity = _authenticate(request, hub, allow_query=True)
     connection = _service(request).new_connection(
         hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims, client_query=_client_query(request)
@@ -226,7 +195,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     else:
         connection, identity = _new_websocket_connection(request)
     if connection.closed:
-        raise _Refused(_text(404, "No Connection with that ID"))
+        raise Refused(plain_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.WEBSOCKETS)
     # One WebSocket message holds at most one hub message of max_message_size bytes plus its separator. Azure
     # SignalR Service documents a 1 MB limit for client messages over LongPolling and SSE and none for WebSockets
@@ -242,7 +211,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
         compress=False,
     )
     if not ws.can_prepare(request).ok:
-        raise _Refused(_text(400, "Not a valid WebSocket request."))
+        raise Refused(plain_text(400, "Not a valid WebSocket request."))
     _start_transport(connection, TransportType.WEBSOCKETS, request, identity)
     writer: asyncio.Task[None] | None = None
     try:
@@ -318,7 +287,7 @@ async def _server_sent_events(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     connection, identity = _find_connection(request, allow_query_token=True)
     if connection.closed:
-        raise _Refused(_text(404, "No Connection with that ID"))
+        raise Refused(plain_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.SERVER_SENT_EVENTS)
     _start_transport(connection, TransportType.SERVER_SENT_EVENTS, request, identity)
     response = web.StreamResponse(headers=SSE_HEADERS)
@@ -387,10 +356,10 @@ async def connect_send(request: web.Request) -> web.Response:
     """§3.8: ``POST /client/?id=…`` carries one or more records from an SSE or LongPolling client."""
     try:
         connection, _ = _find_connection(request, allow_query_token=False)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response
     if connection.transport is TransportType.WEBSOCKETS:
-        return _text(405, "POST requests are not allowed for WebSocket connections.")
+        return plain_text(405, "POST requests are not allowed for WebSocket connections.")
     if connection.closed:
         return web.Response(status=404)
     async with connection.post_lock:
@@ -406,10 +375,10 @@ async def connect_delete(request: web.Request) -> web.Response:
     """§3.9: ``DELETE /client/?id=…`` ends a LongPolling connection: 202, and the pending poll answers 204."""
     try:
         connection, _ = _find_connection(request, allow_query_token=False)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response
     if connection.transport is not TransportType.LONG_POLLING:
-        return _text(400, "Cannot terminate this connection using the DELETE endpoint.")
+        return plain_text(400, "Cannot terminate this connection using the DELETE endpoint.")
     connection.close(None, by_peer=True)
     connection.discard_outgoing()
     if not connection.polling:
