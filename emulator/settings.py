@@ -81,7 +81,7 @@ class EmulatorSettings:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def connection_string(self, port: int) -> str:
-        """The connection string the CLI prints when ready (DESIGN.md): ``Endpoint=http://…;Port=…;AccessKey=…;``."""
+        """The connection string the CLI prints when ready (docs/emulator.md): ``Endpoint=http://…;Port=…;AccessKey=…;``."""
         return f"Endpoint=http://{self.endpoint_host};Port={port};AccessKey={self.access_key};Version=1.0;"
 
     @property

@@ -74,7 +74,7 @@ class ApiType(StrEnum):
 
 @dataclass(frozen=True)
 class ForwardRequest:
-    """The `forward-request` policy (forward-request-policy.md).
+    """The `forward-request` policy (https://learn.microsoft.com/azure/api-management/forward-request-policy).
 
     buffer_response: APIM's default `true` buffers chunked responses in 8 KB chunks; `false`
         writes each chunk as it arrives (needed for Server-Sent Events).

@@ -1,4 +1,5 @@
-"""The two API configurations of the seed doc (signalr-howto-work-with-apim.md), as models.
+"""The two API configurations of Microsoft's doc on SignalR behind API Management, as models
+(https://learn.microsoft.com/azure/azure-signalr/signalr-howto-work-with-apim; docs/apim.md).
 
 - ``websocket``: an HTTP API ``client/negotiate`` (OPTIONS and POST ``/``) plus a WebSocket API
   ``client``. Serves negotiate and WebSockets only: SSE and LongPolling requests get APIM's 404.

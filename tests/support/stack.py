@@ -1,7 +1,7 @@
 """The product's servers as real processes for tests: ``signalr-emulator``, ``apim-gateway`` and ``chat-server``.
 
 Each ``start_*`` runs the console script on 127.0.0.1 (``--port 0`` unless ``port`` is given), reads its ready line,
-checks it against the command contract (DESIGN.md, Commands) and returns what the line says. A process that prints
+checks it against the command contract (README.md and docs/*.md) and returns what the line says. A process that prints
 something else, or nothing in time, is stopped, and the error carries its stderr. Stop each with ``stop()`` (by pid)::
 
     server_port = free_port()
