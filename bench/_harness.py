@@ -1,7 +1,8 @@
 """What the process-level benchmarks share: the product's servers as child processes, raw SignalR client legs on
 aiohttp, the REST broadcaster, a time budget, per-process CPU time, statistics and the results table.
 
-The client legs speak the protocol with the core's codec (``signalr.protocol``, ``signalr.sse``, ``signalr.negotiate``)
+The client legs speak the protocol with the core's codec (``signalr.json_protocol``, ``signalr.sse``,
+``signalr.negotiate``)
 and nothing else, so the benchmark process spends as little as possible per message and both sides of a comparison get
 the same client. Child processes are started with ``tests/support/processes.py`` and stopped by pid; run the
 benchmarks from the repository root (``python -m bench``, ``make bench``), where ``tests`` is importable.
@@ -25,8 +26,9 @@ from typing import Any, TypeVar
 import aiohttp
 
 from signalr.connection_string import ConnectionString, parse_connection_string
+from signalr.handshake import decode_handshake_response, encode_handshake_request
+from signalr.json_protocol import PING_RECORD, RecordReader
 from signalr.negotiate import NegotiateRedirect, NegotiateResult, connect_url, negotiate_url, parse_negotiate_response
-from signalr.protocol import PING_RECORD, RecordReader, decode_handshake_response, encode_handshake_request
 from signalr.sse import SseDecoder
 from signalr.tokens import mint_token
 from tests.support.processes import Process, script

@@ -2,8 +2,9 @@
 
 Measured in one process, best of several runs, so the ratios hold on a busy machine better than absolute numbers:
 
-- encode: ``signalr.protocol.encode`` of a broadcastMessage Invocation vs ``json.dumps`` of the same dict + ``0x1E``;
-- decode: ``signalr.protocol.decode`` of one record vs ``json.loads`` of it;
+- encode: ``signalr.json_protocol.encode`` of a broadcastMessage Invocation vs ``json.dumps`` of the same dict +
+  ``0x1E``;
+- decode: ``signalr.json_protocol.decode`` of one record vs ``json.loads`` of it;
 - split: ``RecordReader.feed`` over 1 MB of batched records, whole and in 4 KB chunks, vs ``bytes.split``;
 - pipeline: split + decode of the 1 MB vs ``bytes.split`` + ``json.loads``.
 
@@ -18,7 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from signalr.protocol import RECORD_SEPARATOR, Invocation, RecordReader, decode, encode
+from signalr.json_protocol import RECORD_SEPARATOR, RecordReader, decode, encode
+from signalr.messages import Invocation
 
 MEGABYTE = 1024 * 1024
 CHUNK = 4096

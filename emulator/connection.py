@@ -33,19 +33,10 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
+from signalr.handshake import decode_handshake_request, decode_handshake_response, encode_handshake_response
+from signalr.json_protocol import PING_RECORD, RECORD_SEPARATOR, encode
+from signalr.messages import Close, Invocation, ProtocolError, StreamInvocation
 from signalr.negotiate import TransportType
-from signalr.protocol import (
-    PING_RECORD,
-    RECORD_SEPARATOR,
-    Close,
-    Invocation,
-    ProtocolError,
-    StreamInvocation,
-    decode_handshake_request,
-    decode_handshake_response,
-    encode,
-    encode_handshake_response,
-)
 from signalr.redact import redact_text
 
 __all__ = ["ClientConnection", "ClientRoute", "ConnectionListener", "InboundMessage"]

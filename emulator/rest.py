@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from signalr.protocol import Invocation, ProtocolError, encode, load_json
+from signalr.json_protocol import encode, load_json
+from signalr.messages import Invocation, ProtocolError
 from signalr.redact import redact_url
 
 from .auth import Unauthorized, authenticate_rest

@@ -22,8 +22,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from signalr.protocol import Close, encode_handshake_response
-from signalr.protocol import encode as encode_hub
+from signalr.handshake import encode_handshake_response
+from signalr.json_protocol import encode as encode_hub
+from signalr.messages import Close
 from signalr.service_protocol import (
     Ack,
     AckStatus,

@@ -15,7 +15,7 @@ import time
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from signalr.protocol import MessageTooLarge, ProtocolError
+from signalr.messages import MessageTooLarge, ProtocolError
 from signalr.redact import redact_text
 from signalr.service_protocol import ServiceMessageReader
 

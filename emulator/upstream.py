@@ -19,15 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from signalr.protocol import (
-    RECORD_SEPARATOR,
-    Completion,
-    ProtocolError,
-    StreamInvocation,
-    decode,
-    encode,
-    split_records,
-)
+from signalr.json_protocol import RECORD_SEPARATOR, decode, encode, split_records
+from signalr.messages import Completion, ProtocolError, StreamInvocation
 from signalr.redact import redact_text, redact_url
 from signalr.upstream import UpstreamTemplate, signature_header
 

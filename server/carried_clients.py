@@ -27,7 +27,8 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
-from signalr.protocol import PING_RECORD, Invocation, StreamInvocation, encode
+from signalr.json_protocol import PING_RECORD, encode
+from signalr.messages import Invocation, StreamInvocation
 from signalr.redact import redact_text
 
 from .hub import (

@@ -16,15 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from signalr.protocol import (
-    RECORD_SEPARATOR,
-    Completion,
-    Invocation,
-    ProtocolError,
-    StreamInvocation,
-    decode,
-    encode,
-)
+from signalr.json_protocol import RECORD_SEPARATOR, decode, encode
+from signalr.messages import Completion, Invocation, ProtocolError, StreamInvocation
 
 __all__ = [
     "ActionSink",

@@ -28,7 +28,7 @@ import aiohttp
 
 from signalr import service_protocol as sp
 from signalr.connection_string import ConnectionString
-from signalr.protocol import ProtocolError
+from signalr.messages import ProtocolError
 from signalr.redact import redact_text
 from signalr.tokens import DEFAULT_LIFETIME, mint_token
 

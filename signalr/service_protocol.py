@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .protocol import MessageTooLarge, ProtocolError
+from .messages import MessageTooLarge, ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -946,7 +946,7 @@ def encode_many(messages: list[ServiceMessage]) -> bytes:
 def decode(payload: bytes) -> ServiceMessage | None:
     """The message in one unframed ``payload``; ``None`` for a message type this module does not know.
 
-    Raises :class:`~signalr.protocol.ProtocolError` for anything that is not a valid service message.
+    Raises :class:`~signalr.json_protocol.ProtocolError` for anything that is not a valid service message.
     """
     try:
         items = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False, object_pairs_hook=list)
@@ -966,7 +966,7 @@ def decode(payload: bytes) -> ServiceMessage | None:
 def read_varint(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int] | None:
     """``(length, prefix size)`` of the VarInt at ``start``, or ``None`` while it is incomplete.
 
-    Raises :class:`~signalr.protocol.ProtocolError` for a prefix longer than 5 bytes or a length of 2 GiB or more.
+    Raises :class:`~signalr.json_protocol.ProtocolError` for a prefix longer than 5 bytes or a length of 2 GiB or more.
     """
     length = 0
     for index in range(_MAX_VARINT_BYTES):
@@ -986,7 +986,7 @@ class ServiceMessageReader:
 
     Feed every received chunk to :meth:`feed`; it returns the complete messages (unknown types left out) and keeps a
     partial one for the next call. A length prefix over ``max_frame_size`` raises
-    :class:`~signalr.protocol.MessageTooLarge` at once, before any of that frame is buffered.
+    :class:`~signalr.json_protocol.MessageTooLarge` at once, before any of that frame is buffered.
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:

@@ -40,7 +40,7 @@ from signalr.connection import (
     State,
 )
 from signalr.connection_string import is_http_url
-from signalr.protocol import PING_RECORD, Completion, HubMessage, Invocation, Ping, StreamItem
+from signalr.messages import Completion, HubMessage, Invocation, Ping, StreamItem
 from signalr.redact import redact_text, redact_url
 
 from . import errors
@@ -301,7 +301,8 @@ class HubConnection:
             self.transport_name = conn.transport_name
             self.connected_url = redact_url(conn.base_url)
             self._last_send = time.monotonic()
-            await conn.send(protocol.handshake())
+            protocol.handshake()
+            await conn.send(protocol.data_to_send())
             try:
                 await asyncio.wait_for(asyncio.shield(handshake), self._handshake_timeout)
             except TimeoutError:
@@ -312,7 +313,7 @@ class HubConnection:
             if not conn.inherent_keep_alive:
                 self._reset_server_timeout(generation)
                 self._keep_alive_task = asyncio.create_task(self._keep_alive(generation))
-                await self._send_raw(PING_RECORD)  # JS: the first Ping right after the handshake
+                await self._send_ping()  # JS: the first Ping right after the handshake
             if self._start_loss is not None:
                 raise self._start_loss
         except BaseException:
@@ -328,7 +329,15 @@ class HubConnection:
         protocol = self._protocol
         if self._state is not ConnectionState.CONNECTED or protocol is None or protocol.state is not State.OPEN:
             raise NotConnected("Cannot send data if the connection is not in the 'Connected' State.")
-        return protocol.send(message)
+        protocol.send(message)
+        return protocol.data_to_send()
+
+    async def _send_ping(self) -> None:
+        protocol = self._protocol
+        if protocol is None or protocol.state is not State.OPEN:
+            raise NotConnected("Cannot send data if the connection is not in the 'Connected' State.")
+        protocol.send_ping()
+        await self._send_raw(protocol.data_to_send())
 
     async def _send_raw(self, data: bytes) -> None:
         conn = self._conn
@@ -517,7 +526,7 @@ class HubConnection:
                 await asyncio.sleep(self._keep_alive_interval)
                 continue
             try:
-                await self._send_raw(PING_RECORD)
+                await self._send_ping()
             except SignalRClientError as exc:
                 log.debug("Ping not sent: %s", exc)  # JS ignores ping failures; the transport reports the loss
 

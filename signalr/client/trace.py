@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from signalr.protocol import (
-    RECORD_SEPARATOR,
+from signalr.json_protocol import RECORD_SEPARATOR, decode
+from signalr.messages import (
     CancelInvocation,
     Close,
     Completion,
@@ -23,7 +23,6 @@ from signalr.protocol import (
     ProtocolError,
     StreamInvocation,
     StreamItem,
-    decode,
 )
 from signalr.redact import redact_text, redact_url
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+from signalr.json_protocol import RECORD_SEPARATOR, RecordReader
 from signalr.negotiate import service_negotiate_response
-from signalr.protocol import RECORD_SEPARATOR, RecordReader
 from signalr.sse import SSE_PREAMBLE, encode_event
 from tests.client.servers import Recorded, serve
 

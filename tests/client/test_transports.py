@@ -220,11 +220,10 @@ async def test_server_messages_reset_the_server_timeout() -> None:
     ("data", "text"),
     [
         (b"this is not json\x1e", "invalid data from the server: Message is not valid JSON"),
-        (b'{"type":99}\x1e', "invalid data from the server: Unknown message type '99'."),
         (b'{"type":1,"target":"x","arguments":' + b'"' + b"a" * (1024 * 1024 + 10) + b'"]}\x1e',
          "invalid data from the server: The message exceeded the maximum message size of 1048576 bytes."),
     ],
-    ids=["malformed", "unknown-type", "oversized"],
+    ids=["malformed", "oversized"],
 )  # fmt: skip
 async def test_bytes_that_break_the_protocol_end_the_connection_with_the_reason(data: bytes, text: str) -> None:
     service = FakeService()
@@ -234,6 +233,17 @@ async def test_bytes_that_break_the_protocol_end_the_connection_with_the_reason(
         service.push(data)
         error = await inbox.next_close()
         assert isinstance(error, TransportFailed) and str(error).startswith(text), error
+
+
+async def test_a_message_of_an_unknown_type_is_skipped_as_the_js_client_does() -> None:
+    service = FakeService()
+    async with service.running():
+        connection, inbox = connect(service.hub_url)
+        await connection.start()
+        service.push(b'{"type":99}\x1e' + records('{"type":1,"target":"broadcastMessage","arguments":["a","after"]}'))
+        assert await inbox.next() == ("broadcastMessage", ("a", "after"))
+        assert connection.state is ConnectionState.CONNECTED
+        await connection.stop()
 
 
 async def _answer_invocations(service: FakeService, answers: dict[str, str]) -> None:

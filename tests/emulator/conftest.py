@@ -17,7 +17,7 @@ from aiohttp import web
 
 from emulator.app import RunningEmulator, serve
 from emulator.settings import EmulatorSettings, new_access_key
-from signalr.protocol import RECORD_SEPARATOR
+from signalr.json_protocol import RECORD_SEPARATOR
 from signalr.tokens import mint_token
 from signalr.upstream import UpstreamTemplate, verify_signature
 from tests.support.fixtures import js_peer  # noqa: F401  (pytest finds fixtures by name)

@@ -21,7 +21,8 @@ from emulator.server_connections import NO_SERVER_ERROR, SERVER_DROPPED_ERROR
 from emulator.server_endpoint import SERVERLESS_REFUSAL
 from emulator.settings import EmulatorSettings, SettingsError, new_access_key
 from signalr.client import HandshakeFailed, HubConnection, TransportChoice
-from signalr.protocol import Invocation, encode
+from signalr.json_protocol import encode
+from signalr.messages import Invocation
 from signalr.service_protocol import (
     Ack,
     BroadcastData,

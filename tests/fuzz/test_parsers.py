@@ -20,15 +20,10 @@ from gateway.routing import NoRoute, Route, backend_url, route
 from server.negotiate import NegotiateRejected, user_id_from
 from signalr import service_protocol
 from signalr.connection_string import ConnectionStringError, parse_connection_string
+from signalr.handshake import decode_handshake_request, decode_handshake_response
+from signalr.json_protocol import RecordReader, decode, load_json
+from signalr.messages import ProtocolError
 from signalr.negotiate import NegotiateError, parse_negotiate_response, requested_version
-from signalr.protocol import (
-    ProtocolError,
-    RecordReader,
-    decode,
-    decode_handshake_request,
-    decode_handshake_response,
-    load_json,
-)
 from signalr.query import split_query
 from signalr.redact import redact_text, redact_url
 from signalr.sse import SseDecoder

@@ -29,8 +29,9 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
+from signalr.json_protocol import encode, encode_many
+from signalr.messages import Completion, Invocation
 from signalr.negotiate import NegotiateRedirect, requested_version, service_negotiate_response
-from signalr.protocol import Completion, Invocation, encode, encode_many
 from signalr.sse import SSE_PREAMBLE, encode_event
 from signalr.tokens import TokenError, mint_token, verify_token
 from tests.support.fixtures import JsPeerFactory

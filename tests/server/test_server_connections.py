@@ -22,7 +22,7 @@ from server.hub import ChatHub
 from server.server_connections import ServerConnections, ServerConnectionTimers, retry_delay
 from signalr import service_protocol as sp
 from signalr.connection_string import parse_connection_string
-from signalr.protocol import RECORD_SEPARATOR
+from signalr.json_protocol import RECORD_SEPARATOR
 from signalr.tokens import verify_token
 from tests.support.browser import until
 

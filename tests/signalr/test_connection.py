@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +18,9 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
-from signalr.protocol import Close, Completion, Invocation, Ping, encode, encode_many
+from signalr.hub_protocol import TransferFormat
+from signalr.json_protocol import encode, encode_many
+from signalr.messages import Close, Completion, Invocation, Ping
 
 HANDSHAKE = b'{"protocol":"json","version":1}\x1e'
 CHAT = Invocation("broadcastMessage", ("alice", "hi"))
@@ -123,8 +126,49 @@ def test_valid_messages_stay_open() -> None:
     assert server.data_to_send() == b""
 
 
-def test_send_encodes_while_open() -> None:
-    assert open_server().send(CHAT) == encode(CHAT)
+def test_send_queues_encoded_message_while_open() -> None:
+    server = open_server()
+    server.send(CHAT)
+    server.send_ping()
+    assert server.data_to_send() == encode(CHAT) + b'{"type":6}\x1e'
+    assert server.data_to_send() == b""
+
+
+def test_send_of_unencodable_value_queues_nothing() -> None:
+    server = open_server()
+    with pytest.raises(ValueError):
+        server.send(Invocation("t", (float("nan"),)))
+    assert server.data_to_send() == b""
+
+
+def test_ping_before_handshake_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="cannot ping while handshaking"):
+        ServerProtocol().send_ping()
+
+
+def test_unknown_message_type_is_skipped_by_client_as_js_does() -> None:
+    client = open_client()
+    assert client.receive_data(b'{"type":42}\x1e' + encode(CHAT)) == [MessageReceived(CHAT)]
+    assert client.state is State.OPEN
+
+
+def test_server_refuses_a_protocol_it_does_not_know() -> None:
+    server = ServerProtocol()
+    assert server.receive_data(b'{"protocol":"xml","version":1}\x1e') == [
+        HandshakeFailed("The protocol 'xml' is not supported.")
+    ]
+    assert server.data_to_send() == b'{"error":"The protocol \'xml\' is not supported."}\x1e'
+
+
+def test_server_refuses_a_binary_protocol_on_a_text_transport() -> None:
+    binary = SimpleNamespace(name="bin", version=1, transfer_format=TransferFormat.BINARY)
+    server = ServerProtocol(protocols={"bin": binary}, transfer_formats=frozenset({TransferFormat.TEXT}))  # type: ignore[dict-item]
+    error = (
+        "Cannot use the 'bin' protocol on the current transport. The transport does not support 'Binary' transfer "
+        "format."
+    )
+    assert server.receive_data(b'{"protocol":"bin","version":1}\x1e') == [HandshakeFailed(error)]
+    assert server.state is State.CLOSED
 
 
 def test_close_received_closes_by_peer_and_ignores_the_rest() -> None:
@@ -213,7 +257,8 @@ def test_closed_ignores_input() -> None:
 
 def test_client_handshake_request() -> None:
     client = ClientProtocol()
-    assert client.handshake() == HANDSHAKE
+    client.handshake()
+    assert client.data_to_send() == HANDSHAKE
     assert client.state is State.HANDSHAKING
 
 
@@ -270,10 +315,13 @@ def test_protocol_violation_has_no_allow_reconnect() -> None:
 
 def test_client_and_server_in_memory() -> None:
     client, server = ClientProtocol(), ServerProtocol()
-    assert server.receive_data(client.handshake()) == [HandshakeCompleted("json", 1)]
+    client.handshake()
+    assert server.receive_data(client.data_to_send()) == [HandshakeCompleted("json", 1)]
     assert client.receive_data(server.data_to_send()) == [HandshakeCompleted()]
-    assert server.receive_data(client.send(CHAT)) == [MessageReceived(CHAT)]
-    assert client.receive_data(server.send(Invocation("echo", ("alice", "hi (echo from server)")))) == [
+    client.send(CHAT)
+    assert server.receive_data(client.data_to_send()) == [MessageReceived(CHAT)]
+    server.send(Invocation("echo", ("alice", "hi (echo from server)")))
+    assert client.receive_data(server.data_to_send()) == [
         MessageReceived(Invocation("echo", ("alice", "hi (echo from server)")))
     ]
     client.close()

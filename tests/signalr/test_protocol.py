@@ -8,31 +8,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signalr.protocol import (
+from signalr.handshake import (
+    HandshakeRequest,
+    decode_handshake_request,
+    decode_handshake_response,
+    encode_handshake_request,
+    encode_handshake_response,
+)
+from signalr.json_protocol import PING_RECORD, RecordReader, decode, encode, encode_many, load_json, split_records
+from signalr.messages import (
     DEFAULT_MAX_MESSAGE_SIZE,
-    PING_RECORD,
     CancelInvocation,
     Close,
     Completion,
-    HandshakeRequest,
     HubMessage,
     Invocation,
     MessageTooLarge,
     MessageType,
     Ping,
     ProtocolError,
-    RecordReader,
     StreamInvocation,
     StreamItem,
-    decode,
-    decode_handshake_request,
-    decode_handshake_response,
-    encode,
-    encode_handshake_request,
-    encode_handshake_response,
-    encode_many,
-    load_json,
-    split_records,
 )
 
 WIRE: list[tuple[HubMessage, bytes]] = [
@@ -231,9 +227,9 @@ def test_load_json_refuses_what_a_peer_could_not_parse(data: bytes, message: str
 
 
 def test_load_json_is_public_and_returns_any_json_value() -> None:
-    import signalr.protocol
+    import signalr.json_protocol
 
-    assert "load_json" in signalr.protocol.__all__
+    assert "load_json" in signalr.json_protocol.__all__
     assert load_json(b'{"target":"t","arguments":[1,1.5,"\xc3\xa9",null,[true]]}') == {
         "target": "t",
         "arguments": [1, 1.5, "\u00e9", None, [True]],

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signalr import service_protocol as sp
-from signalr.protocol import MessageTooLarge, ProtocolError
+from signalr.messages import MessageTooLarge, ProtocolError
 
 DATA = json.loads((Path(__file__).parent / "service_protocol_vectors.json").read_text("utf-8"))
 VECTORS: list[dict[str, Any]] = DATA["vectors"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signalr.protocol import PING_RECORD, encode_many
+from signalr.json_protocol import PING_RECORD, encode_many
 from signalr.sse import SSE_PREAMBLE, SseDecoder, encode_event
 
 

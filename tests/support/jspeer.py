@@ -88,15 +88,18 @@ class JsPeer:
         timeout: float = 20,
         log_level: str = "trace",
         extra_args: Iterable[str] = (),
+        protocol: str = "json",
     ) -> JsPeer:
         """Start a peer connected to the hub at ``url``; returns once it reported ``started`` or its start error.
 
         ``transport`` is ``websockets``, ``sse``, ``longpolling`` or ``auto``. With ``expect_start`` (default) a
         failed start raises :class:`JsPeerError` with the client's error and stderr; otherwise the returned peer's
         ``.error`` holds the error text. ``log_level`` ``trace`` sends the client's log to :meth:`stderr`.
+        ``protocol`` is the hub protocol, ``json`` or ``messagepack`` (``@microsoft/signalr-protocol-msgpack``).
         ``extra_args`` go to ``peer.mjs`` as they are (e.g. ``["--server-timeout", "2000"]``).
         """
         argv = [node_executable(), str(PEER_SCRIPT), "--url", url, "--transport", transport, "--log-level", log_level]
+        argv += ["--protocol", protocol]
         for name, value in (headers or {}).items():
             argv += ["--header", f"{name}={value}"]
         if access_token is not None:

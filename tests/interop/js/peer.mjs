@@ -4,7 +4,7 @@
 //   node tests/interop/js/peer.mjs --url URL [--transport websockets|sse|longpolling|auto]
 //        [--header NAME=VALUE]... [--access-token TOKEN] [--on TARGET]...
 //        [--log-level none|trace|debug|information|warning|error]
-//        [--server-timeout MS] [--keep-alive MS]
+//        [--server-timeout MS] [--keep-alive MS] [--protocol json|messagepack]
 //
 // It speaks JSON lines. Events on stdout (one JSON object per line):
 //   {"event":"started","connectionId":…,"transport":"WebSockets|ServerSentEvents|LongPolling","baseUrl":…}
@@ -30,6 +30,13 @@ import { createInterface } from "node:readline";
 
 const require = createRequire(import.meta.url);
 const signalR = require("@microsoft/signalr");
+const { MessagePackHubProtocol } = require("@microsoft/signalr-protocol-msgpack");
+
+// --protocol: the hub protocol, as a user picks it with withHubProtocol().
+const PROTOCOLS = {
+  json: () => new signalR.JsonHubProtocol(),
+  messagepack: () => new MessagePackHubProtocol(),
+};
 
 const TRANSPORTS = {
   websockets: signalR.HttpTransportType.WebSockets,
@@ -60,7 +67,7 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const args = { url: null, transport: "websockets", headers: {}, accessToken: null, on: [], logLevel: "none" };
+  const args = { url: null, transport: "websockets", headers: {}, accessToken: null, on: [], logLevel: "none", protocol: "json" };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -82,11 +89,13 @@ function parseArgs(argv) {
       case "--log-level": args.logLevel = value(); break;
       case "--server-timeout": args.serverTimeout = Number(value()); break;
       case "--keep-alive": args.keepAlive = Number(value()); break;
+      case "--protocol": args.protocol = value(); break;
       default: usage(`unknown argument ${flag}`);
     }
   }
   if (!args.url) usage("--url is required");
   if (!(args.transport in TRANSPORTS)) usage(`--transport must be one of ${Object.keys(TRANSPORTS).join(", ")}`);
+  if (!(args.protocol in PROTOCOLS)) usage(`--protocol must be one of ${Object.keys(PROTOCOLS).join(", ")}`);
   if (!(args.logLevel in LOG_LEVELS)) usage(`--log-level must be one of ${Object.keys(LOG_LEVELS).join(", ")}`);
   if (args.on.length === 0) args.on = ["broadcastMessage", "echo"];
   return args;
@@ -130,6 +139,7 @@ async function main() {
   }
   const connection = new signalR.HubConnectionBuilder()
     .withUrl(args.url, options)
+    .withHubProtocol(PROTOCOLS[args.protocol]())
     .configureLogging(new StderrLogger(LOG_LEVELS[args.logLevel]))
     .build();
   if (Number.isFinite(args.serverTimeout)) connection.serverTimeoutInMilliseconds = args.serverTimeout;

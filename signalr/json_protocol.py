@@ -1,9 +1,10 @@
 """The JSON hub protocol, sans-I/O (``docs/protocol.md`` §4).
 
-Every message, the handshake included, is UTF-8 JSON terminated by the record separator ``0x1E``. A transport frame,
-SSE event, LongPolling response or POST body may carry several records (trap 8), so :class:`RecordReader` splits an
-incremental byte stream into complete records and keeps the partial tail. Hub messages are frozen dataclasses;
-:func:`encode` and :func:`decode` convert them to and from one record.
+Every message is UTF-8 JSON terminated by the record separator ``0x1E``. A transport frame, SSE event, LongPolling
+response or POST body may carry several records (trap 8), so :class:`RecordReader` splits an incremental byte stream
+into complete records and keeps the partial tail. :func:`encode` and :func:`decode` convert a hub message
+(``signalr/messages.py``) to and from one record; :data:`JSON` is the same codec as a
+:class:`~signalr.hub_protocol.HubProtocol`.
 """
 
 from __future__ import annotations
@@ -11,132 +12,45 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
+from .hub_protocol import TransferFormat
+from .messages import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    CancelInvocation,
+    Close,
+    Completion,
+    HubMessage,
+    Invocation,
+    MessageTooLarge,
+    MessageType,
+    Ping,
+    ProtocolError,
+    StreamInvocation,
+    StreamItem,
+    UnknownMessageType,
+)
+
 __all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE",
+    "JSON",
     "PING_RECORD",
     "RECORD_SEPARATOR",
-    "CancelInvocation",
-    "Close",
-    "Completion",
-    "HandshakeRequest",
-    "HubMessage",
-    "Invocation",
-    "MessageTooLarge",
-    "MessageType",
-    "Ping",
-    "ProtocolError",
+    "JsonHubProtocol",
     "RecordReader",
-    "StreamInvocation",
-    "StreamItem",
     "decode",
-    "decode_handshake_request",
-    "decode_handshake_response",
+    "dumps_record",
     "encode",
-    "encode_handshake_request",
-    "encode_handshake_response",
     "encode_many",
     "load_json",
     "split_records",
 ]
 
 RECORD_SEPARATOR = b"\x1e"
-DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 PING_RECORD = b'{"type":6}\x1e'
 
 
-class ProtocolError(ValueError):
-    """Bytes that are not a valid hub protocol record; the message says what is wrong."""
-
-
-class MessageTooLarge(ProtocolError):
-    """A record (or a partial one still waiting for its separator) exceeds the configured maximum size."""
-
-
-class MessageType(IntEnum):
-    INVOCATION = 1
-    STREAM_ITEM = 2
-    COMPLETION = 3
-    STREAM_INVOCATION = 4
-    CANCEL_INVOCATION = 5
-    PING = 6
-    CLOSE = 7
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """Type 1: call ``target`` with ``arguments``. Without ``invocation_id`` no Completion is ever sent (trap 11)."""
-
-    target: str
-    arguments: tuple[Any, ...] = ()
-    invocation_id: str | None = None
-    stream_ids: tuple[str, ...] | None = None
-    headers: Mapping[str, str] | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class StreamItem:
-    """Type 2: one item of the stream started by ``invocation_id``."""
-
-    invocation_id: str
-    item: Any
-
-
-@dataclass(frozen=True)
-class Completion:
-    """Type 3: the end of invocation ``invocation_id``: a ``result`` (when ``has_result``), an ``error``, or void."""
-
-    invocation_id: str
-    result: Any = None
-    error: str | None = None
-    has_result: bool = False
-
-    @classmethod
-    def with_result(cls, invocation_id: str, result: Any) -> Completion:
-        return cls(invocation_id, result=result, has_result=True)
-
-    @classmethod
-    def with_error(cls, invocation_id: str, error: str) -> Completion:
-        return cls(invocation_id, error=error)
-
-
-@dataclass(frozen=True)
-class StreamInvocation:
-    """Type 4: start a server-to-client stream."""
-
-    invocation_id: str
-    target: str
-    arguments: tuple[Any, ...] = ()
-    stream_ids: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class CancelInvocation:
-    """Type 5: cancel the stream ``invocation_id``."""
-
-    invocation_id: str
-
-
-@dataclass(frozen=True)
-class Ping:
-    """Type 6: keep-alive; sent when nothing else was sent for the keep-alive interval."""
-
-
-@dataclass(frozen=True)
-class Close:
-    """Type 7: the sender closes the connection, with an optional ``error`` reason."""
-
-    error: str | None = None
-    allow_reconnect: bool | None = None
-
-
-HubMessage = Invocation | StreamItem | Completion | StreamInvocation | CancelInvocation | Ping | Close
-
-
-def _dumps(obj: Mapping[str, Any]) -> bytes:
+def dumps_record(obj: Mapping[str, Any]) -> bytes:
+    """``obj`` as compact UTF-8 JSON followed by ``0x1E`` (the handshake uses it too)."""
     # allow_nan=False: NaN and Infinity are not JSON; a peer's JSON.parse would reject the whole record (§4).
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
@@ -194,7 +108,7 @@ def encode(message: HubMessage) -> bytes:
     """
     if isinstance(message, Ping):
         return PING_RECORD
-    return _dumps(_to_json(message))
+    return dumps_record(_to_json(message))
 
 
 def encode_many(messages: list[HubMessage]) -> bytes:
@@ -323,7 +237,7 @@ def decode(record: bytes) -> HubMessage:
     if kind == MessageType.CLOSE:
         allow = obj.get("allowReconnect")
         return Close(_optional_string(obj, "error"), allow if isinstance(allow, bool) else None)
-    raise ProtocolError(f"Unknown message type '{kind}'.")
+    raise UnknownMessageType(kind)
 
 
 class RecordReader:
@@ -368,37 +282,31 @@ def split_records(data: bytes) -> list[bytes]:
     return data.split(RECORD_SEPARATOR)[:-1]
 
 
-@dataclass(frozen=True)
-class HandshakeRequest:
-    """The client's first record: ``{"protocol":"json","version":1}``."""
+class JsonHubProtocol:
+    """The ``json`` hub protocol, version 1, as a :class:`~signalr.hub_protocol.HubProtocol`."""
 
-    protocol: str
-    version: int
+    name = "json"
+    version = 1
+    transfer_format = TransferFormat.TEXT
+    ping = PING_RECORD
 
+    def encode(self, message: HubMessage) -> bytes:
+        return encode(message)
 
-def encode_handshake_request(protocol: str = "json", version: int = 1) -> bytes:
-    return _dumps({"protocol": protocol, "version": version})
+    def encode_many(self, messages: list[HubMessage]) -> bytes:
+        return encode_many(messages)
 
+    def decode(self, payload: bytes) -> HubMessage:
+        return decode(payload)
 
-def decode_handshake_request(record: bytes) -> HandshakeRequest:
-    """Parse the handshake request; raises :class:`ProtocolError` with the reason to send back."""
-    obj = _load_object(record, "Handshake request")
-    protocol = obj.get("protocol")
-    version = obj.get("version")
-    if not isinstance(protocol, str):
-        raise ProtocolError("Missing required property 'protocol'.")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ProtocolError("Missing required property 'version'.")
-    return HandshakeRequest(protocol, version)
+    def frame(self, payload: bytes) -> bytes:
+        return payload + RECORD_SEPARATOR
 
+    def split(self, data: bytes) -> list[bytes]:
+        return split_records(data)
 
-def encode_handshake_response(error: str | None = None) -> bytes:
-    """``{}`` on success, ``{"error":"…"}`` on failure, as one record."""
-    return _dumps({"error": error} if error is not None else {})
+    def reader(self, max_message_size: int) -> RecordReader:
+        return RecordReader(max_message_size)
 
 
-def decode_handshake_response(record: bytes) -> str | None:
-    """The error of a handshake response, or ``None`` when the handshake succeeded."""
-    obj = _load_object(record, "Handshake response")
-    error = obj.get("error")
-    return str(error) if error is not None else None
+JSON = JsonHubProtocol()
