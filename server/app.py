@@ -12,7 +12,7 @@ from aiohttp.abc import AbstractAccessLogger
 from signalr.redact import redact_url
 
 from .carried_clients import ClientTable, ClientTimers
-from .config import ServiceMode, Settings
+from .config import MSGPACK_PROTOCOL_JS, ServiceMode, Settings
 from .hub import ChatHub
 from .negotiate import handle_negotiate, handle_preflight
 from .rest_client import ServiceRestClient
@@ -87,6 +87,13 @@ async def _signalr_js(request: web.Request) -> web.Response:
     return _static(path, "application/javascript")
 
 
+async def _msgpack_protocol_js(request: web.Request) -> web.Response:
+    if not MSGPACK_PROTOCOL_JS.is_file():
+        text = "// @microsoft/signalr-protocol-msgpack is not installed: run `make node`, then reload\n"
+        return web.Response(status=404, text=text, content_type="application/javascript")
+    return _static(MSGPACK_PROTOCOL_JS, "application/javascript")
+
+
 async def _healthz(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body: dict[str, object] = {"status": "ok", "hub": settings.hub, "service_mode": settings.service_mode.value}
@@ -145,6 +152,7 @@ def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Appli
     app.router.add_get("/static/chat.js", _chat_js)
     app.router.add_get("/static/chat.css", _chat_css)
     app.router.add_get("/lib/signalr.min.js", _signalr_js)
+    app.router.add_get("/lib/signalr-protocol-msgpack.min.js", _msgpack_protocol_js)
     app.router.add_get("/healthz", _healthz)
     if not settings.signalr_js.is_file():
         log.warning(

@@ -30,12 +30,12 @@ __all__ = [
 
 CONNECTION_STRING_VARIABLE = "Azure__SignalR__ConnectionString"
 
-# The official browser bundle, installed by `make node` (npm) at the repository root; never fetched from a CDN.
-DEFAULT_SIGNALR_JS = (
-    Path(__file__)
-    .resolve()
-    .parents[1]
-    .joinpath("node_modules", "@microsoft", "signalr", "dist", "browser", "signalr.min.js")
+# The official browser bundles, installed by `make node` (npm) at the repository root; never fetched from a CDN.
+_NODE_MICROSOFT = Path(__file__).resolve().parents[1].joinpath("node_modules", "@microsoft")
+DEFAULT_SIGNALR_JS = _NODE_MICROSOFT.joinpath("signalr", "dist", "browser", "signalr.min.js")
+# The MessagePack hub protocol for the page's ?protocol=messagepack (adds signalR.protocols.msgpack).
+MSGPACK_PROTOCOL_JS = _NODE_MICROSOFT.joinpath(
+    "signalr-protocol-msgpack", "dist", "browser", "signalr-protocol-msgpack.min.js"
 )
 
 # The service's REST hub-name rule (docs/protocol.md §6.1): a letter, then letters, digits or `_`.

@@ -244,3 +244,14 @@ def test_missing_browser_bundle_warns_and_the_page_still_loads(tmp_path: Path) -
         server.stop()
     assert "browser bundle is missing" in server.process.stderr()
     assert "run `make node`;" in server.process.stderr()
+
+
+def test_the_messagepack_protocol_bundle_is_served_for_the_page(tmp_path: Path) -> None:
+    server = start_chat_server(GOOD, cwd=tmp_path)
+    try:
+        with urllib.request.urlopen(server.url + "lib/signalr-protocol-msgpack.min.js", timeout=10) as bundle:
+            assert bundle.status == 200
+            assert bundle.headers["Content-Type"].startswith("application/javascript")
+            assert b"MessagePackHubProtocol" in bundle.read()
+    finally:
+        server.stop()
