@@ -9,11 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signalr.handshake import (
-    HandshakeRequest,
-    decode_handshake_request,
     decode_handshake_response,
-    encode_handshake_request,
-    encode_handshake_response,
 )
 from signalr.json_protocol import PING_RECORD, RecordReader, decode, encode, encode_many, load_json, split_records
 from signalr.messages import (
@@ -327,46 +323,6 @@ def test_split_records_needs_a_complete_buffer() -> None:
     assert str(caught.value) == "Message is incomplete."
     with pytest.raises(ProtocolError):
         split_records(b"")
-
-
-# -- handshake --------------------------------------------------------------------------------
-
-
-def test_handshake_records() -> None:
-    assert encode_handshake_request() == b'{"protocol":"json","version":1}\x1e'
-    assert decode_handshake_request(b'{"protocol":"json","version":1}') == HandshakeRequest("json", 1)
-    assert encode_handshake_response() == b"{}\x1e"
-    assert encode_handshake_response("nope") == b'{"error":"nope"}\x1e'
-    assert decode_handshake_response(b"{}") is None
-    assert (
-        decode_handshake_response(b'{"error":"The protocol \'x\' is not supported."}')
-        == "The protocol 'x' is not supported."
-    )
-
-
-@pytest.mark.parametrize(
-    ("record", "message"),
-    [
-        (b"[]", "Handshake request must be a JSON object."),
-        (b'{"version":1}', "Missing required property 'protocol'."),
-        (b'{"protocol":1,"version":1}', "Missing required property 'protocol'."),
-        (b'{"protocol":"json"}', "Missing required property 'version'."),
-        (b'{"protocol":"json","version":"1"}', "Missing required property 'version'."),
-        (b'{"protocol":"json","version":true}', "Missing required property 'version'."),
-        (b"\xff", "Message is not valid UTF-8."),
-    ],
-)
-def test_bad_handshake_requests(record: bytes, message: str) -> None:
-    with pytest.raises(ProtocolError) as caught:
-        decode_handshake_request(record)
-    assert str(caught.value) == message
-
-
-def test_bad_handshake_response() -> None:
-    with pytest.raises(ProtocolError, match=r"Handshake response must be a JSON object\."):
-        decode_handshake_response(b"[]")
-    with pytest.raises(ProtocolError, match="not valid JSON"):
-        decode_handshake_response(b"{")
 
 
 # -- properties --------------------------------------------------------------------------------
