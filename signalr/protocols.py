@@ -6,10 +6,11 @@ from collections.abc import Mapping
 
 from .hub_protocol import HubProtocol
 from .json_protocol import JSON
+from .messagepack_protocol import MESSAGEPACK
 
 __all__ = ["PROTOCOLS", "protocol_named"]
 
-PROTOCOLS: Mapping[str, HubProtocol] = {JSON.name: JSON}
+PROTOCOLS: Mapping[str, HubProtocol] = {JSON.name: JSON, MESSAGEPACK.name: MESSAGEPACK}
 
 
 def protocol_named(name: str) -> HubProtocol:
