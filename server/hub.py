@@ -2,11 +2,11 @@
 
 :meth:`ChatHub.invoke` turns one client invocation into a :class:`HubCall`: the :data:`HubAction` sends to perform
 (to all, to a connection, a user or a group) and the Completion to answer. The hub does no I/O and does not know which
-mode carries it: an :class:`ActionSink` delivers the actions. In Serverless mode the invocation arrives as an upstream
-``messages`` request (:meth:`ChatHub.dispatch` decodes its body, the client's record without its ``0x1E``,
-``docs/protocol.md`` §6.3) and the sink is the REST client; in Default mode it arrives over a server connection and
-the sink writes service messages (``docs/default-mode.md``). Method names match case-insensitively (trap 9); errors
-are ASP.NET's texts (§4).
+mode carries it, nor which hub protocol the caller speaks: an :class:`ActionSink` delivers the actions. In Serverless
+mode the invocation arrives as an upstream ``messages`` request (:meth:`ChatHub.dispatch` decodes its body, one message
+of the caller's hub protocol without its framing, ``docs/protocol.md`` §6.3) and the sink is the REST client; in
+Default mode it arrives over a server connection and the sink writes service messages (``docs/default-mode.md``).
+Method names match case-insensitively (trap 9); errors are ASP.NET's texts (§4).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from signalr.json_protocol import RECORD_SEPARATOR, decode, encode
-from signalr.messages import Completion, Invocation, ProtocolError, StreamInvocation
+from signalr.hub_protocol import HubProtocol
+from signalr.messages import Completion, HubMessage, Invocation, ProtocolError, StreamInvocation
 
 __all__ = [
     "ActionSink",
@@ -39,7 +39,7 @@ ECHO_SUFFIX = " (echo from server)"
 
 
 class InvalidMessage(ValueError):
-    """An upstream ``messages`` body that is not one JSON Invocation record; ``str()`` says why (answer 400)."""
+    """An upstream ``messages`` body that is not one Invocation of its hub protocol; ``str()`` says why (answer 400)."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +119,12 @@ class HubCall:
         error = self.error or failure
         return Completion.with_error(self.invocation_id, error) if error is not None else Completion(self.invocation_id)
 
-    def response_body(self, failure: str | None = None) -> bytes:
-        """The upstream response body (Serverless mode): the Completion record, or empty without an invocation id."""
+    def response_body(self, protocol: HubProtocol, failure: str | None = None) -> bytes:
+        """The upstream response body (Serverless mode): the Completion as one framed message of ``protocol``, the
+        caller's, which the service copies to the caller's transport unchanged (``docs/protocol.md`` trap 16); empty
+        without an invocation id."""
         completion = self.completion(failure)
-        return encode(completion) if completion is not None else b""
+        return protocol.encode(completion) if completion is not None else b""
 
 
 def unexpected_error(target: str) -> str:
@@ -160,13 +162,15 @@ class ChatHub:
             m.name.lower(): m for m in (_Method("BroadcastMessage", 2, _broadcast_message), _Method("Echo", 2, _echo))
         }
 
-    def dispatch(self, caller: Caller, event: str, body: bytes) -> HubCall:
-        """What to do for the upstream ``messages`` request ``event`` with ``body``.
+    def dispatch(self, caller: Caller, event: str, body: bytes, protocol: HubProtocol) -> HubCall:
+        """What to do for the upstream ``messages`` request ``event`` whose ``body`` is in ``protocol`` (the caller
+        must pick it from the request's content type, never by looking at the bytes).
 
-        Raises :class:`InvalidMessage` when ``body`` is not one Invocation (or StreamInvocation) record, or when its
-        target is not ``event``; every hub-level failure (unknown method, bad arguments) is a :class:`HubCall` error.
+        Raises :class:`InvalidMessage` when ``body`` is not one Invocation (or StreamInvocation) of ``protocol``, or
+        when its target is not ``event``; every hub-level failure (unknown method, bad arguments) is a
+        :class:`HubCall` error.
         """
-        message = _decode_one(body)
+        message = _decode_one(body, protocol)
         if not isinstance(message, Invocation | StreamInvocation):
             raise InvalidMessage(f"expected an Invocation record, got message type {type(message).__name__}")
         if message.target.lower() != event.lower():
@@ -218,14 +222,21 @@ async def perform(call: HubCall, sink: ActionSink, log: logging.Logger, caller: 
     return None
 
 
-def _decode_one(body: bytes) -> Invocation | StreamInvocation | object:
-    # The service sends the record without its separator (§6.3); tolerate one trailing separator, never two records.
-    record = body[:-1] if body.endswith(RECORD_SEPARATOR) else body
-    if RECORD_SEPARATOR in record:
-        raise InvalidMessage("the body must carry exactly one hub message record")
-    if not record.strip():
+def _decode_one(body: bytes, protocol: HubProtocol) -> HubMessage:
+    """The one message ``body`` carries. The service sends it without framing (§6.3); a body framed as a transport
+    carries it (one message only) is accepted too."""
+    if not body:
         raise InvalidMessage("the body is empty")
     try:
-        return decode(record)
+        return protocol.decode(body)
+    except ProtocolError as unframed:
+        try:
+            payloads = protocol.split(body)
+        except ProtocolError:
+            raise InvalidMessage(str(unframed)) from None
+    if len(payloads) != 1:
+        raise InvalidMessage(f"the body must carry exactly one hub message, not {len(payloads)}")
+    try:
+        return protocol.decode(payloads[0])
     except ProtocolError as exc:
         raise InvalidMessage(str(exc)) from None

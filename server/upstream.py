@@ -4,6 +4,11 @@ Order of checks: the connection id must be present (400), ``X-ASRS-Signature`` m
 (401, trap 14), the other ``X-ASRS-*`` headers must be valid (400) and name our hub (404), the body must fit (413).
 Only then is anything read or sent: a forged request never reaches the REST API. ``connections`` events are logged;
 ``messages`` go to the hub, whose sends go out through REST and whose Completion is the response body (trap 16).
+
+A ``messages`` body is one message of the caller's hub protocol, named by the request's ``Content-Type`` as Azure
+names it: ``application/json`` or ``application/x-msgpack`` (any other type: 415, as the Azure Functions extension
+answers). The Completion goes back in that same protocol and content type, framed as the caller's transport carries
+it, since the service copies it there unchanged.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from typing import Any
 
 from aiohttp import web
 
+from signalr.hub_protocol import HubProtocol
+from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 from signalr.upstream import verify_signature
 
 from .hub import Caller, InvalidMessage, perform
 from .state import CONNECTED, HUB, REST, SETTINGS
 
-__all__ = ["handle_upstream", "read_body"]
+__all__ = ["CONTENT_TYPES", "handle_upstream", "protocol_for", "read_body"]
 
 CONNECTION_ID = "X-ASRS-Connection-Id"
 HUB_HEADER = "X-ASRS-Hub"
@@ -30,6 +37,9 @@ SIGNATURE = "X-ASRS-Signature"
 USER_ID = "X-ASRS-User-Id"
 _MAX_ID = 256
 _CONNECTION_EVENTS = frozenset({"connected", "disconnected"})
+# The content type of a `messages` body and of its Completion, by hub protocol name (Azure's upstream and the Azure
+# Functions extension use these two).
+CONTENT_TYPES = {"json": "application/json", "messagepack": "application/x-msgpack"}
 
 log = logging.getLogger("server.upstream")
 
@@ -99,12 +109,21 @@ async def handle_upstream(request: web.Request) -> web.Response:
             # its `connected` event, or after its `disconnected`, the request is stale or replayed.
             log.warning("upstream refused (403): no open connection %s", _plain(connection_id))
             return _error(403, f"connection {_plain(connection_id)} is not connected (no 'connected' event seen)")
-        if "msgpack" in request.content_type.lower():
-            log.warning("upstream refused (415): MessagePack invocation from %s", _plain(connection_id))
-            return _error(415, "only the JSON hub protocol is supported")
-        return await _invocation(request, Caller(connection_id, user_id), event, body)
+        protocol = protocol_for(request.content_type)
+        if protocol is None:
+            log.warning("upstream refused (415): content type %s", _plain(request.content_type))
+            expected = " or ".join(CONTENT_TYPES[name] for name in PROTOCOLS if name in CONTENT_TYPES)
+            return _error(415, f"unsupported content type {_plain(request.content_type)}: expected {expected}")
+        return await _invocation(request, Caller(connection_id, user_id), event, body, protocol)
     log.warning("upstream refused (400): unknown category %s", _plain(category))
     return _error(400, f"unknown {CATEGORY} {_plain(category)}: expected 'connections' or 'messages'")
+
+
+def protocol_for(content_type: str) -> HubProtocol | None:
+    """The hub protocol of a ``messages`` body of ``content_type`` (without parameters), if this server speaks it."""
+    wanted = content_type.strip().lower()
+    name = next((name for name, known in CONTENT_TYPES.items() if known == wanted), None)
+    return PROTOCOLS.get(name) if name is not None else None
 
 
 def _connection_event(connection_id: str, user_id: str | None, event: str, body: bytes) -> web.Response:
@@ -131,13 +150,15 @@ def _connection_event(connection_id: str, user_id: str | None, event: str, body:
     return web.Response(status=200)
 
 
-async def _invocation(request: web.Request, caller: Caller, event: str, body: bytes) -> web.Response:
+async def _invocation(
+    request: web.Request, caller: Caller, event: str, body: bytes, protocol: HubProtocol
+) -> web.Response:
     try:
-        call = request.app[HUB].dispatch(caller, event, body)
+        call = request.app[HUB].dispatch(caller, event, body, protocol)
     except InvalidMessage as exc:
         log.warning("upstream refused (400): invalid invocation from %s: %s", _plain(caller.connection_id), exc)
         return _error(400, f"invalid invocation: {exc}")
     log.debug("invoke %s from %s: %d send(s)", _plain(call.target), caller.connection_id, len(call.actions))
     failure = await perform(call, request.app[REST], log, caller.connection_id)
-    response = call.response_body(failure)
-    return web.Response(status=200, body=response, content_type="application/json" if response else None)
+    response = call.response_body(protocol, failure)
+    return web.Response(status=200, body=response, content_type=CONTENT_TYPES[protocol.name] if response else None)

@@ -1,23 +1,32 @@
-"""The Chat hub's dispatch, without sockets: upstream body bytes in, REST actions and the response body out."""
+"""The Chat hub's dispatch, without sockets: upstream body bytes in, REST actions and the response body out.
+
+MessagePack bodies are written here with the ``msgpack`` package, the arrays of the hub protocol spelled out, so the
+test does not read its own codec's output back.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import msgpack
 import pytest
 
 from server.hub import Caller, ChatHub, HubCall, InvalidMessage, SendToAll, SendToConnection, unexpected_error
+from signalr.hub_protocol import HubProtocol
+from signalr.protocols import PROTOCOLS
 
 CALLER = Caller("conn-1", user_id=None)
+JSON = PROTOCOLS["json"]
 
 
-def dispatch(event: str, body: str | bytes) -> HubCall:
+def dispatch(event: str, body: str | bytes, protocol: HubProtocol = JSON) -> HubCall:
     raw = body.encode() if isinstance(body, str) else body
-    return ChatHub().dispatch(CALLER, event, raw)
+    return ChatHub().dispatch(CALLER, event, raw, protocol)
 
 
 def completion(call: HubCall, failure: str | None = None) -> dict[str, object]:
-    body = call.response_body(failure)
+    body = call.response_body(JSON, failure)
     assert body.endswith(b"\x1e") and body.count(b"\x1e") == 1, body
     decoded = json.loads(body[:-1])
     assert isinstance(decoded, dict)
@@ -28,7 +37,7 @@ def test_broadcast_message_sends_to_all_and_answers_nothing_without_id() -> None
     call = dispatch("broadcastMessage", '{"type":1,"target":"broadcastMessage","arguments":["alice","hi"]}')
     assert call.actions == (SendToAll("broadcastMessage", ("alice", "hi")),)
     assert call.error is None
-    assert call.response_body() == b""
+    assert call.response_body(JSON) == b""
 
 
 def test_echo_goes_to_the_caller_only_with_the_suffix() -> None:
@@ -67,7 +76,7 @@ def test_failed_send_turns_into_a_completion_error() -> None:
 
 def test_failed_send_without_id_answers_nothing() -> None:
     call = dispatch("echo", '{"type":1,"target":"echo","arguments":["a","b"]}')
-    assert call.response_body(unexpected_error("echo")) == b""
+    assert call.response_body(JSON, unexpected_error("echo")) == b""
 
 
 def test_unknown_method_with_id_gets_the_aspnet_error() -> None:
@@ -80,7 +89,7 @@ def test_unknown_method_without_id_sends_and_answers_nothing() -> None:
     call = dispatch("nope", '{"type":1,"target":"nope","arguments":[]}')
     assert call.actions == ()
     assert call.error == "Unknown hub method 'nope'"
-    assert call.response_body() == b""
+    assert call.response_body(JSON) == b""
 
 
 @pytest.mark.parametrize("arguments", ['["only-one"]', "[]", '["a","b","c"]'])
@@ -132,7 +141,8 @@ def test_headers_in_the_invocation_are_ignored() -> None:
     ("body", "reason"),
     [
         (b"", "empty"),
-        (b"   ", "empty"),
+        (b"   ", "not valid JSON"),
+        (b"\x1e", "not valid JSON"),
         (b"not json", "not valid JSON"),
         (b"\xff\xfe", "UTF-8"),
         (b"[1,2]", "JSON object"),
@@ -146,6 +156,8 @@ def test_headers_in_the_invocation_are_ignored() -> None:
         (b'{"type":3,"invocationId":"1"}', "Invocation"),
         (b'{"type":99}', "Unknown message type"),
         (b'{"type":1,"target":"echo","arguments":["a","b"]}\x1e{"type":6}\x1e', "exactly one"),
+        (b'{"type":1,"target":"echo","arguments":["a","b"]}\x1e\x1e', "exactly one"),
+        (b'{"type":1,"target":"echo","arguments":["a","b"]}\x1e{"type":6}', "not valid JSON"),
     ],
 )
 def test_malformed_bodies_are_invalid_messages(body: bytes, reason: str) -> None:
@@ -163,3 +175,103 @@ def test_huge_and_unicode_arguments_pass_through_unchanged() -> None:
     text = "héllo 👋 <b>&amp;</b> " * 1000
     call = dispatch("broadcastMessage", json.dumps({"type": 1, "target": "broadcastMessage", "arguments": ["ü", text]}))
     assert call.actions == (SendToAll("broadcastMessage", ("ü", text)),)
+
+
+# -- MessagePack -------------------------------------------------------------------------------------------------
+
+MESSAGEPACK = PROTOCOLS["messagepack"]
+
+
+def packed(*items: Any) -> bytes:
+    """One MessagePack hub message payload, without its length prefix (as the service sends it upstream)."""
+    data: bytes = msgpack.packb(list(items), use_bin_type=True)
+    return data
+
+
+def varint(size: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        out.append(byte | (0x80 if size else 0))
+        if not size:
+            return bytes(out)
+
+
+def unframed(body: bytes) -> list[Any]:
+    """The one array of a length-prefixed MessagePack body; fails unless the prefix covers exactly the rest."""
+    size, shift, offset = 0, 0, 0
+    while True:
+        byte = body[offset]
+        size |= (byte & 0x7F) << shift
+        offset, shift = offset + 1, shift + 7
+        if not byte & 0x80:
+            break
+    assert size == len(body) - offset, body
+    items = msgpack.unpackb(body[offset:], raw=False)
+    assert isinstance(items, list)
+    return items
+
+
+def test_messagepack_invocation_is_dispatched_like_json() -> None:
+    call = dispatch("echo", packed(1, {}, "9", "echo", ["alice", "hi ✓"]), MESSAGEPACK)
+    assert call.actions == (SendToConnection("conn-1", "echo", ("alice", "hi ✓ (echo from server)")),)
+    # A void Completion in the caller's protocol: [3, headers, id, 2 (void)], behind its length.
+    assert unframed(call.response_body(MESSAGEPACK)) == [3, {}, "9", 2]
+
+
+def test_messagepack_send_without_id_answers_nothing() -> None:
+    call = dispatch("broadcastMessage", packed(1, {}, None, "broadcastMessage", ["a", None]), MESSAGEPACK)
+    assert call.actions == (SendToAll("broadcastMessage", ("a", None)),)
+    assert call.response_body(MESSAGEPACK) == b""
+
+
+def test_messagepack_hub_errors_complete_with_an_error_result() -> None:
+    call = dispatch("nope", packed(1, {}, "1", "nope", []), MESSAGEPACK)
+    assert unframed(call.response_body(MESSAGEPACK)) == [3, {}, "1", 1, "Unknown hub method 'nope'"]
+    call = dispatch("echo", packed(1, {}, "2", "echo", ["a", b"\x00bin"]), MESSAGEPACK)
+    assert call.actions == ()
+    [kind, _, invocation_id, result_kind, error] = unframed(call.response_body(MESSAGEPACK))
+    assert (kind, invocation_id, result_kind) == (3, "2", 1)
+    assert "Error binding arguments" in error
+
+
+def test_messagepack_body_with_its_length_prefix_is_tolerated() -> None:
+    payload = packed(1, {}, None, "echo", ["a", "b"])
+    call = dispatch("echo", varint(len(payload)) + payload, MESSAGEPACK)
+    assert call.actions == (SendToConnection("conn-1", "echo", ("a", "b (echo from server)")),)
+
+
+def test_the_body_is_read_in_the_protocol_it_is_given_not_guessed() -> None:
+    with pytest.raises(InvalidMessage):
+        dispatch("echo", packed(1, {}, None, "echo", ["a", "b"]), JSON)
+    with pytest.raises(InvalidMessage):
+        dispatch("echo", '{"type":1,"target":"echo","arguments":["a","b"]}', MESSAGEPACK)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\xc1", id="never-used-byte"),
+        pytest.param(b"\x95\x01\x80", id="cut-short"),
+        pytest.param(packed(1, {}, None, "echo"), id="no-arguments"),
+        pytest.param(packed(1, {}, None, 5, []), id="target-not-a-string"),
+        pytest.param(packed(1, [], None, "echo", []), id="headers-not-a-map"),
+        pytest.param(packed("1", {}, None, "echo", []), id="type-not-an-int"),
+        pytest.param(packed(6), id="ping-not-invocation"),
+        pytest.param(packed(3, {}, "1", 2), id="completion-not-invocation"),
+        pytest.param(packed(99), id="unknown-type"),
+        pytest.param(msgpack.packb({"type": 1}), id="map-not-array"),
+        pytest.param(msgpack.packb(1), id="int-not-array"),
+        pytest.param(b"\x91" * 100000 + b"\x01", id="deeply-nested"),
+        pytest.param(b"\xdd\xff\xff\xff\xff", id="array-claims-4g-items"),
+        pytest.param(b"\xdb\xff\xff\xff\xff", id="string-claims-4g-bytes"),
+        pytest.param(packed(1, {}, None, "echo", ["a", "b"]) * 2, id="two-payloads"),
+        pytest.param(varint(2) + packed(6), id="framed-ping"),
+        pytest.param(b"\x05" + packed(6) + b"\x01\x06", id="prefix-claims-more"),
+        pytest.param(packed(1, {}, None, "echo", ["a", "x"])[:-1] + b"\xff", id="bad-utf8-in-string"),
+    ],
+)
+def test_malformed_messagepack_bodies_are_invalid_messages(body: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        dispatch("echo", body, MESSAGEPACK)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgpack
 import pytest
 
 from signalr.upstream import sign_connection_id, signature_header
@@ -21,6 +22,8 @@ from tests.support.stack import ChatServer, start_chat_server
 OTHER_KEY = "AnotherKeyThatIsNotTheServers0123456789abcdefgh"
 BROADCAST = {"type": 1, "target": "broadcastMessage", "arguments": ["alice", "hi"]}
 SEND_PATH = "/api/hubs/chat/:send"
+# The same broadcast as a MessagePack hub message, unframed as the service sends it: [1, headers, id, target, args].
+MSGPACK_BROADCAST: bytes = msgpack.packb([1, {}, None, "broadcastMessage", ["alice", "hi"]])
 
 
 def headers_for(
@@ -41,6 +44,9 @@ def headers_for(
     }
     headers.update(extra)
     return headers
+
+
+MSGPACK_HEADERS = headers_for(**{"Content-Type": "application/x-msgpack"})
 
 
 @pytest.fixture
@@ -161,6 +167,93 @@ async def test_connection_events_are_logged_and_send_nothing(
     await server.process.stderr_line(f": {re.escape(logged)}$")
 
 
+# -- MessagePack callers: the body and the Completion in their protocol -------------------------------------------
+
+
+def msgpack_completion(response: aiohttp.ClientResponse, body: bytes) -> list[Any]:
+    """The Completion array of a MessagePack upstream response: one message behind its VarInt length."""
+    assert response.content_type == "application/x-msgpack"
+    size, offset = body[0], 1
+    if size & 0x80:  # the completions here are under 16 KiB: at most two prefix bytes
+        size, offset = (size & 0x7F) | (body[1] << 7), 2
+    assert size == len(body) - offset, body
+    items = msgpack.unpackb(body[offset:], raw=False)
+    assert isinstance(items, list)
+    return items
+
+
+async def test_msgpack_broadcast_goes_to_rest_like_json(
+    http: aiohttp.ClientSession, server: ChatServer, rest: RestRecorder
+) -> None:
+    status, body = await post(
+        http, server, MSGPACK_HEADERS, MSGPACK_BROADCAST, "upstream/chat/messages/broadcastMessage"
+    )
+    assert (status, body) == (200, b"")
+    [send] = rest.sends
+    assert (send.method, send.path) == ("POST", SEND_PATH)
+    # The REST API takes JSON whatever the caller spoke; the service serialises for each recipient.
+    assert send.body == {"target": "broadcastMessage", "arguments": ["alice", "hi"]}
+
+
+async def test_msgpack_echo_with_id_completes_in_msgpack(
+    http: aiohttp.ClientSession, server: ChatServer, rest: RestRecorder
+) -> None:
+    invocation = msgpack.packb([1, {}, "12", "echo", ["bob", "yo ✓"]])
+    headers = headers_for("conn-m", event="echo", **{"Content-Type": "application/x-msgpack"})
+    async with http.post(server.url + "upstream/chat/messages/echo", headers=headers, data=invocation) as response:
+        assert response.status == 200
+        # [3, headers, id, 2 = void]
+        assert msgpack_completion(response, await response.read()) == [3, {}, "12", 2]
+    [send] = rest.sends
+    assert send.path == "/api/hubs/chat/connections/conn-m/:send"
+    assert send.body == {"target": "echo", "arguments": ["bob", "yo ✓ (echo from server)"]}
+
+
+async def test_msgpack_hub_error_and_rest_failure_complete_in_msgpack(
+    http: aiohttp.ClientSession, server: ChatServer, rest: RestRecorder
+) -> None:
+    headers = headers_for(event="nope", **{"Content-Type": "application/x-msgpack"})
+    async with http.post(server.url + "upstream", headers=headers, data=msgpack.packb([1, {}, "1", "nope", []])) as r:
+        assert (r.status, msgpack_completion(r, await r.read())) == (200, [3, {}, "1", 1, "Unknown hub method 'nope'"])
+    rest.status = 500
+    invocation = msgpack.packb([1, {}, "2", "broadcastMessage", ["a", "b"]])
+    async with http.post(server.url + "upstream", headers=MSGPACK_HEADERS, data=invocation) as r:
+        assert msgpack_completion(r, await r.read()) == [
+            3,
+            {},
+            "2",
+            1,
+            "An unexpected error occurred invoking 'broadcastMessage' on the server.",
+        ]
+
+
+async def test_content_type_parameters_and_case_do_not_matter(
+    http: aiohttp.ClientSession, server: ChatServer, rest: RestRecorder
+) -> None:
+    for content_type, body in (
+        ("Application/X-MsgPack", MSGPACK_BROADCAST),
+        ("application/json; charset=utf-8", json.dumps(BROADCAST).encode()),
+    ):
+        status, _ = await post(http, server, headers_for(**{"Content-Type": content_type}), body)
+        assert status == 200, content_type
+    assert len(rest.sends) == 2
+
+
+async def test_malformed_msgpack_leaves_the_server_serving(
+    http: aiohttp.ClientSession, server: ChatServer, rest: RestRecorder
+) -> None:
+    """A burst of hostile MessagePack bodies: each a 400 with a reason, then a valid call still works."""
+    hostile = [b"\xc1", b"\x95", b"\xdf\xff\xff\xff\xff", b"\x91" * 5000, b"\xd4\x05\x00", b"\xc7\x05\x01ab"]
+    for body in hostile:
+        status, response = await post(http, server, MSGPACK_HEADERS, body)
+        assert status == 400, body[:8]
+        assert json.loads(response)["error"].startswith("invalid invocation: ")
+    assert rest.sends == []
+    status, _ = await post(http, server, MSGPACK_HEADERS, MSGPACK_BROADCAST)
+    assert status == 200 and len(rest.sends) == 1
+    assert "Traceback" not in server.process.stderr()
+
+
 # -- hub-level errors are completions, not crashes --------------------------------------------------------------
 
 
@@ -266,7 +359,22 @@ def without(name: str) -> dict[str, str]:
         pytest.param(headers_for(), b"\xff\xfe\x00", 400, id="not-utf8"),
         pytest.param(headers_for(), b"[" * 100000 + b"]" * 100000, 400, id="deeply-nested"),
         pytest.param(headers_for(event="echo"), BROADCAST, 400, id="event-target-mismatch"),
-        pytest.param(headers_for(**{"Content-Type": "application/x-msgpack"}), b"\x95\x01\x80\xc0", 415, id="msgpack"),
+        pytest.param(headers_for(**{"Content-Type": "text/plain"}), BROADCAST, 415, id="text-plain"),
+        pytest.param(headers_for(**{"Content-Type": "application/octet-stream"}), BROADCAST, 415, id="octet-stream"),
+        pytest.param(
+            headers_for(**{"Content-Type": "application/msgpack"}), b"\x91\x06", 415, id="msgpack-unregistered"
+        ),
+        pytest.param(MSGPACK_HEADERS, b"\x95\x01\x80\xc0", 400, id="msgpack-cut-short"),
+        pytest.param(MSGPACK_HEADERS, BROADCAST, 400, id="json-body-as-msgpack"),
+        pytest.param(headers_for(), MSGPACK_BROADCAST, 400, id="msgpack-body-as-json"),
+        pytest.param(MSGPACK_HEADERS, b"", 400, id="msgpack-empty"),
+        pytest.param(MSGPACK_HEADERS, b"\xc1", 400, id="msgpack-never-used-byte"),
+        pytest.param(MSGPACK_HEADERS, b"\x91" * 100000 + b"\x01", 400, id="msgpack-deeply-nested"),
+        pytest.param(MSGPACK_HEADERS, b"\xdd\xff\xff\xff\xff", 400, id="msgpack-array-claims-4g"),
+        pytest.param(MSGPACK_HEADERS, msgpack.packb([6]), 400, id="msgpack-ping-not-invocation"),
+        pytest.param(MSGPACK_HEADERS, MSGPACK_BROADCAST * 2, 400, id="msgpack-two-messages"),
+        pytest.param(MSGPACK_HEADERS, msgpack.packb([1, {}, None, "echo", ["a", "b"]]), 400, id="msgpack-mismatch"),
+        pytest.param(MSGPACK_HEADERS, b"\x00" * (1024 * 1024 + 1), 413, id="msgpack-oversized"),
         pytest.param(headers_for(), b"x" * (1024 * 1024 + 1), 413, id="oversized-body"),
     ],
 )
