@@ -1,12 +1,15 @@
 """Default mode: the clients the service carries to this app server, each run through the same Chat hub.
 
 The service announces a client with ``OpenConnection`` and then forwards its raw bytes as ``ConnectionData``: first its
-hub handshake, then its records. Each client gets the server-side hub-protocol state machine the emulator uses
-(:class:`signalr.connection.ServerProtocol`); its invocations go to :meth:`server.hub.ChatHub.invoke`, and the hub's
-actions become service messages (:class:`ServiceMessageSink`) written on the server connection that carries the caller,
-so a reply cannot overtake the caller's handshake or completion. As in ASP.NET Core, the app server owns the hub
-keep-alive of its clients: a Ping after 15 s without sending, a close after 30 s without receiving
-(``docs/default-mode.md``).
+hub handshake, then its messages. Each client gets the server-side hub-protocol state machine the emulator uses
+(:class:`signalr.connection.ServerProtocol`) with every hub protocol this app server registers, so the handshake picks
+JSON or MessagePack and everything the app server writes to the client afterwards (handshake reply, completions,
+pings, Close) is in that protocol. Its invocations go to :meth:`server.hub.ChatHub.invoke`, and the hub's actions become
+service messages (:class:`ServiceMessageSink`) written on the server connection that carries the caller, so a reply
+cannot overtake the caller's handshake or completion. Like the ASP.NET SDK, a service message for many clients carries
+the invocation once per registered protocol (the service picks each client's), and one for a single client of this
+app server only in that client's protocol. As in ASP.NET Core, the app server owns the hub keep-alive of its clients:
+a Ping after 15 s without sending, a close after 30 s without receiving (``docs/default-mode.md``).
 
 Nothing here touches a socket: a :class:`ServerLink` (a server connection) writes the messages.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,8 +31,9 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
-from signalr.json_protocol import PING_RECORD, encode
+from signalr.hub_protocol import HubProtocol
 from signalr.messages import Invocation, StreamInvocation
+from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 
 from .hub import (
@@ -74,19 +79,43 @@ class ClientTimers:
     handshake_timeout: float = 15.0
 
 
-def payloads_for(target: str, arguments: tuple[Any, ...]) -> dict[str, bytes]:
-    """One Invocation serialised for every hub protocol this app server registers (today: JSON), keyed by name."""
-    return {"json": encode(Invocation(target, arguments))}
+def payloads_for(
+    target: str, arguments: tuple[Any, ...], protocols: Mapping[str, HubProtocol] = PROTOCOLS
+) -> dict[str, bytes]:
+    """One Invocation as a framed message of each of ``protocols``, keyed by protocol name (``json``,
+    ``messagepack``): a service message's payload map, as the SDK writes it. Raises :class:`ValueError` when a
+    protocol cannot carry an argument."""
+    message = Invocation(target, arguments)
+    return {protocol.name: protocol.encode(message) for protocol in protocols.values()}
 
 
 class ServiceMessageSink:
-    """The Default-mode :class:`~server.hub.ActionSink`: each action as one service message on ``link``."""
+    """The Default-mode :class:`~server.hub.ActionSink`: each action as one service message on ``link``.
 
-    def __init__(self, link: ServerLink) -> None:
+    Payloads are written for every one of ``protocols``, except for a send to one connection whose protocol
+    ``protocol_of`` knows (a client this app server carries): only that one, as the SDK does.
+    """
+
+    def __init__(
+        self,
+        link: ServerLink,
+        protocols: Mapping[str, HubProtocol] = PROTOCOLS,
+        protocol_of: Callable[[str], HubProtocol | None] = lambda connection_id: None,
+    ) -> None:
         self._link = link
+        self._protocols = protocols
+        self._protocol_of = protocol_of
 
     async def send(self, action: HubAction) -> None:
-        payloads = payloads_for(action.target, action.arguments)
+        protocols = self._protocols
+        if isinstance(action, SendToConnection):
+            own = self._protocol_of(action.connection_id)
+            if own is not None:
+                protocols = {own.name: own}
+        try:
+            payloads = payloads_for(action.target, action.arguments, protocols)
+        except ValueError as exc:
+            raise DeliveryFailed(f"the arguments cannot be encoded: {exc}") from None
         message: sp.ServiceMessage
         match action:
             case SendToAll():
@@ -119,16 +148,21 @@ class CarriedClient:
         hub: ChatHub,
         timers: ClientTimers,
         max_message_size: int,
+        protocols: Mapping[str, HubProtocol] = PROTOCOLS,
+        protocol_of: Callable[[str], HubProtocol | None] = lambda connection_id: None,
     ) -> None:
         self.connection_id = open_message.connection_id
         self.link = link
         claims = dict(open_message.claims)
         # The user id the service routes UserData by: `asrs.s.uid`, which our negotiate sets (docs/protocol.md §2).
         self.user_id = claims.get("asrs.s.uid") or claims.get("nameid") or None
-        self.protocol_name = open_message.protocol or "json"
+        # The protocol the service says the client asked for; the handshake it forwards decides.
+        self.announced_protocol = open_message.protocol
         self._hub = hub
         self._timers = timers
-        self._protocol = ServerProtocol(max_message_size)
+        self._protocols = protocols
+        self._protocol_of = protocol_of
+        self._protocol = ServerProtocol(max_message_size, protocols=protocols)
         now = time.monotonic()
         self.opened_at = now
         self.last_received = now
@@ -139,6 +173,13 @@ class CarriedClient:
     def caller(self) -> Caller:
         return Caller(self.connection_id, self.user_id)
 
+    @property
+    def hub_protocol(self) -> HubProtocol | None:
+        """The hub protocol the client's handshake chose; ``None`` before the handshake or after the client ended."""
+        if self.closed or self._protocol.state is not State.OPEN:
+            return None
+        return self._protocol.protocol
+
     async def receive(self, payload: bytes) -> None:
         """Bytes of this client forwarded by the service (ConnectionData)."""
         if self.closed:
@@ -148,7 +189,15 @@ class CarriedClient:
         for event in events:
             if isinstance(event, HandshakeCompleted):
                 await self._flush(_HANDSHAKE)
-                log.info("connected: %s%s", self.connection_id, f" (user {self.user_id})" if self.user_id else "")
+                user = f" (user {self.user_id})" if self.user_id else ""
+                log.info("connected: %s%s, protocol %s", self.connection_id, user, event.protocol)
+                if self.announced_protocol is not None and self.announced_protocol.lower() != event.protocol.lower():
+                    log.warning(
+                        "%s: the service announced protocol %r, the handshake asked for %r",
+                        self.connection_id,
+                        self.announced_protocol[:64],
+                        event.protocol[:64],
+                    )
             elif isinstance(event, HandshakeFailed):
                 await self._flush(_HANDSHAKE)
                 await self._end(event.error)
@@ -171,10 +220,12 @@ class CarriedClient:
     async def _invoke(self, message: Invocation | StreamInvocation) -> None:
         call = self._hub.invoke(self.caller, message)
         log.debug("invoke %r from %s: %d send(s)", call.target[:64], self.connection_id, len(call.actions))
-        failure = await perform(call, ServiceMessageSink(self.link), log, self.connection_id)
+        sink = ServiceMessageSink(self.link, self._protocols, self._protocol_of)
+        failure = await perform(call, sink, log, self.connection_id)
         completion = call.completion(failure)
-        if completion is not None:
-            await self._write(encode(completion), _INVOCATION)
+        if completion is not None and self.hub_protocol is not None:
+            self._protocol.send(completion)
+            await self._flush(_INVOCATION)
 
     async def tick(self, now: float) -> None:
         """Keep-alive and timeouts at time ``now`` (``time.monotonic()``)."""
@@ -187,8 +238,9 @@ class CarriedClient:
                 await self._end("Handshake was not completed in time.")
         elif now - self.last_received >= self._timers.client_timeout:
             await self.close("Server timeout elapsed without receiving a message from the client.")
-        elif now - self.last_sent >= self._timers.keepalive:
-            await self._write(PING_RECORD, _OTHER)
+        elif now - self.last_sent >= self._timers.keepalive and state is State.OPEN:
+            self._protocol.send_ping()
+            await self._flush(_OTHER)
 
     async def close(self, error: str | None) -> None:
         """End this client from the app side: a Close message, then CloseConnection to the service."""
@@ -238,14 +290,26 @@ class CarriedClient:
 class ClientTable:
     """Every client carried by this app server's server connections, by connection id."""
 
-    def __init__(self, hub: ChatHub, timers: ClientTimers, max_message_size: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        hub: ChatHub,
+        timers: ClientTimers,
+        max_message_size: int = 1024 * 1024,
+        protocols: Mapping[str, HubProtocol] = PROTOCOLS,
+    ) -> None:
         self._hub = hub
         self._timers = timers
         self._max_message_size = max_message_size
+        self._protocols = protocols
         self._clients: dict[str, CarriedClient] = {}
 
     def __len__(self) -> int:
         return len(self._clients)
+
+    def protocol_of(self, connection_id: str) -> HubProtocol | None:
+        """The hub protocol of a client this app server carries, once its handshake chose one."""
+        client = self._clients.get(connection_id)
+        return client.hub_protocol if client is not None else None
 
     def on(self, link: ServerLink) -> list[CarriedClient]:
         """The clients carried by ``link``."""
@@ -258,7 +322,7 @@ class ClientTable:
             if previous is not None:
                 previous.closed_by_service("")
             self._clients[message.connection_id] = CarriedClient(
-                message, link, self._hub, self._timers, self._max_message_size
+                message, link, self._hub, self._timers, self._max_message_size, self._protocols, self.protocol_of
             )
         elif isinstance(message, sp.ConnectionData):
             client = self._clients.get(message.connection_id)

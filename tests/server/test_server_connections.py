@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import msgpack
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -23,6 +24,7 @@ from server.server_connections import ServerConnections, ServerConnectionTimers,
 from signalr import service_protocol as sp
 from signalr.connection_string import parse_connection_string
 from signalr.json_protocol import RECORD_SEPARATOR
+from signalr.protocols import PROTOCOLS
 from signalr.tokens import verify_token
 from tests.support.browser import until
 
@@ -233,9 +235,9 @@ async def test_bad_handshake_and_garbage_end_only_that_client(service: tuple[Fak
     try:
         dialled = await asyncio.wait_for(fake.dialled.get(), 5)
         await dialled.send(sp.OpenConnection("bad", (), {}, "", {3: "json"}))
-        await dialled.send(sp.ConnectionData("bad", b'{"protocol":"messagepack","version":1}\x1e'))
+        await dialled.send(sp.ConnectionData("bad", b'{"protocol":"xml","version":1}\x1e'))
         reply = await dialled.next(sp.ConnectionData)
-        assert reply.payload == b'{"error":"The protocol \'messagepack\' is not supported."}\x1e'
+        assert reply.payload == b'{"error":"The protocol \'xml\' is not supported."}\x1e'
         assert (await dialled.next(sp.CloseConnection)).connection_id == "bad"
         await dialled.send(sp.OpenConnection("ok", (), {}, "", {3: "json"}), sp.ConnectionData("ok", HANDSHAKE))
         assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
@@ -359,3 +361,174 @@ async def test_oversized_input_is_bounded(service: tuple[FakeService, str], capl
     finally:
         await connections.stop()
     assert "not the service protocol" in caplog.text
+
+
+# -- MessagePack clients carried through the service -------------------------------------------------------------
+# Their messages are written here with the `msgpack` package and a VarInt prefix spelled out, and what the app server
+# writes is unpacked the same way: the test does not read the product's codec back with itself.
+
+MSGPACK_HANDSHAKE = b'{"protocol":"messagepack","version":1}\x1e'
+
+
+def framed(*items: Any) -> bytes:
+    """One MessagePack hub message: the array behind its VarInt length (all under 128 bytes here)."""
+    payload: bytes = msgpack.packb(list(items), use_bin_type=True)
+    assert len(payload) < 128
+    return bytes([len(payload)]) + payload
+
+
+def unframe(data: bytes) -> list[list[Any]]:
+    """Every message of a MessagePack byte stream, each checked against its VarInt length."""
+    messages: list[list[Any]] = []
+    offset = 0
+    while offset < len(data):
+        size, shift = 0, 0
+        while True:
+            byte = data[offset]
+            offset += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        assert offset + size <= len(data), data
+        item = msgpack.unpackb(data[offset : offset + size], raw=False)
+        assert isinstance(item, list)
+        messages.append(item)
+        offset += size
+    return messages
+
+
+def invocation(items: list[Any]) -> list[Any]:
+    """An Invocation array without its trailing stream ids, when they are empty (ASP.NET writes ``[]``)."""
+    assert items[0] == 1 and items[5:] in ([], [[]]), items
+    return items[:5]
+
+
+def open_messagepack(connection_id: str) -> list[sp.ServiceMessage]:
+    return [
+        sp.OpenConnection(connection_id, (), {}, "?hub=chat", {3: "messagepack"}),
+        sp.ConnectionData(connection_id, MSGPACK_HANDSHAKE),
+    ]
+
+
+async def test_a_messagepack_client_chats_in_its_own_protocol(service: tuple[FakeService, str]) -> None:
+    fake, connection_string = service
+    connections = pool(connection_string)
+    await connections.start()
+    try:
+        dialled = await asyncio.wait_for(fake.dialled.get(), 5)
+        await dialled.send(*open_messagepack("m1"))
+        reply = await dialled.next(sp.ConnectionData)
+        # The handshake reply is JSON text for every protocol.
+        assert (reply.payload, reply.data_message_type) == (b"{}\x1e", sp.DataMessageType.HANDSHAKE)
+        broadcast_call = framed(1, {}, "1", "BroadcastMessage", ["alice", "hi ✓"])
+        echo_call = framed(1, {}, "2", "echo", ["alice", "me"])
+        await dialled.send(sp.ConnectionData("m1", broadcast_call + echo_call))
+
+        broadcast = await dialled.next(sp.BroadcastData)
+        # For every registered protocol, keyed as the SDK keys them: the service picks each recipient's.
+        assert set(broadcast.payloads) == {"json", "messagepack"}
+        [packed] = unframe(broadcast.payloads["messagepack"])
+        assert invocation(packed) == [1, {}, None, "broadcastMessage", ["alice", "hi ✓"]]
+        assert json.loads(broadcast.payloads["json"].rstrip(RECORD_SEPARATOR)) == {
+            "type": 1,
+            "target": "broadcastMessage",
+            "arguments": ["alice", "hi ✓"],
+        }
+        done = await dialled.next(sp.ConnectionData)
+        assert unframe(done.payload) == [[3, {}, "1", 2]]  # void completion
+        assert done.data_message_type is sp.DataMessageType.INVOCATION
+
+        to_caller = await dialled.next(sp.MultiConnectionData)
+        # A send to a client this app server carries: only that client's protocol, as the SDK does.
+        assert to_caller.connection_ids == ("m1",) and set(to_caller.payloads) == {"messagepack"}
+        [echoed] = unframe(to_caller.payloads["messagepack"])
+        assert invocation(echoed) == [1, {}, None, "echo", ["alice", "me (echo from server)"]]
+        assert unframe((await dialled.next(sp.ConnectionData)).payload) == [[3, {}, "2", 2]]
+
+        await dialled.send(sp.ConnectionData("m1", framed(1, {}, "3", "nope", [])))
+        error = await dialled.next(sp.ConnectionData)
+        assert unframe(error.payload) == [[3, {}, "3", 1, "Unknown hub method 'nope'"]]
+        # The client sends Close ([7, nil]): the app server ends it towards the service.
+        await dialled.send(sp.ConnectionData("m1", framed(7, None)))
+        closed = await dialled.next(sp.CloseConnection)
+        assert (closed.connection_id, closed.error) == ("m1", "")
+        assert len(connections.clients) == 0
+    finally:
+        await connections.stop()
+
+
+async def test_json_and_messagepack_clients_side_by_side(service: tuple[FakeService, str]) -> None:
+    fake, connection_string = service
+    connections = pool(connection_string)
+    await connections.start()
+    try:
+        dialled = await asyncio.wait_for(fake.dialled.get(), 5)
+        await dialled.send(
+            sp.OpenConnection("j", (), {}, "", {3: "json"}), sp.ConnectionData("j", HANDSHAKE), *open_messagepack("m")
+        )
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        await dialled.send(sp.ConnectionData("j", b'{"type":1,"target":"echo","arguments":["j","x"]}\x1e'))
+        to_json = await dialled.next(sp.MultiConnectionData)
+        assert to_json.connection_ids == ("j",) and set(to_json.payloads) == {"json"}
+        await dialled.send(sp.ConnectionData("m", framed(1, {}, None, "broadcastMessage", ["m", "y"])))
+        broadcast = await dialled.next(sp.BroadcastData)
+        assert set(broadcast.payloads) == {"json", "messagepack"}
+        assert json.loads(broadcast.payloads["json"].rstrip(RECORD_SEPARATOR))["arguments"] == ["m", "y"]
+    finally:
+        await connections.stop()
+
+
+async def test_messagepack_keepalive_timeout_and_protocol_errors(service: tuple[FakeService, str]) -> None:
+    fake, connection_string = service
+    connections = pool(connection_string, timers=ClientTimers(keepalive=0.3, client_timeout=1.5, handshake_timeout=1))
+    await connections.start()
+    try:
+        dialled = await asyncio.wait_for(fake.dialled.get(), 5)
+        await dialled.send(*open_messagepack("m1"))
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        ping = await dialled.next(sp.ConnectionData)
+        assert (unframe(ping.payload), ping.data_message_type) == ([[6]], sp.DataMessageType.OTHER)
+        close = await dialled.next(sp.CloseConnection, timeout=5)
+        assert close.error == "Server timeout elapsed without receiving a message from the client."
+
+        # Garbage after the handshake: a MessagePack Close with the reason, then CloseConnection with it.
+        await dialled.send(*open_messagepack("m2"))
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        await dialled.send(sp.ConnectionData("m2", b"\x02\xc1\xc1"))
+        goodbye = await dialled.next(sp.ConnectionData)
+        [[kind, reason, *_]] = unframe(goodbye.payload)
+        assert kind == 7 and isinstance(reason, str) and reason
+        ended = await dialled.next(sp.CloseConnection)
+        assert (ended.connection_id, ended.error) == ("m2", reason)
+
+        # A declared length over 1 MiB ends the client before the message is buffered.
+        await dialled.send(*open_messagepack("m3"))
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        await dialled.send(sp.ConnectionData("m3", b"\x81\x80\x80\x01"))  # VarInt 2 MiB + 1, nothing after it
+        [[kind, reason, *_]] = unframe((await dialled.next(sp.ConnectionData)).payload)
+        assert kind == 7 and "maximum message size" in reason
+        assert (await dialled.next(sp.CloseConnection)).connection_id == "m3"
+    finally:
+        await connections.stop()
+
+
+async def test_payloads_follow_the_registered_protocols(service: tuple[FakeService, str]) -> None:
+    """An app server that registers only JSON refuses a MessagePack handshake and writes only JSON payloads."""
+    fake, connection_string = service
+    clients = ClientTable(ChatHub(), ClientTimers(), protocols={"json": PROTOCOLS["json"]})
+    connections = ServerConnections(parse_connection_string(connection_string), "Chat", clients, count=1, timers=FAST)
+    await connections.start()
+    try:
+        dialled = await asyncio.wait_for(fake.dialled.get(), 5)
+        await dialled.send(*open_messagepack("m"))
+        reply = await dialled.next(sp.ConnectionData)
+        assert reply.payload == b'{"error":"The protocol \'messagepack\' is not supported."}\x1e'
+        assert (await dialled.next(sp.CloseConnection)).connection_id == "m"
+        await dialled.send(sp.OpenConnection("j", (), {}, "", {3: "json"}), sp.ConnectionData("j", HANDSHAKE))
+        assert (await dialled.next(sp.ConnectionData)).payload == b"{}\x1e"
+        await dialled.send(sp.ConnectionData("j", b'{"type":1,"target":"broadcastMessage","arguments":["j","y"]}\x1e'))
+        assert set((await dialled.next(sp.BroadcastData)).payloads) == {"json"}
+    finally:
+        await connections.stop()
