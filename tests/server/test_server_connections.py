@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,7 +302,8 @@ async def test_unreachable_service_retries_with_backoff(caplog: pytest.LogCaptur
     finally:
         await connections.stop()
     assert "cannot reach the service at http://127.0.0.1:9" in caplog.text
-    assert "retrying in 1." in caplog.text
+    # The first delay is 1 s plus up to 1 s of jitter, printed to a tenth: 1.0 to 2.0.
+    assert re.search(r"retrying in (1\.\d|2\.0) s", caplog.text), caplog.text
 
 
 async def test_handshake_error_is_reported(service: tuple[FakeService, str], caplog: pytest.LogCaptureFixture) -> None:
