@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
 
 from .connection_string import ConnectionString
+from .hub_protocol import TransferFormat
 from .tokens import DEFAULT_LIFETIME, mint_token
 
 __all__ = [
     "MAX_REDIRECTS",
+    "AvailableTransport",
     "NegotiateError",
     "NegotiateRedirect",
     "NegotiateResult",
@@ -76,18 +78,38 @@ class NegotiateRedirect:
 
 
 @dataclass(frozen=True)
+class AvailableTransport:
+    """One ``availableTransports`` entry: a transport and the transfer formats the service takes on it."""
+
+    transport: TransportType
+    transfer_formats: frozenset[TransferFormat]
+
+
+@dataclass(frozen=True)
 class NegotiateResult:
     """A service's final reply: the connection to open."""
 
     connection_id: str
     connection_token: str | None
     negotiate_version: int
-    available_transports: tuple[TransportType, ...]
+    transports: tuple[AvailableTransport, ...]
 
     @property
     def id_for_connect(self) -> str:
         """The ``id=`` query value: ``connectionToken`` under v1, ``connectionId`` under v0 (trap 6)."""
         return self.connection_token or self.connection_id
+
+    @property
+    def available_transports(self) -> tuple[TransportType, ...]:
+        """The offered transports, in the service's order."""
+        return tuple(entry.transport for entry in self.transports)
+
+    def transfer_formats(self, transport: TransportType) -> frozenset[TransferFormat] | None:
+        """The formats the service takes on ``transport``; ``None`` when it does not offer that transport."""
+        for entry in self.transports:
+            if entry.transport is transport:
+                return entry.transfer_formats
+        return None
 
 
 def new_request_id(now_ns: int | None = None) -> str:
@@ -177,13 +199,27 @@ def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult
     entries = obj.get("availableTransports")
     if entries is not None and not isinstance(entries, list):
         raise NegotiateError("Negotiate response has availableTransports that is not an array.")
-    transports: list[TransportType] = []
+    transports: list[AvailableTransport] = []
     for entry in entries or []:
         try:
-            transports.append(TransportType(entry.get("transport")))
-        except (ValueError, AttributeError):
+            kind = TransportType(entry.get("transport"))
+        except (ValueError, AttributeError, TypeError):
             continue  # a transport this client does not know, or garbage: skipped like the JS client does
+        if kind not in (t.transport for t in transports):  # a repeated entry: the first one counts
+            transports.append(AvailableTransport(kind, _transfer_formats(entry.get("transferFormats"))))
     return NegotiateResult(connection_id, token if isinstance(token, str) else None, version, tuple(transports))
+
+
+def _transfer_formats(value: object) -> frozenset[TransferFormat]:
+    """The known names of a ``transferFormats`` array (``Text``, ``Binary``, case as sent by ASP.NET Core).
+
+    Unknown names and non-strings are ignored, as the JS client maps them to nothing; a missing or non-array value
+    gives no format at all, so no protocol can pick that transport (the JS client fails the whole start there).
+    """
+    if not isinstance(value, list):
+        return frozenset()
+    names = {f.value: f for f in TransferFormat}
+    return frozenset(names[item] for item in value if isinstance(item, str) and item in names)
 
 
 def service_negotiate_response(

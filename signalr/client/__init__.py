@@ -22,6 +22,7 @@ from .errors import (
     ServerUnreachable,
     SignalRClientError,
     SubscriptionKeyRejected,
+    TransferFormatNotSupported,
     TransportFailed,
     Unauthorized,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "SignalRClientError",
     "SubscriptionKeyRejected",
     "TraceEvent",
+    "TransferFormatNotSupported",
     "TransportChoice",
     "TransportFailed",
     "Unauthorized",

@@ -23,6 +23,7 @@ __all__ = [
     "ServerUnreachable",
     "SignalRClientError",
     "SubscriptionKeyRejected",
+    "TransferFormatNotSupported",
     "TransportFailed",
     "Unauthorized",
     "apim_message",
@@ -105,6 +106,38 @@ class ServerUnreachable(SignalRClientError):
 
 class TransportFailed(SignalRClientError):
     """The transport could not connect or broke (unexpected status, protocol mismatch, a proxy in the way)."""
+
+
+class TransferFormatNotSupported(TransportFailed):
+    """No transport left that can carry the hub protocol's transfer format: ServerSentEvents carries Text only, so
+    MessagePack (Binary) needs WebSockets or LongPolling, and the service must list the format for the transport in
+    its negotiate response. Raised before any connect request.
+
+    ``reasons`` are the JS client's words per skipped transport, e.g. ``'ServerSentEvents' does not support
+    Binary.`` (``HttpConnection._resolveTransportOrError``,
+    https://github.com/dotnet/aspnetcore/blob/main/src/SignalR/clients/ts/signalr/src/HttpConnection.ts).
+    ``service_host`` names the service when its negotiate response ruled a transport out, ``""`` when only the
+    client's own transports did.
+    """
+
+    def __init__(self, reasons: list[str], *, protocol: str, transfer_format: str, service_host: str = "") -> None:
+        if service_host:
+            hint = (
+                f"The service at {service_host} does not list {transfer_format} in the negotiate response's "
+                f"transferFormats for the transports left — use the json protocol with it"
+            )
+        elif transfer_format == "Binary":
+            hint = (
+                f"The {protocol} hub protocol is binary and needs WebSockets or LongPolling — choose websockets, "
+                f"longpolling or sse-lp, or the json protocol for ServerSentEvents"
+            )
+        else:
+            hint = f"The {protocol} hub protocol needs a transport that carries {transfer_format}"
+        super().__init__(f"{' '.join(reasons)} {hint}")
+        self.reasons = list(reasons)
+        self.protocol = protocol
+        self.transfer_format = transfer_format
+        self.service_host = service_host
 
 
 class HandshakeFailed(SignalRClientError):

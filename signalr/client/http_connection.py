@@ -9,6 +9,13 @@ custom headers stay; at most :data:`~signalr.negotiate.MAX_REDIRECTS` negotiates
 Transport choice: WebSockets never falls back (an APIM instance serves it or SSE/LongPolling, never both,
 docs/apim.md §2). ``sse-lp`` tries ServerSentEvents and, when its connect fails, negotiates again (a fresh connection,
 as the JS client does) and uses LongPolling; both attempts are traced.
+
+The hub protocol's transfer format narrows the choice as in the JS client's ``_resolveTransportOrError``
+(https://github.com/dotnet/aspnetcore/blob/main/src/SignalR/clients/ts/signalr/src/HttpConnection.ts): a transport
+whose ``transferFormats`` in the negotiate response lack the format is skipped with ``'<transport>' does not support
+<format>.``, so MessagePack (Binary) behind the ``sse-lp`` profile goes straight to LongPolling. A transport that can
+never carry the format (ServerSentEvents and Binary) is ruled out before negotiating: when none is left, start fails
+with :class:`~signalr.client.errors.TransferFormatNotSupported` without a single request.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import time
 import aiohttp
 
 from signalr.connection_string import is_http_url
+from signalr.hub_protocol import HubProtocol, TransferFormat
+from signalr.json_protocol import JSON
 from signalr.negotiate import (
     MAX_REDIRECTS,
     NegotiateError,
@@ -31,7 +40,14 @@ from signalr.negotiate import (
 )
 from signalr.redact import redact_url
 
-from .errors import GatewayRouteNotFound, NegotiateFailed, SignalRClientError, TransportFailed, host_of
+from .errors import (
+    GatewayRouteNotFound,
+    NegotiateFailed,
+    SignalRClientError,
+    TransferFormatNotSupported,
+    TransportFailed,
+    host_of,
+)
 from .http_context import HTTP_TIMEOUT, HttpContext, error_for_exception, error_for_status, read_limited, to_url
 from .trace import Tracer
 from .transport_choice import TransportChoice
@@ -110,15 +126,32 @@ async def _negotiate_once(context: HttpContext, target: str) -> NegotiateRedirec
             raise NegotiateFailed(message, status=status, url=target)
         trace("redirect")
         return reply
-    offered = ", ".join(t.value for t in reply.available_transports) or "none"
+    offered = ", ".join(f"{t.transport.value} ({_formats(t.transfer_formats)})" for t in reply.transports) or "none"
     trace(f"connection {reply.connection_id}, v{reply.negotiate_version}, transports: {offered}")
     return reply
+
+
+def _formats(formats: frozenset[TransferFormat]) -> str:
+    return "/".join(f.value for f in TransferFormat if f in formats) or "no transfer format"
+
+
+_TRANSPORTS: dict[TransportType, type[Transport]] = {
+    TransportType.WEBSOCKETS: WebSocketTransport,
+    TransportType.SERVER_SENT_EVENTS: ServerSentEventsTransport,
+    TransportType.LONG_POLLING: LongPollingTransport,
+}
+
+
+def _does_not_support(kind: TransportType, transfer_format: TransferFormat) -> str:
+    """The JS client's reason for skipping a transport (``HttpConnection._resolveTransportOrError``)."""
+    return f"'{kind.value}' does not support {transfer_format.value}."
 
 
 class HttpConnection:
     """Negotiate + one transport. Call :meth:`start` once, then :meth:`send`; :meth:`stop` always (idempotent).
 
-    ``on_receive`` gets raw record bytes; ``on_close`` is called once if the server side ends the transport.
+    ``protocol`` is the hub protocol: the transport is picked and opened for its transfer format. ``on_receive``
+    gets the bytes as they arrived; ``on_close`` is called once if the server side ends the transport.
     """
 
     def __init__(
@@ -126,6 +159,7 @@ class HttpConnection:
         url: str,
         *,
         choice: TransportChoice,
+        protocol: HubProtocol = JSON,
         headers: dict[str, str],
         access_token: str | None,
         tracer: Tracer,
@@ -135,6 +169,7 @@ class HttpConnection:
     ) -> None:
         self._url = url
         self._choice = choice
+        self._protocol = protocol
         self._headers = headers
         self._access_token = access_token
         self._tracer = tracer
@@ -156,17 +191,15 @@ class HttpConnection:
 
     async def start(self) -> None:
         """Negotiate and connect; raises a :class:`SignalRClientError` subclass (then call :meth:`stop`)."""
+        fmt = self._protocol.transfer_format
+        wanted = self._choice.transports
+        if not any(fmt in _TRANSPORTS[t].transfer_formats for t in wanted):
+            # Nothing the user allowed can ever carry this format: say so before any request.
+            raise self._unsupported([_does_not_support(t, fmt) for t in wanted])
         context = HttpContext(headers=self._headers, access_token=self._access_token, tracer=self._tracer)
         self._context = context
         base, reply = await negotiate(context, self._url)
-        wanted = self._choice.transports
-        usable = [t for t in wanted if t in reply.available_transports]
-        if not usable:
-            offered = ", ".join(t.value for t in reply.available_transports) or "no transport"
-            raise TransportFailed(
-                f"the service at {host_of(base)} does not offer {' or '.join(t.value for t in wanted)} "
-                f"(it offers {offered})"
-            )
+        usable = self._usable(base, reply)
         failures: list[SignalRClientError] = []
         for attempt, kind in enumerate(usable):
             if attempt > 0:
@@ -176,7 +209,7 @@ class HttpConnection:
             transport = self._make(kind, context)
             target = connect_url(base, reply.id_for_connect)
             try:
-                await transport.connect(target)
+                await transport.connect(target, fmt)
             except SignalRClientError as exc:
                 failures.append(exc)
                 await transport.stop(graceful=False)
@@ -186,6 +219,44 @@ class HttpConnection:
             self.base_url = base
             return
         raise _combined(failures)
+
+    def _usable(self, base: str, reply: NegotiateResult) -> list[TransportType]:
+        """The chosen transports the service offers for the protocol's transfer format, in the user's order; each
+        one skipped for its format is traced. Raises when none is left."""
+        fmt = self._protocol.transfer_format
+        wanted = self._choice.transports
+        usable: list[TransportType] = []
+        reasons: list[str] = []
+        missing: list[TransportType] = []
+        by_service = False
+        for kind in wanted:
+            formats = reply.transfer_formats(kind)
+            if formats is None and fmt in _TRANSPORTS[kind].transfer_formats:
+                missing.append(kind)
+                continue
+            if formats is not None and fmt in formats and fmt in _TRANSPORTS[kind].transfer_formats:
+                usable.append(kind)
+                continue
+            reason = _does_not_support(kind, fmt)
+            by_service = by_service or fmt in _TRANSPORTS[kind].transfer_formats
+            reasons.append(reason)
+            self._tracer.emit("negotiate", url=base, detail=f"{kind.value} skipped: {reason}")
+        if usable:
+            return usable
+        if by_service:
+            raise self._unsupported(reasons, service_host=host_of(base))
+        offered = ", ".join(t.value for t in reply.available_transports) or "no transport"
+        also = f"; {' '.join(reasons)}" if reasons else ""
+        raise TransportFailed(
+            f"the service at {host_of(base)} does not offer {' or '.join(t.value for t in missing)} "
+            f"(it offers {offered}){also}"
+        )
+
+    def _unsupported(self, reasons: list[str], *, service_host: str = "") -> TransferFormatNotSupported:
+        protocol = self._protocol
+        return TransferFormatNotSupported(
+            reasons, protocol=protocol.name, transfer_format=protocol.transfer_format.value, service_host=service_host
+        )
 
     def _make(self, kind: TransportType, context: HttpContext) -> Transport:
         if kind is TransportType.WEBSOCKETS:

@@ -3,7 +3,9 @@
 Records are parsed by the core's sans-I/O :class:`~signalr.connection.ClientProtocol` (handshake, several records per
 frame and records right after the handshake reply, trap 8). Rules followed from the JS ``HubConnection``:
 
-- Handshake ``{"protocol":"json","version":1}``; no answer within ``handshake_timeout`` fails ``start()``.
+- Handshake ``{"protocol":"json","version":1}`` (or ``messagepack``: the connection's hub protocol, chosen at
+  construction); no answer within ``handshake_timeout`` fails ``start()``. A binary protocol rules out
+  ServerSentEvents (see :mod:`signalr.client.http_connection`).
 - Handlers are matched case-insensitively (trap 9); sync handlers run inline, async ones as tasks; an exception in a
   handler is logged and never stops the receive loop; an unknown target is logged at debug.
 - Keep-alive (not on LongPolling, whose polls keep the connection alive, trap 12): a Ping right after the handshake,
@@ -40,7 +42,9 @@ from signalr.connection import (
     State,
 )
 from signalr.connection_string import is_http_url
+from signalr.hub_protocol import HubProtocol
 from signalr.messages import Completion, HubMessage, Invocation, Ping, StreamItem
+from signalr.protocols import protocol_named
 from signalr.redact import redact_text, redact_url
 
 from . import errors
@@ -80,6 +84,7 @@ class HubConnection:
         url: str,
         *,
         transport: TransportChoice = TransportChoice.WEBSOCKETS,
+        protocol: str | HubProtocol = "json",
         headers: Mapping[str, str] | None = None,
         access_token: str | None = None,
         reconnect_delays: Sequence[float] | None = DEFAULT_RECONNECT_DELAYS,
@@ -91,18 +96,21 @@ class HubConnection:
     ) -> None:
         """``url`` is the hub URL (the app server's ``…/chat``), negotiated at ``<url>/negotiate``.
 
+        ``protocol`` is the hub protocol, by name (``json``, ``messagepack``) or as a
+        :class:`~signalr.hub_protocol.HubProtocol`; the handshake names it and every message is in it.
         ``headers`` go on every request of every transport (e.g. ``{"Ocp-Apim-Subscription-Key": key}``).
         ``access_token`` is the bearer for the first negotiate (a redirect's token replaces it).
         ``reconnect_delays`` are the waits before each reconnect attempt; ``None`` disables reconnecting.
         ``sse_open_timeout`` bounds how long the SSE transport waits for the stream's headers and first bytes.
-        Raises :class:`ValueError` for a URL that is not absolute http(s) with a host and a valid port, negative
-        delays or non-positive timeouts.
+        Raises :class:`ValueError` for a URL that is not absolute http(s) with a host and a valid port, an unknown
+        protocol name, negative delays or non-positive timeouts.
         """
         if not is_http_url(url):
             raise ValueError(
                 f"the hub URL must be an absolute http:// or https:// URL with a host and a valid port, "
                 f"not {redact_url(url)!r}"
             )
+        hub_protocol = protocol_named(protocol) if isinstance(protocol, str) else protocol
         delays = tuple(reconnect_delays) if reconnect_delays is not None else None
         if delays is not None and any(d < 0 for d in delays):
             raise ValueError("reconnect_delays must not be negative")
@@ -116,6 +124,7 @@ class HubConnection:
                 raise ValueError(f"{name} must be positive")
         self._url = url
         self._choice = transport
+        self._hub_protocol = hub_protocol
         self._headers = dict(headers or {})
         self._access_token = access_token
         self._reconnect_delays = delays
@@ -165,6 +174,11 @@ class HubConnection:
     @property
     def transport_choice(self) -> TransportChoice:
         return self._choice
+
+    @property
+    def protocol(self) -> HubProtocol:
+        """The hub protocol this connection speaks."""
+        return self._hub_protocol
 
     def on(self, target: str, handler: Callable[..., Any]) -> None:
         """Call ``handler(*arguments)`` for every Invocation of ``target`` (case-insensitive); sync or async."""
@@ -278,7 +292,8 @@ class HubConnection:
         """One attempt: negotiate + transport + handshake. On failure everything it opened is closed again."""
         self._generation += 1
         generation = self._generation
-        protocol = ClientProtocol()
+        protocol = ClientProtocol(self._hub_protocol)
+        self._tracer.begin(self._hub_protocol)
         handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._protocol = protocol
         self._handshake = handshake
@@ -286,6 +301,7 @@ class HubConnection:
         conn = HttpConnection(
             self._url,
             choice=self._choice,
+            protocol=self._hub_protocol,
             headers=self._headers,
             access_token=self._access_token,
             tracer=self._tracer,
@@ -309,7 +325,10 @@ class HubConnection:
                 raise errors.HandshakeFailed(
                     f"the server did not answer the handshake within {self._handshake_timeout:g} s"
                 ) from None
-            self._tracer.emit("handshake", url=conn.base_url, detail="handshake complete (json, version 1)")
+            used = self._hub_protocol
+            self._tracer.emit(
+                "handshake", url=conn.base_url, detail=f"handshake complete ({used.name}, version {used.version})"
+            )
             if not conn.inherent_keep_alive:
                 self._reset_server_timeout(generation)
                 self._keep_alive_task = asyncio.create_task(self._keep_alive(generation))

@@ -7,13 +7,14 @@ trace view can never break the connection.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from signalr.json_protocol import RECORD_SEPARATOR, decode
+from signalr.handshake import decode_handshake_request, decode_handshake_response, split_handshake
+from signalr.hub_protocol import HubProtocol
+from signalr.json_protocol import JSON
 from signalr.messages import (
     CancelInvocation,
     Close,
@@ -23,14 +24,20 @@ from signalr.messages import (
     ProtocolError,
     StreamInvocation,
     StreamItem,
+    UnknownMessageType,
 )
 from signalr.redact import redact_text, redact_url
 
 from .errors import host_of
 
-__all__ = ["TraceEvent", "Tracer", "describe_records", "is_only_pings"]
+__all__ = ["TraceEvent", "Tracer", "describe_frame", "only_pings"]
 
 log = logging.getLogger(__name__)
+
+# A handshake larger than this is not summarised (the connection itself enforces the real limit).
+_MAX_TRACED_HANDSHAKE = 64 * 1024
+# The tracer only looks at frames that already arrived whole: any length a frame can hold is fine.
+_NO_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -61,10 +68,33 @@ class TraceEvent:
 
 
 class Tracer:
-    """Builds redacted :class:`TraceEvent` objects and hands them to the user's callback (if any)."""
+    """Builds redacted :class:`TraceEvent` objects and hands them to the user's callback (if any).
+
+    Frames are summarised with the hub protocol of the current attempt, set by :meth:`begin`: a transport passes the
+    bytes it sent (``sent=``) or received (``received=``) and never parses them itself.
+    """
 
     def __init__(self, callback: Callable[[TraceEvent], None] | None) -> None:
         self._callback = callback
+        self._protocol: HubProtocol = JSON
+        self._handshake_sent = False
+        self._handshake_received = False
+        self._handshake_buffer = bytearray()
+
+    @property
+    def protocol(self) -> HubProtocol:
+        """The hub protocol frames are summarised with."""
+        return self._protocol
+
+    def begin(self, protocol: HubProtocol) -> None:
+        """A connection attempt speaking ``protocol`` starts: the next frame each way opens with the JSON handshake.
+
+        Call it before the attempt's first frame is sent.
+        """
+        self._protocol = protocol
+        self._handshake_sent = False
+        self._handshake_received = False
+        self._handshake_buffer.clear()
 
     def emit(
         self,
@@ -76,17 +106,27 @@ class Tracer:
         started: float | None = None,
         size: int | None = None,
         detail: str = "",
-        records: bytes | None = None,
+        sent: bytes | None = None,
+        received: bytes | None = None,
     ) -> None:
         """Report one step; ``started`` is a ``time.monotonic()`` value that gives ``duration_ms``.
 
-        ``records`` (a frame, event or body) becomes the detail, e.g. ``2 records: Ping, Invocation echo``: summarised
-        only when someone listens, since that parses every record again.
+        ``sent`` or ``received`` (a whole frame, event or body) becomes the detail, e.g. ``json, 60 bytes: 2
+        messages: Ping, Invocation echo``, and the size when ``size`` is not given; a ``send`` of nothing but Pings
+        is reported as ``ping``. Frames are summarised only when someone listens, since that decodes them again.
         """
         if self._callback is None:
             return
-        if records is not None:
-            detail = describe_records(records)
+        if sent is not None:
+            if size is None:
+                size = len(sent)
+            if kind == "send" and self._handshake_sent and only_pings(self._protocol, sent):
+                kind = "ping"
+            detail = self._describe_sent(sent)
+        elif received is not None:
+            if size is None:
+                size = len(received)
+            detail = self._describe_received(received)
         duration = (time.monotonic() - started) * 1000.0 if started is not None else None
         event = TraceEvent(
             kind=kind,
@@ -104,20 +144,71 @@ class Tracer:
         except Exception:
             log.exception("trace callback failed (ignored)")
 
-
-def _describe_one(record: bytes) -> str:
-    try:
-        message = decode(record)
-    except ProtocolError:
+    def _describe_sent(self, data: bytes) -> str:
+        protocol = self._protocol
+        if self._handshake_sent:
+            return describe_frame(protocol, data)
+        self._handshake_sent = True  # the first frame of an attempt is the handshake request
+        parts = _split_handshake(data)
+        if parts is None:
+            return _headline(protocol, data, "malformed handshake request")
+        record, rest = parts
         try:
-            obj = json.loads(record)
-        except ValueError:
-            return "malformed record"
-        if isinstance(obj, dict) and "protocol" in obj:
-            return f"handshake request ({obj.get('protocol')} v{obj.get('version')})"
-        if isinstance(obj, dict) and "type" not in obj:
-            return "handshake error" if obj.get("error") else "handshake response"
-        return "malformed record"
+            request = decode_handshake_request(record)
+        except ProtocolError:
+            text = "malformed handshake request"
+        else:
+            text = f"handshake request ({request.protocol} v{request.version})"
+        return _headline(protocol, data, _join(text, _summary(protocol, rest) if rest else ""))
+
+    def _describe_received(self, data: bytes) -> str:
+        protocol = self._protocol
+        if self._handshake_received:
+            return describe_frame(protocol, data)
+        self._handshake_buffer += data
+        parts = _split_handshake(bytes(self._handshake_buffer))
+        if parts is None:
+            if len(self._handshake_buffer) > _MAX_TRACED_HANDSHAKE:
+                self._handshake_received = True
+                self._handshake_buffer.clear()
+                return _headline(protocol, data, "malformed handshake response")
+            return _headline(protocol, data, f"{len(self._handshake_buffer)} bytes of the handshake response")
+        self._handshake_received = True
+        self._handshake_buffer.clear()
+        record, rest = parts
+        try:
+            error = decode_handshake_response(record)
+        except ProtocolError:
+            text = "malformed handshake response"
+        else:
+            text = "handshake response" if error is None else f"handshake error: {error}"
+        # Messages may follow the handshake response in the same frame (trap 8).
+        return _headline(protocol, data, _join(text, _summary(protocol, rest) if rest else ""))
+
+
+def _split_handshake(data: bytes) -> tuple[bytes, bytes] | None:
+    try:
+        return split_handshake(data, _MAX_TRACED_HANDSHAKE)
+    except ProtocolError:
+        return None
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}, {second}" if second else first
+
+
+def _headline(protocol: HubProtocol, data: bytes, summary: str) -> str:
+    """``json, 60 bytes: …``: the protocol, the frame's size and what it holds."""
+    return f"{protocol.name}, {len(data)} bytes: {summary}"
+
+
+def _describe_one(protocol: HubProtocol, payload: bytes) -> str:
+    try:
+        message = protocol.decode(payload)
+    except UnknownMessageType as exc:
+        return f"unknown message type {exc.kind!r}"
+    except ProtocolError:
+        return "malformed message"
     match message:
         case Invocation():
             suffix = f" #{message.invocation_id}" if message.invocation_id is not None else ""
@@ -135,24 +226,41 @@ def _describe_one(record: bytes) -> str:
             return "Ping"
         case Close():
             return "Close" + (f" ({message.error})" if message.error else "")
-    return "record"  # pragma: no cover - the match is exhaustive
+    return "message"  # pragma: no cover - the match is exhaustive
 
 
-def describe_records(data: bytes, *, limit: int = 4) -> str:
-    """Short text for a frame/event/body, e.g. ``2 records: Invocation broadcastMessage, Ping`` (no arguments)."""
-    *records, tail = data.split(RECORD_SEPARATOR)
-    names = [_describe_one(r) for r in records[:limit]]
-    if len(records) > limit:
-        names.append(f"+{len(records) - limit} more")
+def _summary(protocol: HubProtocol, data: bytes, limit: int = 4) -> str:
+    """What a buffer of ``protocol`` messages holds, e.g. ``2 messages: Invocation broadcastMessage, Ping``."""
+    try:
+        payloads = protocol.split(data)
+        tail = 0
+    except ProtocolError:
+        # Cut short: the protocol's own reader tells the complete messages from the incomplete tail.
+        reader = protocol.reader(_NO_LIMIT)
+        try:
+            payloads = reader.feed(data)
+        except ProtocolError as exc:
+            return f"malformed frame ({exc})"
+        tail = reader.pending
+    names = [_describe_one(protocol, p) for p in payloads[:limit]]
+    if len(payloads) > limit:
+        names.append(f"+{len(payloads) - limit} more")
     if tail:
-        names.append(f"{len(tail)} bytes of an incomplete record")
+        names.append(f"{tail} bytes of an incomplete message")
     text = ", ".join(names)
-    if len(records) > 1:
-        text = f"{len(records)} records: {text}"
+    if len(payloads) > 1:
+        text = f"{len(payloads)} messages: {text}"
     return text or "empty"
 
 
-def is_only_pings(data: bytes) -> bool:
-    """True when the buffer holds nothing but Ping records (so it is traced as ``ping``, not ``send``)."""
-    records = data.split(RECORD_SEPARATOR)
-    return records[-1] == b"" and len(records) > 1 and all(r == b'{"type":6}' for r in records[:-1])
+def describe_frame(protocol: HubProtocol, data: bytes, *, limit: int = 4) -> str:
+    """Short text for a frame/event/body after the handshake, e.g. ``messagepack, 23 bytes: 2 messages: Ping,
+    Invocation echo`` (never arguments); at most ``limit`` messages are named."""
+    return _headline(protocol, data, _summary(protocol, data, limit))
+
+
+def only_pings(protocol: HubProtocol, data: bytes) -> bool:
+    """True when ``data`` is nothing but ``protocol``'s Ping, once or more (traced as ``ping``, not ``send``)."""
+    ping = protocol.ping
+    count, rest = divmod(len(data), len(ping))
+    return count > 0 and rest == 0 and data == ping * count

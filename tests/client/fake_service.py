@@ -5,6 +5,8 @@ Events and LongPolling, and records what the client sent. Server-to-client bytes
 test can send several records per frame, a malformed record, a Close message, or nothing at all.
 
 The hub URL to give a client is :attr:`FakeService.hub_url`. By default it answers the handshake with ``{}``.
+``protocol`` is the hub protocol the client is expected to speak after the handshake: the service splits what it
+receives with it, and sends pushed bytes in WebSocket binary frames when it is binary.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from signalr.json_protocol import RECORD_SEPARATOR, RecordReader
+from signalr.handshake import split_handshake
+from signalr.hub_protocol import HubProtocol, MessageReader, TransferFormat
+from signalr.json_protocol import JSON, RECORD_SEPARATOR
 from signalr.negotiate import service_negotiate_response
 from signalr.sse import SSE_PREAMBLE, encode_event
 from tests.client.servers import Recorded, serve
 
-HANDSHAKE_REQUEST = b'{"protocol":"json","version":1}'
+# What ASP.NET Core offers (the emulator too): ServerSentEvents carries Text only.
+TRANSFER_FORMATS: dict[str, object] = {
+    "WebSockets": ["Text", "Binary"],
+    "ServerSentEvents": ["Text"],
+    "LongPolling": ["Text", "Binary"],
+}
 
 
 @dataclass
@@ -29,6 +38,8 @@ class FakeService:
     """Configure the fields, then ``async with service.running():``."""
 
     transports: list[str] = field(default_factory=lambda: ["WebSockets", "ServerSentEvents", "LongPolling"])
+    transfer_formats: dict[str, object] = field(default_factory=lambda: dict(TRANSFER_FORMATS))  # absent: no key
+    protocol: HubProtocol = JSON
     handshake_reply: bytes | None = b"{}\x1e"  # None: never answer the handshake
     after_handshake: bytes = b""  # sent in the same frame/event/poll as the handshake reply (trap 8)
     delete_status: int = 202
@@ -41,7 +52,9 @@ class FakeService:
 
     def __post_init__(self) -> None:
         self.requests: list[Recorded] = []
-        self.records: asyncio.Queue[bytes] = asyncio.Queue()  # every record the client sent, handshake included
+        # Every message the client sent, without framing: the handshake record first, then the protocol's payloads.
+        self.records: asyncio.Queue[bytes] = asyncio.Queue()
+        self.ws_frame_types: list[WSMsgType] = []  # the type of every WebSocket frame the client sent
         self.outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()  # None = close the transport
         self.ws_close_codes: list[int | None] = []
         self._ws_end: tuple[int, str] = (1000, "")
@@ -49,7 +62,8 @@ class FakeService:
         self.negotiations = 0
         self.polls = 0
         self.url = ""
-        self._reader = RecordReader()
+        self._handshake = bytearray()
+        self._reader: MessageReader | None = None
 
     @property
     def hub_url(self) -> str:
@@ -94,19 +108,34 @@ class FakeService:
             yield self
 
     def _receive(self, data: bytes) -> bytes:
-        """Record the client's records; returns the handshake answer (plus extra records) when the handshake came."""
+        """Record the client's messages; returns the handshake answer (plus extra messages) when the handshake came."""
         answer = b""
-        for record in self._reader.feed(data):
+        if self._reader is None:
+            self._handshake += data
+            parts = split_handshake(bytes(self._handshake), 1 << 20)
+            if parts is None:
+                return answer
+            record, data = parts
             self.records.put_nowait(record)
-            if record == HANDSHAKE_REQUEST and self.handshake_reply is not None:
+            self._reader = self.protocol.reader(1 << 20)
+            if self.handshake_reply is not None:
                 answer += self.handshake_reply + self.after_handshake
+        for payload in self._reader.feed(data):
+            self.records.put_nowait(payload)
         return answer
 
     async def _negotiate(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded.of(request))
         self.negotiations += 1
+        self._handshake.clear()  # a new connection: it opens with its own handshake
+        self._reader = None
         await asyncio.sleep(self.negotiate_delay)
-        entries = [{"transport": t, "transferFormats": ["Text"]} for t in self.transports]
+        entries: list[dict[str, object]] = []
+        for name in self.transports:
+            entry: dict[str, object] = {"transport": name}
+            if name in self.transfer_formats:
+                entry["transferFormats"] = self.transfer_formats[name]
+            entries.append(entry)
         body = service_negotiate_response(f"conn-{self.negotiations}", f"token-{self.negotiations}", 1, entries)
         return web.Response(body=body, content_type="application/json")
 
@@ -137,13 +166,18 @@ class FakeService:
                     code, reason = self._ws_end
                     await ws.close(code=code, message=reason.encode())
                     return
-                await ws.send_str(data.decode())
+                if self.protocol.transfer_format is TransferFormat.BINARY:
+                    await ws.send_bytes(data)
+                else:
+                    await ws.send_str(data.decode())
 
         sender = asyncio.create_task(pump_out())
         try:
             async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    answer = self._receive(message.data.encode())
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    self.ws_frame_types.append(message.type)
+                    raw = message.data.encode() if message.type is WSMsgType.TEXT else message.data
+                    answer = self._receive(raw)
                     if answer:
                         self.push(answer)
         finally:

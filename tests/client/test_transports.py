@@ -60,7 +60,14 @@ async def test_several_records_in_one_frame_event_or_poll_are_all_dispatched_in_
                 ("broadcastMessage", ("b", "two")),
                 ("echo", ("c", "three")),
             ]
-            assert any("4 records" in e.detail for e in inbox.trace if e.kind in ("receive", "poll"))
+            frame = records(BROADCAST_1, '{"type":6}', BROADCAST_2, ECHO_3)
+            summary = (
+                f"json, {len(frame)} bytes: 4 messages: Invocation broadcastMessage, Ping, "
+                "Invocation BROADCASTMESSAGE, Invocation echo"
+            )
+            assert any(
+                e.detail == summary and e.bytes == len(frame) for e in inbox.trace if e.kind in ("receive", "poll")
+            )
         finally:
             await connection.stop()
 

@@ -8,8 +8,10 @@ import json
 import pytest
 
 from signalr.connection_string import parse_connection_string
+from signalr.hub_protocol import TransferFormat
 from signalr.negotiate import (
     MAX_REDIRECTS,
+    AvailableTransport,
     NegotiateError,
     NegotiateRedirect,
     NegotiateResult,
@@ -243,9 +245,19 @@ def test_parse_v1() -> None:
         "807809a5-31bf-470d-9e23-afaee35d8a0d",
         "05265228-1e2c-46c5-82a1-6a5bcc3f0143",
         1,
-        (TransportType.WEBSOCKETS, TransportType.SERVER_SENT_EVENTS, TransportType.LONG_POLLING),
+        (
+            AvailableTransport(TransportType.WEBSOCKETS, frozenset({TransferFormat.TEXT, TransferFormat.BINARY})),
+            AvailableTransport(TransportType.SERVER_SENT_EVENTS, frozenset({TransferFormat.TEXT})),
+            AvailableTransport(TransportType.LONG_POLLING, frozenset({TransferFormat.TEXT, TransferFormat.BINARY})),
+        ),
     )
     assert isinstance(result, NegotiateResult)
+    assert result.available_transports == (
+        TransportType.WEBSOCKETS,
+        TransportType.SERVER_SENT_EVENTS,
+        TransportType.LONG_POLLING,
+    )
+    assert result.transfer_formats(TransportType.SERVER_SENT_EVENTS) == frozenset({TransferFormat.TEXT})
     assert result.id_for_connect == "05265228-1e2c-46c5-82a1-6a5bcc3f0143"  # trap 6: the token, not the id
 
 
@@ -258,6 +270,59 @@ def test_parse_v0_uses_connection_id() -> None:
     assert result.connection_token is None
     assert result.id_for_connect == "abc"
     assert result.available_transports == (TransportType.LONG_POLLING,)
+    assert result.transfer_formats(TransportType.LONG_POLLING) == frozenset()  # none given: none usable
+
+
+@pytest.mark.parametrize(
+    ("formats", "expected"),
+    [
+        (b'["Text","Binary"]', {TransferFormat.TEXT, TransferFormat.BINARY}),
+        (b'["Binary"]', {TransferFormat.BINARY}),
+        (b"[]", set()),
+        # Names are case-sensitive, as the JS client's TransferFormat[name] lookup is; unknown ones are ignored.
+        (b'["text","BINARY","Carrier pigeon","Text"]', {TransferFormat.TEXT}),
+        (b'[1,null,true,{"Text":1},["Binary"],"Binary"]', {TransferFormat.BINARY}),
+        (b'"Text"', set()),
+        (b'{"0":"Text"}', set()),
+        (b"null", set()),
+        (b"7", set()),
+        (b'["Text","Text","Text"]', {TransferFormat.TEXT}),
+    ],
+    ids=[
+        "both",
+        "binary",
+        "empty",
+        "case-and-unknown",
+        "non-strings",
+        "string",
+        "object",
+        "null",
+        "number",
+        "repeated",
+    ],
+)
+def test_parse_transfer_formats(formats: bytes, expected: set[TransferFormat]) -> None:
+    body = b'{"negotiateVersion":1,"connectionId":"a","connectionToken":"t","availableTransports":[' + (
+        b'{"transport":"WebSockets","transferFormats":' + formats + b"}]}"
+    )
+    result = parse_negotiate_response(body)
+    assert isinstance(result, NegotiateResult)
+    assert result.transfer_formats(TransportType.WEBSOCKETS) == frozenset(expected)
+    assert result.transfer_formats(TransportType.LONG_POLLING) is None  # not offered at all
+
+
+def test_parse_keeps_the_first_of_repeated_transports_and_many_formats_stay_bounded() -> None:
+    body = (
+        b'{"negotiateVersion":1,"connectionId":"a","connectionToken":"t","availableTransports":['
+        b'{"transport":"LongPolling","transferFormats":["Text"]},'
+        b'{"transport":"LongPolling","transferFormats":["Text","Binary"]},'
+        b'{"transport":"WebSockets","transferFormats":[' + b",".join([b'"Binary"'] * 50_000) + b"]}]}"
+    )
+    result = parse_negotiate_response(body)
+    assert isinstance(result, NegotiateResult)
+    assert result.available_transports == (TransportType.LONG_POLLING, TransportType.WEBSOCKETS)
+    assert result.transfer_formats(TransportType.LONG_POLLING) == frozenset({TransferFormat.TEXT})
+    assert result.transfer_formats(TransportType.WEBSOCKETS) == frozenset({TransferFormat.BINARY})
 
 
 def test_parse_skips_unknown_transports() -> None:

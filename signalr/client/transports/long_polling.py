@@ -2,10 +2,13 @@
 
 Every request carries ``Authorization: Bearer`` and the custom headers (never ``access_token`` in the query: the
 service ignores it on polls, trap 13). Polls add ``_=<epoch ms>`` against caches. The first poll must answer 200 at
-once (it initialises the connection); then ``200`` + records → dispatch and poll again, empty ``200`` → the poll timed
+once (it initialises the connection); then ``200`` + messages → dispatch and poll again, empty ``200`` → the poll timed
 out, poll again, ``204`` → closed by the server, anything else → error. ``stop()`` aborts the pending poll and sends
 DELETE; a 404 there is not an error (APIM's ``sse-lp`` profile has no DELETE operation, docs/apim.md §6: the service
 then drops the connection after its poll interval).
+
+Bodies are bytes both ways: a binary hub protocol's POSTs go as ``application/octet-stream`` (:class:`HttpSender`),
+and poll bodies are handed on as they arrived.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 import aiohttp
 
+from signalr.hub_protocol import TransferFormat
 from signalr.negotiate import TransportType
 
 from ..errors import TransportFailed, apim_message
@@ -41,6 +45,7 @@ def poll_url(url: str) -> str:
 
 class LongPollingTransport:
     kind = TransportType.LONG_POLLING
+    transfer_formats = frozenset(TransferFormat)
 
     def __init__(self, context: HttpContext, on_receive: OnReceive, on_close: OnClose) -> None:
         self._context = context
@@ -55,7 +60,7 @@ class LongPollingTransport:
     def inherent_keep_alive(self) -> bool:
         return True
 
-    async def connect(self, url: str) -> None:
+    async def connect(self, url: str, transfer_format: TransferFormat) -> None:
         self._url = url
         first = poll_url(url)
         started = time.monotonic()
@@ -76,7 +81,7 @@ class LongPollingTransport:
         self._context.tracer.emit(
             "connect", url=first, method="GET", status=status, started=started, size=len(body), detail="first poll"
         )
-        self._sender.open(url)
+        self._sender.open(url, transfer_format)
         self._task = asyncio.create_task(self._poll_loop(body))
 
     async def _get(self, url: str) -> tuple[int, bytes, str]:
@@ -90,7 +95,7 @@ class LongPollingTransport:
     async def _poll_loop(self, first_body: bytes) -> None:
         tracer = self._context.tracer
         error: Exception | None = None
-        if first_body:  # records may already ride on the first poll
+        if first_body:  # messages may already ride on the first poll
             self._on_receive(first_body)
         try:
             while not self._stopping:
@@ -119,15 +124,7 @@ class LongPollingTransport:
                     tracer.emit("poll", url=url, method="GET", status=status, started=started, detail=str(error))
                     break
                 if body:
-                    tracer.emit(
-                        "poll",
-                        url=url,
-                        method="GET",
-                        status=200,
-                        started=started,
-                        size=len(body),
-                        records=body,
-                    )
+                    tracer.emit("poll", url=url, method="GET", status=200, started=started, received=body)
                     self._on_receive(body)
                 else:
                     tracer.emit("poll", url=url, method="GET", status=200, started=started, detail="empty: poll again")

@@ -6,6 +6,9 @@ The stream counts as open once the response headers *and* its first bytes arrive
 flushes at once, so silence means a proxy is buffering the stream (APIM without ``buffer-response="false"``,
 docs/apim.md §4) and is reported now, where the SSE → LongPolling fallback can still act, instead of as a handshake
 timeout later. The client stops by dropping the TCP connection.
+
+An event stream carries text only: a binary hub protocol (MessagePack) cannot use it, and :meth:`connect` refuses
+BINARY before any request, as the JS client's ``ServerSentEventsTransport`` does.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from signalr.hub_protocol import TransferFormat
 from signalr.negotiate import TransportType
 from signalr.sse import SseDecoder
 
@@ -34,6 +38,7 @@ BUFFERING_HINT = 'APIM needs <forward-request buffer-response="false" /> on the 
 
 class ServerSentEventsTransport:
     kind = TransportType.SERVER_SENT_EVENTS
+    transfer_formats = frozenset({TransferFormat.TEXT})
 
     def __init__(
         self, context: HttpContext, on_receive: OnReceive, on_close: OnClose, *, open_timeout: float = 10.0
@@ -52,7 +57,9 @@ class ServerSentEventsTransport:
     def inherent_keep_alive(self) -> bool:
         return False
 
-    async def connect(self, url: str) -> None:
+    async def connect(self, url: str, transfer_format: TransferFormat) -> None:
+        if transfer_format not in self.transfer_formats:
+            raise TransportFailed("The Server-Sent Events transport only supports the 'Text' transfer format")
         self._url = url
         context = self._context
         get_url = url
@@ -93,7 +100,7 @@ class ServerSentEventsTransport:
             "connect", url=get_url, method="SSE", status=response.status, started=started, detail="event stream open"
         )
         self._response = response
-        self._sender.open(url)
+        self._sender.open(url, transfer_format)
         self._task = asyncio.create_task(self._receive_loop(response, first))
 
     async def _open(self, response: aiohttp.ClientResponse, get_url: str) -> bytes:
@@ -138,9 +145,7 @@ class ServerSentEventsTransport:
             chunk = first
             while chunk:
                 for payload in decoder.feed(chunk):
-                    self._context.tracer.emit(
-                        "receive", url=self._url, method="SSE", size=len(payload), records=payload
-                    )
+                    self._context.tracer.emit("receive", url=self._url, method="SSE", received=payload)
                     self._on_receive(payload)
                 chunk = await response.content.readany()
         except ValueError as exc:  # an event larger than MAX_EVENT_SIZE

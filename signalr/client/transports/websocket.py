@@ -1,4 +1,8 @@
-"""WebSockets transport (``docs/protocol.md`` §3.5): one socket, JSON records in text frames.
+"""WebSockets transport (``docs/protocol.md`` §3.5): one socket, hub messages in text or binary frames.
+
+The frame type follows the transfer format given at connect: text frames for a text protocol (JSON), binary frames
+for a binary one (MessagePack), as the JS client's ``WebSocketTransport`` sends a string or an ArrayBuffer. Frames of
+either type are received and handed on as bytes.
 
 The token travels as ``Authorization: Bearer`` on the upgrade request, as Node's ``@microsoft/signalr`` sends it (a
 browser would put it in the query, trap 13); custom headers go on the upgrade too. A normal close is code 1000; any
@@ -17,11 +21,11 @@ import time
 
 import aiohttp
 
+from signalr.hub_protocol import TransferFormat
 from signalr.negotiate import TransportType
 
 from ..errors import SignalRClientError, TransportFailed, host_of
 from ..http_context import HttpContext, error_for_exception, error_for_status, to_url
-from ..trace import is_only_pings
 from .base import OnClose, OnReceive, cancel_and_wait
 
 __all__ = ["WebSocketTransport"]
@@ -38,6 +42,7 @@ def ws_url(url: str) -> str:
 
 class WebSocketTransport:
     kind = TransportType.WEBSOCKETS
+    transfer_formats = frozenset(TransferFormat)
 
     def __init__(self, context: HttpContext, on_receive: OnReceive, on_close: OnClose) -> None:
         self._context = context
@@ -45,6 +50,7 @@ class WebSocketTransport:
         self._on_close = on_close
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._url = ""
+        self._binary = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # The server's close frame (code, reason), once received: it decides who closed first.
@@ -55,8 +61,9 @@ class WebSocketTransport:
     def inherent_keep_alive(self) -> bool:
         return False
 
-    async def connect(self, url: str) -> None:
+    async def connect(self, url: str, transfer_format: TransferFormat) -> None:
         self._url = ws_url(url)
+        self._binary = transfer_format is TransferFormat.BINARY
         context = self._context
         started = time.monotonic()
         try:
@@ -125,7 +132,7 @@ class WebSocketTransport:
                     break
                 else:
                     continue
-                self._context.tracer.emit("receive", url=self._url, method="WS", size=len(data), records=data)
+                self._context.tracer.emit("receive", url=self._url, method="WS", received=data)
                 self._on_receive(data)
         except Exception as exc:  # a receive callback must never escape into aiohttp
             log.exception("WebSocket receive loop failed")
@@ -156,16 +163,13 @@ class WebSocketTransport:
         if ws is None or ws.closed:
             raise TransportFailed("WebSockets: the socket is not open")
         try:
-            await ws.send_str(data.decode("utf-8"))
+            if self._binary:
+                await ws.send_bytes(data)
+            else:
+                await ws.send_str(data.decode("utf-8"))
         except Exception as exc:
             raise TransportFailed(f"WebSockets: sending failed: {exc}") from None
-        self._context.tracer.emit(
-            "ping" if is_only_pings(data) else "send",
-            url=self._url,
-            method="WS",
-            size=len(data),
-            records=data,
-        )
+        self._context.tracer.emit("send", url=self._url, method="WS", sent=data)
 
     async def stop(self, *, graceful: bool = True) -> None:
         self._stopping = True
