@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from signalr.tokens import mint_token
+from tests.server.mixed_chat import mixed_chat
 from tests.support.fixtures import JsPeerFactory
 from tests.support.stack import Stack, start_stack
 
@@ -42,6 +43,21 @@ async def test_two_clients_broadcast_and_echo(stack: Stack, js_peer: JsPeerFacto
     await alice.send("broadcastMessage", "alice", "marker")
     assert await bob.next_message("broadcastMessage") == ("broadcastMessage", ["alice", "marker"])
     assert ("echo", ["bob", "just me (echo from server)"]) not in alice.pending_messages()
+
+
+@pytest.mark.parametrize("transport", ["websockets", "longpolling"])
+async def test_json_and_messagepack_clients_chat_together(stack: Stack, js_peer: JsPeerFactory, transport: str) -> None:
+    """A MessagePack client carried through the service: its handshake, messages and completions in MessagePack,
+    the hub's sends written for both protocols, each client receiving its own."""
+    json_peer = await js_peer(stack.hub_url, transport=transport)
+    msgpack_peer = await js_peer(stack.hub_url + "?userId=mp", transport=transport, protocol="messagepack")
+    for peer in (json_peer, msgpack_peer):
+        assert peer.transport == TRANSPORTS[transport]
+        assert peer.base_url is not None and peer.base_url.startswith(f"{stack.emulator_url}/client/?hub=chat&")
+    await stack.server.process.stderr_line(
+        f"connected: {msgpack_peer.connection_id} \\(user mp\\), protocol messagepack"
+    )
+    await mixed_chat(json_peer, msgpack_peer, f"default {transport}")
 
 
 async def test_invoke_completions_and_hub_errors(stack: Stack, js_peer: JsPeerFactory) -> None:

@@ -15,6 +15,7 @@ import pytest
 from server.rest_client import ServiceRestClient
 from signalr.connection_string import parse_connection_string
 from signalr.upstream import sign_connection_id
+from tests.server.mixed_chat import mixed_chat
 from tests.support.fixtures import JsPeerFactory
 from tests.support.jspeer import JsPeer
 from tests.support.stack import Stack, start_stack
@@ -69,6 +70,19 @@ async def test_two_clients_broadcast_and_echo(stack: Stack, js_peer: JsPeerFacto
     [alice_before, bob_before] = await barrier(bob, alice, bob, tag=transport)
     assert alice_before == []  # the echo never reached alice
     assert bob_before == []
+
+
+@pytest.mark.parametrize("transport", ["websockets", "longpolling"])
+async def test_json_and_messagepack_clients_chat_together(stack: Stack, js_peer: JsPeerFactory, transport: str) -> None:
+    """The upstream gets each client's invocations in its protocol (JSON or MessagePack by content type) and answers
+    a MessagePack invoke with a MessagePack Completion, which the service passes on unchanged."""
+    json_peer = await js_peer(stack.hub_url, transport=transport)
+    msgpack_peer = await js_peer(stack.hub_url, transport=transport, protocol="messagepack")
+    for peer in (json_peer, msgpack_peer):
+        assert peer.transport == TRANSPORTS[transport]
+        assert peer.base_url is not None and peer.base_url.startswith(f"{stack.emulator_url}/client/?hub=chat&")
+    await mixed_chat(json_peer, msgpack_peer, f"serverless {transport}")
+    assert "upstream refused" not in stack.server.process.stderr()
 
 
 async def test_invoke_gets_the_completion_from_the_upstream_response(stack: Stack, js_peer: JsPeerFactory) -> None:
