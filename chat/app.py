@@ -30,12 +30,24 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Select
 
 from signalr.client import ConnectionState, HubConnection, TraceEvent, TransportChoice
+from signalr.hub_protocol import HubProtocol
+from signalr.json_protocol import JSON
 from signalr.redact import SECRET_HEADERS, redact_text, redact_url
 
 from .messages import ConnectionFailed, MessageArrived, StateChanged, TraceRecorded
 from .names import SYSTEM_SENDER, random_default_name
+from .protocol_choice import PROTOCOL_NAMES, carries, protocol_label, protocol_named, why_not
 from .screens import HelpScreen, NamePrompt
-from .widgets import ChatLine, ChatLog, LineKind, StatusBar, StatusInfo, TracePanel, TransportSelector
+from .widgets import (
+    ChatLine,
+    ChatLog,
+    LineKind,
+    ProtocolSelector,
+    StatusBar,
+    StatusInfo,
+    TracePanel,
+    TransportSelector,
+)
 
 __all__ = ["NOT_CONNECTED", "ChatApp", "describe_error", "host_of"]
 
@@ -104,6 +116,8 @@ class ChatApp(App[None]):
     reconnects, unless ``strict_apim`` is set (then it connects anyway so the failure can be seen).
     ``service_mode`` (``default`` or ``serverless``, when known) is shown in the status bar and the trace, so the path a
     message takes behind the service is visible.
+    ``protocol`` is the hub protocol to speak (JSON or MessagePack); the user can switch it, as the transport. A
+    transport that cannot carry it (ServerSentEvents for MessagePack) is not offered; the caller must not pass one.
     ``connection_factory`` builds the connection (tests inject their own); ``clock`` stamps the lines.
     """
 
@@ -112,13 +126,16 @@ class ChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+e", "echo", "Echo", priority=True),
         Binding("ctrl+t", "choose_transport", "Transport", priority=True),
+        Binding("ctrl+o", "choose_protocol", "Protocol", priority=True),
         Binding("f12", "toggle_trace", "Trace", priority=True),
         Binding("ctrl+r", "reconnect", "Reconnect", priority=True),
         Binding("f5", "resend", "Resend", priority=True),
         Binding("f1", "help", "Help"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
-    _MAIN_ONLY = frozenset({"echo", "choose_transport", "toggle_trace", "reconnect", "help", "clear", "resend"})
+    _MAIN_ONLY = frozenset(
+        {"echo", "choose_transport", "choose_protocol", "toggle_trace", "reconnect", "help", "clear", "resend"}
+    )
 
     def __init__(
         self,
@@ -134,10 +151,12 @@ class ChatApp(App[None]):
         service_mode: str | None = None,
         clock: Callable[[], datetime] = datetime.now,
         default_name: str | None = None,
+        protocol: HubProtocol = JSON,
     ) -> None:
         super().__init__()
         self.hub_url = url
         self.transport = transport
+        self.protocol = protocol
         self.user_name = name
         self.headers = dict(headers or {})
         self.connection_factory = connection_factory
@@ -169,10 +188,11 @@ class ChatApp(App[None]):
         yield ChatLog(id="chat-log")
         yield TracePanel(id="trace")
         with Horizontal(id="compose-bar"):
-            yield Input(placeholder="Type a message — Enter broadcasts, ctrl+e echoes", id="message")
+            yield Input(placeholder="Message — Enter broadcasts, ctrl+e echoes", id="message")
             yield Button("Send", id="send", variant="primary")
             yield Button("Echo", id="echo")
-            yield TransportSelector(self.transport, id="transport")
+            yield TransportSelector(self.transport, self.protocol, id="transport")
+            yield ProtocolSelector(self.protocol, id="protocol")
         yield Footer()
 
     @property
@@ -191,6 +211,7 @@ class ChatApp(App[None]):
         self._loop = asyncio.get_running_loop()
         self._ui_thread = threading.get_ident()
         self.trace_panel.display = False
+        self._title_trace()
         self.sub_title = self._subtitle()
         self._refresh_status()
         self.set_interval(1.0, self._refresh_status)
@@ -267,7 +288,11 @@ class ChatApp(App[None]):
     async def _connect(self) -> None:
         """Replace the current connection by a new one with the chosen transport, switching the demo gateway first."""
         await self._drop_connection()
-        choice = self.transport
+        choice, protocol = self.transport, self.protocol
+        problem = why_not(choice, protocol)
+        if problem is not None:
+            self._error(f"Cannot connect: {problem}")
+            return
         if self.gateway_profile is not None and choice.family != self.gateway_profile:
             if self.profile_switcher is not None and not self.strict_apim:
                 self._note(
@@ -289,14 +314,14 @@ class ChatApp(App[None]):
         self._in_flight.clear()
         self._round_trip_ms = None
         connection = self.connection_factory(
-            self.hub_url, transport=choice, headers=self.headers or None, trace=self._trace
+            self.hub_url, transport=choice, headers=self.headers or None, trace=self._trace, protocol=protocol
         )
         for target in HUB_TARGETS:
             connection.on(target, partial(self._hub_message, generation, target))
         connection.on_state_change(lambda old, new: self._post(StateChanged(generation, old, new)))
         connection.on_close(lambda error: self._post(ConnectionFailed(generation, error, during_start=False)))
         self.connection = connection
-        self._note(f"Connecting to {redact_url(self.hub_url)} with {choice.label}…")
+        self._note(f"Connecting to {redact_url(self.hub_url)} with {choice.label} and {protocol_label(protocol)}…")
         self._refresh_status()
         try:
             await connection.start()
@@ -309,7 +334,7 @@ class ChatApp(App[None]):
         used = connection.transport_name or choice.label
         connected = connection.connected_url
         where = f"{host_of(connected)} {self._host_label(connected)}" if connected else "?"
-        self._note(f"Connected with {used} to {where}")
+        self._note(f"Connected with {used} and {protocol_label(protocol)} to {where}")
         self._trace_service_path()
         self._outbox.put_nowait(("broadcastMessage", (SYSTEM_SENDER, f"{self.user_name} JOINED")))
 
@@ -503,14 +528,54 @@ class ChatApp(App[None]):
             # Back to typing: Enter on the selector would open it again instead of sending.
             self.query_one("#message", Input).focus()
 
+    @on(Select.Changed, "#protocol")
+    def _protocol_picked(self, event: Select.Changed) -> None:
+        value = event.value
+        if value != event.select.value:
+            return  # a stale echo of an earlier programmatic change
+        if isinstance(value, str) and value != self.protocol.name:
+            self.switch_protocol(protocol_named(value))
+            self.query_one("#message", Input).focus()
+
     # ----------------------------------------------------------------------------------------------- actions
 
     def switch_transport(self, choice: TransportChoice) -> None:
-        """Use ``choice`` from now on and reconnect with it (the selector follows)."""
-        self.transport = choice
+        """Use ``choice`` from now on and reconnect with it (the selector follows).
+
+        A transport that cannot carry the current hub protocol is refused with the reason on screen.
+        """
+        problem = why_not(choice, self.protocol)
+        if problem is not None:
+            self._error(f"{choice.label} was not picked: {problem}")
+            choice = self.transport  # the selector goes back to the transport in use
+        else:
+            self.transport = choice
+            self._reconnect_with_choices()
         for selector in self.query("#transport").results(TransportSelector):
             if selector.value != choice:
                 selector.value = choice
+
+    def switch_protocol(self, protocol: HubProtocol) -> None:
+        """Speak ``protocol`` from now on and reconnect with it (the selectors follow).
+
+        Refused with the reason on screen when the current transport cannot carry it (MessagePack over
+        ServerSentEvents): the user picks another transport first.
+        """
+        problem = why_not(self.transport, protocol)
+        if problem is not None:
+            self._error(f"{protocol_label(protocol)} was not picked: {problem}")
+            protocol = self.protocol
+        else:
+            self.protocol = protocol
+            for transports in self.query("#transport").results(TransportSelector):
+                transports.set_protocol(protocol)
+            self._title_trace()
+            self._reconnect_with_choices()
+        for selector in self.query("#protocol").results(ProtocolSelector):
+            if selector.value != protocol.name:
+                selector.value = protocol.name
+
+    def _reconnect_with_choices(self) -> None:
         self._refresh_status()
         if self.user_name is not None:
             self._connect()
@@ -534,6 +599,11 @@ class ChatApp(App[None]):
 
     def action_choose_transport(self) -> None:
         selector = self.query_one("#transport", TransportSelector)
+        selector.focus()
+        selector.action_show_overlay()
+
+    def action_choose_protocol(self) -> None:
+        selector = self.query_one("#protocol", ProtocolSelector)
         selector.focus()
         selector.action_show_overlay()
 
@@ -566,10 +636,18 @@ class ChatApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for choice in TransportChoice:
+            if carries(choice, self.protocol):
+                yield SystemCommand(
+                    f"Transport: {choice.label}",
+                    f"Reconnect using {choice.label} (APIM profile {choice.family})",
+                    partial(self.switch_transport, choice),
+                )
+        for protocol in map(protocol_named, PROTOCOL_NAMES):
+            label = protocol_label(protocol)
             yield SystemCommand(
-                f"Transport: {choice.label}",
-                f"Reconnect using {choice.label} (APIM profile {choice.family})",
-                partial(self.switch_transport, choice),
+                f"Protocol: {label}",
+                f"Reconnect speaking the {label} hub protocol ({protocol.transfer_format.value.lower()})",
+                partial(self.switch_protocol, protocol),
             )
         yield SystemCommand(
             "Toggle network trace", "Show or hide the network trace panel (F12)", self.action_toggle_trace
@@ -596,10 +674,19 @@ class ChatApp(App[None]):
         if path is not None:
             self._trace(TraceEvent("mode", "", "", "", None, None, None, path, time.time()))
 
+    def _title_trace(self) -> None:
+        """The trace panel's title names the hub protocol its frames are in."""
+        kind = self.protocol.transfer_format.value.lower()
+        with contextlib.suppress(NoMatches):
+            self.trace_panel.border_title = f"Network trace · {protocol_label(self.protocol)} ({kind})"
+
     def _refresh_status(self) -> None:
         connection = self.connection
+        protocol = protocol_label(self.protocol)
         if connection is None:
-            info = StatusInfo(wanted=self.transport, profile=self.gateway_profile, mode=self.service_mode)
+            info = StatusInfo(
+                wanted=self.transport, profile=self.gateway_profile, mode=self.service_mode, protocol=protocol
+            )
         else:
             connected = connection.connected_url
             info = StatusInfo(
@@ -612,6 +699,7 @@ class ChatApp(App[None]):
                 profile=self.gateway_profile,
                 wanted=self.transport,
                 mode=self.service_mode,
+                protocol=protocol,
             )
         with contextlib.suppress(Exception):
             self.status_bar.show(info)

@@ -1,11 +1,12 @@
 """``chat``: the terminal chat. Options come from the command line, then the environment, then ``./.env``.
 
-    chat [--url http://localhost:5000/chat] [--transport websockets|sse|longpolling|sse-lp] [--name NAME]
-         [--subscription-key KEY]
+    chat [--url http://localhost:5000/chat] [--transport websockets|sse|longpolling|sse-lp]
+         [--protocol json|messagepack] [--name NAME] [--subscription-key KEY]
 
-Environment: ``CHAT_URL``, ``CHAT_TRANSPORT``, ``CHAT_NAME``, ``APIM_SUBSCRIPTION_KEY``. A bad option prints one line
-on stderr and exits 2. The subscription key is sent as ``Ocp-Apim-Subscription-Key`` on every request and is never
-shown (not in the title, the status bar, the trace or error lines).
+Environment: ``CHAT_URL``, ``CHAT_TRANSPORT``, ``CHAT_PROTOCOL``, ``CHAT_NAME``, ``APIM_SUBSCRIPTION_KEY``. A bad option
+prints one line on stderr and exits 2; so does MessagePack with ``--transport sse`` (ServerSentEvents carries only
+text). The subscription key is sent as ``Ocp-Apim-Subscription-Key`` on every request and is never shown (not in the
+title, the status bar, the trace or error lines).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from dotenv import load_dotenv
 
 from signalr.client import TransportChoice
 from signalr.connection_string import is_http_url
+from signalr.hub_protocol import HubProtocol
+from signalr.json_protocol import JSON
 
 from .names import name_problem
+from .protocol_choice import PROTOCOL_NAMES, protocol_named, why_not
 
 __all__ = ["DEFAULT_URL", "SUBSCRIPTION_KEY_HEADER", "ChatOptions", "OptionError", "main", "parse_options"]
 
@@ -44,6 +48,8 @@ class ChatOptions:
     transport: TransportChoice
     name: str | None
     subscription_key: str | None = field(default=None, repr=False)
+    protocol: HubProtocol = JSON
+    """The hub protocol to speak (``--protocol``; JSON by default)."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -64,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", help=f"the app server's hub URL (env CHAT_URL; default {DEFAULT_URL})")
     parser.add_argument("--transport", help=f"one of {', '.join(_TRANSPORTS)} (env CHAT_TRANSPORT; default websockets)")
+    parser.add_argument(
+        "--protocol",
+        help=f"hub protocol, one of {', '.join(PROTOCOL_NAMES)} (env CHAT_PROTOCOL; default json); "
+        "MessagePack cannot go over sse",
+    )
     parser.add_argument("--name", help="chat name; asked for when omitted (env CHAT_NAME)")
     parser.add_argument(
         "--subscription-key",
@@ -98,6 +109,10 @@ def parse_options(argv: list[str] | None, environ: dict[str, str] | None = None)
         transport = TransportChoice(transport_name.strip().lower())
     except ValueError:
         raise OptionError(f"--transport must be one of {', '.join(_TRANSPORTS)}") from None
+    protocol = _protocol(args.protocol if args.protocol is not None else env.get("CHAT_PROTOCOL") or "json")
+    problem = why_not(transport, protocol, lambda choice: choice.value)
+    if problem is not None:
+        raise OptionError(f"--protocol {protocol.name} with --transport {transport.value}: {problem}")
     name = args.name if args.name is not None else env.get("CHAT_NAME") or None
     if name is not None:
         problem = name_problem(name)
@@ -106,7 +121,15 @@ def parse_options(argv: list[str] | None, environ: dict[str, str] | None = None)
     key = args.subscription_key if args.subscription_key is not None else env.get("APIM_SUBSCRIPTION_KEY")
     if key is not None and (not key.strip() or any(c in key for c in "\r\n")):
         raise OptionError("--subscription-key must be a non-empty single-line value")
-    return ChatOptions(url=url, transport=transport, name=name, subscription_key=key or None)
+    return ChatOptions(url=url, transport=transport, name=name, subscription_key=key or None, protocol=protocol)
+
+
+def _protocol(name: str) -> HubProtocol:
+    """The hub protocol ``name`` (any case) names; :class:`OptionError` listing the known names otherwise."""
+    wanted = name.strip().lower()
+    if wanted not in PROTOCOL_NAMES:
+        raise OptionError(f"--protocol must be one of {', '.join(PROTOCOL_NAMES)}")
+    return protocol_named(wanted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import ChatApp  # imported late so `chat --help` and option errors stay fast
 
-    app = ChatApp(options.url, options.transport, name=options.name, headers=options.headers)
+    app = ChatApp(options.url, options.transport, name=options.name, headers=options.headers, protocol=options.protocol)
     try:
         app.run()
     except KeyboardInterrupt:

@@ -26,6 +26,10 @@ from typing import IO
 
 import aiohttp
 
+from signalr.client import TransportChoice
+
+from .protocol_choice import PROTOCOL_NAMES, protocol_named, why_not
+
 PROFILES = ("websocket", "sse-lp")
 SERVICE_MODES = ("default", "serverless")
 START_TIMEOUT = 30.0
@@ -233,6 +237,12 @@ def _parser() -> argparse.ArgumentParser:
         help="how the service reaches the app server: default (server connections) or serverless (upstream + REST)",
     )
     parser.add_argument("--transport", choices=("websockets", "sse", "longpolling", "sse-lp"), default=None)
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOL_NAMES,
+        default="json",
+        help="hub protocol the chat speaks (MessagePack cannot go over sse)",
+    )
     parser.add_argument("--name", default=None, help="chat name (asked for when omitted)")
     parser.add_argument("--no-tui", action="store_true", help="serve only; print one JSON line when ready")
     parser.add_argument("--strict-apim", action="store_true", help="never switch the gateway profile")
@@ -269,8 +279,6 @@ async def _serve(demo: Demo) -> None:
 
 
 async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
-    from signalr.client import TransportChoice
-
     from .app import ChatApp
 
     app = ChatApp(
@@ -281,6 +289,7 @@ async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
         profile_switcher=demo.switch_profile,
         strict_apim=args.strict_apim,
         service_mode=demo.service_mode,
+        protocol=protocol_named(args.protocol),
     )
     await app.run_async()
 
@@ -315,8 +324,12 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     _resolve(args)
+    problem = why_not(TransportChoice(args.transport), protocol_named(args.protocol), lambda choice: choice.value)
+    if problem is not None:
+        parser.error(f"--protocol {args.protocol} with --transport {args.transport}: {problem}")
     try:
         return asyncio.run(_main(args))
     except DemoError as exc:

@@ -64,10 +64,11 @@ Keys
   Enter      broadcast the message to everyone (empty input is not sent)
   ctrl+e     echo: only you get the message back, with " (echo from server)"
   ctrl+t     choose the transport: WebSockets, ServerSentEvents, LongPolling, SSE→LongPolling
+  ctrl+o     choose the hub protocol: JSON or MessagePack (the status bar shows it after the transport)
   F12        show or hide the network trace (negotiate, redirect, connect, polls, sends)
   ctrl+r     reconnect
   F5         resend the messages shown as not delivered (each message waits for the hub's completion)
-  ctrl+p     command palette (switch transport, toggle trace, clear messages)
+  ctrl+p     command palette (switch transport or protocol, toggle trace, clear messages)
   F1         this help          ctrl+q   quit
 
 How a connection is made
@@ -81,6 +82,12 @@ Behind the service (the status bar's "mode")
               hub through them and its replies go back the same way. Only the connection string is needed.
   Serverless  the service POSTs each message to the app server's /upstream URL; the hub replies through the
               service's REST API. The service must be able to reach the app server.
+
+Hub protocol (what the messages are written in; the app server and the service speak both)
+  JSON         text; every transport carries it.
+  MessagePack  binary and smaller. Not over ServerSentEvents: an SSE stream carries only text, so with
+               MessagePack use WebSockets or LongPolling (SSE→LongPolling goes straight to LongPolling).
+  The trace (F12) shows each frame's protocol and size in bytes.
 
 APIM serves either WebSockets (profile websocket) or SSE/LongPolling (profile sse-lp) on client/, never both.
 

@@ -1,4 +1,4 @@
-"""The chat's widgets: message view, status bar, network-trace panel, transport selector.
+"""The chat's widgets: message view, status bar, network-trace panel, transport and protocol selectors.
 
 Everything that shows text from the network builds ``rich.text.Text`` objects from plain strings — never markup
 strings — so a message such as ``[bold]x`` or ``[/]`` renders literally, and control characters are made visible
@@ -18,12 +18,15 @@ from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import RichLog, Select, Static
+from textual.widgets import OptionList, RichLog, Select, Static
 
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
+from signalr.hub_protocol import HubProtocol
+from signalr.json_protocol import JSON
 from signalr.redact import redact_text, redact_url
 
 from .names import BROADCAST_SENDER, SYSTEM_SENDER
+from .protocol_choice import PROTOCOL_NAMES, carries, protocol_label, protocol_named, why_not
 
 __all__ = [
     "MAX_CHAT_LINES",
@@ -32,6 +35,7 @@ __all__ = [
     "ChatLine",
     "ChatLog",
     "LineKind",
+    "ProtocolSelector",
     "StatusBar",
     "StatusInfo",
     "TracePanel",
@@ -210,6 +214,8 @@ class StatusInfo:
     wanted: TransportChoice | None = None
     mode: str | None = None
     """The service mode behind the connection (``default`` or ``serverless``), when known."""
+    protocol: str | None = None
+    """The hub protocol's display name (``JSON``, ``MessagePack``): the one in use, or the one wanted."""
 
 
 _STATE_STYLES = {
@@ -222,8 +228,8 @@ _STATE_STYLES = {
 
 
 class StatusBar(Static):
-    """One line: state, transport in use, connection id, host connected to, round-trip time, APIM profile, and the
-    service mode.
+    """One line: state, transport in use and hub protocol, connection id, host connected to, round-trip time, APIM
+    profile, and the service mode.
 
     The round trip is the chat's own (a sent message coming back as broadcast or echo), else the client's
     ``last_rtt_ms``; ``—`` until one is known.
@@ -248,6 +254,10 @@ class StatusBar(Static):
             ("● " + info.state.name.capitalize(), _STATE_STYLES.get(info.state, "")),
             sep,
             transport,
+        ]
+        if info.protocol:
+            parts += [(" · ", "dim"), (info.protocol, "bold")]
+        parts += [
             sep,
             ("→ ", "dim"),
             printable(info.host or "—", 80),
@@ -353,10 +363,25 @@ _SELECTOR_LABELS = {choice: choice.label for choice in TransportChoice} | {
 }
 
 
-class TransportSelector(Select[TransportChoice]):
-    """Pick the transport; a change posts ``Select.Changed`` and the app reconnects with it."""
+# A transport the current hub protocol cannot use stays listed, disabled, and says which protocols it carries, e.g.
+# "SSE (JSON only)": short enough for the open list at the selector's width.
+_SHORT_LABELS = {TransportChoice.SERVER_SENT_EVENTS: "SSE", TransportChoice.SSE_THEN_LONG_POLLING: "SSE → LP"}
 
-    def __init__(self, value: TransportChoice, *, id: str | None = None) -> None:
+
+def _unusable_label(choice: TransportChoice) -> str:
+    carried = [protocol_label(p) for p in map(protocol_named, PROTOCOL_NAMES) if carries(choice, p)]
+    short = _SHORT_LABELS.get(choice, _SELECTOR_LABELS[choice])
+    return f"{short} ({' or '.join(carried)} only)" if carried else f"{short} (unavailable)"
+
+
+class TransportSelector(Select[TransportChoice]):
+    """Pick the transport; a change posts ``Select.Changed`` and the app reconnects with it.
+
+    Call :meth:`set_protocol` when the hub protocol changes: a transport that cannot carry it (ServerSentEvents for
+    MessagePack) is disabled in the list, and the tooltip says why.
+    """
+
+    def __init__(self, value: TransportChoice, protocol: HubProtocol = JSON, *, id: str | None = None) -> None:
         super().__init__(
             [(_SELECTOR_LABELS[choice], choice) for choice in TransportChoice],
             value=value,
@@ -364,3 +389,42 @@ class TransportSelector(Select[TransportChoice]):
             prompt="Transport",
             id=id,
         )
+        self.protocol = protocol
+
+    def on_mount(self) -> None:
+        # Select fills its list in its own mount handler, which runs after this one.
+        self.call_later(self._show_protocol)
+
+    def set_protocol(self, protocol: HubProtocol) -> None:
+        """Offer only the transports that can carry ``protocol``; the others stay listed, disabled."""
+        self.protocol = protocol
+        if self.is_mounted:
+            self._show_protocol()
+
+    def _show_protocol(self) -> None:
+        overlay = self.query_one(OptionList)
+        reasons: list[str] = []
+        for index, choice in enumerate(TransportChoice):
+            usable = carries(choice, self.protocol)
+            label = _SELECTOR_LABELS[choice] if usable else _unusable_label(choice)
+            overlay.replace_option_prompt_at_index(index, label)
+            if usable:
+                overlay.enable_option_at_index(index)
+            else:
+                overlay.disable_option_at_index(index)
+                reasons.append(why_not(choice, self.protocol) or "")
+        self.tooltip = "\n".join(reasons) if reasons else None
+
+
+class ProtocolSelector(Select[str]):
+    """Pick the hub protocol by handshake name (``json``, ``messagepack``); a change posts ``Select.Changed``."""
+
+    def __init__(self, value: HubProtocol, *, id: str | None = None) -> None:
+        super().__init__(
+            [(protocol_label(protocol_named(name)), name) for name in PROTOCOL_NAMES],
+            value=value.name,
+            allow_blank=False,
+            prompt="Protocol",
+            id=id,
+        )
+        self.tooltip = "The hub protocol: JSON (text) or MessagePack (binary, not over ServerSentEvents)"

@@ -15,7 +15,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from signalr.client import ConnectionState, SignalRClientError, TraceEvent, TransportChoice
+from signalr.client import ConnectionState, SignalRClientError, TraceEvent, TransferFormatNotSupported, TransportChoice
+from signalr.handshake import encode_handshake_request
+from signalr.hub_protocol import HubProtocol, TransferFormat
+from signalr.messages import Invocation
+from signalr.protocols import protocol_named
 
 _LABELS = {
     TransportChoice.WEBSOCKETS: "WebSockets",
@@ -76,6 +80,7 @@ class FakeHubConnection:
         *,
         hub: FakeHub,
         transport: TransportChoice = TransportChoice.WEBSOCKETS,
+        protocol: str | HubProtocol = "json",
         headers: Mapping[str, str] | None = None,
         access_token: str | None = None,
         reconnect_delays: Sequence[float] | None = (0, 2, 10, 30),
@@ -87,6 +92,7 @@ class FakeHubConnection:
         self.url = url
         self.hub = hub
         self.transport = transport
+        self.protocol: HubProtocol = protocol_named(protocol) if isinstance(protocol, str) else protocol
         self.headers = dict(headers or {})
         self._trace = trace
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
@@ -123,6 +129,12 @@ class FakeHubConnection:
         self._close_callbacks.append(callback)
 
     async def start(self) -> None:
+        binary = self.protocol.transfer_format is TransferFormat.BINARY
+        if binary and self.transport is TransportChoice.SERVER_SENT_EVENTS:
+            # The real client refuses before any request (an event stream carries only text).
+            raise TransferFormatNotSupported(
+                ["'ServerSentEvents' does not support Binary."], protocol=self.protocol.name, transfer_format="Binary"
+            )
         self._set_state(ConnectionState.CONNECTING)
         gateway = f"http://{self.hub.gateway}/client/?hub=chat&asrs.op=%2Fchat&negotiateVersion=1"
         self._emit("negotiate", "POST", self.url + "/negotiate?negotiateVersion=1", 200, f"redirected to {gateway}")
@@ -134,10 +146,12 @@ class FakeHubConnection:
             raise self.hub.start_error
         self._emit("negotiate", "POST", gateway.replace("/client/?", "/client/negotiate?"), 200, "v1, 3 transports")
         self.connection_id = self.hub.next_id()
-        self.transport_name = _LABELS[self.transport]
+        self.transport_name = "LongPolling" if binary and self.transport.family == "sse-lp" else _LABELS[self.transport]
         self.connected_url = gateway
         self._emit("connect", "WS" if self.transport is TransportChoice.WEBSOCKETS else "GET", gateway, 101, "open")
-        self._emit("handshake", "", gateway, None, "json v1")
+        request = encode_handshake_request(self.protocol.name, self.protocol.version)
+        name = self.protocol.name
+        self._emit("handshake", "", gateway, None, f"{name}, {len(request)} bytes: handshake request ({name} v1)")
         self.last_rtt_ms = None if self.transport is TransportChoice.WEBSOCKETS else 2.0  # like the real client
         self.hub.connections.append(self)
         self._set_state(ConnectionState.CONNECTED)
@@ -145,7 +159,10 @@ class FakeHubConnection:
     async def send(self, target: str, *arguments: Any) -> None:
         if self._state is not ConnectionState.CONNECTED:
             raise SignalRClientError("Cannot send data if the connection is not in the 'Connected' State.")
-        self._emit("send", "WS", self.connected_url or "", None, f"Invocation {target}", 64)
+        frame = self.protocol.encode(Invocation(target, tuple(arguments), invocation_id="1"))
+        name = self.protocol.name
+        detail = f"{name}, {len(frame)} bytes: Invocation {target} #1"
+        self._emit("send", "WS", self.connected_url or "", None, detail, len(frame))
         asyncio.get_running_loop().call_soon(self.hub.deliver, self, target, arguments)
 
     async def invoke(self, target: str, *arguments: Any, timeout: float | None = 30) -> Any:

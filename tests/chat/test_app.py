@@ -193,7 +193,7 @@ async def test_connected_line_and_status_say_whose_host_it_is(
     app = make_app(connection_factory=hub.factory, gateway_profile=profile)
     async with app.run_test(size=SIZE) as pilot:
         await joined(pilot, app, hub)
-        assert seen(app, f"Connected with WebSockets to {shown}")
+        assert seen(app, f"Connected with WebSockets and JSON to {shown}")
         await wait_until(pilot, lambda: f"→ {shown} │" in str(app.status_bar.render()), what="the status bar")
 
 
@@ -302,7 +302,8 @@ async def test_rapid_transport_picks_never_overlap_gateway_switches(
         assert not overlapped
         assert calls == ["sse-lp"]  # the first switch finished; SSE needs no second one
         assert app.gateway_profile == "sse-lp"
-        assert [c for c in hub.created if c.state is ConnectionState.CONNECTED] == [app.connection]
+        connected: list[object] = [c for c in hub.created if c.state is ConnectionState.CONNECTED]
+        assert connected == [app.connection]
 
 
 async def test_failed_gateway_switch_is_reported_and_nothing_connects(

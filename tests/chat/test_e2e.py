@@ -128,7 +128,7 @@ async def test_status_follows_reconnect_when_the_gateway_restarts(stack: DemoSta
         await wait_until(pilot, lambda: "Connected" in status(app), timeout=20, what="Connected again")
         assert seen(app, f"Reconnected with WebSockets to {stack.running_gateway.host}")
         assert app.connection is not None and app.connection.connection_id != first_id
-        assert app.connection.connection_id in status(app)
+        assert str(app.connection.connection_id) in status(app)
         app.query_one("#message", Input).value = "back again"
         await pilot.press("enter")
         await wait_until(pilot, lambda: seen(app, "frank (you): back again"), timeout=10)
