@@ -1,4 +1,5 @@
-"""The asyncio SignalR client: ``HubConnection`` over WebSockets, ServerSentEvents or LongPolling (aiohttp).
+"""The asyncio SignalR client: ``HubConnection`` over WebSockets, ServerSentEvents or LongPolling (aiohttp), speaking
+the JSON or the MessagePack hub protocol (``protocol="messagepack"``; WebSockets or LongPolling only).
 
 Typical use::
 

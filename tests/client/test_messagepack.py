@@ -19,6 +19,10 @@ from signalr.client import (
     TransportChoice,
     TransportFailed,
 )
+from signalr.client.http_context import HttpContext
+from signalr.client.trace import Tracer
+from signalr.client.transports import ServerSentEventsTransport
+from signalr.hub_protocol import TransferFormat
 from signalr.json_protocol import JSON
 from signalr.messagepack_protocol import MESSAGEPACK
 from signalr.messages import Close, Completion, HubMessage, Invocation, Ping
@@ -36,10 +40,13 @@ def mp(*messages: HubMessage) -> bytes:
 
 
 async def next_invocation(service: FakeService, timeout: float = 5.0) -> Invocation:
-    """The next Invocation the client sent after its handshake, decoded as MessagePack (Pings are passed over)."""
+    """The next Invocation the client sent, decoded as MessagePack (the handshake and Pings are passed over)."""
     async with asyncio.timeout(timeout):
         while True:
-            message = MESSAGEPACK.decode(await service.records.get())
+            payload = await service.records.get()
+            if payload == HANDSHAKE:
+                continue
+            message = MESSAGEPACK.decode(payload)
             if isinstance(message, Invocation):
                 return message
             assert isinstance(message, Ping), message
@@ -221,6 +228,21 @@ async def test_server_sent_events_with_messagepack_fails_before_any_request() ->
     assert [e.kind for e in inbox.trace] == ["error"] and "does not support Binary" in inbox.trace[0].detail
 
 
+async def test_the_event_stream_transport_itself_refuses_binary_without_a_request() -> None:
+    service = FakeService()
+    async with service.running():
+        context = HttpContext(headers=None, access_token=None, tracer=Tracer(None))
+        transport = ServerSentEventsTransport(context, lambda _: None, lambda _: None)
+        try:
+            with pytest.raises(TransportFailed) as caught:
+                await transport.connect(f"{service.hub_url}&id=x", TransferFormat.BINARY)
+        finally:
+            await transport.stop()
+            await context.close()
+        assert service.requests == []
+    assert str(caught.value) == "The Server-Sent Events transport only supports the 'Text' transfer format"
+
+
 async def test_sse_then_long_polling_with_messagepack_goes_straight_to_long_polling() -> None:
     service = FakeService(protocol=MESSAGEPACK)
     async with service.running():
@@ -344,3 +366,18 @@ async def test_the_trace_names_the_protocol_and_the_frame_sizes() -> None:
     assert ("send", len(mp(Close())), f"messagepack, {len(mp(Close()))} bytes: Close") in rows
     [done] = [e.detail for e in inbox.trace if e.kind == "handshake"]
     assert done == "handshake complete (messagepack, version 1)"
+
+
+async def test_a_value_messagepack_cannot_carry_fails_that_send_only() -> None:
+    service = FakeService(protocol=MESSAGEPACK)
+    async with service.running():
+        connection, _ = connect(service.hub_url, protocol="messagepack")
+        await connection.start()
+        try:
+            with pytest.raises(ValueError, match=r"^MessagePack cannot carry this value: Integer value out of range$"):
+                await connection.send("echo", "big", 2**70)
+            await connection.send("echo", "small", 2**63 - 1)
+            assert await next_invocation(service) == Invocation("echo", ("small", 2**63 - 1))
+            assert connection.state is ConnectionState.CONNECTED
+        finally:
+            await connection.stop()

@@ -8,7 +8,8 @@ docs/apim.md §4) and is reported now, where the SSE → LongPolling fallback ca
 timeout later. The client stops by dropping the TCP connection.
 
 An event stream carries text only: a binary hub protocol (MessagePack) cannot use it, and :meth:`connect` refuses
-BINARY before any request, as the JS client's ``ServerSentEventsTransport`` does.
+BINARY before any request, as the JS client's ``ServerSentEventsTransport`` does
+(https://github.com/dotnet/aspnetcore/blob/main/src/SignalR/clients/ts/signalr/src/ServerSentEventsTransport.ts).
 """
 
 from __future__ import annotations

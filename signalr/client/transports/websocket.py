@@ -1,8 +1,11 @@
 """WebSockets transport (``docs/protocol.md`` §3.5): one socket, hub messages in text or binary frames.
 
 The frame type follows the transfer format given at connect: text frames for a text protocol (JSON), binary frames
-for a binary one (MessagePack), as the JS client's ``WebSocketTransport`` sends a string or an ArrayBuffer. Frames of
-either type are received and handed on as bytes.
+for a binary one (MessagePack). Every frame is of that type, the JSON handshake included, as the .NET client's
+``WebSocketsTransport`` picks its message type once in ``StartAsync``
+(https://github.com/dotnet/aspnetcore/blob/main/src/SignalR/clients/csharp/Http.Connections.Client/src/Internal/WebSocketsTransport.cs);
+the JS client sends its handshake string in a text frame, and servers read either type. Received frames of either
+type are handed on as bytes.
 
 The token travels as ``Authorization: Bearer`` on the upgrade request, as Node's ``@microsoft/signalr`` sends it (a
 browser would put it in the query, trap 13); custom headers go on the upgrade too. A normal close is code 1000; any
