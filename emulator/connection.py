@@ -10,6 +10,11 @@ Lifecycle: negotiated → transport attached → handshake → open → closed. 
 token until its transport has delivered the final bytes (the Close message), so a LongPolling client can still
 collect them (``docs/protocol.md`` §3.7); the service then forgets it and its id answers 404.
 
+The client's handshake picks its hub protocol from :data:`signalr.protocols.PROTOCOLS` (``json`` or
+``messagepack``), limited to what the transport carries (:data:`TRANSFER_FORMATS`: ServerSentEvents is text only).
+From then on :attr:`ClientConnection.protocol` encodes everything the connection is sent; nothing here knows a
+protocol's bytes.
+
 In Default and Classic mode the emulator does not answer the hub handshake itself: the listener's :meth:`route` picks
 an app server's server connection (a :class:`ClientRoute`) when the handshake record arrives. From then on the
 client's bytes go to that route unread, and what the app server sends back comes in through
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -33,18 +38,32 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
-from signalr.handshake import decode_handshake_request, decode_handshake_response, encode_handshake_response
-from signalr.json_protocol import PING_RECORD, RECORD_SEPARATOR, encode
+from signalr.handshake import (
+    HandshakeRequest,
+    decode_handshake_request,
+    decode_handshake_response,
+    encode_handshake_response,
+    split_handshake,
+)
+from signalr.hub_protocol import HubProtocol, TransferFormat
 from signalr.messages import Close, Invocation, ProtocolError, StreamInvocation
 from signalr.negotiate import TransportType
+from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 
-__all__ = ["ClientConnection", "ClientRoute", "ConnectionListener", "InboundMessage"]
+__all__ = ["TRANSFER_FORMATS", "ClientConnection", "ClientRoute", "ConnectionListener", "InboundMessage"]
 
 log = logging.getLogger("emulator")
 
 InboundMessage = Invocation | StreamInvocation
 _FORGET_CLOSED_AFTER = 60.0
+
+TRANSFER_FORMATS: Mapping[TransportType, frozenset[TransferFormat]] = {
+    TransportType.WEBSOCKETS: frozenset(TransferFormat),
+    TransportType.SERVER_SENT_EVENTS: frozenset({TransferFormat.TEXT}),
+    TransportType.LONG_POLLING: frozenset(TransferFormat),
+}
+"""What each transport can carry, as negotiate announces it (``docs/protocol.md`` §3.3)."""
 
 
 class ConnectionListener(Protocol):
@@ -60,15 +79,17 @@ class ConnectionListener(Protocol):
         """An open connection ended; ``error`` is the reason, ``None`` for a normal close."""
 
     def route(self, connection: ClientConnection) -> ClientRoute | str | None:
-        """Where a routable connection goes once its JSON handshake arrived: a :class:`ClientRoute` (an app server
-        carries it), ``None`` (the emulator serves it itself) or the error text to answer the handshake with."""
+        """Where a routable connection goes once a handshake the emulator could accept arrived: a
+        :class:`ClientRoute` (an app server carries it), ``None`` (the emulator serves it itself) or the error text to
+        answer the handshake with."""
 
 
 class ClientRoute(Protocol):
     """The server connection that carries a client in Default or Classic mode."""
 
     def open(self, connection: ClientConnection, protocol: str, data: bytes) -> None:
-        """Announce the client to the app server and pass on ``data``: its handshake and what followed it."""
+        """Announce the client, speaking hub protocol ``protocol`` (its name), to the app server and pass on
+        ``data``: its handshake and what followed it."""
 
     async def forward(self, connection: ClientConnection, data: bytes) -> None:
         """Pass on later client bytes as they are; may wait while the app server is not reading."""
@@ -121,6 +142,7 @@ class ClientConnection:
         # SSE/LP sends are processed one POST at a time, in arrival order (§3.8: ASP.NET Core queues them).
         self.post_lock = asyncio.Lock()
         self._listener = listener
+        # Replaced by attach(), which knows the transport's transfer formats; no byte is read before that.
         self._protocol = ServerProtocol(max_message_size)
         self._outbox: list[bytes] = []
         self._buffered = 0
@@ -140,7 +162,7 @@ class ClientConnection:
         # route once an app server carries the client, and the hub protocol its handshake asked for.
         self.request_headers: dict[str, tuple[str, ...]] = {}
         self.route: ClientRoute | None = None
-        self.protocol_name = "json"
+        self._routed_protocol: HubProtocol | None = None
         self._awaiting_route = routable
         self._handshake_buffer = bytearray()
         self._reply_buffer = bytearray()
@@ -158,6 +180,21 @@ class ClientConnection:
         return self.closed_at is not None
 
     @property
+    def protocol(self) -> HubProtocol | None:
+        """The hub protocol the client's handshake chose (for a routed client: asked for); ``None`` before that or
+        after a failed handshake. Encode everything this connection is sent with it."""
+        if self._routed_protocol is not None:
+            return self._routed_protocol
+        return self._protocol.protocol
+
+    @property
+    def binary(self) -> bool:
+        """Whether the transport must send binary frames: the chosen protocol's bytes are binary (MessagePack). As in
+        ASP.NET Core, the successful handshake answer already goes out in the protocol's format."""
+        protocol = self.protocol
+        return protocol is not None and protocol.transfer_format is TransferFormat.BINARY
+
+    @property
     def finished(self) -> bool:
         """Closed and its final bytes handed to the transport (or undeliverable): the service may forget it."""
         return self._finished
@@ -170,7 +207,8 @@ class ClientConnection:
         self._ready.set()
 
     def attach(self, transport: TransportType) -> None:
-        """Bind the connection to its transport; the handshake clock starts now."""
+        """Bind the connection to its transport, before any byte is received; the handshake clock starts now."""
+        self._protocol = ServerProtocol(self._max_message_size, transfer_formats=TRANSFER_FORMATS[transport])
         self.transport = transport
         self.attached_at = time.monotonic()
         self.last_received = self.attached_at
@@ -229,24 +267,26 @@ class ClientConnection:
         """Hold bytes until the handshake record is whole, then let the listener route the client.
 
         Returns the bytes the emulator must process itself (everything held so far when it serves the client: an
-        invalid or non-JSON handshake, or Classic mode without an app server), else ``b""``.
+        invalid handshake, one it would refuse itself, or Classic mode without an app server), else ``b""``.
         """
         buffer = self._handshake_buffer
         buffer += data
-        end = buffer.find(RECORD_SEPARATOR)
-        if end < 0 and len(buffer) <= self._max_message_size:
-            return b""
-        self._awaiting_route = False
         held = bytes(buffer)
-        buffer.clear()
-        if end < 0:
-            return held  # too large: the local protocol refuses it as it always did
+        request: HandshakeRequest | None = None
         try:
-            request = decode_handshake_request(held[:end])
+            parts = split_handshake(held, self._max_message_size)
+            if parts is None:
+                return b""
+            request = decode_handshake_request(parts[0])
         except ProtocolError:
+            pass  # too large or invalid: the local protocol refuses it as it always did
+        self._awaiting_route = False
+        buffer.clear()
+        if request is None:
             return held
-        if request.protocol != "json":
-            return held  # only JSON is supported: the local protocol answers with today's error
+        protocol = self._acceptable(request)
+        if protocol is None:
+            return held  # the local protocol answers with ASP.NET Core's error text
         decision = self._listener.route(self)
         if decision is None:
             return held
@@ -256,9 +296,18 @@ class ClientConnection:
             self.close(decision, by_peer=True)
             return b""
         self.route = decision
-        self.protocol_name = request.protocol
-        decision.open(self, request.protocol, held)
+        self._routed_protocol = protocol
+        decision.open(self, protocol.name, held)
         return b""
+
+    def _acceptable(self, request: HandshakeRequest) -> HubProtocol | None:
+        """The protocol ``request`` names when the local protocol would accept it on this transport, else None."""
+        protocol = PROTOCOLS.get(request.protocol)
+        if protocol is None or request.version > protocol.version:
+            return None
+        if protocol.transfer_format not in self._protocol.transfer_formats:
+            return None
+        return protocol
 
     # --- outbound ----------------------------------------------------------------------------------------------
 
@@ -275,15 +324,17 @@ class ClientConnection:
             return self.send(payload)
         reply = self._reply_buffer
         reply += payload
-        end = reply.find(RECORD_SEPARATOR)
-        if end < 0:
-            if len(reply) > self._max_message_size:
-                self.close("The app server's handshake response is too large.")
+        try:
+            parts = split_handshake(bytes(reply), self._max_message_size)
+        except ProtocolError:
+            self.close("The app server's handshake response is too large.")
+            return False
+        if parts is None:
             return False
         held = bytes(reply)
         reply.clear()
         try:
-            error = decode_handshake_response(held[:end])
+            error = decode_handshake_response(parts[0])
         except ProtocolError as exc:
             error = f"Handshake response is invalid: {exc}"
         self._queue_raw(held)
@@ -355,8 +406,8 @@ class ClientConnection:
             return
         if not by_peer:
             if self.route is not None:
-                if self._opened:
-                    self._queue_raw(encode(Close(error)))
+                if self._opened and self._routed_protocol is not None:
+                    self._queue_raw(self._routed_protocol.encode(Close(error)))
             elif self._protocol.state is State.OPEN:
                 self._protocol.close(error)
         self._queue_protocol_output()
@@ -441,7 +492,8 @@ class ClientConnection:
         elif now - self.last_sent >= keepalive and not self._outbox and self.route is None:
             # "A Ping is only sent if the interval has elapsed without a message being sent" (§4). A routed client
             # gets its pings from the app server, as data.
-            self.send(PING_RECORD)
+            self._protocol.send_ping()
+            self._queue_protocol_output()
 
     def expired(self, now: float) -> bool:
         """Whether the service should forget this closed connection now."""

@@ -1,8 +1,8 @@
 """The transport-independent core: hubs with their connections, groups and users, and the service that owns them.
 
-Sends take one encoded record and hand the *same* bytes object to every recipient's outbound queue: a broadcast is
-serialised once per protocol (JSON is the only one), never once per recipient. A recipient whose queue is full is
-dropped by its own :meth:`ClientConnection.send`; the others are unaffected.
+Sends take one hub message and encode it once per hub protocol in use among its recipients (JSON, MessagePack), never
+once per recipient: every recipient of one protocol gets the *same* bytes object in its outbound queue. A recipient
+whose queue is full is dropped by its own :meth:`ClientConnection.send`; the others are unaffected.
 
 Hub names are case-insensitive (``docs/protocol.md`` trap 1): they are stored lower-cased. Group names and user ids
 are case-sensitive.
@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from signalr.hub_protocol import HubProtocol
+from signalr.messages import HubMessage
 from signalr.redact import redact_text
 
 from .connection import ClientConnection, ClientRoute, InboundMessage
@@ -126,27 +128,41 @@ class Hub:
     # --- sending -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _deliver(record: bytes, targets: Iterable[ClientConnection], excluded: Iterable[str] = ()) -> int:
+    def _deliver(message: HubMessage, targets: Iterable[ClientConnection], excluded: Iterable[str] = ()) -> int:
+        """Queue ``message`` to ``targets`` but ``excluded`` ids; returns how many accepted it.
+
+        Raises :class:`ValueError`, before anything is queued, when a recipient's protocol cannot carry it.
+        """
         skip = set(excluded)
-        count = 0
+        recipients: list[tuple[ClientConnection, HubProtocol]] = []
         for connection in list(targets):
-            if connection.connection_id not in skip and connection.send(record):
+            protocol = connection.protocol
+            if protocol is not None and connection.connection_id not in skip:
+                recipients.append((connection, protocol))
+        encoded: dict[str, bytes] = {}
+        for _, protocol in recipients:
+            if protocol.name not in encoded:
+                encoded[protocol.name] = protocol.encode(message)
+        count = 0
+        for connection, protocol in recipients:
+            if connection.send(encoded[protocol.name]):
                 count += 1
         return count
 
-    def broadcast(self, record: bytes, excluded: Iterable[str] = ()) -> int:
-        """Queue ``record`` (already encoded, once) to every connection; returns how many accepted it."""
-        return self._deliver(record, self.connections.values(), excluded)
+    def broadcast(self, message: HubMessage, excluded: Iterable[str] = ()) -> int:
+        """Queue ``message`` to every connection but ``excluded``; returns how many accepted it. Raises
+        :class:`ValueError` (nothing sent) when a recipient's protocol cannot carry it."""
+        return self._deliver(message, self.connections.values(), excluded)
 
-    def send_to_user(self, user: str, record: bytes) -> int:
-        return self._deliver(record, self.user_connections(user))
+    def send_to_user(self, user: str, message: HubMessage) -> int:
+        return self._deliver(message, self.user_connections(user))
 
-    def send_to_connection(self, connection_id: str, record: bytes) -> int:
+    def send_to_connection(self, connection_id: str, message: HubMessage) -> int:
         connection = self.connections.get(connection_id)
-        return self._deliver(record, [connection] if connection else [])
+        return self._deliver(message, [connection] if connection else [])
 
-    def send_to_group(self, group: str, record: bytes, excluded: Iterable[str] = ()) -> int:
-        return self._deliver(record, self.group_connections(group), excluded)
+    def send_to_group(self, group: str, message: HubMessage, excluded: Iterable[str] = ()) -> int:
+        return self._deliver(message, self.group_connections(group), excluded)
 
     def close_connections(
         self, targets: Iterable[ClientConnection], error: str | None, excluded: Iterable[str] = ()

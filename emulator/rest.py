@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from signalr.json_protocol import encode, load_json
+from signalr.json_protocol import load_json
 from signalr.messages import Invocation, ProtocolError
 from signalr.redact import redact_url
 
@@ -102,8 +102,9 @@ def _hub(request: web.Request) -> Hub:
     return service.hub(name)
 
 
-async def _payload(request: web.Request) -> bytes:
-    """The body ``{"target":…,"arguments":[…]}`` as one encoded Invocation record (encoded once, sent to many)."""
+async def _payload(request: web.Request) -> Invocation:
+    """The body ``{"target":…,"arguments":[…]}`` as the Invocation every recipient gets, each in its own hub protocol
+    (the hub encodes it once per protocol in use, :meth:`Hub.broadcast`)."""
     raw = await request.read()
     if not raw.strip():
         raise RestError(400, "The request body is required.", "body")
@@ -124,10 +125,17 @@ async def _payload(request: web.Request) -> bytes:
         arguments = []
     if not isinstance(arguments, list):
         raise RestError(400, "The 'arguments' property must be an array.", "arguments")
+    return Invocation(target, tuple(arguments))
+
+
+def _send(deliver: Callable[[], int]) -> web.Response:
+    """Run a send; 202 once queued (also to nobody), 400 when a recipient's protocol cannot carry the arguments
+    (e.g. an integer beyond 64 bits for MessagePack): then nobody got it."""
     try:
-        return encode(Invocation(target, tuple(arguments)))
+        deliver()
     except (ValueError, RecursionError):
         raise RestError(400, "The 'arguments' cannot be sent as a hub message.", "arguments") from None
+    return _status(202)
 
 
 def _excluded(request: web.Request) -> list[str]:
@@ -147,26 +155,26 @@ def _status(code: int) -> web.Response:
 
 async def broadcast(request: web.Request) -> web.Response:
     hub = _hub(request)
-    hub.broadcast(await _payload(request), _excluded(request))
-    return _status(202)
+    message = await _payload(request)
+    return _send(lambda: hub.broadcast(message, _excluded(request)))
 
 
 async def send_to_user(request: web.Request) -> web.Response:
     hub = _hub(request)
-    hub.send_to_user(request.match_info["user"], await _payload(request))
-    return _status(202)
+    message = await _payload(request)
+    return _send(lambda: hub.send_to_user(request.match_info["user"], message))
 
 
 async def send_to_connection(request: web.Request) -> web.Response:
     hub = _hub(request)
-    hub.send_to_connection(request.match_info["connection"], await _payload(request))
-    return _status(202)
+    message = await _payload(request)
+    return _send(lambda: hub.send_to_connection(request.match_info["connection"], message))
 
 
 async def send_to_group(request: web.Request) -> web.Response:
     hub = _hub(request)
-    hub.send_to_group(request.match_info["group"], await _payload(request), _excluded(request))
-    return _status(202)
+    message = await _payload(request)
+    return _send(lambda: hub.send_to_group(request.match_info["group"], message, _excluded(request)))
 
 
 def _missing_connection(connection_id: str) -> RestError:

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from signalr.handshake import encode_handshake_response
-from signalr.json_protocol import encode as encode_hub
 from signalr.messages import Close
 from signalr.service_protocol import (
     Ack,
@@ -126,8 +125,12 @@ def request_headers(headers: Iterable[tuple[str, str]]) -> dict[str, tuple[str, 
     return grouped
 
 
-def _payload(payloads: Mapping[str, bytes], protocol: str) -> bytes | None:
-    """The payload for a hub protocol; the SDK's keys are lower-case, but nothing says they must be."""
+def _payload(payloads: Mapping[str, bytes], client: ClientConnection) -> bytes | None:
+    """The payload for the client's hub protocol (``json``, ``messagepack``); the SDK's keys are lower-case, but
+    nothing says they must be. None when the app server sent none for it (or the client has no protocol yet)."""
+    if client.protocol is None:
+        return None
+    protocol = client.protocol.name
     found = payloads.get(protocol)
     if found is not None:
         return found
@@ -285,7 +288,7 @@ class ServerConnection:
             case MultiConnectionData(connection_ids=ids, payloads=payloads):
                 for cid in ids:
                     target = self.hub.connections.get(cid)
-                    record = _payload(payloads, target.protocol_name) if target else None
+                    record = _payload(payloads, target) if target else None
                     if target is not None and record is not None:
                         target.send(record)
             case _:
@@ -393,7 +396,7 @@ class ServerConnection:
     def _fan_out(payloads: Mapping[str, bytes], targets: Iterable[ClientConnection]) -> None:
         # Every recipient of one protocol gets the same bytes object: nothing is copied per client.
         for connection in list(targets):
-            record = _payload(payloads, connection.protocol_name)
+            record = _payload(payloads, connection)
             if record is not None:
                 connection.send(record)
 
@@ -409,8 +412,8 @@ class ServerConnection:
         clients = list(self.clients.values())
         self.clients.clear()
         for client in clients:
-            if client.opened:
-                record = encode_hub(Close(SERVER_DROPPED_ERROR, allow_reconnect=True))
+            if client.opened and client.protocol is not None:
+                record = client.protocol.encode(Close(SERVER_DROPPED_ERROR, allow_reconnect=True))
             else:
                 record = encode_handshake_response(SERVER_DROPPED_ERROR)
             client.end_routed(record, SERVER_DROPPED_ERROR)

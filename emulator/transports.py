@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -16,7 +17,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from signalr.hub_protocol import HubProtocol
 from signalr.negotiate import NegotiateError, TransportType, requested_version, service_negotiate_response
+from signalr.protocols import PROTOCOLS
 from signalr.query import split_query
 from signalr.redact import redact_text
 from signalr.sse import SSE_PREAMBLE, encode_event
@@ -197,7 +200,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     if connection.closed:
         raise Refused(plain_text(404, "No Connection with that ID"))
     _check_transport(connection, TransportType.WEBSOCKETS)
-    # One WebSocket message holds at most one hub message of max_message_size bytes plus its separator. Azure
+    # One WebSocket message holds at most one hub message of max_message_size bytes plus its framing. Azure
     # SignalR Service documents a 1 MB limit for client messages over LongPolling and SSE and none for WebSockets
     # (https://learn.microsoft.com/azure/azure-signalr/signalr-concept-messages-and-connections#message-size); the
     # emulator applies its limit to every transport. aiohttp refuses a longer message from its length header, before
@@ -207,7 +210,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
         service.settings.max_message_size,
         autoping=True,
         timeout=_WS_CLOSE_TIMEOUT,
-        max_msg_size=service.settings.max_message_size + 2,
+        max_msg_size=_largest_framed(service.settings.max_message_size) + 1,
         compress=False,
     )
     if not ws.can_prepare(request).ok:
@@ -217,11 +220,17 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
+        max_size = service.settings.max_message_size
         async for message in ws:
-            if message.type is WSMsgType.TEXT:
-                await connection.receive_data(message.data.encode("utf-8"))
-            elif message.type is WSMsgType.BINARY:
-                await connection.receive_data(message.data)
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                data = message.data.encode("utf-8") if message.type is WSMsgType.TEXT else message.data
+                protocol = connection.protocol
+                if protocol is not None and len(data) > _framed_size(protocol, max_size):
+                    # aiohttp's limit fits the longest framing of any protocol; once the protocol is known, a
+                    # message longer than its own framing allows gets the same 1009 (a few bytes more were read).
+                    await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+                    break
+                await connection.receive_data(data)
             elif message.type is WSMsgType.ERROR:
                 log.info("websocket error id=%s: %s", connection.connection_id, redact_text(str(ws.exception())))
                 break
@@ -239,6 +248,28 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
                 writer.cancel()
         service.forget(connection)
     return ws
+
+
+def _largest_framed(max_message_size: int) -> int:
+    """The longest one hub message of ``max_message_size`` bytes gets once framed, in any protocol (the handshake,
+    JSON text with a separator, is no longer)."""
+    return max(_framed_size(protocol, max_message_size) for protocol in PROTOCOLS.values())
+
+
+def _framed_size(protocol: HubProtocol, max_message_size: int) -> int:
+    """How long one message of ``max_message_size`` bytes is once ``protocol`` framed it."""
+    return _framed_size_by_name(protocol.name, max_message_size)
+
+
+@functools.cache
+def _framed_size_by_name(name: str, max_message_size: int) -> int:
+    # Framed once per protocol and size (a zero-filled buffer of the limit's size), then remembered.
+    return len(PROTOCOLS[name].frame(bytes(max_message_size)))
+
+
+def _frame_type(connection: ClientConnection) -> WSMsgType:
+    """Binary frames for a binary hub protocol (MessagePack), text frames otherwise (JSON, handshake errors)."""
+    return WSMsgType.BINARY if connection.binary else WSMsgType.TEXT
 
 
 class _ClientWebSocket(web.WebSocketResponse):
@@ -261,18 +292,19 @@ class _ClientWebSocket(web.WebSocketResponse):
             pending = connection.take_outgoing()
             if pending:
                 with contextlib.suppress(Exception):
-                    await self.send_frame(pending, WSMsgType.TEXT)
+                    await self.send_frame(pending, _frame_type(connection))
             message = message or self._too_big.encode()
         return await super().close(code=code, message=message, drain=drain)
 
 
 async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnection) -> None:
-    """Send queued records as text frames; after the connection closes, flush and close the socket with 1000."""
+    """Send queued records as text or binary frames (:func:`_frame_type`); after the connection closes, flush and close
+    the socket with 1000."""
     try:
         while True:
             data = connection.take_outgoing()
             if data:
-                await ws.send_frame(data, WSMsgType.TEXT)
+                await ws.send_frame(data, _frame_type(connection))
                 continue
             if connection.closed:
                 break

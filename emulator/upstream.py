@@ -4,6 +4,16 @@ Events of one connection are posted one after another, in order (connected, mess
 task per connection; a connection with many invocations waiting stops being read (backpressure) instead of growing a
 queue. Signatures, templates and bodies come from :mod:`signalr.upstream`. A failing or unreachable upstream is
 logged and, for an invocation with an ``invocationId``, answered with a Completion error; it never stops the service.
+
+Invocations travel in the client's hub protocol, as Azure sends them: the message without its framing (no record
+separator, no length prefix), ``application/json`` for JSON and ``application/x-msgpack`` for MessagePack. Microsoft's
+emulator re-encodes the invocation and strips the framing
+(https://github.com/Azure/azure-signalr/blob/dev/src/Microsoft.Azure.SignalR.Emulator/HubEmulator/HubProxyHandler.cs,
+``TryGetPayload``) and picks the media type by the client's protocol
+(https://github.com/Azure/azure-signalr/blob/dev/src/Microsoft.Azure.SignalR.Emulator/HubEmulator/HttpServerlessMessageHandler.cs).
+The Functions extension reads that body without framing and answers with a Completion framed in the same protocol
+(https://github.com/Azure/azure-functions-signalrservice-extension/blob/dev/src/SignalRServiceExtension/TriggerBindings/Executor/SignalRInvocationMethodExecutor.cs),
+which the service writes to the caller as it is.
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from signalr.json_protocol import RECORD_SEPARATOR, decode, encode, split_records
-from signalr.messages import Completion, ProtocolError, StreamInvocation
+from signalr.hub_protocol import HubProtocol
+from signalr.messages import Completion, HubMessage, ProtocolError, StreamInvocation
+from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text, redact_url
 from signalr.upstream import UpstreamTemplate, signature_header
 
@@ -34,6 +45,9 @@ __all__ = ["UpstreamDispatcher", "user_claims_header"]
 log = logging.getLogger("emulator")
 
 CONNECTED_BODY = b'{"type":10}'
+JSON_MEDIA_TYPE = "application/json"
+# The media type of a client invocation's body, by the client's hub protocol (Azure's ContentTypes constants).
+MEDIA_TYPES: Mapping[str, str] = {"json": JSON_MEDIA_TYPE, "messagepack": "application/x-msgpack"}
 # JWT bookkeeping and the service's own asrs.s.* claims are not user claims.
 _NOT_USER_CLAIMS = frozenset({"aud", "exp", "iat", "nbf", "iss", "kid"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -65,6 +79,7 @@ class _Event:
     event: str
     body: bytes
     invocation_id: str | None = None
+    content_type: str = JSON_MEDIA_TYPE
 
     @property
     def is_message(self) -> bool:
@@ -122,16 +137,12 @@ class UpstreamDispatcher:
     async def message(self, connection: ClientConnection, message: InboundMessage) -> None:
         """Queue an invocation for the upstream; waits while the connection already has too many in flight."""
         worker = self._workers.get(connection.connection_id)
-        if worker is None:
+        protocol = connection.protocol
+        if worker is None or protocol is None:
             return
         if isinstance(message, StreamInvocation):
-            connection.send(
-                encode(
-                    Completion.with_error(
-                        message.invocation_id, "Streaming hub methods are not supported in serverless mode."
-                    )
-                )
-            )
+            error = "Streaming hub methods are not supported in serverless mode."
+            _answer(connection, Completion.with_error(message.invocation_id, error))
             return
         await worker.slots.acquire()
         if connection.closed:
@@ -139,12 +150,14 @@ class UpstreamDispatcher:
             worker.slots.release()
             return
         try:
-            body = encode(message)[: -len(RECORD_SEPARATOR)]
+            # The message without its framing: what the protocol's split() takes back off its own encoding.
+            (body,) = protocol.split(protocol.encode(message))
         except (RecursionError, ValueError, TypeError):
             # It decoded, but re-encoding recurses once per nesting level on top of this call's own stack.
             worker.slots.release()
             raise ProtocolError("The message is nested too deeply to be passed on to the upstream.") from None
-        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id))
+        content_type = MEDIA_TYPES.get(protocol.name, "application/octet-stream")
+        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, content_type))
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:
         worker = self._workers.get(connection.connection_id)
@@ -186,8 +199,9 @@ class UpstreamDispatcher:
         failure: str | None = None  # the completion error for an invocation with an id (§6.4)
         status = 0
         body = b""
+        media_type = ""
         try:
-            status, body = await self._post(url, connection, event)
+            status, body, media_type = await self._post(url, connection, event)
         except _TooLarge:
             failure = "Invocation failed, response too large."
         except TimeoutError:
@@ -196,7 +210,7 @@ class UpstreamDispatcher:
         except asyncio.CancelledError:
             if event.invocation_id is not None:
                 cancelled = "Invocation failed, response cancelled."
-                connection.send(encode(Completion.with_error(event.invocation_id, cancelled)))
+                _answer(connection, Completion.with_error(event.invocation_id, cancelled))
             raise
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # Exception texts may name the URL, and a Functions URL carries ?code=<key>: redact.
@@ -209,13 +223,16 @@ class UpstreamDispatcher:
             log.info("upstream %s -> %d", where, status)
         else:
             log.warning("upstream %s %s -> %d", redact_url(url), where, status)
-        if event.invocation_id is not None:
-            connection.send(self._result(event.invocation_id, status, body, failure))
+        protocol = connection.protocol
+        if event.invocation_id is not None and protocol is not None:
+            connection.send(_result(protocol, event.invocation_id, status, body, media_type, failure))
 
-    async def _post(self, url: str, connection: ClientConnection, event: _Event) -> tuple[int, bytes]:
+    async def _post(self, url: str, connection: ClientConnection, event: _Event) -> tuple[int, bytes, str]:
+        """POST one event; returns the status, the body (at most ``max_upstream_response`` bytes) and the media type
+        of the response (``""`` without one)."""
         assert self._session is not None, "UpstreamDispatcher.start() was not awaited"
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": event.content_type,
             "X-ASRS-Connection-Id": connection.connection_id,
             "X-ASRS-Hub": connection.hub,
             "X-ASRS-Category": event.category,
@@ -236,29 +253,8 @@ class UpstreamDispatcher:
                 body += chunk
             if len(body) > limit:
                 raise _TooLarge
-            return response.status, bytes(body)
-
-    @staticmethod
-    def _result(invocation_id: str, status: int, body: bytes, error: str | None) -> bytes:
-        """The bytes for the caller of an invocation with an id (§6.4, trap 16)."""
-        if error is not None:
-            return encode(Completion.with_error(invocation_id, error))
-        if status == 204 or (status == 200 and not body):
-            return encode(Completion(invocation_id))
-        if status != 200:
-            return encode(Completion.with_error(invocation_id, f"Invocation failed, status code {status}"))
-        # A 200 body goes to the caller as it is, so it must be complete hub records: check before writing it.
-        try:
-            for record in split_records(body):
-                decode(record)
-        except ProtocolError:
-            return encode(
-                Completion.with_error(
-                    invocation_id,
-                    "Invocation failed, error: the upstream response is not a complete hub protocol message.",
-                )
-            )
-        return body
+            media_type = response.content_type if "Content-Type" in response.headers else ""
+            return response.status, bytes(body), media_type
 
     def _no_upstream(self, connection: ClientConnection, event: _Event) -> None:
         if not event.is_message:
@@ -270,8 +266,51 @@ class UpstreamDispatcher:
         if event.invocation_id is None:
             log.info("dropped %s hub=%s id=%s: %s", event.event, connection.hub, connection.connection_id, reason)
             return
-        connection.send(encode(Completion.with_error(event.invocation_id, reason)))
+        _answer(connection, Completion.with_error(event.invocation_id, reason))
 
 
 class _TooLarge(Exception):
     pass
+
+
+def _answer(connection: ClientConnection, completion: Completion) -> None:
+    """Queue ``completion`` to the caller in its hub protocol."""
+    if connection.protocol is not None:
+        connection.send(connection.protocol.encode(completion))
+
+
+def _messages(protocol: HubProtocol, body: bytes) -> list[HubMessage] | None:
+    """Every message of ``body`` when it is complete messages in ``protocol``, else None."""
+    try:
+        return [protocol.decode(payload) for payload in protocol.split(body)]
+    except ProtocolError:
+        return None
+
+
+def _result(
+    protocol: HubProtocol, invocation_id: str, status: int, body: bytes, media_type: str, error: str | None
+) -> bytes:
+    """The bytes for the caller (speaking ``protocol``) of an invocation with an id (§6.4, trap 16).
+
+    A 200 body that is complete messages in the caller's protocol goes to it as it is (what the Functions extension
+    answers). One that is not, but is complete messages in the protocol its ``media_type`` names (an app server that
+    answers a MessagePack caller in JSON), is re-encoded in the caller's protocol. Anything else becomes a
+    Completion error: Azure writes the body unchecked and the client fails on it.
+    """
+    if error is not None:
+        return protocol.encode(Completion.with_error(invocation_id, error))
+    if status == 204 or (status == 200 and not body):
+        return protocol.encode(Completion(invocation_id))
+    if status != 200:
+        return protocol.encode(Completion.with_error(invocation_id, f"Invocation failed, status code {status}"))
+    if _messages(protocol, body) is not None:
+        return body
+    named = next((PROTOCOLS.get(name) for name, media in MEDIA_TYPES.items() if media == media_type), None)
+    messages = _messages(named, body) if named is not None and named is not protocol else None
+    if messages is not None:
+        try:
+            return protocol.encode_many(messages)
+        except (ValueError, RecursionError):
+            pass  # a value the caller's protocol cannot carry: the error below
+    not_complete = "Invocation failed, error: the upstream response is not a complete hub protocol message."
+    return protocol.encode(Completion.with_error(invocation_id, not_complete))

@@ -361,11 +361,13 @@ async def test_default_mode_without_an_app_server_refuses_the_handshake(
     assert NO_SERVER_ERROR in str(caught.value)
 
 
-async def test_messagepack_gets_the_same_error_as_in_serverless_mode(default_emulator: Emulator) -> None:
-    await FakeAppServer.connect(default_emulator)
+async def test_an_unknown_protocol_gets_the_same_error_as_in_serverless_mode(default_emulator: Emulator) -> None:
+    server = await FakeAppServer.connect(default_emulator)
     ws, _ = await default_emulator.connect_ws()
-    await ws.send_str('{"protocol":"messagepack","version":1}\x1e')
-    assert await ws_records(ws) == [{"error": "The protocol 'messagepack' is not supported."}]
+    await ws.send_str('{"protocol":"xml","version":1}\x1e')
+    assert await ws_records(ws) == [{"error": "The protocol 'xml' is not supported."}]
+    with pytest.raises(TimeoutError):
+        await server.expect(OpenConnection, timeout=0.3)
 
 
 async def test_classic_mode_serves_clients_itself_without_a_server_and_routes_them_with_one(

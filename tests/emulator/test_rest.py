@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from signalr.messages import Invocation
+
 from .conftest import Emulator, EmulatorFactory, assert_silent, ws_next_non_ping
 
 V2 = "?api-version=2022-06-01"
@@ -331,9 +333,9 @@ async def test_broadcast_is_encoded_once_and_shared_by_all_recipients(emulator: 
     connections = [await emulator.open_ws() for _ in range(3)]
     hub = emulator.running.service.find_hub("chat")  # type: ignore[union-attr]
     assert hub is not None
-    record = b'{"type":1,"target":"t","arguments":[]}\x1e'
-    assert hub.broadcast(record) == 3
+    assert hub.broadcast(Invocation("t", ())) == 3
     queued = [c._outbox[-1] for c in hub.connections.values()]
-    assert all(item is record for item in queued)
+    assert queued[0] == b'{"type":1,"target":"t","arguments":[]}\x1e'
+    assert all(item is queued[0] for item in queued)
     for ws, _ in connections:
         assert await ws_next_non_ping(ws) == [{"type": 1, "target": "t", "arguments": []}]

@@ -157,8 +157,16 @@ async def test_oversized_frame_closes_that_connection_with_the_size_in_the_reaso
 
 async def test_unsupported_hub_protocol_gets_a_handshake_error_then_close(emulator: Emulator) -> None:
     ws, _ = await emulator.connect_ws()
-    await ws.send_str('{"protocol":"messagepack","version":1}\x1e')
-    assert await ws_records(ws) == [{"error": "The protocol 'messagepack' is not supported."}]
+    await ws.send_str('{"protocol":"xml","version":1}\x1e')
+    assert await ws_records(ws) == [{"error": "The protocol 'xml' is not supported."}]
+    assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
+
+
+async def test_a_newer_protocol_version_gets_a_handshake_error(emulator: Emulator) -> None:
+    ws, _ = await emulator.connect_ws()
+    await ws.send_str('{"protocol":"messagepack","version":2}\x1e')
+    error = "The server does not support version 2 of the 'messagepack' protocol."
+    assert await ws_records(ws) == [{"error": error}]
     assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
 
 
