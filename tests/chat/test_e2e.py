@@ -14,6 +14,8 @@ from textual.widgets import Input
 
 from chat.app import ChatApp
 from signalr.client import ConnectionState, TransportChoice
+from signalr.messagepack_protocol import MESSAGEPACK
+from signalr.messages import Invocation
 from tests.support.fixtures import JsPeerFactory
 from tests.support.processes import free_port
 from tests.support.stack import Gateway, Stack, start_gateway, start_stack
@@ -229,3 +231,120 @@ async def test_unreachable_server_is_named(stack: DemoStack) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: seen(app, "Could not connect"), timeout=20)
         assert seen(app, f"127.0.0.1:{port}")
+
+
+def frames(app: ChatApp, what: str) -> list[tuple[int, int, str]]:
+    """Trace rows of frames the client summarised as ``messagepack, N bytes: <what> #id``: (bytes column, N, id)."""
+    found = []
+    for row in app.trace_panel.plain_rows:
+        match = re.search(rf"\s(\d+) \S+\s+messagepack, (\d+) bytes: {re.escape(what)} #(\d+)", row)
+        if match:
+            found.append((int(match.group(1)), int(match.group(2)), match.group(3)))
+    return found
+
+
+async def test_messagepack_chat_with_json_and_messagepack_js_clients(
+    stack: DemoStack, reset_profile: None, js_peer: JsPeerFactory
+) -> None:
+    bob = await js_peer(stack.hub_url, transport="websockets")  # JSON
+    carol = await js_peer(stack.hub_url, transport="websockets", protocol="messagepack")
+    app = ChatApp(
+        stack.hub_url,
+        TransportChoice.WEBSOCKETS,
+        name="mallory",
+        gateway_profile="websocket",
+        profile_switcher=stack.switch_profile,
+        protocol=MESSAGEPACK,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "mallory JOINED"), timeout=20, what="own JOINED line")
+        for peer in (bob, carol):
+            assert await peer.next_message("broadcastMessage", timeout=10) == (
+                "broadcastMessage",
+                ["_SYSTEM_", "mallory JOINED"],
+            )
+        assert app.connection is not None and app.connection.protocol is MESSAGEPACK
+        await wait_until(pilot, lambda: "Connected │ WebSockets · MessagePack │" in status(app), what="status")
+        assert seen(app, f"Connected with WebSockets and MessagePack to {stack.running_gateway.host} via gateway")
+
+        # A JSON client and a MessagePack client reach the MessagePack TUI, and it reaches both.
+        await bob.send("broadcastMessage", "bob", "json to binary ✓")
+        await wait_until(pilot, lambda: seen(app, "bob: json to binary ✓"), timeout=10, what="bob's line")
+        await carol.send("broadcastMessage", "carol", "binary to binary")
+        await wait_until(pilot, lambda: seen(app, "carol: binary to binary"), timeout=10, what="carol's line")
+        await pilot.press(*"hello both", "enter")
+        for peer in (bob, carol):
+            assert await peer.next_message("broadcastMessage", timeout=10) == (
+                "broadcastMessage",
+                ["bob", "json to binary ✓"],
+            )
+            assert await peer.next_message("broadcastMessage", timeout=10) == (
+                "broadcastMessage",
+                ["carol", "binary to binary"],
+            )
+            assert await peer.next_message("broadcastMessage", timeout=10) == (
+                "broadcastMessage",
+                ["mallory", "hello both"],
+            )
+        await wait_until(pilot, lambda: seen(app, "mallory (you): hello both"), timeout=10)
+        await pilot.press(*"just me", "ctrl+e")
+        await wait_until(pilot, lambda: seen(app, "mallory (you): just me (echo from server)"), timeout=10)
+
+        # The trace: the handshake names messagepack, and each sent frame's size is the MessagePack encoding's.
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: bool(frames(app, "Invocation echo")), timeout=10, what="traced frames")
+        assert app.trace_panel.border_title == "Network trace · MessagePack (binary)"
+        rows = app.trace_panel.plain_rows
+        assert any("handshake request (messagepack v1)" in r for r in rows), rows
+        assert any("handshake complete (messagepack, version 1)" in r for r in rows), rows
+        for target, arguments in (("broadcastMessage", ("mallory", "hello both")), ("echo", ("mallory", "just me"))):
+            column, size, invocation_id = frames(app, f"Invocation {target}")[-1]
+            assert column == size == len(MESSAGEPACK.encode(Invocation(target, arguments, invocation_id)))
+
+        # LongPolling carries MessagePack too (binary bodies through the gateway's sse-lp profile).
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # WebSockets → (SSE is disabled) → LongPolling
+        await wait_until(
+            pilot,
+            lambda: (
+                app.connection is not None
+                and app.connection.transport_name == "LongPolling"
+                and app.connection.state is ConnectionState.CONNECTED
+            ),
+            timeout=30,
+            what="LongPolling connection",
+        )
+        assert stack.switches == ["sse-lp"]
+        await wait_until(pilot, lambda: "LongPolling · MessagePack" in status(app), what="LongPolling in the status")
+        dave = await js_peer(stack.hub_url, transport="longpolling", protocol="messagepack")
+        await pilot.press(*"over long polling", "enter")
+        assert ("broadcastMessage", ["mallory", "over long polling"]) in await dave.messages_until(1, timeout=10)
+        await dave.send("broadcastMessage", "dave", "polled back")
+        await wait_until(pilot, lambda: seen(app, "dave: polled back"), timeout=10, what="dave's line")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
+async def test_messagepack_in_default_mode_through_server_connections(js_peer: JsPeerFactory) -> None:
+    # chat-demo's default: the service hands messages to the app server over its server connections.
+    default = start_stack("--access-key", ACCESS_KEY, service_mode="default")
+    try:
+        bob = await js_peer(default.hub_url, transport="longpolling")  # JSON
+        app = ChatApp(
+            default.hub_url, TransportChoice.WEBSOCKETS, name="trent", service_mode="default", protocol=MESSAGEPACK
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: seen(app, "trent JOINED"), timeout=20, what="own JOINED line")
+            await wait_until(pilot, lambda: "WebSockets · MessagePack" in status(app) and "mode Default" in status(app))
+            await bob.send("broadcastMessage", "bob", "to the binary side")
+            await wait_until(pilot, lambda: seen(app, "bob: to the binary side"), timeout=10, what="bob's line")
+            await pilot.press(*"and back", "enter")
+            messages = await bob.messages_until(3, timeout=10)
+            assert ("broadcastMessage", ["trent", "and back"]) in messages
+            await pilot.press(*"echo me", "ctrl+e")
+            await wait_until(pilot, lambda: seen(app, "trent (you): echo me (echo from server)"), timeout=10)
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+    finally:
+        default.stop()
