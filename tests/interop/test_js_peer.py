@@ -2,7 +2,8 @@
 
 The server below is about the smallest thing the official client accepts: ``POST …/negotiate`` with a v1 reply, and a
 connect endpoint for WebSockets, Server-Sent Events and LongPolling whose handshake and records go through
-``signalr.connection.ServerProtocol`` (and ``signalr.sse`` for the event stream).
+``signalr.connection.ServerProtocol`` (and ``signalr.sse`` for the event stream), in the hub protocol the client's
+handshake picks (JSON, or MessagePack with ``protocol="messagepack"``).
 So these tests check the harness (events, commands, errors, shutdown) and the core against a peer nobody here wrote.
 """
 
@@ -29,7 +30,7 @@ from signalr.connection import (
     ServerProtocol,
     State,
 )
-from signalr.json_protocol import encode, encode_many
+from signalr.hub_protocol import HubProtocol, TransferFormat
 from signalr.messages import Completion, Invocation
 from signalr.negotiate import NegotiateRedirect, requested_version, service_negotiate_response
 from signalr.sse import SSE_PREAMBLE, encode_event
@@ -83,22 +84,23 @@ class MiniHub:
         return True
 
 
-def reply_to(message: Any) -> bytes:
-    """The mini hub: echo fire-and-forget invocations back to the caller, answer a few invocation targets."""
+def reply_to(message: Any, protocol: HubProtocol) -> bytes:
+    """The mini hub: echo fire-and-forget invocations back to the caller, answer a few invocation targets; every
+    answer in the caller's hub ``protocol``."""
     if not isinstance(message, Invocation):
         return b""
     if message.invocation_id is None:
-        return encode(Invocation(message.target, message.arguments))
+        return protocol.encode(Invocation(message.target, message.arguments))
     if message.target == "add":
-        return encode(Completion.with_result(message.invocation_id, sum(message.arguments)))
+        return protocol.encode(Completion.with_result(message.invocation_id, sum(message.arguments)))
     if message.target == "void":
-        return encode(Completion(message.invocation_id))
+        return protocol.encode(Completion(message.invocation_id))
     if message.target == "burst":
         # Several records in one WebSocket frame (trap 8), the Completion last.
         count = int(message.arguments[0])
         pushes: list[Any] = [Invocation("broadcastMessage", ("burst", str(i))) for i in range(count)]
-        return encode_many([*pushes, Completion.with_result(message.invocation_id, count)])
-    return encode(Completion.with_error(message.invocation_id, f"Unknown hub method '{message.target}'"))
+        return protocol.encode_many([*pushes, Completion.with_result(message.invocation_id, count)])
+    return protocol.encode(Completion.with_error(message.invocation_id, f"Unknown hub method '{message.target}'"))
 
 
 class Session:
@@ -118,16 +120,17 @@ class Session:
             out += self.protocol.data_to_send()
             if isinstance(event, HandshakeCompleted | HandshakeFailed):
                 self.hub.handshakes.append(event)
-            if isinstance(event, HandshakeCompleted):
+            chosen = self.protocol.protocol
+            if isinstance(event, HandshakeCompleted) and chosen is not None:
                 # A record in the same frame as the handshake reply (trap 8).
-                out += encode(Invocation("broadcastMessage", ("_SYSTEM_", "welcome")))
-            elif isinstance(event, MessageReceived):
+                out += chosen.encode(Invocation("broadcastMessage", ("_SYSTEM_", "welcome")))
+            elif isinstance(event, MessageReceived) and chosen is not None:
                 self.hub.received.append(event.message)
                 message = event.message
                 if isinstance(message, Invocation) and message.target == "closeMe":
                     self.protocol.close("bye")
                 else:
-                    out += reply_to(message)
+                    out += reply_to(message, chosen)
             elif isinstance(event, ConnectionClosed):
                 self.hub.received.append(event)
         out += self.protocol.data_to_send()
@@ -136,6 +139,12 @@ class Session:
     @property
     def closed(self) -> bool:
         return self.protocol.state is State.CLOSED
+
+    @property
+    def binary(self) -> bool:
+        """The chosen hub protocol is binary (MessagePack): WebSocket frames must be binary."""
+        chosen = self.protocol.protocol
+        return chosen is not None and chosen.transfer_format is TransferFormat.BINARY
 
 
 def make_app(hub: MiniHub) -> web.Application:
@@ -199,7 +208,7 @@ def make_app(hub: MiniHub) -> web.Application:
                 break
             reply = session.process(frame.data.encode() if isinstance(frame.data, str) else frame.data)
             if reply:
-                await ws.send_str(reply.decode())
+                await (ws.send_bytes(reply) if session.binary else ws.send_str(reply.decode()))
             if session.closed:
                 await ws.close()
                 break
@@ -450,3 +459,33 @@ async def test_longpolling_delete_404_is_benign_and_logged_at_trace(mini: MiniHu
     assert await peer.wait_closed(timeout=1) is None
     assert peer.returncode == 0
     assert "A 404 response was returned from sending a DELETE request." in peer.stderr()
+
+
+@pytest.mark.parametrize(("transport", "name"), [("websockets", "WebSockets"), ("longpolling", "LongPolling")])
+async def test_messagepack_peer_carries_messages_both_ways(
+    mini: MiniHub, js_peer: JsPeerFactory, transport: str, name: str
+) -> None:
+    peer = await js_peer(f"{mini.base}/hub", transport=transport, protocol="messagepack")
+    assert peer.transport == name
+    assert mini.handshakes == [HandshakeCompleted("messagepack", 1)]
+    assert await peer.next_message("broadcastMessage") == ("broadcastMessage", ["_SYSTEM_", "welcome"])
+    await peer.send("echo", "alice", {"nested": [1, 2.5, None, True]})
+    assert await peer.next_message("echo") == ("echo", ["alice", {"nested": [1, 2.5, None, True]}])
+    assert await peer.invoke("add", 2, 3) == 5
+    assert await peer.invoke("void") is None
+    with pytest.raises(JsPeerError, match="Unknown hub method 'nothere'"):
+        await peer.invoke("nothere")
+    assert await peer.invoke("burst", 3) == 3
+    assert await peer.messages_until(3) == [("broadcastMessage", ["burst", str(i)]) for i in range(3)]
+    # The client's send() is fire-and-forget in MessagePack too: no invocationId (trap 11).
+    sent = [m for m in mini.received if isinstance(m, Invocation) and m.target == "echo"]
+    assert sent == [Invocation("echo", ("alice", {"nested": [1, 2.5, None, True]}))]
+    await peer.stop()
+    assert await peer.wait_closed(timeout=1) is None
+
+
+async def test_messagepack_peer_cannot_use_server_sent_events(mini: MiniHub, js_peer: JsPeerFactory) -> None:
+    """The negotiate response lists ServerSentEvents with Text only: the client fails before it connects."""
+    peer = await js_peer(f"{mini.base}/hub", transport="sse", protocol="messagepack", expect_start=False)
+    assert peer.error is not None and "'ServerSentEvents' does not support Binary." in peer.error
+    assert [r.method for r in mini.requests] == ["POST"]  # the negotiate, and no connect
