@@ -7,10 +7,13 @@ test does not read its own codec's output back.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from server.hub import Caller, ChatHub, HubCall, InvalidMessage, SendToAll, SendToConnection, unexpected_error
 from signalr.hub_protocol import HubProtocol
@@ -275,3 +278,65 @@ def test_the_body_is_read_in_the_protocol_it_is_given_not_guessed() -> None:
 def test_malformed_messagepack_bodies_are_invalid_messages(body: bytes) -> None:
     with pytest.raises(InvalidMessage):
         dispatch("echo", body, MESSAGEPACK)
+
+
+# -- fuzz: any body, either protocol: a HubCall or InvalidMessage, and the answer always encodes --------------------
+
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.binary(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=16,
+)
+_invocation_like = st.tuples(
+    st.sampled_from([1, 4, 3, 6, 7, 99, "1", None]),
+    st.one_of(st.just({}), _values),
+    st.one_of(st.none(), st.text(max_size=4), _values),
+    st.one_of(st.sampled_from(["echo", "Echo", "broadcastMessage", "nope"]), _values),
+    st.one_of(st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=3), _values),
+).map(list)
+
+
+def _dispatch_either(body: bytes, protocol: HubProtocol) -> None:
+    try:
+        call = ChatHub().dispatch(CALLER, "echo", body, protocol)
+    except InvalidMessage as exc:
+        assert str(exc)
+        return
+    if call.invocation_id is not None:
+        for answer in (JSON, MESSAGEPACK):
+            # Whatever the hub made of it, the Completion encodes as one complete message of the caller's protocol.
+            assert len(answer.split(call.response_body(answer, unexpected_error("echo")))) == 1
+
+
+@FUZZ
+@given(st.binary(max_size=256), st.sampled_from(["json", "messagepack"]))
+def test_fuzz_any_bytes(body: bytes, name: str) -> None:
+    _dispatch_either(body, PROTOCOLS[name])
+
+
+@FUZZ
+@given(_invocation_like)
+def test_fuzz_messagepack_invocation_shapes(items: list[Any]) -> None:
+    body: bytes = msgpack.packb(items, use_bin_type=True)
+    _dispatch_either(body, MESSAGEPACK)
+
+
+@FUZZ
+@given(_invocation_like.filter(lambda items: not any(isinstance(v, bytes) for v in items)))
+def test_fuzz_json_invocation_shapes(items: list[Any]) -> None:
+    kind, _, invocation_id, target, arguments = items
+    try:
+        body = json.dumps({"type": kind, "invocationId": invocation_id, "target": target, "arguments": arguments})
+    except (TypeError, ValueError):
+        return  # a value JSON cannot carry (bytes inside a list or map)
+    _dispatch_either(body.encode(), JSON)
