@@ -24,6 +24,7 @@ after the ones listed are ignored, as ASP.NET Core does, so a newer peer may app
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -78,17 +79,16 @@ _TIMESTAMP_EXT = -1
 def frame(payload: bytes) -> bytes:
     """``payload`` prefixed with its length as a VarInt; raises :class:`ValueError` at 2 GiB or more."""
     length = len(payload)
+    if length < 0x80:
+        return bytes((length,)) + payload
     if length > MAX_PAYLOAD_SIZE:
         raise ValueError(f"A MessagePack message cannot exceed {MAX_PAYLOAD_SIZE} bytes.")
     prefix = bytearray()
-    while True:
-        low = length & 0x7F
+    while length > 0x7F:
+        prefix.append(length & 0x7F | 0x80)
         length >>= 7
-        if length:
-            prefix.append(low | 0x80)
-        else:
-            prefix.append(low)
-            return bytes(prefix) + payload
+    prefix.append(length)
+    return bytes(prefix) + payload
 
 
 def _read_prefix(data: bytes | bytearray, offset: int) -> tuple[int, int] | None:
@@ -121,10 +121,14 @@ def split_messages(data: bytes) -> list[bytes]:
     offset = 0
     end = len(data)
     while offset < end:
-        prefix = _read_prefix(data, offset)
-        if prefix is None:
-            raise ProtocolError("Cannot read message size.")
-        length, start = prefix
+        length = data[offset]
+        if length < 0x80:
+            start = offset + 1
+        else:
+            prefix = _read_prefix(data, offset)
+            if prefix is None:
+                raise ProtocolError("Cannot read message size.")
+            length, start = prefix
         if start + length > end:
             raise ProtocolError("Incomplete message.")
         payloads.append(data[start : start + length])
@@ -161,26 +165,31 @@ class LengthPrefixedReader:
         payloads: list[bytes] = []
         offset = 0
         self._needed = 0
-        while True:
-            try:
-                prefix = _read_prefix(buffer, offset)
-            except ProtocolError:
-                tail.clear()
-                raise
-            if prefix is None:
-                break
-            length, start = prefix
+        end = len(buffer)
+        while offset < end:
+            length = buffer[offset]
+            if length < 0x80:  # most messages are shorter than 128 bytes: a one-byte prefix
+                start = offset + 1
+            else:
+                try:
+                    prefix = _read_prefix(buffer, offset)
+                except ProtocolError:
+                    tail.clear()
+                    raise
+                if prefix is None:
+                    break
+                length, start = prefix
             if length > self.max_message_size:
                 tail.clear()
                 raise MessageTooLarge(
                     f"The message exceeded the maximum message size of {self.max_message_size} bytes."
                 )
-            end = start + length
-            if end > len(buffer):
-                self._needed = end - offset
+            stop = start + length
+            if stop > end:
+                self._needed = stop - offset
                 break
-            payloads.append(buffer[start:end])
-            offset = end
+            payloads.append(buffer[start:stop])
+            offset = stop
         if offset:
             del tail[:offset]
         return payloads
@@ -231,6 +240,18 @@ def _to_array(message: HubMessage) -> list[Any]:
             return [MessageType.CLOSE.value, message.error, message.allow_reconnect]
 
 
+_PACKERS = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's packer: building one per call costs as much as packing a chat message. A packer resets its
+    buffer after each ``pack``, also when packing fails."""
+    packer: msgpack.Packer | None = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True, datetime=True)
+    return packer
+
+
 def encode_payload(message: HubMessage) -> bytes:
     """One message as a MessagePack array, without its length prefix.
 
@@ -238,7 +259,7 @@ def encode_payload(message: HubMessage) -> bytes:
     the 64-bit range, a string with a lone surrogate, nesting deeper than 512); nothing is returned then.
     """
     try:
-        packed: bytes = msgpack.packb(_to_array(message), use_bin_type=True, datetime=True)
+        packed: bytes = _packer().pack(_to_array(message))
     except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"MessagePack cannot carry this value: {exc}") from None
     return packed
@@ -304,65 +325,76 @@ def _unpack(payload: bytes) -> Any:
         raise ProtocolError(f"Message is not valid MessagePack: {exc}.") from None
 
 
-def _missing(field: str, kind: str) -> NoReturn:
-    raise ProtocolError(f"Reading '{field}' as {kind} failed.")
-
-
-def _element(array: list[Any], index: int, field: str, kind: str) -> Any:
-    if index >= len(array):
-        _missing(field, kind)
-    return array[index]
-
-
 def _string(array: list[Any], index: int, field: str) -> str:
-    value = _element(array, index, field, "String")
-    if not isinstance(value, str):
-        _missing(field, "String")
-    return value
+    """``array[index]`` when it is a string; otherwise the field is missing or of another type."""
+    if index < len(array):
+        value = array[index]
+        if type(value) is str:
+            return value
+    raise ProtocolError(f"Reading '{field}' as String failed.")
 
 
 def _optional_string(array: list[Any], index: int, field: str) -> str | None:
-    value = _element(array, index, field, "String")
-    if value is not None and not isinstance(value, str):
-        _missing(field, "String")
-    return value
+    """``array[index]`` when it is a string or nil."""
+    if index < len(array):
+        value = array[index]
+        if value is None or type(value) is str:
+            return value
+    raise ProtocolError(f"Reading '{field}' as String failed.")
 
 
 def _int(array: list[Any], index: int, field: str) -> int:
-    value = _element(array, index, field, "Int32")
-    if not isinstance(value, int) or isinstance(value, bool):
-        _missing(field, "Int32")
-    return value
+    """``array[index]`` when it is an integer (``true`` is not)."""
+    if index < len(array):
+        value = array[index]
+        if type(value) is int:
+            return value
+    raise ProtocolError(f"Reading '{field}' as Int32 failed.")
 
 
 def _read_headers(array: list[Any]) -> dict[str, str] | None:
-    if len(array) < 2 or not isinstance(array[1], dict):
+    headers = array[1] if len(array) > 1 else None
+    if type(headers) is not dict:
         raise ProtocolError("Reading map length for 'headers' failed.")
-    headers: dict[str, str] = array[1]
+    if not headers:
+        return None
     for i, (key, value) in enumerate(headers.items()):
-        if not isinstance(key, str):
+        if type(key) is not str:
             raise ProtocolError(f"Reading 'headers[{i}].Key' as String failed.")
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise ProtocolError(f"Reading 'headers[{i}].Value' as String failed.")
-    return headers or None
+    return headers
 
 
 def _arguments(array: list[Any], index: int) -> tuple[Any, ...]:
-    if index >= len(array) or not isinstance(array[index], list):
-        raise ProtocolError("Reading array length for 'arguments' failed.")
-    return tuple(array[index])
+    if index < len(array):
+        value = array[index]
+        if type(value) is list:
+            return tuple(value)
+    raise ProtocolError("Reading array length for 'arguments' failed.")
 
 
 def _stream_ids(array: list[Any], index: int) -> tuple[str, ...] | None:
     if index >= len(array):
         return None  # clients before stream uploads send five elements
     value = array[index]
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise ProtocolError("Reading array length for 'streamIds' failed.")
+    if not value:
+        return None
     for i, stream_id in enumerate(value):
-        if not isinstance(stream_id, str):
+        if type(stream_id) is not str:
             raise ProtocolError(f"Reading 'streamIds[{i}]' as String failed.")
-    return tuple(value) or None
+    return tuple(value)
+
+
+_INVOCATION = MessageType.INVOCATION.value
+_STREAM_ITEM = MessageType.STREAM_ITEM.value
+_COMPLETION = MessageType.COMPLETION.value
+_STREAM_INVOCATION = MessageType.STREAM_INVOCATION.value
+_CANCEL_INVOCATION = MessageType.CANCEL_INVOCATION.value
+_PING = MessageType.PING.value
+_CLOSE = MessageType.CLOSE.value
 
 
 def decode(payload: bytes) -> HubMessage:
@@ -373,52 +405,52 @@ def decode(payload: bytes) -> HubMessage:
     reconnect is not negotiated by this library). No other exception escapes, whatever the bytes.
     """
     array = _unpack(payload)
-    if not isinstance(array, list):
+    if type(array) is not list:
         raise ProtocolError("Message is not a MessagePack array.")
     kind = _int(array, 0, "messageType")
-    if kind == MessageType.INVOCATION:
+    if kind == _INVOCATION:
         headers = _read_headers(array)
         invocation_id = _optional_string(array, 2, "invocationId")
         return Invocation(
-            target=_string(array, 3, "target"),
-            arguments=_arguments(array, 4),
-            invocation_id=invocation_id or None,
-            stream_ids=_stream_ids(array, 5),
-            headers=headers,
+            _string(array, 3, "target"),
+            _arguments(array, 4),
+            invocation_id or None,
+            _stream_ids(array, 5),
+            headers,
         )
-    if kind == MessageType.STREAM_ITEM:
+    if kind == _STREAM_ITEM:
         _read_headers(array)
         invocation_id = _string(array, 2, "invocationId")
         if len(array) < 4:
             raise ProtocolError("Missing 'item' in StreamItem message.")
         return StreamItem(invocation_id, array[3])
-    if kind == MessageType.COMPLETION:
+    if kind == _COMPLETION:
         _read_headers(array)
         invocation_id = _string(array, 2, "invocationId")
         result_kind = _int(array, 3, "resultKind")
         if result_kind == _ERROR_RESULT:
-            return Completion.with_error(invocation_id, _string(array, 4, "error"))
+            return Completion(invocation_id, error=_string(array, 4, "error"))
         if result_kind == _VOID_RESULT:
             return Completion(invocation_id)
         if result_kind == _NON_VOID_RESULT:
             if len(array) < 5:
                 raise ProtocolError("Missing 'result' in Completion message.")
-            return Completion.with_result(invocation_id, array[4])
+            return Completion(invocation_id, result=array[4], has_result=True)
         raise ProtocolError("Invalid invocation result kind.")
-    if kind == MessageType.STREAM_INVOCATION:
+    if kind == _STREAM_INVOCATION:
         _read_headers(array)
         invocation_id = _string(array, 2, "invocationId")
         target = _string(array, 3, "target")
         return StreamInvocation(invocation_id, target, _arguments(array, 4), _stream_ids(array, 5))
-    if kind == MessageType.CANCEL_INVOCATION:
+    if kind == _CANCEL_INVOCATION:
         _read_headers(array)
         return CancelInvocation(_string(array, 2, "invocationId"))
-    if kind == MessageType.PING:
+    if kind == _PING:
         return Ping()
-    if kind == MessageType.CLOSE:
+    if kind == _CLOSE:
         error = _optional_string(array, 1, "error")
         allow_reconnect = array[2] if len(array) > 2 else None
-        if allow_reconnect is not None and not isinstance(allow_reconnect, bool):
+        if allow_reconnect is not None and type(allow_reconnect) is not bool:
             raise ProtocolError("Reading 'allowReconnect' as Boolean failed.")
         return Close(error, allow_reconnect)
     raise UnknownMessageType(kind)
