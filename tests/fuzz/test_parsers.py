@@ -12,13 +12,14 @@ import json
 import os
 from typing import Any
 
+import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.profiles import sse_lp_profile, websocket_profile
 from gateway.routing import NoRoute, Route, backend_url, route
 from server.negotiate import NegotiateRejected, user_id_from
-from signalr import service_protocol
+from signalr import messagepack_protocol, service_protocol
 from signalr.connection_string import ConnectionStringError, parse_connection_string
 from signalr.handshake import decode_handshake_request, decode_handshake_response
 from signalr.json_protocol import RecordReader, decode, load_json
@@ -124,6 +125,67 @@ def test_hub_protocol_messages_from_any_json(value: Any) -> None:
         return
     try:
         decode(record)
+    except ProtocolError:
+        pass
+
+
+# MessagePack values of every family, extension types and timestamps included, for arrays that look like messages.
+_msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=13))
+    | st.builds(msgpack.Timestamp, st.integers(-(2**63), 2**63 - 1), st.integers(0, 999_999_999)),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.integers(-(2**63), 2**63 - 1), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_message_arrays = st.tuples(st.integers(-1, 10), st.lists(_msgpack_values, max_size=6)).map(lambda t: [t[0], *t[1]])
+
+
+@BUDGET
+@given(st.binary(max_size=300) | st.lists(st.binary(max_size=40), max_size=8).map(b"".join))
+def test_messagepack_stream(data: bytes) -> None:
+    reader = messagepack_protocol.LengthPrefixedReader(1024)
+    try:
+        payloads = reader.feed(data)
+    except ProtocolError:
+        assert reader.pending == 0
+        return
+    for payload in payloads:
+        try:
+            messagepack_protocol.decode(payload)
+        except ProtocolError:
+            pass
+    try:
+        messagepack_protocol.split_messages(data)
+    except ProtocolError:
+        pass
+
+
+@BUDGET
+@given(_message_arrays | _msgpack_values)
+def test_messagepack_messages_from_any_value(value: Any) -> None:
+    payload = msgpack.packb(value, use_bin_type=True)
+    try:
+        messagepack_protocol.decode(payload)
+    except ProtocolError:
+        pass
+
+
+@BUDGET
+@given(_message_arrays, st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4))
+def test_messagepack_mutated_messages(value: list[Any], edits: list[tuple[int, int]]) -> None:
+    data = bytearray(msgpack.packb(value, use_bin_type=True))
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    try:
+        messagepack_protocol.decode(bytes(data))
     except ProtocolError:
         pass
 
