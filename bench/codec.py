@@ -6,7 +6,10 @@ Measured in one process, best of several runs, so the ratios hold on a busy mach
   ``0x1E``;
 - decode: ``signalr.json_protocol.decode`` of one record vs ``json.loads`` of it;
 - split: ``RecordReader.feed`` over 1 MB of batched records, whole and in 4 KB chunks, vs ``bytes.split``;
-- pipeline: split + decode of the 1 MB vs ``bytes.split`` + ``json.loads``.
+- pipeline: split + decode of the 1 MB vs ``bytes.split`` + ``json.loads``;
+- the same five rows for MessagePack, named ``mp …`` (``signalr.messagepack_protocol``): encode vs ``msgpack.packb``
+  of the same array + a bare VarInt prefix, decode vs ``msgpack.unpackb``, split vs a bare loop reading VarInt
+  prefixes without checks.
 
 Run ``python -m bench.codec`` (``--budget`` seconds, default 12; the whole run stays under it plus one measurement).
 """
@@ -19,6 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgpack
+
+from signalr import messagepack_protocol
 from signalr.json_protocol import RECORD_SEPARATOR, RecordReader, decode, encode
 from signalr.messages import Invocation
 
@@ -77,8 +83,46 @@ def batched_megabyte() -> bytes:
     return record * (MEGABYTE // len(record))
 
 
+def varint(length: int) -> bytes:
+    """The bare VarInt prefix of the baseline: no 2 GiB check."""
+    out = bytearray()
+    while length > 0x7F:
+        out.append(length & 0x7F | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
+
+
+def bare_split(data: bytes) -> list[bytes]:
+    """The baseline splitter: VarInt prefixes read without any check (length, 5 bytes, a buffer cut short)."""
+    out = []
+    offset = 0
+    end = len(data)
+    while offset < end:
+        length = shift = 0
+        while True:
+            byte = data[offset]
+            offset += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        out.append(data[offset : offset + length])
+        offset += length
+    return out
+
+
+def batched_megabyte_messagepack() -> bytes:
+    """About 1 MB of back-to-back MessagePack messages, as one busy WebSocket frame or LongPolling body holds them."""
+    framed = messagepack_protocol.encode(chat_messages(1)[0])
+    return framed * (MEGABYTE // len(framed))
+
+
+MEASUREMENTS = 20  # best_time calls in run(): two per row
+
+
 def run(budget: float) -> list[Result]:
-    each = budget / 8  # eight measurements
+    each = budget / MEASUREMENTS
     message = chat_messages(1)[0]
     plain = as_dict(message)
     record = encode(message)[:-1]
@@ -104,6 +148,29 @@ def run(budget: float) -> list[Result]:
 
     def pipeline_plain() -> int:
         return len([json.loads(r) for r in stream.split(RECORD_SEPARATOR)[:-1]])
+
+    array = [1, {}, None, message.target, list(message.arguments), []]
+    payload = messagepack_protocol.encode_payload(message)
+    mp_stream = batched_megabyte_messagepack()
+    mp_chunks = [mp_stream[i : i + CHUNK] for i in range(0, len(mp_stream), CHUNK)]
+
+    def mp_pack() -> bytes:
+        packed: bytes = msgpack.packb(array, use_bin_type=True)
+        return varint(len(packed)) + packed
+
+    def mp_split_whole() -> list[bytes]:
+        return messagepack_protocol.LengthPrefixedReader().feed(mp_stream)
+
+    def mp_split_chunks() -> int:
+        reader = messagepack_protocol.LengthPrefixedReader()
+        return sum(len(reader.feed(chunk)) for chunk in mp_chunks)
+
+    def mp_pipeline_ours() -> int:
+        reader = messagepack_protocol.LengthPrefixedReader()
+        return len([messagepack_protocol.decode(p) for chunk in mp_chunks for p in reader.feed(chunk)])
+
+    def mp_pipeline_plain() -> int:
+        return len([msgpack.unpackb(p) for p in bare_split(mp_stream)])
 
     return [
         Result(
@@ -139,6 +206,39 @@ def run(budget: float) -> list[Result]:
             "MB",
             len(stream),
         ),
+        Result(
+            "mp encode broadcastMessage",
+            best_time(lambda: messagepack_protocol.encode(message), seconds=each),
+            best_time(mp_pack, seconds=each),
+            "msg",
+        ),
+        Result(
+            "mp decode broadcastMessage",
+            best_time(lambda: messagepack_protocol.decode(payload), seconds=each),
+            best_time(lambda: msgpack.unpackb(payload), seconds=each),
+            "msg",
+        ),
+        Result(
+            "mp split 1 MB, one buffer",
+            best_time(mp_split_whole, seconds=each),
+            best_time(lambda: bare_split(mp_stream), seconds=each),
+            "MB",
+            len(mp_stream),
+        ),
+        Result(
+            "mp split 1 MB, 4 KB chunks",
+            best_time(mp_split_chunks, seconds=each),
+            best_time(lambda: bare_split(mp_stream), seconds=each),
+            "MB",
+            len(mp_stream),
+        ),
+        Result(
+            "mp split+decode 1 MB, 4 KB",
+            best_time(mp_pipeline_ours, seconds=each, repeats=3),
+            best_time(mp_pipeline_plain, seconds=each, repeats=3),
+            "MB",
+            len(mp_stream),
+        ),
     ]
 
 
@@ -152,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     records = len(batched_megabyte()) // len(encode(chat_messages(1)[0]))
     print(
         f"one broadcastMessage record: {len(encode(chat_messages(1)[0]))} bytes; 1 MB stream: {records} records",
+        flush=True,
+    )
+    framed = len(messagepack_protocol.encode(chat_messages(1)[0]))
+    print(
+        f"one broadcastMessage in MessagePack: {framed} bytes; 1 MB stream: "
+        f"{len(batched_megabyte_messagepack()) // framed} messages",
         flush=True,
     )
     for result in run(args.budget):
