@@ -70,7 +70,13 @@ _ERROR_RESULT = 1
 _VOID_RESULT = 2
 _NON_VOID_RESULT = 3
 
-_TIMESTAMP_EXT = -1
+_INVOCATION = MessageType.INVOCATION.value
+_STREAM_ITEM = MessageType.STREAM_ITEM.value
+_COMPLETION = MessageType.COMPLETION.value
+_STREAM_INVOCATION = MessageType.STREAM_INVOCATION.value
+_CANCEL_INVOCATION = MessageType.CANCEL_INVOCATION.value
+_PING = MessageType.PING.value
+_CLOSE = MessageType.CLOSE.value
 
 
 # ----------------------------------------------------------------------------------------------------------- framing
@@ -206,7 +212,7 @@ def _to_array(message: HubMessage) -> list[Any]:
     match message:
         case Invocation():
             return [
-                MessageType.INVOCATION.value,
+                _INVOCATION,
                 _headers(message.headers),
                 message.invocation_id or None,  # an empty id means a non-blocking invocation, as in ASP.NET Core
                 message.target,
@@ -214,16 +220,16 @@ def _to_array(message: HubMessage) -> list[Any]:
                 list(message.stream_ids or ()),
             ]
         case StreamItem():
-            return [MessageType.STREAM_ITEM.value, {}, message.invocation_id, message.item]
+            return [_STREAM_ITEM, {}, message.invocation_id, message.item]
         case Completion():
             if message.error is not None:
-                return [MessageType.COMPLETION.value, {}, message.invocation_id, _ERROR_RESULT, message.error]
+                return [_COMPLETION, {}, message.invocation_id, _ERROR_RESULT, message.error]
             if message.has_result:
-                return [MessageType.COMPLETION.value, {}, message.invocation_id, _NON_VOID_RESULT, message.result]
-            return [MessageType.COMPLETION.value, {}, message.invocation_id, _VOID_RESULT]
+                return [_COMPLETION, {}, message.invocation_id, _NON_VOID_RESULT, message.result]
+            return [_COMPLETION, {}, message.invocation_id, _VOID_RESULT]
         case StreamInvocation():
             return [
-                MessageType.STREAM_INVOCATION.value,
+                _STREAM_INVOCATION,
                 {},
                 message.invocation_id,
                 message.target,
@@ -231,13 +237,13 @@ def _to_array(message: HubMessage) -> list[Any]:
                 list(message.stream_ids or ()),
             ]
         case CancelInvocation():
-            return [MessageType.CANCEL_INVOCATION.value, {}, message.invocation_id]
+            return [_CANCEL_INVOCATION, {}, message.invocation_id]
         case Ping():
-            return [MessageType.PING.value]
+            return [_PING]
         case Close():
             if message.allow_reconnect is None:
-                return [MessageType.CLOSE.value, message.error]
-            return [MessageType.CLOSE.value, message.error, message.allow_reconnect]
+                return [_CLOSE, message.error]
+            return [_CLOSE, message.error, message.allow_reconnect]
 
 
 _PACKERS = threading.local()
@@ -277,7 +283,7 @@ def encode_many(messages: list[HubMessage]) -> bytes:
     return b"".join(encode(m) for m in messages)
 
 
-PING_MESSAGE = frame(msgpack.packb([MessageType.PING.value]))
+PING_MESSAGE = frame(msgpack.packb([_PING]))
 """The framed Ping, ``02 91 06``."""
 
 
@@ -386,15 +392,6 @@ def _stream_ids(array: list[Any], index: int) -> tuple[str, ...] | None:
         if type(stream_id) is not str:
             raise ProtocolError(f"Reading 'streamIds[{i}]' as String failed.")
     return tuple(value)
-
-
-_INVOCATION = MessageType.INVOCATION.value
-_STREAM_ITEM = MessageType.STREAM_ITEM.value
-_COMPLETION = MessageType.COMPLETION.value
-_STREAM_INVOCATION = MessageType.STREAM_INVOCATION.value
-_CANCEL_INVOCATION = MessageType.CANCEL_INVOCATION.value
-_PING = MessageType.PING.value
-_CLOSE = MessageType.CLOSE.value
 
 
 def decode(payload: bytes) -> HubMessage:
