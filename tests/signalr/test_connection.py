@@ -66,7 +66,10 @@ def test_handshake_version_0_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("request_bytes", "error"),
     [
-        (b'{"protocol":"messagepack","version":1}\x1e', "The protocol 'messagepack' is not supported."),
+        (
+            b'{"protocol":"messagepack","version":2}\x1e',
+            "The server does not support version 2 of the 'messagepack' protocol.",
+        ),
         (b'{"protocol":"JSON","version":1}\x1e', "The protocol 'JSON' is not supported."),
         (b'{"protocol":"json","version":2}\x1e', "The server does not support version 2 of the 'json' protocol."),
         (b'{"protocol":"json"}\x1e', "Missing required property 'version'."),
