@@ -1,11 +1,11 @@
 """What the process-level benchmarks share: the product's servers as child processes, raw SignalR client legs on
 aiohttp, the REST broadcaster, a time budget, per-process CPU time, statistics and the results table.
 
-The client legs speak the protocol with the core's codec (``signalr.json_protocol``, ``signalr.sse``,
-``signalr.negotiate``)
-and nothing else, so the benchmark process spends as little as possible per message and both sides of a comparison get
-the same client. Child processes are started with ``tests/support/processes.py`` and stopped by pid; run the
-benchmarks from the repository root (``python -m bench``, ``make bench``), where ``tests`` is importable.
+The client legs speak the protocol with the core's codecs (a :class:`~signalr.hub_protocol.HubProtocol`, JSON unless a
+leg is given MessagePack; ``signalr.sse``, ``signalr.negotiate``) and nothing else, so the benchmark process spends as
+little as possible per message and both sides of a comparison get the same client. Child processes are started with
+``tests/support/processes.py`` and stopped by pid; run the benchmarks from the repository root (``python -m bench``,
+``make bench``), where ``tests`` is importable.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from typing import Any, TypeVar
 import aiohttp
 
 from signalr.connection_string import ConnectionString, parse_connection_string
-from signalr.handshake import decode_handshake_response, encode_handshake_request
-from signalr.json_protocol import PING_RECORD, RecordReader
+from signalr.handshake import decode_handshake_response, encode_handshake_request, split_handshake
+from signalr.hub_protocol import HubProtocol, TransferFormat
+from signalr.json_protocol import JSON
+from signalr.messages import DEFAULT_MAX_MESSAGE_SIZE, Invocation
 from signalr.negotiate import NegotiateRedirect, NegotiateResult, connect_url, negotiate_url, parse_negotiate_response
 from signalr.sse import SseDecoder
 from signalr.tokens import mint_token
@@ -48,6 +50,7 @@ __all__ = [
     "broadcast_body",
     "broadcast_record",
     "broadcast_seq",
+    "broadcast_seq_reader",
     "cpu_of",
     "cpu_seconds",
     "measured_cpu",
@@ -255,23 +258,31 @@ async def negotiate(session: aiohttp.ClientSession, redirect: NegotiateRedirect)
 
 
 class _Leg:
-    """Records in, with the time they arrived; the first record after a handshake is its reply."""
+    """Messages in, with the time they arrived: ``on_record`` gets each one without its framing (a JSON record without
+    its separator, a MessagePack array without its length). During a handshake the (JSON) reply comes first."""
 
-    def __init__(self, on_record: RecordHandler) -> None:
+    def __init__(self, on_record: RecordHandler, protocol: HubProtocol = JSON) -> None:
         self.on_record = on_record
-        self._reader = RecordReader()
+        self.protocol = protocol
+        self._reader = protocol.reader(DEFAULT_MAX_MESSAGE_SIZE)
         self._handshake: asyncio.Future[None] | None = None
+        self._handshake_reply = b""
         self._task: asyncio.Task[None] | None = None
 
     def _feed(self, data: bytes, arrived: float) -> None:
+        handshake = self._handshake
+        if handshake is not None and not handshake.done():
+            parts = split_handshake(self._handshake_reply + data, DEFAULT_MAX_MESSAGE_SIZE)
+            if parts is None:
+                self._handshake_reply += data
+                return
+            reply, data = parts
+            error = decode_handshake_response(reply)
+            if error is None:
+                handshake.set_result(None)
+            else:
+                handshake.set_exception(BenchError(f"handshake refused: {error}"))
         for record in self._reader.feed(data):
-            if self._handshake is not None and not self._handshake.done():
-                error = decode_handshake_response(record)
-                if error is None:
-                    self._handshake.set_result(None)
-                else:
-                    self._handshake.set_exception(BenchError(f"handshake refused: {error}"))
-                continue
             self.on_record(record, arrived)
 
     async def _await_handshake(self) -> None:
@@ -284,17 +295,21 @@ class _Leg:
 
 
 class RawWebSocketClient(_Leg):
-    """A WebSocket connection that calls ``on_record(record, arrival_time)`` for every hub record received.
+    """A WebSocket connection that calls ``on_record(record, arrival_time)`` for every hub message received, in the
+    hub ``protocol`` it names at the handshake (JSON by default).
 
-    ``await open(...)``, then :meth:`send` records, then ``await close()``.
+    ``await open(...)``, then :meth:`send` framed messages, then ``await close()``.
     """
 
-    def __init__(self, on_record: RecordHandler) -> None:
-        super().__init__(on_record)
+    def __init__(self, on_record: RecordHandler, protocol: HubProtocol = JSON) -> None:
+        super().__init__(on_record, protocol)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        binary = protocol.transfer_format is TransferFormat.BINARY
+        self._frame_type = aiohttp.WSMsgType.BINARY if binary else aiohttp.WSMsgType.TEXT
 
     async def open(self, session: aiohttp.ClientSession, url: str, token: str | None, *, handshake: bool) -> None:
-        """Connect to ``url`` (http or ws scheme); with ``handshake`` speak SignalR's JSON handshake first."""
+        """Connect to ``url`` (http or ws scheme); with ``handshake`` speak SignalR's handshake for the leg's protocol
+        first."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         ws_url = "ws" + url[4:] if url.startswith("http") else url
         try:
@@ -305,7 +320,8 @@ class RawWebSocketClient(_Leg):
         self._task = asyncio.create_task(self._read(self._ws))
         if handshake:
             self._handshake = asyncio.get_running_loop().create_future()
-            await self._ws.send_frame(encode_handshake_request(), aiohttp.WSMsgType.TEXT)
+            request = encode_handshake_request(self.protocol.name, self.protocol.version)
+            await self._ws.send_frame(request, self._frame_type)
             await self._await_handshake()
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -318,11 +334,11 @@ class RawWebSocketClient(_Leg):
 
     async def send(self, data: bytes) -> None:
         assert self._ws is not None
-        await self._ws.send_frame(data, aiohttp.WSMsgType.TEXT)
+        await self._ws.send_frame(data, self._frame_type)
 
     async def ping(self) -> None:
         """A hub Ping, so the service's 30 s client timeout (§0.1) never fires during a long run."""
-        await self.send(PING_RECORD)
+        await self.send(self.protocol.ping)
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -439,6 +455,21 @@ def broadcast_body(seq: int) -> bytes:
 def broadcast_record(seq: int) -> bytes:
     """The hub record the service makes of :func:`broadcast_body` (what every recipient receives)."""
     return b'{"type":1,"target":"broadcastMessage","arguments":["bench","%d"]}\x1e' % seq
+
+
+def broadcast_seq_reader(protocol: HubProtocol) -> Callable[[bytes], int | None]:
+    """What reads the number of a :func:`broadcast_body` message in ``protocol``: :func:`broadcast_seq` for JSON (a
+    string split), else a full decode of the message."""
+    if protocol is JSON:
+        return broadcast_seq
+
+    def seq_of(payload: bytes) -> int | None:
+        message = protocol.decode(payload)
+        if not isinstance(message, Invocation) or message.target != "broadcastMessage":
+            return None
+        return int(message.arguments[1])
+
+    return seq_of
 
 
 def broadcast_seq(record: bytes) -> int | None:

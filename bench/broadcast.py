@@ -11,11 +11,15 @@ identical frames. Per round, each server measures:
   K clients have it → p50/p95;
 - burst: M broadcasts from 4 concurrent senders → deliveries/s until every client has every message, and the server
   process's CPU time per delivery (``/proc``);
-- the same to 1 client, so the cost per extra recipient shows: (cost to K - cost to 1) / (K - 1).
+- the same to 1 client, so the cost per extra recipient shows: (cost to K - cost to 1) / (K - 1);
+- latency and burst to K clients of a second hub where every other client speaks MessagePack (binary frames) and the
+  others JSON: the *mixed* rows, beside the JSON-only ones, against the same baseline numbers (the baseline sends
+  JSON to all K).
 
-The emulator serialises a broadcast once and queues the same bytes to every recipient (``emulator/hub.py``); what
-grows with K is one queue append, one writer wake-up and one WebSocket frame per recipient. Rounds alternate which
-server goes first; the table shows medians of the rounds and the ratio emulator/baseline.
+The emulator serialises a broadcast once per hub protocol in use among its recipients and queues the same bytes to
+every recipient of that protocol (``emulator/hub.py``); what grows with K is one queue append, one writer wake-up and
+one WebSocket frame per recipient. Rounds alternate which server goes first; the table shows medians of the rounds and
+the ratio emulator/baseline.
 Run ``python -m bench.broadcast`` (``--budget`` seconds for the whole run, default 25; ``--clients`` K, default 50).
 """
 
@@ -35,6 +39,9 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from signalr.connection_string import ConnectionString
+from signalr.hub_protocol import HubProtocol
+from signalr.json_protocol import JSON
+from signalr.messagepack_protocol import MESSAGEPACK
 from signalr.negotiate import build_redirect
 from tests.support.processes import Process
 
@@ -50,7 +57,7 @@ from ._harness import (
     arrival,
     broadcast_body,
     broadcast_record,
-    broadcast_seq,
+    broadcast_seq_reader,
     measured_cpu,
     median,
     negotiate,
@@ -67,8 +74,10 @@ from ._harness import (
 SERVERS = ("emulator", "baseline")
 FANOUT = "fanout"  # hub / room with K clients
 SOLO = "solo"  # hub / room with 1 client
+MIXED = "fanout_mixed"  # the emulator's hub with K clients, every other one in MessagePack
 SENDERS = 4  # concurrent REST senders in a burst
 PHASES = 4  # latency to K, burst to K, latency to 1, burst to 1
+MIXED_PHASES = 2  # latency to K mixed, burst to K mixed
 BASELINE_READY = "baseline fan-out listening on "
 MAX_CLIENTS = 200
 
@@ -143,8 +152,16 @@ class Fanout:
         self._tracked: dict[int, list[float]] = {}  # seq → [count, first arrival, last arrival]
         self._waiters: dict[int, asyncio.Future[tuple[float, float]]] = {}
 
-    def on_record(self, record: bytes, arrived: float) -> None:
-        seq = broadcast_seq(record)
+    def receiver(self, protocol: HubProtocol) -> Callable[[bytes, float], None]:
+        """The ``on_record`` of a client speaking ``protocol``."""
+        seq_of = broadcast_seq_reader(protocol)
+
+        def on_record(record: bytes, arrived: float) -> None:
+            self.on_seq(seq_of(record), arrived)
+
+        return on_record
+
+    def on_seq(self, seq: int | None, arrived: float) -> None:
         if seq is None:
             return  # a keep-alive Ping from the emulator
         tracked = self._tracked.get(seq)
@@ -176,7 +193,9 @@ class Target:
     name: str
     process: Process
 
-    async def connect(self, session: aiohttp.ClientSession, room: str, fanout: Fanout) -> RawWebSocketClient:
+    async def connect(
+        self, session: aiohttp.ClientSession, room: str, fanout: Fanout, protocol: HubProtocol = JSON
+    ) -> RawWebSocketClient:
         raise NotImplementedError
 
     async def send(self, room: str, seq: int) -> None:
@@ -191,9 +210,11 @@ class EmulatorTarget(Target):
         self.connection = connection
         self.rest = RestBroadcaster(session, connection)
 
-    async def connect(self, session: aiohttp.ClientSession, room: str, fanout: Fanout) -> RawWebSocketClient:
+    async def connect(
+        self, session: aiohttp.ClientSession, room: str, fanout: Fanout, protocol: HubProtocol = JSON
+    ) -> RawWebSocketClient:
         redirect = build_redirect(self.connection, room, request_path="/chat/negotiate")
-        client = RawWebSocketClient(fanout.on_record)
+        client = RawWebSocketClient(fanout.receiver(protocol), protocol)
         await client.open(session, await negotiate(session, redirect), redirect.access_token, handshake=True)
         return client
 
@@ -209,8 +230,11 @@ class BaselineTarget(Target):
         self.url = url
         self.session = session
 
-    async def connect(self, session: aiohttp.ClientSession, room: str, fanout: Fanout) -> RawWebSocketClient:
-        client = RawWebSocketClient(fanout.on_record)
+    async def connect(
+        self, session: aiohttp.ClientSession, room: str, fanout: Fanout, protocol: HubProtocol = JSON
+    ) -> RawWebSocketClient:
+        assert protocol is JSON, "the baseline speaks no hub protocol: its clients read the JSON records it relays"
+        client = RawWebSocketClient(fanout.receiver(protocol))
         await client.open(session, f"{self.url}/ws/{room}", None, handshake=False)
         return client
 
@@ -219,6 +243,16 @@ class BaselineTarget(Target):
         async with self.session.post(f"{self.url}/send/{room}", data=broadcast_record(seq)) as response:
             if response.status != 202:
                 raise BenchError(f"baseline answered {response.status}")
+
+
+@dataclass(frozen=True)
+class FanoutRows:
+    """The table rows of a fan-out to K clients: latency p50 and p95, burst rate, server CPU per delivery."""
+
+    p50: Metric
+    p95: Metric
+    rate: Metric
+    cpu: Metric
 
 
 @dataclass
@@ -246,6 +280,12 @@ class BroadcastBench:
         self.solo_p50 = Metric("broadcast to 1, p50", "ms")
         self.solo_rate = Metric("burst to 1", "broadcasts/s", higher_is_better=True)
         self.solo_cpu = Metric("burst to 1, server CPU", "µs/broadcast")
+        self.mixed_p50 = Metric(f"mixed JSON/MessagePack, broadcast to {k}, all delivered p50", "ms")
+        self.mixed_p95 = Metric(f"mixed JSON/MessagePack, broadcast to {k}, all delivered p95", "ms")
+        self.mixed_rate = Metric(f"mixed JSON/MessagePack, burst to {k}", "deliveries/s", higher_is_better=True)
+        self.mixed_cpu = Metric(f"mixed JSON/MessagePack, burst to {k}, server CPU", "µs/delivery")
+        self.json_rows = FanoutRows(self.last_p50, self.last_p95, self.rate, self.cpu)
+        self.mixed_rows = FanoutRows(self.mixed_p50, self.mixed_p95, self.mixed_rate, self.mixed_cpu)
 
     @property
     def metrics(self) -> list[Metric]:
@@ -254,6 +294,10 @@ class BroadcastBench:
             self.last_p95,
             self.rate,
             self.cpu,
+            self.mixed_p50,
+            self.mixed_p95,
+            self.mixed_rate,
+            self.mixed_cpu,
             self.solo_p50,
             self.solo_rate,
             self.solo_cpu,
@@ -266,48 +310,53 @@ class BroadcastBench:
         else:
             metric.add(ours=value)
 
-    async def _connect(self, session: aiohttp.ClientSession, target: Target, room: str, count: int) -> Group:
-        fanout = Fanout(count)
+    async def _connect(
+        self, session: aiohttp.ClientSession, target: Target, room: str, protocols: list[HubProtocol]
+    ) -> Group:
+        """One client per entry of ``protocols``, in that protocol."""
+        fanout = Fanout(len(protocols))
         limit = asyncio.Semaphore(10)
 
-        async def one() -> RawWebSocketClient:
+        async def one(protocol: HubProtocol) -> RawWebSocketClient:
             async with limit:
-                return await target.connect(session, room, fanout)
+                return await target.connect(session, room, fanout, protocol)
 
-        clients = list(await asyncio.gather(*(one() for _ in range(count))))
+        clients = list(await asyncio.gather(*(one(protocol) for protocol in protocols)))
         return Group(room, fanout, clients)
 
     async def run(self, session: aiohttp.ClientSession) -> None:
-        groups: dict[str, tuple[Group, Group]] = {}
+        groups: dict[str, list[Group]] = {}
+        k = self.counts.clients
         try:
             for target in self.targets:
-                many = await self._connect(session, target, FANOUT, self.counts.clients)
-                groups[target.name] = (many, await self._connect(session, target, SOLO, 1))
+                many = await self._connect(session, target, FANOUT, [JSON] * k)
+                groups[target.name] = [many, await self._connect(session, target, SOLO, [JSON])]
+                if target.name == "emulator":
+                    mixed: list[HubProtocol] = [JSON if i % 2 == 0 else MESSAGEPACK for i in range(k)]
+                    groups[target.name].append(await self._connect(session, target, MIXED, mixed))
             for target in self.targets:  # warm-up: pools, caches and lazy imports on both sides
                 for group in groups[target.name]:
                     await self._latency(target, group, 10, time.monotonic() + 5)
             for round_no in range(self.rounds):
                 order = self.targets if round_no % 2 == 0 else self.targets[::-1]
                 for target in order:
-                    many, solo = groups[target.name]
-                    for client in [*many.clients, *solo.clients]:
-                        await client.ping()  # the emulator's 30 s client timeout (§0.1) must not fire mid-run
-                    await self._measure(target, many, solo)
+                    for group in groups[target.name]:
+                        for client in group.clients:
+                            await client.ping()  # the emulator's 30 s client timeout (§0.1) must not fire mid-run
+                    many, solo, *mixed_group = groups[target.name]
+                    # The baseline relays JSON to all K: its numbers are the floor of the mixed rows too.
+                    rows = [self.json_rows, self.mixed_rows] if target.name == "baseline" else [self.json_rows]
+                    await self._measure_to_many(target, many, rows)
+                    await self._measure_to_one(target, solo)
+                    for group in mixed_group:
+                        await self._measure_to_many(target, group, [self.mixed_rows])
                 print(f"round {round_no + 1}/{self.rounds} done at {self.budget.elapsed():.1f} s", flush=True)
         finally:
-            for many, solo in groups.values():
-                await asyncio.gather(*(c.close() for c in [*many.clients, *solo.clients]))
+            for target_groups in groups.values():
+                await asyncio.gather(*(c.close() for group in target_groups for c in group.clients))
 
-    async def _measure(self, target: Target, many: Group, solo: Group) -> None:
-        lasts = await self._latency(target, many, self.counts.latency, self.budget.next_phase())
-        if lasts:
-            self._record(self.last_p50, target, percentile(lasts, 50) * 1000)
-            self._record(self.last_p95, target, percentile(lasts, 95) * 1000)
-        sent, elapsed, cpu = await self._burst(target, many, self.counts.burst, self.budget.next_phase())
-        if sent:
-            deliveries = sent * many.fanout.recipients
-            self._record(self.rate, target, deliveries / elapsed)
-            self._record(self.cpu, target, cpu / deliveries * 1e6)
+    async def _measure_to_one(self, target: Target, solo: Group) -> None:
+        """Latency (p50) and burst (broadcasts/s, CPU per broadcast) to the one client of ``solo``."""
         lasts = await self._latency(target, solo, self.counts.solo_latency, self.budget.next_phase())
         if lasts:
             self._record(self.solo_p50, target, percentile(lasts, 50) * 1000)
@@ -315,6 +364,20 @@ class BroadcastBench:
         if sent:
             self._record(self.solo_rate, target, sent / elapsed)
             self._record(self.solo_cpu, target, cpu / sent * 1e6)
+
+    async def _measure_to_many(self, target: Target, many: Group, rows: list[FanoutRows]) -> None:
+        """Latency (p50, p95) and burst (deliveries/s, CPU per delivery) to the K clients of ``many``, recorded in
+        each of ``rows``."""
+        lasts = await self._latency(target, many, self.counts.latency, self.budget.next_phase())
+        sent, elapsed, cpu = await self._burst(target, many, self.counts.burst, self.budget.next_phase())
+        deliveries = sent * many.fanout.recipients
+        for row in rows:
+            if lasts:
+                self._record(row.p50, target, percentile(lasts, 50) * 1000)
+                self._record(row.p95, target, percentile(lasts, 95) * 1000)
+            if sent:
+                self._record(row.rate, target, deliveries / elapsed)
+                self._record(row.cpu, target, cpu / deliveries * 1e6)
 
     async def _latency(self, target: Target, group: Group, count: int, deadline: float) -> list[float]:
         """One broadcast at a time; returns each one's latency until its last recipient had it."""
@@ -373,6 +436,13 @@ class BroadcastBench:
                 f"(broadcast to {k}: {cpu_k:.0f} µs, to 1: {cpu_1:.0f} µs)",
                 flush=True,
             )
+        print(
+            f"emulator, mixed JSON/MessagePack vs JSON only, to {k}: "
+            f"p50 {median(self.mixed_p50.ours) / median(self.last_p50.ours):.2f}x, "
+            f"burst {median(self.mixed_rate.ours) / median(self.rate.ours):.2f}x, "
+            f"CPU per delivery {median(self.mixed_cpu.ours) / median(self.cpu.ours):.2f}x",
+            flush=True,
+        )
         print_capped(self.capped)
 
 
@@ -412,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 2 <= args.clients <= MAX_CLIENTS:
         parser.error(f"--clients must be between 2 and {MAX_CLIENTS}")
-    budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(SERVERS) * PHASES)
+    budget = Budget(args.budget, reserve=3.0, phases=args.rounds * (len(SERVERS) * PHASES + MIXED_PHASES))
     counts = Counts(clients=args.clients)
 
     def measure(services: Services) -> Callable[[], None]:
