@@ -123,6 +123,8 @@ class ChatApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "SignalR Chatroom"
+    # Under 100 columns the Send and Echo buttons give way to the message field (Enter and ctrl+e still work).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+e", "echo", "Echo", priority=True),
         Binding("ctrl+t", "choose_transport", "Transport", priority=True),
@@ -546,7 +548,9 @@ class ChatApp(App[None]):
         """
         problem = why_not(choice, self.protocol)
         if problem is not None:
-            self._error(f"{choice.label} was not picked: {problem}")
+            others = [protocol_label(p) for p in map(protocol_named, PROTOCOL_NAMES) if carries(choice, p)]
+            instead = f", or {' or '.join(others)} (ctrl+o)" if others else ""
+            self._error(f"Still {self.transport.label}: {problem}{instead}")
             choice = self.transport  # the selector goes back to the transport in use
         else:
             self.transport = choice
@@ -563,7 +567,7 @@ class ChatApp(App[None]):
         """
         problem = why_not(self.transport, protocol)
         if problem is not None:
-            self._error(f"{protocol_label(protocol)} was not picked: {problem}")
+            self._error(f"Still {protocol_label(self.protocol)}: {problem} first (ctrl+t)")
             protocol = self.protocol
         else:
             self.protocol = protocol

@@ -64,32 +64,37 @@ Keys
   Enter      broadcast the message to everyone (empty input is not sent)
   ctrl+e     echo: only you get the message back, with " (echo from server)"
   ctrl+t     choose the transport: WebSockets, ServerSentEvents, LongPolling, SSE→LongPolling
-  ctrl+o     choose the hub protocol: JSON or MessagePack (the status bar shows it after the transport)
+  ctrl+o     choose the hub protocol: JSON or MessagePack (shown after the transport in the status)
   F12        show or hide the network trace (negotiate, redirect, connect, polls, sends)
   ctrl+r     reconnect
-  F5         resend the messages shown as not delivered (each message waits for the hub's completion)
+  F5         resend the messages shown as not delivered (each waits for the hub's completion)
   ctrl+p     command palette (switch transport or protocol, toggle trace, clear messages)
   F1         this help          ctrl+q   quit
 
 How a connection is made
-  1. POST <app server>/chat/negotiate → a redirect to <ClientEndpoint>/client/?hub=chat… with an access token.
+  1. POST <app server>/chat/negotiate → a redirect to <ClientEndpoint>/client/?hub=chat… with an
+     access token.
   2. POST <ClientEndpoint>/client/negotiate → connection id and transports.
   3. Connect on <ClientEndpoint>/client/ with the chosen transport.
-  The status bar shows the host you really talk to: the gateway (APIM) when ClientEndpoint points at it.
+  The status bar shows the host you really talk to: the gateway (APIM) when ClientEndpoint points
+  at it.
 
 Behind the service (the status bar's "mode")
-  Default     the app server keeps WebSocket server connections open to the service; your messages reach the
-              hub through them and its replies go back the same way. Only the connection string is needed.
-  Serverless  the service POSTs each message to the app server's /upstream URL; the hub replies through the
-              service's REST API. The service must be able to reach the app server.
+  Default     the app server keeps WebSocket server connections open to the service; your messages
+              reach the hub through them and its replies go back the same way. Only the connection
+              string is needed.
+  Serverless  the service POSTs each message to the app server's /upstream URL; the hub replies
+              through the service's REST API. The service must be able to reach the app server.
 
 Hub protocol (what the messages are written in; the app server and the service speak both)
   JSON         text; every transport carries it.
-  MessagePack  binary and smaller. Not over ServerSentEvents: an SSE stream carries only text, so with
-               MessagePack use WebSockets or LongPolling (SSE→LongPolling goes straight to LongPolling).
+  MessagePack  binary and smaller. Not over ServerSentEvents: an SSE stream carries only text, so
+               with MessagePack use WebSockets or LongPolling (SSE→LongPolling goes straight to
+               LongPolling).
   The trace (F12) shows each frame's protocol and size in bytes.
 
-APIM serves either WebSockets (profile websocket) or SSE/LongPolling (profile sse-lp) on client/, never both.
+APIM serves either WebSockets (profile websocket) or SSE/LongPolling (profile sse-lp) on client/,
+never both.
 
 Press Escape or F1 to close."""
 

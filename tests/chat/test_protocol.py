@@ -247,7 +247,7 @@ async def test_picking_messagepack_on_sse_is_refused_with_the_reason(
         await pilot.press("ctrl+o")
         await pilot.pause()
         await pilot.press("down", "enter")  # JSON → MessagePack
-        await wait_until(pilot, lambda: seen(app, f"MessagePack was not picked: {WHY_NO_SSE}"), what="the refusal")
+        await wait_until(pilot, lambda: seen(app, f"Still JSON: {WHY_NO_SSE} first (ctrl+t)"), what="the refusal")
         await pilot.pause(0.2)
         assert len(hub.created) == 1 and hub.created[0].state is ConnectionState.CONNECTED  # nothing reconnected
         assert app.protocol is JSON
@@ -256,7 +256,9 @@ async def test_picking_messagepack_on_sse_is_refused_with_the_reason(
 
         # The palette offers MessagePack too, with the same answer; it offers no transport MessagePack cannot use.
         await run_from_palette(pilot, app, "Protocol: MessagePack")
-        await wait_until(pilot, lambda: log_text(app).count("MessagePack was not picked") == 2, what="second refusal")
+        await wait_until(
+            pilot, lambda: log_text(app).count("Still JSON: MessagePack is binary") == 2, what="second refusal"
+        )
         assert len(hub.created) == 1
 
 
@@ -288,7 +290,7 @@ async def test_refused_transport_pick_keeps_the_connection(make_app: Callable[..
     async with app.run_test(size=SIZE) as pilot:
         await joined(pilot, app)
         app.switch_transport(TransportChoice.SERVER_SENT_EVENTS)  # as a stale palette entry or a script would
-        await wait_until(pilot, lambda: seen(app, f"ServerSentEvents was not picked: {WHY_NO_SSE}"))
+        await wait_until(pilot, lambda: seen(app, f"Still WebSockets: {WHY_NO_SSE}, or JSON (ctrl+o)"))
         await pilot.pause(0.2)
         assert len(hub.created) == 1 and hub.created[0].state is ConnectionState.CONNECTED
         assert app.transport is TransportChoice.WEBSOCKETS
@@ -345,3 +347,22 @@ async def test_help_explains_the_protocols_and_why_sse_is_unavailable_with_messa
         assert "ctrl+o choose the hub protocol: JSON or MessagePack" in text
         assert "Not over ServerSentEvents: an SSE stream carries only text" in text
         await pilot.press("escape")
+
+
+@pytest.mark.parametrize(("width", "buttons"), [(80, False), (120, True)])
+async def test_both_selectors_fit_and_the_message_field_stays_usable(
+    make_app: Callable[..., ChatApp], hub: FakeHub, width: int, buttons: bool
+) -> None:
+    app = make_app(protocol=MESSAGEPACK)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await joined(pilot, app)
+        await pilot.pause(0.1)
+        protocol = app.query_one("#protocol", ProtocolSelector).region
+        top, middle, bottom = cells(app, protocol.x, protocol.y, protocol.width, protocol.height)
+        assert inner(middle) == "MessagePack ▼" and protocol.right == width
+        assert not any(c.isalnum() for c in top + bottom), (top, middle, bottom)  # nothing spills onto the border
+        # Under 100 columns Send and Echo give way (Enter and ctrl+e do the same); the field keeps 30 columns.
+        assert app.query_one("#send").display is buttons and app.query_one("#echo").display is buttons
+        assert app.query_one("#message", Input).region.width >= 30
+        await pilot.press(*"still typing", "enter")
+        await wait_until(pilot, lambda: seen(app, "alice (you): still typing"), what="the message sent with Enter")
