@@ -199,7 +199,8 @@ class ServerProtocol(_Protocol):
         transfer_formats: frozenset[TransferFormat] = frozenset(TransferFormat),
     ) -> None:
         super().__init__(None, max_message_size)
-        self.protocols = protocols
+        # Names match regardless of case, as ASP.NET Core's DefaultHubProtocolResolver (OrdinalIgnoreCase).
+        self._protocols = {name.lower(): protocol for name, protocol in protocols.items()}
         self.transfer_formats = transfer_formats
 
     def _on_handshake(self, record: bytes) -> Event:
@@ -207,7 +208,7 @@ class ServerProtocol(_Protocol):
             request = decode_handshake_request(record)
         except ProtocolError as exc:
             return self._fail(str(exc))
-        protocol = self.protocols.get(request.protocol)
+        protocol = self._protocols.get(request.protocol.lower())
         if protocol is None:
             return self._fail(f"The protocol '{request.protocol}' is not supported.")
         if request.version > protocol.version:
@@ -221,7 +222,7 @@ class ServerProtocol(_Protocol):
             )
         self._outbox += encode_handshake_response()
         self._open(protocol)
-        return HandshakeCompleted(request.protocol, request.version)
+        return HandshakeCompleted(protocol.name, request.version)
 
     def _fail(self, error: str) -> Event:
         self._outbox += encode_handshake_response(error)

@@ -70,7 +70,7 @@ def test_handshake_version_0_is_accepted() -> None:
             b'{"protocol":"messagepack","version":2}\x1e',
             "The server does not support version 2 of the 'messagepack' protocol.",
         ),
-        (b'{"protocol":"JSON","version":1}\x1e', "The protocol 'JSON' is not supported."),
+        (b'{"protocol":"xml","version":1}\x1e', "The protocol 'xml' is not supported."),
         (b'{"protocol":"json","version":2}\x1e', "The server does not support version 2 of the 'json' protocol."),
         (b'{"protocol":"json"}\x1e', "Missing required property 'version'."),
         (b"not json\x1e", "Message is not valid JSON: Expecting value at position 0."),
@@ -153,6 +153,13 @@ def test_unknown_message_type_is_skipped_by_client_as_js_does() -> None:
     client = open_client()
     assert client.receive_data(b'{"type":42}\x1e' + encode(CHAT)) == [MessageReceived(CHAT)]
     assert client.state is State.OPEN
+
+
+def test_server_matches_the_protocol_name_regardless_of_case_as_aspnetcore() -> None:
+    server = ServerProtocol()
+    assert server.receive_data(b'{"protocol":"MessagePack","version":1}\x1e') == [HandshakeCompleted("messagepack", 1)]
+    assert server.data_to_send() == b"{}\x1e"
+    assert server.protocol is not None and server.protocol.name == "messagepack"
 
 
 def test_server_refuses_a_protocol_it_does_not_know() -> None:
