@@ -189,10 +189,11 @@ class ClientConnection:
 
     @property
     def binary(self) -> bool:
-        """Whether the transport must send binary frames: the chosen protocol's bytes are binary (MessagePack). As in
-        ASP.NET Core, the successful handshake answer already goes out in the protocol's format."""
+        """Whether the transport must send binary frames: the handshake succeeded with a binary protocol
+        (MessagePack). As in ASP.NET Core, the successful handshake answer already goes out in that format, while a
+        refused handshake is text."""
         protocol = self.protocol
-        return protocol is not None and protocol.transfer_format is TransferFormat.BINARY
+        return self._opened and protocol is not None and protocol.transfer_format is TransferFormat.BINARY
 
     @property
     def finished(self) -> bool:

@@ -418,6 +418,18 @@ async def test_a_messagepack_client_is_routed_with_its_protocol_and_gets_binary_
     assert (await server.expect(CloseConnection)).error == "bye"
 
 
+async def test_an_app_server_handshake_error_reaches_a_messagepack_client_as_text(default_emulator: Emulator) -> None:
+    """The handshake did not succeed, so no binary format became active: the error is a text frame."""
+    server = await FakeAppServer.connect(default_emulator)
+    ws, cid = await default_emulator.connect_ws()
+    await ws.send_bytes(MP_HANDSHAKE)
+    await server.expect(OpenConnection)
+    await server.expect(ConnectionData)
+    await server.send(ConnectionData(cid, b'{"error":"nope"}\x1e'))
+    assert await ws_records(ws) == [{"error": "nope"}]
+    assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
+
+
 async def test_app_server_payloads_go_to_each_client_in_its_protocol(default_emulator: Emulator) -> None:
     server = await FakeAppServer.connect(default_emulator)
     json_ws, json_id = await default_emulator.connect_ws()
@@ -446,6 +458,18 @@ async def test_app_server_payloads_go_to_each_client_in_its_protocol(default_emu
     ]
     assert json_id != mp_id
     await json_ws.close()
+
+
+async def test_classic_mode_without_an_app_server_serves_a_messagepack_client_itself(
+    upstream_receiver: UpstreamReceiver, start_emulator: EmulatorFactory
+) -> None:
+    emulator = await start_emulator(service_mode="classic", **upstream_receiver.emulator_settings)
+    ws, connection_id = await open_mp_ws(emulator)
+    await ws.send_bytes(frame([1, {}, None, "broadcastMessage", ["classic"]]))
+    call = await upstream_receiver.event("broadcastMessage", connection_id)
+    assert call.headers["content-type"] == "application/x-msgpack"
+    assert msgpack.unpackb(call.body)[4] == ["classic"]
+    await ws.close()
 
 
 async def test_messagepack_on_server_sent_events_is_refused_by_the_service_not_routed(
