@@ -1,5 +1,6 @@
 // The Chatroom page: the ASP.NET sample's index.html behaviour (docs/protocol.md §5) on the official
-// @microsoft/signalr browser client, with a selectable transport and a status line naming the gateway.
+// @microsoft/signalr browser client, with a selectable transport, a selectable hub protocol (?protocol=json or
+// messagepack, the latter through @microsoft/signalr-protocol-msgpack) and a status line naming the gateway.
 "use strict";
 
 (function () {
@@ -51,14 +52,18 @@
     input.placeholder = placeholder;
   }
 
-  // A link to this page with ?transport= replaced, every other parameter kept (name, subscription key).
-  function transportLink(transport) {
+  // A link to this page with ?<key>= replaced, every other parameter kept (name, subscription key).
+  function queryLink(key, value) {
     const query = new URLSearchParams(window.location.search);
-    query.set("transport", transport);
+    query.set(key, value);
     const link = document.createElement("a");
     link.href = "?" + query.toString();
-    link.textContent = "?transport=" + transport;
+    link.textContent = "?" + key + "=" + value;
     return link;
+  }
+
+  function transportLink(transport) {
+    return queryLink("transport", transport);
   }
 
   // The transports that were tried and failed (FailedToStartTransportError), not those disabled by ?transport=.
@@ -255,6 +260,51 @@
     return value === undefined ? { ok: false, value: wanted } : { ok: true, value: value };
   }
 
+  // The hub protocols the page speaks, by ?protocol= value; JSON is the sample's (and the client's) default.
+  const PROTOCOLS = { json: "JSON", messagepack: "MessagePack" };
+  const MSGPACK_BUNDLE = "/lib/signalr-protocol-msgpack.min.js";
+
+  function protocolOption() {
+    const wanted = params.get("protocol");
+    if (wanted === null || wanted === "") {
+      return { ok: true, value: "json" };
+    }
+    const name = wanted.trim().toLowerCase();
+    return Object.prototype.hasOwnProperty.call(PROTOCOLS, name) ? { ok: true, value: name } : { ok: false, value: wanted };
+  }
+
+  function showProtocol(name) {
+    document.getElementById("protocol-name").textContent = PROTOCOLS[name];
+    document.getElementById("protocol").hidden = false;
+  }
+
+  // The MessagePack protocol is a second bundle (it adds signalR.protocols.msgpack): loaded only when asked for.
+  function loadScript(src) {
+    return new Promise(function (resolve) {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = function () {
+        resolve(true);
+      };
+      script.onerror = function () {
+        resolve(false);
+      };
+      document.head.appendChild(script);
+    });
+  }
+
+  async function hubProtocol(name) {
+    if (name !== "messagepack") {
+      return { ok: true, value: undefined }; // the client's own JSON protocol
+    }
+    const loaded = await loadScript(MSGPACK_BUNDLE);
+    const msgpack = loaded && signalR.protocols && signalR.protocols.msgpack;
+    if (!msgpack || typeof msgpack.MessagePackHubProtocol !== "function") {
+      return { ok: false, value: undefined };
+    }
+    return { ok: true, value: new msgpack.MessagePackHubProtocol() };
+  }
+
   function hubUrl() {
     // The query reaches the negotiate request, and the server copies it into the redirect URL: this is how a
     // browser gets a subscription key to APIM (docs/apim.md §3).
@@ -315,12 +365,47 @@
       showConnectError(["Unknown transport '" + wanted + "': use websockets, sse, longpolling or sse-lp."]);
       return;
     }
+    const protocol = protocolOption();
+    if (!protocol.ok) {
+      showConnectError(["Unknown protocol '" + redact(protocol.value) + "': use json or messagepack."]);
+      return;
+    }
+    showProtocol(protocol.value);
+    if (protocol.value === "messagepack" && transport.value === signalR.HttpTransportType.ServerSentEvents) {
+      // An event stream carries only text (docs/protocol.md §4.1); the client would refuse the transport.
+      showConnectError([
+        "MessagePack is binary and ServerSentEvents carries only text: use ",
+        transportLink("websockets"),
+        ", ",
+        transportLink("longpolling"),
+        " or ",
+        transportLink("sse-lp"),
+        ", or ",
+        queryLink("protocol", "json"),
+        " for ServerSentEvents.",
+      ]);
+      return;
+    }
+    const hubProtocolChoice = await hubProtocol(protocol.value);
+    if (!hubProtocolChoice.ok) {
+      showConnectError([
+        "The MessagePack protocol library is missing: run make node in the project directory (it installs the " +
+          "@microsoft/signalr-protocol-msgpack npm package), then reload this page, or use ",
+        queryLink("protocol", "json"),
+        ".",
+      ]);
+      return;
+    }
 
     username = await askName();
     input.focus();
 
     const options = transport.value === undefined ? {} : { transport: transport.value };
-    connection = new signalR.HubConnectionBuilder().withUrl(hubUrl(), options).configureLogging(logger).build();
+    let builder = new signalR.HubConnectionBuilder().withUrl(hubUrl(), options).configureLogging(logger);
+    if (hubProtocolChoice.value !== undefined) {
+      builder = builder.withHubProtocol(hubProtocolChoice.value);
+    }
+    connection = builder.build();
     connection.on("broadcastMessage", messageCallback);
     connection.on("echo", messageCallback);
     connection.onclose(function (error) {
