@@ -31,9 +31,8 @@ import aiohttp
 
 from signalr.hub_protocol import HubProtocol
 from signalr.messages import Completion, HubMessage, ProtocolError, StreamInvocation
-from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text, redact_url
-from signalr.upstream import UpstreamTemplate, signature_header
+from signalr.upstream import MEDIA_TYPES, UpstreamTemplate, protocol_for_media_type, signature_header
 
 from .settings import EmulatorSettings
 
@@ -45,9 +44,8 @@ __all__ = ["UpstreamDispatcher", "user_claims_header"]
 log = logging.getLogger("emulator")
 
 CONNECTED_BODY = b'{"type":10}'
-JSON_MEDIA_TYPE = "application/json"
+JSON_MEDIA_TYPE = MEDIA_TYPES["json"]
 # The media type of a client invocation's body, by the client's hub protocol (Azure's ContentTypes constants).
-MEDIA_TYPES: Mapping[str, str] = {"json": JSON_MEDIA_TYPE, "messagepack": "application/x-msgpack"}
 # JWT bookkeeping and the service's own asrs.s.* claims are not user claims.
 _NOT_USER_CLAIMS = frozenset({"aud", "exp", "iat", "nbf", "iss", "kid"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -305,7 +303,7 @@ def _result(
         return protocol.encode(Completion.with_error(invocation_id, f"Invocation failed, status code {status}"))
     if _messages(protocol, body) is not None:
         return body
-    named = next((PROTOCOLS.get(name) for name, media in MEDIA_TYPES.items() if media == media_type), None)
+    named = protocol_for_media_type(media_type)
     messages = _messages(named, body) if named is not None and named is not protocol else None
     if messages is not None:
         try:

@@ -22,12 +22,12 @@ from aiohttp import web
 from signalr.hub_protocol import HubProtocol
 from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
-from signalr.upstream import verify_signature
+from signalr.upstream import MEDIA_TYPES, protocol_for_media_type, verify_signature
 
 from .hub import Caller, InvalidMessage, perform
 from .state import CONNECTED, HUB, REST, SETTINGS
 
-__all__ = ["CONTENT_TYPES", "handle_upstream", "protocol_for", "read_body"]
+__all__ = ["handle_upstream", "read_body"]
 
 CONNECTION_ID = "X-ASRS-Connection-Id"
 HUB_HEADER = "X-ASRS-Hub"
@@ -39,7 +39,6 @@ _MAX_ID = 256
 _CONNECTION_EVENTS = frozenset({"connected", "disconnected"})
 # The content type of a `messages` body and of its Completion, by hub protocol name (Azure's upstream and the Azure
 # Functions extension use these two).
-CONTENT_TYPES = {"json": "application/json", "messagepack": "application/x-msgpack"}
 
 log = logging.getLogger("server.upstream")
 
@@ -109,21 +108,14 @@ async def handle_upstream(request: web.Request) -> web.Response:
             # its `connected` event, or after its `disconnected`, the request is stale or replayed.
             log.warning("upstream refused (403): no open connection %s", _plain(connection_id))
             return _error(403, f"connection {_plain(connection_id)} is not connected (no 'connected' event seen)")
-        protocol = protocol_for(request.content_type)
+        protocol = protocol_for_media_type(request.content_type)
         if protocol is None:
             log.warning("upstream refused (415): content type %s", _plain(request.content_type))
-            expected = " or ".join(CONTENT_TYPES[name] for name in PROTOCOLS if name in CONTENT_TYPES)
+            expected = " or ".join(MEDIA_TYPES[name] for name in PROTOCOLS if name in MEDIA_TYPES)
             return _error(415, f"unsupported content type {_plain(request.content_type)}: expected {expected}")
         return await _invocation(request, Caller(connection_id, user_id), event, body, protocol)
     log.warning("upstream refused (400): unknown category %s", _plain(category))
     return _error(400, f"unknown {CATEGORY} {_plain(category)}: expected 'connections' or 'messages'")
-
-
-def protocol_for(content_type: str) -> HubProtocol | None:
-    """The hub protocol of a ``messages`` body of ``content_type`` (without parameters), if this server speaks it."""
-    wanted = content_type.strip().lower()
-    name = next((name for name, known in CONTENT_TYPES.items() if known == wanted), None)
-    return PROTOCOLS.get(name) if name is not None else None
 
 
 def _connection_event(connection_id: str, user_id: str | None, event: str, body: bytes) -> web.Response:
@@ -161,4 +153,4 @@ async def _invocation(
     log.debug("invoke %s from %s: %d send(s)", _plain(call.target), caller.connection_id, len(call.actions))
     failure = await perform(call, request.app[REST], log, caller.connection_id)
     response = call.response_body(protocol, failure)
-    return web.Response(status=200, body=response, content_type=CONTENT_TYPES[protocol.name] if response else None)
+    return web.Response(status=200, body=response, content_type=MEDIA_TYPES[protocol.name] if response else None)

@@ -9,17 +9,32 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .hub_protocol import HubProtocol
+from .protocols import PROTOCOLS
+
 __all__ = [
+    "MEDIA_TYPES",
     "PLACEHOLDERS",
     "UpstreamTemplate",
     "UpstreamTemplateError",
+    "protocol_for_media_type",
     "sign_connection_id",
     "signature_header",
     "verify_signature",
 ]
+
+# The content type of a `messages` body, and of the completion answering it, by hub protocol (docs/protocol.md §6.3).
+MEDIA_TYPES: Mapping[str, str] = {"json": "application/json", "messagepack": "application/x-msgpack"}
+
+
+def protocol_for_media_type(media_type: str) -> HubProtocol | None:
+    """The hub protocol whose upstream content type is ``media_type`` (no parameters; any case), or ``None``."""
+    wanted = media_type.strip().lower()
+    return next((PROTOCOLS[name] for name, known in MEDIA_TYPES.items() if known == wanted and name in PROTOCOLS), None)
 
 
 def sign_connection_id(access_key: str, connection_id: str) -> str:

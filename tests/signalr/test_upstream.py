@@ -8,9 +8,12 @@ import re
 
 import pytest
 
+from signalr.protocols import PROTOCOLS
 from signalr.upstream import (
+    MEDIA_TYPES,
     UpstreamTemplate,
     UpstreamTemplateError,
+    protocol_for_media_type,
     sign_connection_id,
     signature_header,
     verify_signature,
@@ -182,3 +185,11 @@ def test_hostile_templates_are_refused_with_one_short_line() -> None:
             UpstreamTemplate(template)
         message = str(refused.value)
         assert message.startswith(f"unknown placeholder {shown}; ") and "\n" not in message and len(message) < 200
+
+
+def test_upstream_media_types_name_the_hub_protocol() -> None:
+    assert protocol_for_media_type("application/json") is PROTOCOLS["json"]
+    assert protocol_for_media_type(" Application/X-MsgPack ") is PROTOCOLS["messagepack"]
+    assert protocol_for_media_type("text/plain") is None
+    assert protocol_for_media_type("") is None
+    assert {MEDIA_TYPES[name] for name in PROTOCOLS} == {"application/json", "application/x-msgpack"}
