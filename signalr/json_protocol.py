@@ -52,7 +52,12 @@ PING_RECORD = b'{"type":6}\x1e'
 def dumps_record(obj: Mapping[str, Any]) -> bytes:
     """``obj`` as compact UTF-8 JSON followed by ``0x1E`` (the handshake uses it too)."""
     # allow_nan=False: NaN and Infinity are not JSON; a peer's JSON.parse would reject the whole record (§4).
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except TypeError as exc:  # a value JSON has no form for (bytes, a set, an object)
+        raise ValueError(f"JSON cannot carry this value: {exc}") from None
+    except RecursionError:
+        raise ValueError("JSON cannot carry this value: it is nested too deeply.") from None
     try:
         return text.encode("utf-8") + RECORD_SEPARATOR
     except UnicodeEncodeError:
@@ -104,7 +109,8 @@ def _to_json(message: HubMessage) -> dict[str, Any]:
 def encode(message: HubMessage) -> bytes:
     """One complete record: compact UTF-8 JSON followed by ``0x1E``.
 
-    Raises :class:`ValueError` for values JSON cannot carry (NaN, infinities); the caller must not send them.
+    Raises :class:`ValueError` for values JSON cannot carry (NaN, infinities, bytes, sets, other objects, nesting
+    past the recursion limit); the caller must not send them.
     """
     if isinstance(message, Ping):
         return PING_RECORD

@@ -400,3 +400,21 @@ def test_arbitrary_chunks_split_or_raise_message_too_large(chunks: list[bytes]) 
                 assert len(record) <= 32 and b"\x1e" not in record
     except MessageTooLarge:
         assert reader.pending == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"raw", {1, 2}, object(), float("inf")],
+    ids=["bytes", "set", "object", "infinity"],
+)
+def test_encode_of_a_value_json_cannot_carry_raises_value_error(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"JSON cannot carry this value|Out of range"):
+        encode(Invocation("t", (value,)))
+
+
+def test_encode_of_too_deep_nesting_raises_value_error() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        encode(Invocation("t", (deep,)))
