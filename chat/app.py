@@ -124,7 +124,7 @@ class ChatApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "SignalR Chatroom"
     # Under 100 columns the Send and Echo buttons give way to the message field (Enter and ctrl+e still work).
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012 (Textual declares an instance attribute)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+e", "echo", "Echo", priority=True),
         Binding("ctrl+t", "choose_transport", "Transport", priority=True),

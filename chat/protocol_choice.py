@@ -1,8 +1,9 @@
 """The hub protocol the chat speaks: its display name, and which transports can carry it.
 
 The chat never looks at protocol bytes: it asks the :class:`~signalr.hub_protocol.HubProtocol` for its
-``transfer_format`` and the negotiate table for what each transport carries (``docs/protocol.md`` §3.3, §4.1:
-ServerSentEvents carries only the ``Text`` format; WebSockets and LongPolling carry both). A transport choice is
+``transfer_format`` and the :class:`~signalr.client.TransportChoice` for what its transports carry
+(``docs/protocol.md`` §3.3, §4.1: ServerSentEvents carries only the ``Text`` format; WebSockets and LongPolling carry
+both). A transport choice is
 usable when at least one of its transports carries the protocol, as in the official clients, which skip a transport
 that cannot carry the requested format and try the next one.
 """
@@ -12,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from signalr.client import TransportChoice
-from signalr.hub_protocol import HubProtocol, TransferFormat
-from signalr.negotiate import ALL_TRANSPORTS, TransportType
+from signalr.hub_protocol import HubProtocol
 from signalr.protocols import PROTOCOLS, protocol_named
 
 __all__ = [
@@ -30,11 +30,6 @@ _LABELS: Mapping[str, str] = {"json": "JSON", "messagepack": "MessagePack"}
 PROTOCOL_NAMES: tuple[str, ...] = tuple(sorted(PROTOCOLS, key=lambda name: (name != "json", name)))
 """The protocols the chat offers, by handshake name, JSON first (the default)."""
 
-_FORMATS: Mapping[TransportType, frozenset[TransferFormat]] = {
-    TransportType(entry["transport"]): frozenset(TransferFormat(f) for f in entry["transferFormats"])
-    for entry in ALL_TRANSPORTS
-}
-
 
 def _label(choice: TransportChoice) -> str:
     return choice.label
@@ -47,7 +42,7 @@ def protocol_label(protocol: HubProtocol) -> str:
 
 def carries(choice: TransportChoice, protocol: HubProtocol) -> bool:
     """True when at least one transport of ``choice`` can carry ``protocol`` (SSE alone cannot carry MessagePack)."""
-    return any(protocol.transfer_format in _FORMATS[transport] for transport in choice.transports)
+    return choice.carries(protocol.transfer_format)
 
 
 def usable_transports(protocol: HubProtocol) -> list[TransportChoice]:
@@ -68,5 +63,5 @@ def why_not(
     usable = [named(c) for c in usable_transports(protocol)]
     instead = f"{', '.join(usable[:-1])} or {usable[-1]}" if len(usable) > 1 else "".join(usable) or "another transport"
     kind = protocol.transfer_format.value.lower()
-    carried = " and ".join(sorted(f.value.lower() for t in choice.transports for f in _FORMATS[t]))
+    carried = " and ".join(sorted(f.value.lower() for f in choice.transfer_formats))
     return f"{protocol_label(protocol)} is {kind} and {choice.label} carries only {carried}; use {instead}"

@@ -50,7 +50,7 @@ from .errors import (
 )
 from .http_context import HTTP_TIMEOUT, HttpContext, error_for_exception, error_for_status, read_limited, to_url
 from .trace import Tracer
-from .transport_choice import TransportChoice
+from .transport_choice import TRANSPORT_CLASSES, TransportChoice
 from .transports import (
     LongPollingTransport,
     OnClose,
@@ -135,13 +135,6 @@ def _formats(formats: frozenset[TransferFormat]) -> str:
     return "/".join(f.value for f in TransferFormat if f in formats) or "no transfer format"
 
 
-_TRANSPORTS: dict[TransportType, type[Transport]] = {
-    TransportType.WEBSOCKETS: WebSocketTransport,
-    TransportType.SERVER_SENT_EVENTS: ServerSentEventsTransport,
-    TransportType.LONG_POLLING: LongPollingTransport,
-}
-
-
 def _does_not_support(kind: TransportType, transfer_format: TransferFormat) -> str:
     """The JS client's reason for skipping a transport (``HttpConnection._resolveTransportOrError``)."""
     return f"'{kind.value}' does not support {transfer_format.value}."
@@ -193,7 +186,7 @@ class HttpConnection:
         """Negotiate and connect; raises a :class:`SignalRClientError` subclass (then call :meth:`stop`)."""
         fmt = self._protocol.transfer_format
         wanted = self._choice.transports
-        if not any(fmt in _TRANSPORTS[t].transfer_formats for t in wanted):
+        if not any(fmt in TRANSPORT_CLASSES[t].transfer_formats for t in wanted):
             # Nothing the user allowed can ever carry this format: say so before any request.
             raise self._unsupported([_does_not_support(t, fmt) for t in wanted])
         context = HttpContext(headers=self._headers, access_token=self._access_token, tracer=self._tracer)
@@ -231,14 +224,14 @@ class HttpConnection:
         by_service = False
         for kind in wanted:
             formats = reply.transfer_formats(kind)
-            if formats is None and fmt in _TRANSPORTS[kind].transfer_formats:
+            if formats is None and fmt in TRANSPORT_CLASSES[kind].transfer_formats:
                 missing.append(kind)
                 continue
-            if formats is not None and fmt in formats and fmt in _TRANSPORTS[kind].transfer_formats:
+            if formats is not None and fmt in formats and fmt in TRANSPORT_CLASSES[kind].transfer_formats:
                 usable.append(kind)
                 continue
             reason = _does_not_support(kind, fmt)
-            by_service = by_service or fmt in _TRANSPORTS[kind].transfer_formats
+            by_service = by_service or fmt in TRANSPORT_CLASSES[kind].transfer_formats
             reasons.append(reason)
             self._tracer.emit("negotiate", url=base, detail=f"{kind.value} skipped: {reason}")
         if usable:

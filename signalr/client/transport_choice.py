@@ -7,11 +7,22 @@ misconfiguration. SSE → LongPolling works behind the ``sse-lp`` profile, since
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 
+from signalr.hub_protocol import TransferFormat
 from signalr.negotiate import TransportType
 
-__all__ = ["TransportChoice"]
+from .transports import LongPollingTransport, ServerSentEventsTransport, Transport, WebSocketTransport
+
+__all__ = ["TRANSPORT_CLASSES", "TransportChoice"]
+
+TRANSPORT_CLASSES: Mapping[TransportType, type[Transport]] = {
+    TransportType.WEBSOCKETS: WebSocketTransport,
+    TransportType.SERVER_SENT_EVENTS: ServerSentEventsTransport,
+    TransportType.LONG_POLLING: LongPollingTransport,
+}
+"""The client transport for each transport type; each class says which transfer formats it can carry."""
 
 
 class TransportChoice(Enum):
@@ -36,6 +47,15 @@ class TransportChoice(Enum):
     def transports(self) -> tuple[TransportType, ...]:
         """The transports to try, in order."""
         return _ORDER[self]
+
+    @property
+    def transfer_formats(self) -> frozenset[TransferFormat]:
+        """What at least one of this choice's transports can carry (ServerSentEvents alone: Text only)."""
+        return frozenset().union(*(TRANSPORT_CLASSES[t].transfer_formats for t in self.transports))
+
+    def carries(self, transfer_format: TransferFormat) -> bool:
+        """Whether this choice can carry a protocol of ``transfer_format`` (MessagePack is Binary)."""
+        return transfer_format in self.transfer_formats
 
 
 _LABELS = {
