@@ -2,8 +2,9 @@
 
 In Default mode the app server opens WebSocket *server connections* to ``{endpoint}/server/?hub=…`` and every client
 of the hub is carried over them (``docs/default-mode.md``). Each service message is one MessagePack array
-``[type, …]`` behind a VarInt length prefix, and a WebSocket message may hold several service messages or a part of
-one, so the socket is a byte stream: feed it to a :class:`ServiceMessageReader` and send what :func:`encode` returns.
+``[type, …]`` behind a VarInt length prefix (the MessagePack hub protocol's framing, ``docs/protocol.md`` §4.1), and a
+WebSocket message may hold several service messages or a part of one, so the socket is a byte stream: feed it to a
+:class:`ServiceMessageReader` and send what :func:`encode` returns.
 
 Layouts are those of the SDK's writer and reader (``src/Microsoft.Azure.SignalR.Protocols/ServiceProtocol.cs`` in
 https://github.com/Azure/azure-signalr): readers accept the shortest layout any SDK or service wrote and ignore
@@ -21,14 +22,15 @@ protocol of a client, an OData filter, the kind of data message and a partial fl
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import IntEnum
 from typing import Any, ClassVar
 
 import msgpack
 
-from .messages import MessageTooLarge, ProtocolError
+from .messagepack_protocol import LengthPrefixedReader, frame
+from .messages import ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -82,11 +84,9 @@ __all__ = [
     "encode",
     "encode_many",
     "frame",
-    "read_varint",
 ]
 
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
-_MAX_VARINT_BYTES = 5  # the SDK's BinaryMessageParser: "Messages over 2GB in size are not supported."
 
 
 class MessageType(IntEnum):
@@ -916,20 +916,6 @@ def payload_bytes(message: ServiceMessage) -> bytes:
     return b"".join(parts)
 
 
-def frame(payload: bytes) -> bytes:
-    """``payload`` behind its VarInt length: little-endian base 128, high bit = more bytes follow."""
-    size = len(payload)
-    prefix = bytearray()
-    while True:
-        byte = size & 0x7F
-        size >>= 7
-        if size:
-            prefix.append(byte | 0x80)
-        else:
-            prefix.append(byte)
-            return bytes(prefix) + payload
-
-
 def encode(message: ServiceMessage) -> bytes:
     """One framed service message, ready for the socket."""
     return frame(payload_bytes(message))
@@ -946,7 +932,7 @@ def encode_many(messages: list[ServiceMessage]) -> bytes:
 def decode(payload: bytes) -> ServiceMessage | None:
     """The message in one unframed ``payload``; ``None`` for a message type this module does not know.
 
-    Raises :class:`~signalr.json_protocol.ProtocolError` for anything that is not a valid service message.
+    Raises :class:`~signalr.messages.ProtocolError` for anything that is not a valid service message.
     """
     try:
         items = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False, object_pairs_hook=list)
@@ -963,67 +949,25 @@ def decode(payload: bytes) -> ServiceMessage | None:
     return cls.from_wire(items[1:])
 
 
-def read_varint(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int] | None:
-    """``(length, prefix size)`` of the VarInt at ``start``, or ``None`` while it is incomplete.
-
-    Raises :class:`~signalr.json_protocol.ProtocolError` for a prefix longer than 5 bytes or a length of 2 GiB or more.
-    """
-    length = 0
-    for index in range(_MAX_VARINT_BYTES):
-        if start + index >= len(buffer):
-            return None
-        byte = buffer[start + index]
-        length |= (byte & 0x7F) << (7 * index)
-        if not byte & 0x80:
-            if length >= 2**31:
-                break
-            return length, index + 1
-    raise ProtocolError("Messages over 2GB in size are not supported.")
-
-
 class ServiceMessageReader:
     """Splits a server connection's byte stream into service messages.
 
     Feed every received chunk to :meth:`feed`; it returns the complete messages (unknown types left out) and keeps a
     partial one for the next call. A length prefix over ``max_frame_size`` raises
-    :class:`~signalr.json_protocol.MessageTooLarge` at once, before any of that frame is buffered.
+    :class:`~signalr.messages.MessageTooLarge` at once, before any of that frame is buffered.
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
+        self._frames = LengthPrefixedReader(max_frame_size)
 
     @property
     def pending(self) -> int:
         """Bytes held for an incomplete message."""
-        return len(self._buffer)
+        return self._frames.pending
 
     def feed(self, data: bytes) -> list[ServiceMessage]:
-        return list(self._messages(data))
-
-    def _messages(self, data: bytes) -> Iterator[ServiceMessage]:
-        buffer = self._buffer
-        buffer += data
-        offset = 0
-        try:
-            while True:
-                prefix = read_varint(buffer, offset)
-                if prefix is None:
-                    break
-                length, size = prefix
-                if length > self.max_frame_size:
-                    raise MessageTooLarge(
-                        f"service message of {length} bytes exceeds the maximum of {self.max_frame_size}"
-                    )
-                end = offset + size + length
-                if end > len(buffer):
-                    break
-                message = decode(bytes(buffer[offset + size : end]))
-                offset = end
-                if message is not None:
-                    yield message
-        finally:
-            del buffer[:offset]
+        return [message for payload in self._frames.feed(data) if (message := decode(payload)) is not None]
 
 
 def ext_of(message: ServiceMessage) -> Mapping[int, Any]:

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signalr import service_protocol as sp
+from signalr.messagepack_protocol import split_messages
 from signalr.messages import MessageTooLarge, ProtocolError
 
 DATA = json.loads((Path(__file__).parent / "service_protocol_vectors.json").read_text("utf-8"))
@@ -40,10 +41,8 @@ def _python(decoded: str) -> Any:
 def _payload(vector: dict[str, Any]) -> bytes:
     if "payload" in vector:
         return bytes.fromhex(vector["payload"])
-    framed = bytes.fromhex(vector["framed"])
-    length, size = sp.read_varint(framed) or (0, 0)
-    assert size + length == len(framed)
-    return framed[size:]
+    [payload] = split_messages(bytes.fromhex(vector["framed"]))
+    return payload
 
 
 def _id(vector: dict[str, Any]) -> str:
@@ -144,23 +143,25 @@ def test_claims_keep_repeated_claim_types() -> None:
     [(0, "00"), (127, "7f"), (128, "8001"), (147, "9301"), (300, "ac02"), (16384, "808001"), (70000, "f0a204")],
 )
 def test_varint_prefix(length: int, prefix: str) -> None:
-    assert sp.frame(b"x" * length)[: len(prefix) // 2].hex() == prefix
-    assert sp.read_varint(bytes.fromhex(prefix)) == (length, len(prefix) // 2)
+    framed = sp.frame(b"x" * length)
+    assert framed[: len(prefix) // 2].hex() == prefix
+    assert split_messages(framed) == [b"x" * length]
 
 
 def test_varint_limits() -> None:
-    assert sp.read_varint(bytes.fromhex("ffffffff07")) == (2**31 - 1, 5)
-    assert sp.read_varint(bytes.fromhex("ffff")) is None  # incomplete
+    """The SDK's BinaryMessageParser: "Messages over 2GB in size are not supported." (the hub protocol's framing)."""
+    reader = sp.ServiceMessageReader(max_frame_size=2**31 - 1)
+    assert reader.feed(bytes.fromhex("ffff")) == [] and reader.pending == 2  # incomplete prefix
     for too_long in ("ffffffff08", "ffffffffff01"):
         with pytest.raises(ProtocolError, match="2GB"):
-            sp.read_varint(bytes.fromhex(too_long))
+            sp.ServiceMessageReader(max_frame_size=2**31 - 1).feed(bytes.fromhex(too_long))
 
 
 def test_large_payload_uses_a_three_byte_prefix() -> None:
     """The SDK's WriteAndParseLargeData: ConnectionData with 70,000 bytes round-trips."""
     message = sp.ConnectionData("abc", b"a" * 70000)
     data = sp.encode(message)
-    assert sp.read_varint(data) == (len(data) - 3, 3)
+    assert data[:3] == sp.frame(b"x" * (len(data) - 3))[:3] and split_messages(data)[0] == data[3:]
     assert sp.ServiceMessageReader().feed(data) == [message]
 
 
@@ -183,7 +184,7 @@ def test_messages_split_and_concatenated_across_chunks() -> None:
 
 def test_oversized_prefix_is_refused_before_buffering() -> None:
     reader = sp.ServiceMessageReader(max_frame_size=1000)
-    with pytest.raises(MessageTooLarge, match="1001 bytes"):
+    with pytest.raises(MessageTooLarge, match="maximum message size of 1000 bytes"):
         reader.feed(bytes.fromhex("e907"))  # announces 1001 bytes; nothing of the body has arrived
     assert sp.ServiceMessageReader(max_frame_size=1000).feed(sp.frame(msgpack.packb([3, "x" * 990]))) != []
 
