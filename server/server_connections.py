@@ -111,6 +111,9 @@ class _ServerConnection:
                 reason = "closed"
             except _Refused as exc:
                 reason = str(exc)
+            except Exception:  # a defect must not end this connection for good: say so, then dial again
+                log.exception("server connection %d failed unexpectedly", self.index)
+                reason = "failed unexpectedly (see the error above)"
             if self._was_connected:
                 attempt = 0  # it was up: the backoff starts again from 1 s
             delay = retry_delay(attempt)

@@ -335,6 +335,34 @@ async def test_dropped_connection_forgets_its_clients_and_redials(service: tuple
         await connections.stop()
 
 
+async def test_an_unexpected_failure_is_logged_and_the_connection_dials_again(
+    service: tuple[FakeService, str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, connection_string = service
+    connections = pool(connection_string)
+    original = ClientTable.handle
+    failures: list[sp.ServiceMessage] = []
+
+    async def fails_once(self: ClientTable, message: sp.ServiceMessage, link: Any) -> None:
+        if not failures:
+            failures.append(message)
+            raise RuntimeError("a defect in message handling")
+        await original(self, message, link)
+
+    monkeypatch.setattr(ClientTable, "handle", fails_once)
+    await connections.start()
+    try:
+        dialled = await asyncio.wait_for(fake.dialled.get(), 5)
+        await dialled.send(sp.OpenConnection("c1", (), {}, "", {3: "json"}))
+        again = await asyncio.wait_for(fake.dialled.get(), 5)  # after 1-2 s
+        await again.send(sp.OpenConnection("c2", (), {}, "", {3: "json"}), sp.ConnectionData("c2", HANDSHAKE))
+        assert (await again.next(sp.ConnectionData)).payload == b"{}\x1e"
+    finally:
+        await connections.stop()
+    assert "server connection 0 failed unexpectedly" in caplog.text
+    assert "RuntimeError: a defect in message handling" in caplog.text
+
+
 def test_retry_delays_follow_the_sdk() -> None:
     for attempt, base in enumerate((1, 2, 4, 8, 16, 32, 60, 60)):
         delay = retry_delay(attempt)
