@@ -481,7 +481,7 @@ class ApimGateway:
     async def _forward(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None and match.operation is not None
         policy = match.operation.forward_request
-        # An upgrade request to an HTTP API reaches the backend as a plain request (docs/apim.md §2.5).
+        # An upgrade request to an HTTP API reaches the backend as a plain request (docs/apim.md §2, item 5).
         url, headers = _to_backend(request, match)
         data = request.content if request.body_exists else None
         try:
