@@ -1,0 +1,59 @@
+"""``chat probe``: run every request a SignalR client makes through the app server's redirect (and so through APIM),
+per transport, and say which transports work, which APIM setting breaks the others, and how to fix it.
+
+Public API (stable; the TUI and the command line use only this)::
+
+    report = await run_probe(ProbeOptions(url="http://localhost:5000/chat"), on_step=print_step)
+    print(render_table(report))       # or json.dumps(report_json(report))
+    sys.exit(exit_code(report))       # 0: one APIM profile works entirely; 1: none does
+
+:mod:`chat.probe.model` holds the records (no I/O), :mod:`chat.probe.checks` the requests, :mod:`chat.probe.verdict`
+the conclusions (pure) and :mod:`chat.probe.report` the rendering.
+"""
+
+from __future__ import annotations
+
+from .checks import run_probe
+from .model import (
+    DEFAULT_TIMEOUT,
+    Cause,
+    Finding,
+    Fix,
+    NegotiateFindings,
+    OnStep,
+    Outcome,
+    ProbeOptions,
+    ProbeReport,
+    Profile,
+    Step,
+    StepResult,
+    Target,
+    TokenInfo,
+    TransportReport,
+    Works,
+)
+from .report import exit_code, render_table, report_json, step_line
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Cause",
+    "Finding",
+    "Fix",
+    "NegotiateFindings",
+    "OnStep",
+    "Outcome",
+    "ProbeOptions",
+    "ProbeReport",
+    "Profile",
+    "Step",
+    "StepResult",
+    "Target",
+    "TokenInfo",
+    "TransportReport",
+    "Works",
+    "exit_code",
+    "render_table",
+    "report_json",
+    "run_probe",
+    "step_line",
+]

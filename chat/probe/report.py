@@ -1,0 +1,198 @@
+"""A :class:`~chat.probe.model.ProbeReport` as text for people (:func:`render_table`, at most 100 columns) and as one
+JSON document for scripts (:func:`report_json`), and the exit code of ``chat probe`` (:func:`exit_code`).
+
+Both only show what the report holds, and the report holds no secret (its strings are redacted when recorded); the
+text is passed through :func:`signalr.redact.redact_text` once more on the way out all the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from enum import Enum
+from typing import Any
+
+from signalr.redact import redact_text
+
+from .model import Finding, Outcome, ProbeReport, Step, StepResult, TransportReport, Works
+
+__all__ = ["WIDTH", "exit_code", "render_table", "report_json"]
+
+WIDTH = 100
+_NAME = 18
+_WORKS = 17
+_LATENCY = 9
+_INDENT = "  "
+
+
+def exit_code(report: ProbeReport) -> int:
+    """0 when every transport of at least one APIM profile works (browsers included), else 1."""
+    return 0 if report.working_profiles else 1
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.1f} ms"
+    if value < 10_000:
+        return f"{value:.0f} ms"
+    return f"{value / 1000:.1f} s"
+
+
+def _duration(seconds: int) -> str:
+    if abs(seconds) < 120:
+        return f"{seconds} s"
+    if abs(seconds) < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _wrap(label: str, text: str, indent: str = _INDENT) -> list[str]:
+    """``label`` then ``text`` wrapped at :data:`WIDTH`, continuation lines aligned after the label."""
+    first = f"{indent}{label}"
+    return textwrap.wrap(
+        text,
+        width=WIDTH,
+        initial_indent=first,
+        subsequent_indent=" " * len(first),
+        break_on_hyphens=False,
+        break_long_words=True,
+    ) or [first.rstrip()]
+
+
+def step_summary(step: StepResult) -> str:
+    """``METHOD path -> status`` (or the network error) of one step, e.g. ``GET /client/ -> 404 (APIM: …)``."""
+    target = f"{step.method} {_path(step.url)}".strip() if step.method else step.step.value
+    if step.status is not None:
+        answer = str(step.status)
+        if step.apim is not None:
+            answer += f" (APIM: {step.apim})" if step.apim else " (APIM)"
+    elif step.error is not None:
+        answer = step.error.value
+    else:
+        answer = step.outcome.value
+    return f"{target} -> {answer}"
+
+
+def _path(url: str) -> str:
+    if "://" not in url:
+        return url
+    rest = url.split("://", 1)[1]
+    slash = rest.find("/")
+    path = rest[slash:] if slash >= 0 else "/"
+    return path.split("?", 1)[0]
+
+
+def _header(report: ProbeReport) -> list[str]:
+    echo = "" if report.echo else ", no echo"
+    lines = [f"chat probe {report.url} (origin {report.origin}, timeout {report.timeout_s:g} s{echo})"]
+    found = report.negotiate
+    step = found.step
+    took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
+    if found.redirect:
+        what = f"{step_summary(step)}{took}: redirect to {found.redirect_url}"
+    else:
+        what = f"{step_summary(step)}{took}" + (f": {step.detail}" if step.detail else "")
+    lines += _wrap("app server   ", what, indent="")
+    if found.redirect:
+        kind = f"{found.host_kind.value}; " if found.host_kind is not None else ""
+        evidence = f" ({found.target_evidence})" if found.target_evidence else ""
+        lines += _wrap("redirect     ", f"{found.redirect_host}: {kind}{found.target.value}{evidence}", indent="")
+        key = "in the redirect's query" if found.query_key else "not in the redirect's query"
+        lines += _wrap("key          ", f"subscription key {key}", indent="")
+    token = found.token
+    if token is not None:
+        parts = []
+        if token.expires_in_s is not None:
+            parts.append(f"expires in {_duration(token.expires_in_s)}")
+        if token.lifetime_s is not None:
+            parts.append(f"lifetime {_duration(token.lifetime_s)}")
+        if token.audience is not None:
+            parts.append(f"audience {token.audience}")
+        if token.problem:
+            parts.append(f"problem: {token.problem}")
+        lines += _wrap("token        ", ", ".join(parts) or "no claims", indent="")
+    return lines
+
+
+def _finding_lines(finding: Finding, label: str = "cause: ") -> list[str]:
+    lines = _wrap(label, finding.cause)
+    if finding.fix is not None:
+        pad = " " * len(label)
+        lines += _wrap("fix:" + pad[4:], finding.fix.doc)
+        if finding.fix.command:
+            lines += _wrap(pad, finding.fix.command)
+    return lines
+
+
+def _row(transport: TransportReport) -> list[str]:
+    latency = _ms(transport.latency_ms) if transport.works is not Works.NO else "-"
+    what = transport.problem.what if transport.problem is not None else "-"
+    head = f"{transport.transport.value:<{_NAME}}{transport.works.value:<{_WORKS}}{latency:>{_LATENCY}}  "
+    lines = textwrap.wrap(
+        what, width=WIDTH, initial_indent=head, subsequent_indent=" " * len(head), break_on_hyphens=False
+    ) or [head.rstrip()]
+    if transport.problem is not None:
+        lines += _finding_lines(transport.problem)
+    for note in transport.notes:
+        lines += _wrap("note:  ", f"{note.what}: {note.cause}")
+    return lines
+
+
+def render_table(report: ProbeReport) -> str:
+    """The header (app-server negotiate, redirect, token), the verdict table and the summary line; ends with a
+    newline. No line is longer than :data:`WIDTH` columns."""
+    lines = _header(report)
+    lines.append("")
+    if report.problem is not None and not report.transports:
+        lines += _finding_lines(report.problem, "problem: ")
+    else:
+        lines.append(f"{'transport':<{_NAME}}{'works':<{_WORKS}}{'latency':>{_LATENCY}}  what failed")
+        for transport in report.transports:
+            lines += _row(transport)
+    lines.append("")
+    profiles = report.working_profiles
+    if profiles:
+        names = " and ".join(f"{p.value}" for p in profiles)
+        lines.append(f"Works as APIM profile {names}. Exit 0.")
+    else:
+        lines.append("No APIM profile works: every transport of each profile must. Exit 1.")
+    text = "\n".join(line.rstrip() for line in lines) + "\n"
+    return redact_text(text)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return round(value, 1)
+    return value
+
+
+def report_json(report: ProbeReport) -> dict[str, Any]:
+    """The report as plain JSON types: every field, the failed step per transport, ``working_profiles`` and
+    ``exit_code``. Enums are their values, times are milliseconds rounded to 0.1."""
+    out: dict[str, Any] = _plain(report)
+    for entry, transport in zip(out["transports"], report.transports, strict=True):
+        failed = transport.failed_step
+        entry["failed_step"] = failed.step.value if failed is not None else None
+    out["working_profiles"] = [p.value for p in report.working_profiles]
+    out["exit_code"] = exit_code(report)
+    return out
+
+
+# Kept for callers that show one step as it happens (the TUI's progress line).
+def step_line(step: StepResult) -> str:
+    """One line about one step: ``[transport] step: METHOD path -> status in N ms``."""
+    who = f"{step.transport.value} " if step.transport is not None else ""
+    took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
+    mark = {Outcome.OK: "ok", Outcome.FAILED: "FAILED", Outcome.SKIPPED: "skipped"}[step.outcome]
+    summary = step_summary(step) if step.step is not Step.HANDSHAKE or step.status is not None else step.step.value
+    return redact_text(f"{who}{step.step.value}: {summary}{took} [{mark}]")
