@@ -2,6 +2,10 @@
 
     chat [--url http://localhost:5000/chat] [--transport websockets|sse|longpolling|sse-lp]
          [--protocol json|messagepack] [--name NAME] [--subscription-key KEY]
+    chat probe [--url …] [--subscription-key KEY] [--origin URL] [--no-echo] [--json] [--timeout S]
+
+``chat probe`` checks the app server and the APIM in front of the service transport by transport
+(``chat/probe/cli.py``).
 
 Environment: ``CHAT_URL``, ``CHAT_TRANSPORT``, ``CHAT_PROTOCOL``, ``CHAT_NAME``, ``APIM_SUBSCRIPTION_KEY``. A bad option
 prints one line on stderr and exits 2; so does MessagePack with ``--transport sse`` (ServerSentEvents carries only
@@ -135,8 +139,13 @@ def _protocol(name: str) -> HubProtocol:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``chat``: 0 after a normal quit, 2 for bad options, 1 if the UI failed."""
     load_dotenv(Path.cwd() / ".env", override=False)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["probe"]:
+        from .probe.cli import main as probe_main  # imported late so that plain `chat` starts as fast as before
+
+        return probe_main(args[1:])
     try:
-        options = parse_options(sys.argv[1:] if argv is None else argv)
+        options = parse_options(args)
     except OptionError as exc:
         print(f"chat: error: {exc}", file=sys.stderr)
         return 2

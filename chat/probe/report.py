@@ -14,7 +14,8 @@ from typing import Any
 
 from signalr.redact import redact_text
 
-from .model import Finding, Outcome, ProbeReport, Step, StepResult, TransportReport, Works
+from .model import PROFILE_TRANSPORTS, Finding, Outcome, ProbeReport, Step, StepResult, TransportReport, Works
+from .verdict import GUIDE_URL
 
 __all__ = ["WIDTH", "exit_code", "render_table", "report_json"]
 
@@ -91,7 +92,7 @@ def _header(report: ProbeReport) -> list[str]:
     step = found.step
     took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
     if found.redirect:
-        what = f"{step_summary(step)}{took}: redirect to {found.redirect_url}"
+        what = f"{step_summary(step)}{took}: redirect to {_shown_url(found.redirect_url)}"
     else:
         what = f"{step_summary(step)}{took}" + (f": {step.detail}" if step.detail else "")
     lines += _wrap("app server   ", what, indent="")
@@ -116,17 +117,35 @@ def _header(report: ProbeReport) -> list[str]:
     return lines
 
 
+def _command_lines(command: str, indent: str) -> list[str]:
+    """A shell command in lines of at most :data:`WIDTH` columns, continued with `` \\`` so it can be pasted."""
+    lines: list[str] = []
+    current = ""
+    for word in command.split(" "):
+        if current and len(indent) + len(current) + 1 + len(word) + 2 > WIDTH:
+            lines.append(f"{indent}{current} \\")
+            current = "    " + word
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(f"{indent}{current}")
+    return lines
+
+
 def _finding_lines(finding: Finding, label: str = "cause: ") -> list[str]:
     lines = _wrap(label, finding.cause)
     if finding.fix is not None:
         pad = " " * len(label)
         lines += _wrap("fix:" + pad[4:], finding.fix.doc)
         if finding.fix.command:
-            lines += _wrap(pad, finding.fix.command)
+            lines += _command_lines(finding.fix.command, _INDENT + pad)
     return lines
 
 
-def _row(transport: TransportReport) -> list[str]:
+def _same(a: Finding | None, b: Finding | None) -> bool:
+    return a is not None and b is not None and (a.code, a.what, a.fix) == (b.code, b.what, b.fix)
+
+
+def _row(transport: TransportReport, before: TransportReport | None) -> list[str]:
     latency = _ms(transport.latency_ms) if transport.works is not Works.NO else "-"
     what = transport.problem.what if transport.problem is not None else "-"
     head = f"{transport.transport.value:<{_NAME}}{transport.works.value:<{_WORKS}}{latency:>{_LATENCY}}  "
@@ -134,10 +153,32 @@ def _row(transport: TransportReport) -> list[str]:
         what, width=WIDTH, initial_indent=head, subsequent_indent=" " * len(head), break_on_hyphens=False
     ) or [head.rstrip()]
     if transport.problem is not None:
-        lines += _finding_lines(transport.problem)
+        if before is not None and _same(transport.problem, before.problem):
+            lines += _wrap("", f"cause and fix: as for {before.transport.value}")
+        else:
+            lines += _finding_lines(transport.problem)
+    problem = transport.problem
     for note in transport.notes:
+        if problem is not None and note.code is problem.code:
+            continue  # the same cause at a later step: already said
         lines += _wrap("note:  ", f"{note.what}: {note.cause}")
+        if note.fix is not None and note.fix.command:
+            lines += _wrap("       ", note.fix.doc)
+            lines += _command_lines(note.fix.command, _INDENT + "       ")
     return lines
+
+
+def _shown_url(url: str) -> str:
+    """The redirect URL without the parameters only the service reads (``negotiateVersion``, ``asrs_request_id``)."""
+    base, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and not p.lower().startswith(("negotiateversion=", "asrs_request_id="))]
+    return base + ("?" + "&".join(kept) if kept else "")
+
+
+def text_of(report: ProbeReport) -> str:
+    """Every cause and fix text of the report, joined (to see what the footer must explain)."""
+    findings = [report.problem] + [f for t in report.transports for f in (t.problem, *t.notes)]
+    return " ".join(f"{f.cause} {f.fix.doc if f.fix else ''}" for f in findings if f is not None)
 
 
 def render_table(report: ProbeReport) -> str:
@@ -145,19 +186,33 @@ def render_table(report: ProbeReport) -> str:
     newline. No line is longer than :data:`WIDTH` columns."""
     lines = _header(report)
     lines.append("")
-    if report.problem is not None and not report.transports:
+    if report.problem is not None:
         lines += _finding_lines(report.problem, "problem: ")
     else:
         lines.append(f"{'transport':<{_NAME}}{'works':<{_WORKS}}{'latency':>{_LATENCY}}  what failed")
+        before: TransportReport | None = None
         for transport in report.transports:
-            lines += _row(transport)
+            lines += _row(transport, before)
+            before = transport
     lines.append("")
+    if "the guide" in text_of(report):
+        lines.append(f"The guide: {GUIDE_URL}")
     profiles = report.working_profiles
     if profiles:
         names = " and ".join(f"{p.value}" for p in profiles)
         lines.append(f"Works as APIM profile {names}. Exit 0.")
     else:
-        lines.append("No APIM profile works: every transport of each profile must. Exit 1.")
+        server_side = [
+            p.value
+            for p, kinds in PROFILE_TRANSPORTS.items()
+            if all((t := report.transport(k)) is not None and t.works is not Works.NO for k in kinds)
+        ]
+        if server_side:
+            lines.append(
+                f"Profile {' and '.join(server_side)} works for server-side clients only: browsers fail. Exit 1."
+            )
+        else:
+            lines.append("No APIM profile works: every transport of each profile must. Exit 1.")
     text = "\n".join(line.rstrip() for line in lines) + "\n"
     return redact_text(text)
 
