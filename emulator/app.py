@@ -17,6 +17,7 @@ from aiohttp import web
 from signalr.http_limits import HttpLimits, limit_connections
 
 from .hub import SERVICE_KEY, SignalRService
+from .public_host import check_host_middleware, refused_for_host
 from .rest import add_rest_routes, rest_errors_middleware
 from .server_endpoint import server_connect
 from .settings import EmulatorSettings
@@ -31,7 +32,7 @@ async def _cors_headers(request: web.Request, response: web.StreamResponse) -> N
     """Trap 18: browsers reach negotiate and connect cross-origin (through the gateway); allow any origin with
     credentials, as the official emulator does. Added on prepare so streamed responses (SSE) carry them too."""
     origin = request.headers.get("Origin")
-    if origin and request.path.startswith("/client"):
+    if origin and not refused_for_host(request) and request.path.startswith("/client"):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Vary"] = "Origin"
@@ -40,7 +41,8 @@ async def _cors_headers(request: web.Request, response: web.StreamResponse) -> N
 def create_app(settings: EmulatorSettings) -> web.Application:
     """The emulator's Application; ``app[SERVICE_KEY]`` is its :class:`SignalRService`."""
     settings.validate()
-    app = web.Application(middlewares=[rest_errors_middleware], client_max_size=settings.max_rest_body)
+    host_check = [check_host_middleware(settings.public_host)] if settings.public_host else []
+    app = web.Application(middlewares=[*host_check, rest_errors_middleware], client_max_size=settings.max_rest_body)
     service = SignalRService(settings)
     app[SERVICE_KEY] = service
     router = app.router

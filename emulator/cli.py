@@ -108,6 +108,13 @@ def _parser() -> _Parser:
         metavar="BYTES",
         help="largest hub message a client may send; bigger ones close that connection (default 1 MiB)",
     )
+    parser.add_argument(
+        "--public-host",
+        metavar="NAME",
+        help="serve only requests whose Host is NAME (any port), as Azure's front end does; others get 404 saying "
+        "the Host is not the service's, so a proxy that does not rewrite Host shows (e.g. apim-gateway --keep-host); "
+        "the connection string then names NAME (default: every Host is served)",
+    )
     add_limit_arguments(parser)
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return parser
@@ -130,6 +137,8 @@ async def _run(settings: EmulatorSettings, limits: HttpLimits) -> None:
         print(running.connection_string, flush=True)
         upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
         log.info("listening on %s (mode: %s, upstream: %s)", running.url, settings.service_mode, upstreams)
+        if settings.public_host:
+            log.info("serving only Host %s (--public-host); other Host names get 404", settings.public_host)
         await stop.wait()
         log.info("shutting down")
 
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             service_mode=args.service_mode,
             max_buffer_size=args.max_buffer,
             max_message_size=args.max_message_size,
+            public_host=args.public_host,
         ).from_env()
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from signalr.upstream import UpstreamTemplate
 
+from .public_host import valid_public_host
+
 __all__ = ["ENV_KNOBS", "SERVICE_MODES", "EmulatorSettings", "SettingsError", "new_access_key"]
 
 MIB = 1024 * 1024
@@ -70,10 +72,15 @@ class EmulatorSettings:
     server_timeout: float = 30.0
     # One service message (its VarInt length) from an app server; a longer one closes that server connection.
     max_service_message_size: int = MIB
+    # --public-host: the only Host name served (any port); None serves every Host (emulator/public_host.py).
+    public_host: str | None = None
 
     @property
     def endpoint_host(self) -> str:
-        """The host to print in the connection string: wildcard binds are reached on loopback."""
+        """The host to print in the connection string: the public host when one is set (the only name served), else
+        the listening address, where wildcard binds are reached on loopback."""
+        if self.public_host:
+            return self.public_host
         if self.host in ("", "0.0.0.0"):
             return "127.0.0.1"
         if self.host == "::":
@@ -102,6 +109,11 @@ class EmulatorSettings:
             raise SettingsError("--access-key must be non-empty and contain no ';' or line breaks")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be between 0 and 65535, not {self.port}")
+        if self.public_host is not None and not valid_public_host(self.public_host):
+            raise SettingsError(
+                f"--public-host must be a host name or IP address without scheme, port or path (IPv6 in brackets), "
+                f"not {self.public_host[:64]!r}"
+            )
         if self.service_mode not in SERVICE_MODES:
             raise SettingsError(f"--service-mode must be one of {', '.join(SERVICE_MODES)}, not {self.service_mode!r}")
         for name in (
