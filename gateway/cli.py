@@ -2,11 +2,15 @@
 
     apim-gateway --backend URL [--profile websocket|sse-lp] [--config FILE] [--host 127.0.0.1]
                  [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
-                 [--strip-subscription-key] [--max-ws-message BYTES]
+                 [--no-options] [--keep-host] [--strip-subscription-key] [--max-ws-message BYTES]
     apim-gateway export --profile websocket|sse-lp --format bicep|azcli|terraform|arm
                  [--service-url https://<res>.service.signalr.net] [--apim-name NAME]
                  [--with-delete] [--sku SKU] [--subscription-required] [--strip-subscription-key]
                  [--config FILE] [--output FILE]
+
+``--buffer-sse``, ``--no-options`` and ``--keep-host`` (and leaving out ``--with-delete``) reproduce APIM
+misconfigurations locally; each access line whose outcome one caused names it (`gateway.misconfig`), and ``export``
+refuses them: it writes only working configurations.
 
 When the gateway accepts connections it prints one line on stdout (flushed):
 ``APIM gateway listening on http://127.0.0.1:<port> (profile <p>) -> <backend>``.
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gateway.export import ExportError, ExportFormat, ExportOptions, export_model, signalr_host_from_url
+from gateway.misconfig import Misconfigurations, rebuffered, removed_options
 from gateway.model import DEFAULT_TIMEOUT_S, ApimModel, ModelError, Operation, load_model_file, resolve_backend
 from gateway.profiles import (
     ProfileName,
@@ -35,6 +40,7 @@ from gateway.profiles import (
     with_delete,
     with_stripped_subscription_key,
     with_subscription_required,
+    without_options,
 )
 from gateway.proxy import DEFAULT_MAX_WS_MESSAGE, ApimGateway
 from gateway.redaction import RedactingFilter
@@ -78,11 +84,17 @@ def _run_parser() -> argparse.ArgumentParser:
         "(or its emulator). Subcommand: 'apim-gateway export --help' writes the same model as "
         "Bicep, ARM, az CLI or Terraform.",
     )
-    parser.add_argument("--backend", required=True, help="service URL, e.g. http://127.0.0.1:8888")
+    parser.add_argument(
+        "--backend",
+        required=True,
+        help="service URL, e.g. http://127.0.0.1:8888; a dead port reproduces an unreachable service URL (500), "
+        "the app server's URL a service URL pointing at the wrong server (its 404s pass through)",
+    )
     parser.add_argument(
         "--profile",
         choices=[p.value for p in ProfileName],
-        help="built-in API configuration of the seed doc (default: websocket)",
+        help="built-in API configuration of the seed doc (default: websocket); each reproduces the other's "
+        "missing transports: websocket answers SSE and LongPolling with 404, sse-lp never upgrades a WebSocket",
     )
     parser.add_argument("--config", metavar="FILE", help="custom APIM model (JSON, YAML or TOML) instead of --profile")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -92,19 +104,37 @@ def _run_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY",
-        help="a valid subscription key (repeat for primary and secondary); with a built-in profile "
-        "this makes every API require a key",
+        help="a valid subscription key (repeat for primary and secondary); with a built-in profile every API "
+        "requires a key, which reproduces 'subscription required': a browser's preflight, which cannot send the "
+        "key header, gets 401",
     )
     parser.add_argument(
         "--with-delete",
         action="store_true",
-        help="add the DELETE / operation LongPolling needs to stop (the seed doc omits it)",
+        help="add the DELETE / operation LongPolling's stop sends; without it the gateway reproduces the seed "
+        "doc's gap (stop gets 404, harmless)",
     )
-    parser.add_argument(
+    reproduce = parser.add_argument_group(
+        "reproducing APIM misconfigurations",
+        "local only: each access line they affect names the switch, and 'export' refuses them",
+    )
+    reproduce.add_argument(
         "--buffer-sse",
         action="store_true",
-        help="drop the buffer-response=\"false\" policy from 'connect get': responses are buffered "
-        "in 8 KB blocks as APIM does by default, so Server-Sent Events stall",
+        help="reproduces a missing buffer-response=\"false\" on 'connect get': responses are buffered in 8 KB "
+        "blocks as APIM does by default, so Server-Sent Events stall",
+    )
+    reproduce.add_argument(
+        "--no-options",
+        action="store_true",
+        help="reproduces an API imported without its OPTIONS operations: a browser's CORS preflight gets "
+        "APIM's 404 without CORS headers",
+    )
+    reproduce.add_argument(
+        "--keep-host",
+        action="store_true",
+        help="reproduces a Host header not rewritten to the backend's (a set-header Host policy): the service "
+        "gets the gateway's host name (signalr-emulator --public-host refuses it)",
     )
     parser.add_argument(
         "--strip-subscription-key",
@@ -148,7 +178,13 @@ def _export_parser() -> argparse.ArgumentParser:
         help="add a policy that removes the subscription key (header and query) before forwarding",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    for switch in _RUN_ONLY_SWITCHES:  # accepted only to be refused with a reason (see _export)
+        parser.add_argument(switch, action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+# The gateway's switches that reproduce a misconfiguration: export writes only working configurations.
+_RUN_ONLY_SWITCHES = ("--buffer-sse", "--no-options", "--keep-host")
 
 
 def _with_delete(model: ApimModel, warnings: list[str]) -> ApimModel:
@@ -159,7 +195,7 @@ def _with_delete(model: ApimModel, warnings: list[str]) -> ApimModel:
     return extended
 
 
-def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
+def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, Misconfigurations, list[str]]:
     warnings: list[str] = []
     if args.config and args.profile:
         raise UsageError("use either --profile or --config, not both")
@@ -171,6 +207,7 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
             model = with_subscription_required(model)
     if args.with_delete:
         model = _with_delete(model, warnings)
+    healthy = model
     if args.buffer_sse:
         buffered = with_buffered_responses(model)
         if buffered == model:
@@ -181,6 +218,24 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
                 'buffer-response="false" policy); Server-Sent Events will stall'
             )
         model = buffered
+    if args.no_options:
+        model = without_options(model)
+        stripped = sorted(removed_options(healthy, model))
+        if stripped:
+            warnings.append(
+                f"--no-options: API {', '.join(stripped)} has no OPTIONS operations; a browser's CORS preflight "
+                "gets APIM's 404 without CORS headers"
+            )
+        else:
+            warnings.append(f"--no-options has no effect: profile {model.profile} has no OPTIONS operation")
+    if args.keep_host:
+        warnings.append(
+            "--keep-host: the backend gets the client's Host header instead of its own host name; a service "
+            "that picks its resource by Host (Azure SignalR Service) does not find it"
+        )
+    reproduce = Misconfigurations(
+        keep_host=args.keep_host, no_options=removed_options(healthy, model), buffered=rebuffered(healthy, model)
+    )
     if args.strip_subscription_key:
         model = with_stripped_subscription_key(model)
     required = [api.name for api in model.apis if api.subscription_required]
@@ -191,7 +246,7 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]:
         )
     if args.subscription_key and not required:
         warnings.append("--subscription-key is ignored: no API of the config requires a subscription")
-    return model, warnings
+    return model, reproduce, warnings
 
 
 def _describe_operation(op: Operation) -> str:
@@ -254,7 +309,7 @@ def _run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     backend = args.backend.rstrip("/")
     try:
-        model, warnings = _build_run_model(args)
+        model, reproduce, warnings = _build_run_model(args)
         resolved = resolve_backend(model, backend)
     except (ModelError, UsageError, ValueError) as exc:
         return _fail(str(exc), 2)
@@ -269,6 +324,7 @@ def _run(argv: Sequence[str]) -> int:
         port=args.port,
         max_ws_message=args.max_ws_message,
         http_limits=limits_from_args(args),
+        reproduce=reproduce,
     )
     _configure_logging(args.subscription_key, sorted(gateway.secret_query_names))
     for warning in warnings:
@@ -329,6 +385,14 @@ def _build_export_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]
 
 def _export(argv: Sequence[str]) -> int:
     args = _export_parser().parse_args(argv)
+    broken = [s for s in _RUN_ONLY_SWITCHES if getattr(args, s.removeprefix("--").replace("-", "_"))]
+    if broken:
+        return _fail(
+            f"{', '.join(broken)} only reproduce{'s' if len(broken) == 1 else ''} a misconfiguration on the local "
+            "gateway; export writes working configurations only (leave "
+            f"{'it' if len(broken) == 1 else 'them'} out)",
+            2,
+        )
     try:
         model, warnings = _build_export_model(args)
         host = signalr_host_from_url(args.service_url) if args.service_url else None

@@ -20,6 +20,7 @@ from gateway.model import (
     ApimModel,
     ApiType,
     ForwardRequest,
+    ModelError,
     Operation,
     Policies,
     template_key,
@@ -35,6 +36,7 @@ __all__ = [
     "with_delete",
     "with_stripped_subscription_key",
     "with_subscription_required",
+    "without_options",
 ]
 
 
@@ -127,6 +129,23 @@ def with_buffered_responses(model: ApimModel) -> ApimModel:
     )
 
 
+def without_options(model: ApimModel) -> ApimModel:
+    """Every HTTP API without its OPTIONS operations: the API as imported without the guide's preflight step, so a
+    browser's CORS preflight matches no operation and gets APIM's 404 (docs/apim.md §2 rule 3, §5). Only the local
+    gateway runs it (``--no-options``); it is a misconfiguration, never exported. Raises `ModelError` for an API
+    that would be left without operations."""
+
+    def stripped(api: Api) -> Api:
+        if api.is_websocket:
+            return api
+        kept = tuple(op for op in api.operations if op.method != "OPTIONS")
+        if not kept:
+            raise ModelError(f"--no-options: API '{api.name}' has only OPTIONS operations; nothing would be left")
+        return replace(api, operations=kept)
+
+    return replace(model, apis=tuple(map(stripped, model.apis)))
+
+
 def with_subscription_required(model: ApimModel, required: bool = True) -> ApimModel:
     """Set `subscription_required` on every API."""
     return replace(model, apis=tuple(replace(api, subscription_required=required) for api in model.apis))
@@ -137,10 +156,10 @@ def with_stripped_subscription_key(model: ApimModel, strip: bool = True) -> Apim
     return replace(model, apis=tuple(replace(api, strip_subscription_key=strip) for api in model.apis))
 
 
-def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False) -> ApimModel:
+def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False, no_options: bool = False) -> ApimModel:
     """A built-in profile by name (``websocket`` or ``sse-lp``), optionally with the LongPolling
-    ``DELETE /`` operation and/or with response buffering back on. Raises ValueError for an
-    unknown name."""
+    ``DELETE /`` operation, with response buffering back on and/or without its OPTIONS operations.
+    Raises ValueError for an unknown name."""
     try:
         profile = ProfileName(name)
     except ValueError:
@@ -150,4 +169,6 @@ def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False) 
         model = with_delete(model)
     if buffer_sse:
         model = with_buffered_responses(model)
+    if no_options:
+        model = without_options(model)
     return model

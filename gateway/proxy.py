@@ -4,9 +4,10 @@ The decisions (route, subscription, backend URL, response bodies) come from the 
 this module only moves bytes (docs/apim.md §4):
 
 - HTTP: the backend URL keeps the raw query byte for byte; ``Host`` becomes the backend
-  authority; hop-by-hop headers are dropped, all others pass both ways; nothing is decompressed;
-  redirects are not followed; backend statuses pass through untouched. The forward timeout runs
-  until the backend's response headers arrive (then 500 with an activityId, as APIM).
+  authority (the client's is kept only to reproduce that misconfiguration, ``--keep-host``); hop-by-hop
+  headers are dropped, all others pass both ways; nothing is decompressed; redirects are not followed;
+  backend statuses pass through untouched. The forward timeout runs until the backend's response
+  headers arrive (then 500 with an activityId, as APIM).
 - Buffering (``forward-request buffer-response``): when true (APIM's default) the response body is
   accumulated and flushed in blocks of at least 8 KB or at end of stream, so a Server-Sent Events
   stream visibly stalls; when false every chunk is written as it arrives.
@@ -16,6 +17,8 @@ this module only moves bytes (docs/apim.md §4):
   A message larger than ``max_ws_message`` bytes is refused while its frame header is read (it is
   never buffered): the side that sent it is closed with 1009, the other with 1001 (backend) or
   1011 (client).
+- Reproduced misconfigurations (`gateway.misconfig`): the access line of every request whose outcome a switch
+  caused names that switch.
 - Teardown: when either side of a relay or a streamed response ends, the other is ended too. A
   closing handshake gets `CLOSE_GRACE_S` before the connection is cut, and a peer that resets its
   TCP connection is noticed even while the gateway is blocked writing to a stalled other side.
@@ -39,6 +42,7 @@ from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.misconfig import Misconfigurations
 from gateway.model import DEFAULT_TIMEOUT_S, Api, ApimModel
 from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redact_target
 from gateway.responses import GatewayResponse, bad_request, internal_server_error, resource_not_found
@@ -154,13 +158,14 @@ def strip_query_parameter(raw_query: str, name: str) -> str:
     return "&".join(part.raw for part in split_query(raw_query) if part.name != name)
 
 
-def _to_backend(request: web.Request, match: Route) -> tuple[URL, CIMultiDict[str]]:
+def _to_backend(request: web.Request, match: Route, *, keep_host: bool = False) -> tuple[URL, CIMultiDict[str]]:
     """The backend URL, with the raw query byte for byte, and the headers to send there (docs/apim.md §4): all but
     ``Host`` (the client sets the backend's), hop-by-hop and WebSocket handshake headers (each hop makes its own).
     With the API's ``strip_subscription_key``, the subscription key header and query parameter are removed too,
-    like the ``set-header``/``set-query-parameter exists-action="delete"`` policy the exporters write."""
+    like the ``set-header``/``set-query-parameter exists-action="delete"`` policy the exporters write.
+    ``keep_host`` keeps the client's ``Host`` instead (the ``--keep-host`` misconfiguration)."""
     raw_query = request.rel_url.raw_query_string
-    drop: tuple[str, ...] = ("Host", *_WS_HANDSHAKE_HEADERS)
+    drop: tuple[str, ...] = (*_WS_HANDSHAKE_HEADERS,) if keep_host else ("Host", *_WS_HANDSHAKE_HEADERS)
     api: Api = match.api
     if api.strip_subscription_key:
         raw_query = strip_query_parameter(raw_query, api.subscription_key_names.query)
@@ -258,6 +263,11 @@ class _Exchange:
     where: str = "no API"
     status: int = 0
     detail: str = ""
+    notes: tuple[str, ...] = ()  # which reproduced misconfiguration caused the outcome (`gateway.misconfig`)
+
+    def explained(self) -> str:
+        """The detail and the notes, as the access line shows them in parentheses ("" when there are none)."""
+        return "; ".join(part for part in (self.detail, *self.notes) if part)
 
 
 class ApimGateway:
@@ -266,6 +276,8 @@ class ApimGateway:
     model: the APIM model with concrete service URLs (see `gateway.model.resolve_backend`).
     subscription_keys: the keys of active subscriptions, for APIs that require one.
     max_ws_message: the largest WebSocket message relayed, in bytes (either direction); 0 = no limit.
+    reproduce: misconfigurations reproduced on purpose beyond the model (``--keep-host``), and the switches that
+        changed the model, so the access log can name them (`gateway.misconfig`); default: none.
     http_limits: request-head, body and idle limits for client connections (`signalr.http_limits`); None = aiohttp's.
     Use ``async with ApimGateway(...) as gw:`` or `start` / `stop`; `url` is the base URL.
     """
@@ -280,10 +292,12 @@ class ApimGateway:
         shutdown_timeout: float = 2.0,
         max_ws_message: int = DEFAULT_MAX_WS_MESSAGE,
         http_limits: HttpLimits | None = None,
+        reproduce: Misconfigurations | None = None,
     ) -> None:
         if max_ws_message < 0:
             raise ValueError("max_ws_message must be 0 (no limit) or a positive number of bytes")
         self.model = model
+        self.reproduce = reproduce or Misconfigurations()
         self.subscription_keys = frozenset(k for k in subscription_keys if k)
         self.max_ws_message = max_ws_message
         self.http_limits = http_limits
@@ -405,7 +419,8 @@ class ApimGateway:
 
     def _log(self, exchange: _Exchange) -> None:
         ms = (time.monotonic() - exchange.started) * 1000
-        detail = f" ({exchange.detail})" if exchange.detail else ""
+        explained = exchange.explained()
+        detail = f" ({explained})" if explained else ""
         self._access(f"{exchange.method} {exchange.target} -> {exchange.where} {exchange.status}{detail} {ms:.1f} ms")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -437,6 +452,7 @@ class ApimGateway:
             exchange.where = f"API {match.api.name}" if match.api else "no API"
             exchange.status = 404
             exchange.detail = f"Resource not found: {match.reason}"
+            exchange.notes = tuple(self.reproduce.unmatched(match, request.method, upgrade=upgrade))
             self._log(exchange)
             return self._respond(resource_not_found())
         exchange.where = f"{match.api.name}/{match.operation_name}"
@@ -445,8 +461,10 @@ class ApimGateway:
         if denial is not None:
             exchange.status = denial.status
             exchange.detail = f"Access Denied: {check.describe(match.api)}"
+            exchange.notes = tuple(self.reproduce.denied(request.method))
             self._log(exchange)
             return self._respond(denial)
+        exchange.notes = tuple(self.reproduce.forwarded(match, request.headers.get("Host"), upgrade=upgrade))
         if match.is_websocket:
             return await self._relay_websocket(request, match, exchange)
         if upgrade:
@@ -482,7 +500,7 @@ class ApimGateway:
         assert self._session is not None and match.operation is not None
         policy = match.operation.forward_request
         # An upgrade request to an HTTP API reaches the backend as a plain request (docs/apim.md §2, item 5).
-        url, headers = _to_backend(request, match)
+        url, headers = _to_backend(request, match, keep_host=self.reproduce.keep_host)
         data = request.content if request.body_exists else None
         try:
             async with asyncio.timeout(policy.timeout_s):
@@ -494,7 +512,7 @@ class ApimGateway:
         except aiohttp.InvalidURL as exc:
             raise _Unforwardable("the request target cannot be forwarded") from exc
         except aiohttp.ClientError as exc:
-            return self._fail(exchange, f"backend unreachable ({type(exc).__name__})")
+            return self._fail(exchange, _unreachable(url, exc))
         except (ValueError, UnicodeError) as exc:  # e.g. a control character or undecodable byte in a header
             raise _Unforwardable(f"a request header cannot be forwarded ({type(exc).__name__})") from exc
 
@@ -502,6 +520,8 @@ class ApimGateway:
         for name, value in _end_to_end(backend.headers).items():
             response.headers.add(name, value)
         exchange.status = backend.status
+        if backend.status >= 400:  # told apart from the gateway's own answers, which say why in their detail
+            exchange.detail = _join(exchange.detail, f"answered by the backend at {url.raw_authority}")
         sent = 0
         stall = _Stall()
 
@@ -585,7 +605,7 @@ class ApimGateway:
 
     async def _relay_websocket(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None
-        url, headers = _to_backend(request, match)
+        url, headers = _to_backend(request, match, keep_host=self.reproduce.keep_host)
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
         # aiohttp refuses a message whose size reaches max_msg_size, as soon as its frame header says so.
@@ -604,14 +624,16 @@ class ApimGateway:
                 )
         except BackendRefusedUpgrade as refusal:
             exchange.status = refusal.status
-            exchange.detail = "backend refused the WebSocket handshake; client not upgraded"
+            exchange.detail = _join(exchange.detail, "backend refused the WebSocket handshake; client not upgraded")
             self._log(exchange)
             refused = CIMultiDict(refusal.headers)
             kept = _end_to_end(refused, drop=("Content-Length", *_WS_HANDSHAKE_HEADERS))
             return web.Response(status=refusal.status, reason=refusal.reason or None, headers=kept, body=refusal.body)
         except aiohttp.WSServerHandshakeError as exc:
             exchange.status = exc.status
-            exchange.detail = f"backend WebSocket handshake failed ({exc.message}); client not upgraded"
+            exchange.detail = _join(
+                exchange.detail, f"backend WebSocket handshake failed ({exc.message}); client not upgraded"
+            )
             self._log(exchange)
             reason = _phrase(exc.status)
             return web.Response(status=exc.status, reason=reason, text=f"{exc.status} {reason}")
@@ -620,7 +642,7 @@ class ApimGateway:
         except aiohttp.InvalidURL as exc:
             raise _Unforwardable("the request target cannot be forwarded") from exc
         except aiohttp.ClientError as exc:
-            return self._fail(exchange, f"backend unreachable ({type(exc).__name__})")
+            return self._fail(exchange, _unreachable(url, exc))
         except (ValueError, UnicodeError) as exc:
             raise _Unforwardable(f"a request header cannot be forwarded ({type(exc).__name__})") from exc
 
@@ -637,7 +659,7 @@ class ApimGateway:
             await backend.close(code=1001, message=b"client handshake failed")
             raise
         exchange.status = 101
-        exchange.detail = "WebSocket relayed"
+        exchange.detail = _join(exchange.detail, "WebSocket relayed")
         self._log(exchange)
         self._sockets.add(client)
         client_transport = request.transport  # kept: aiohttp forgets it once it starts closing the connection
@@ -676,6 +698,11 @@ class ApimGateway:
 def _one_line(text: str) -> str:
     """Control characters (CR, LF and the rest) escaped, so one record is one line."""
     return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+
+
+def _unreachable(url: URL, exc: Exception) -> str:
+    """The access log's reason for a backend that cannot be reached: which one, so a wrong ``--backend`` shows."""
+    return f"backend unreachable ({type(exc).__name__}) at {url.raw_authority}: check --backend"
 
 
 def _join(a: str, b: str) -> str:

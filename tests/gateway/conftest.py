@@ -100,3 +100,21 @@ apis:
         encoding="utf-8",
     )
     yield from _gateway(backend, "--config", str(config))
+
+
+@pytest.fixture(scope="session")
+def no_options_gateway(backend: Backend) -> Iterator[Gateway]:
+    """`sse-lp` imported without its OPTIONS operations (--no-options)."""
+    yield from _gateway(backend, "--profile", "sse-lp", "--no-options")
+
+
+@pytest.fixture(scope="session")
+def keep_host_gateway(backend: Backend) -> Iterator[Gateway]:
+    """`sse-lp` forwarding the client's Host header (--keep-host)."""
+    yield from _gateway(backend, "--profile", "sse-lp", "--keep-host")
+
+
+@pytest.fixture(scope="session")
+def keep_host_ws_gateway(backend: Backend) -> Iterator[Gateway]:
+    """`websocket` forwarding the client's Host header (--keep-host), on the handshake too."""
+    yield from _gateway(backend, "--profile", "websocket", "--keep-host")
