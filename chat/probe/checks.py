@@ -129,7 +129,8 @@ def _ms(started: float) -> float:
 
 
 def _snippet(body: bytes) -> str:
-    return redact_text(body[:SNIPPET].decode("utf-8", "replace").strip())
+    """The start of a body, redacted before it is cut (a token cut short would escape redaction)."""
+    return redact_text(body[:4096].decode("utf-8", "replace")).strip()[:SNIPPET]
 
 
 def host_kind(hostname: str) -> HostKind:
@@ -318,7 +319,7 @@ class _Probe:
                 elapsed_ms=answer.elapsed_ms,
                 error=answer.error,
                 apim=envelope,
-                body="" if envelope is not None else _snippet(answer.body),
+                body="" if envelope is not None or ok else _snippet(answer.body),
                 cors=cors,
                 detail=redact_text(detail or answer.reason),
             )

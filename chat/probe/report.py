@@ -14,7 +14,17 @@ from typing import Any
 
 from signalr.redact import redact_text
 
-from .model import PROFILE_TRANSPORTS, Finding, Outcome, ProbeReport, Step, StepResult, TransportReport, Works
+from .model import (
+    PROFILE_TRANSPORTS,
+    Finding,
+    Outcome,
+    ProbeReport,
+    Step,
+    StepResult,
+    Target,
+    TransportReport,
+    Works,
+)
 from .verdict import GUIDE_URL
 
 __all__ = ["WIDTH", "exit_code", "render_table", "report_json"]
@@ -87,7 +97,7 @@ def _path(url: str) -> str:
 
 def _header(report: ProbeReport) -> list[str]:
     echo = "" if report.echo else ", no echo"
-    lines = [f"chat probe {report.url} (origin {report.origin}, timeout {report.timeout_s:g} s{echo})"]
+    lines = _wrap("chat probe ", f"{report.url} (origin {report.origin}, timeout {report.timeout_s:g} s{echo})", "")
     found = report.negotiate
     step = found.step
     took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
@@ -198,6 +208,8 @@ def render_table(report: ProbeReport) -> str:
     if "the guide" in text_of(report):
         lines.append(f"The guide: {GUIDE_URL}")
     profiles = report.working_profiles
+    if report.negotiate.target is Target.SERVICE:
+        lines.append("No gateway in between: the app server's redirect goes straight to the service.")
     if profiles:
         names = " and ".join(f"{p.value}" for p in profiles)
         lines.append(f"Works as APIM profile {names}. Exit 0.")
@@ -232,12 +244,12 @@ def _plain(value: Any) -> Any:
 
 
 def report_json(report: ProbeReport) -> dict[str, Any]:
-    """The report as plain JSON types: every field, the failed step per transport, ``working_profiles`` and
-    ``exit_code``. Enums are their values, times are milliseconds rounded to 0.1."""
+    """The report as plain JSON types: every field, per transport the step its problem is at (``failed_step``),
+    ``working_profiles`` and ``exit_code``. Enums are their values, times are milliseconds rounded to 0.1."""
     out: dict[str, Any] = _plain(report)
     for entry, transport in zip(out["transports"], report.transports, strict=True):
-        failed = transport.failed_step
-        entry["failed_step"] = failed.step.value if failed is not None else None
+        step = transport.problem.step if transport.problem is not None else None
+        entry["failed_step"] = step.value if step is not None else None
     out["working_profiles"] = [p.value for p in report.working_profiles]
     out["exit_code"] = exit_code(report)
     return out

@@ -15,7 +15,7 @@ CORS headers missing on an answer); otherwise it does not work, and :attr:`Trans
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from signalr.negotiate import TransportType
@@ -260,7 +260,7 @@ def _backend_finding(step: StepResult, ctx: Context) -> Finding | None:
             "running SignalR Service (docs/apim.md §2, §4)",
             ctx.fix(f"set the Web service URL to {ctx.service_url}/client/… as the guide does", profile),
         )
-    if "host" in step.body.lower() and step.status in (400, 404, 421):
+    if "host header" in step.body.lower() and step.status in (400, 404, 421):
         return Finding(
             Cause.HOST_NOT_REWRITTEN,
             step.step,
@@ -520,6 +520,24 @@ def _configured(steps: Mapping[TransportType, Sequence[StepResult]]) -> Profile 
     return None
 
 
+def _confirmed_target(
+    negotiate: NegotiateFindings, steps: Mapping[TransportType, Sequence[StepResult]]
+) -> NegotiateFindings:
+    """The findings with ``target`` corrected by what the negotiates through the redirect got: a host taken for the
+    service (by the token's audience, a weak hint on one machine) whose negotiate answers 404 or 405 is not one."""
+    if negotiate.target not in (Target.SERVICE, Target.UNKNOWN):
+        return negotiate
+    answers = [s for kind in ALL_TRANSPORTS for s in steps.get(kind, ()) if s.step is Step.NEGOTIATE]
+    if answers and all(s.failed and s.apim is None and s.status in (404, 405) for s in answers):
+        status = answers[0].status
+        return replace(
+            negotiate,
+            target=Target.OTHER,
+            target_evidence=f"its negotiate answered {status} without APIM's envelope",
+        )
+    return negotiate
+
+
 def app_problem(negotiate: NegotiateFindings, options: ProbeOptions) -> Finding | None:
     """Why the run could not get past the app server, or ``None`` when it did."""
     step = negotiate.step
@@ -562,6 +580,7 @@ def conclude(
     if problem is not None:
         reports = tuple(TransportReport(k, Works.NO, None, (), problem) for k in ALL_TRANSPORTS)
         return _report(options, negotiate, reports, problem, elapsed_ms)
+    negotiate = _confirmed_target(negotiate, steps)
     ctx = Context(
         negotiate=negotiate,
         subscription_key=bool(options.subscription_key),
