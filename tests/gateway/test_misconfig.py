@@ -3,6 +3,7 @@ what the backend saw, and the access line that names the switch (docs/gateway.md
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -20,10 +21,18 @@ from gateway.misconfig import Misconfigurations, rebuffered, removed_options
 from gateway.model import ModelError
 from gateway.profiles import build_profile, sse_lp_profile, websocket_profile, without_options
 from gateway.routing import NoRoute, Route, route
+from signalr.client import HubConnection, NegotiateFailed, TransportChoice
 from signalr.tokens import mint_token
 from tests.gateway.conftest import PRIMARY_KEY, Backend
 from tests.support.processes import Process, free_port, script
-from tests.support.stack import Gateway, start_chat_server, start_emulator, start_gateway
+from tests.support.stack import (
+    ChatServer,
+    Gateway,
+    start_chat_server,
+    start_emulator,
+    start_gateway,
+    upstream_template,
+)
 
 QUERY = "hub=chat&asrs.op=%2Fchat&negotiateVersion=1"
 NOT_FOUND = b'{ "statusCode": 404, "message": "Resource not found" }'
@@ -262,6 +271,51 @@ async def test_keep_host_against_a_service_that_checks_host(http: aiohttp.Client
     finally:
         for gateway in gateways:
             gateway.stop()
+        emulator.stop()
+
+
+async def test_the_whole_stack_with_a_service_that_checks_host() -> None:
+    """The app server, the emulator with --public-host 127.0.0.1 and a gateway as ClientEndpoint, reached as
+    ``localhost``: our client chats through a gateway that rewrites Host; through one that keeps it, negotiate fails
+    with the service's 404 and its text."""
+    server_port = free_port()
+    emulator = start_emulator(
+        "--public-host", "127.0.0.1", "--service-mode", "serverless", "--upstream", upstream_template(server_port)
+    )
+    processes: list[Gateway | ChatServer] = []
+    try:
+        healthy = start_gateway(emulator.base, "--profile", "sse-lp")
+        processes.append(healthy)
+        kept = start_gateway(emulator.base, "--profile", "sse-lp", "--keep-host")
+        processes.append(kept)
+        serverless = ("--service-mode", "serverless")
+        works = start_chat_server(
+            emulator.connection_string_to(f"http://localhost:{healthy.port}"), *serverless, port=server_port
+        )
+        processes.append(works)
+        fails = start_chat_server(emulator.connection_string_to(f"http://localhost:{kept.port}"), *serverless)
+        processes.append(fails)
+
+        connection = HubConnection(works.hub_url, transport=TransportChoice.SERVER_SENT_EVENTS, reconnect_delays=None)
+        echoed: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        connection.on("echo", lambda *args: None if echoed.done() else echoed.set_result(args))
+        async with asyncio.timeout(20):
+            await connection.start()
+            try:
+                await connection.send("echo", "gw", "through a gateway that rewrites Host")
+                assert await echoed == ("gw", "through a gateway that rewrites Host (echo from server)")
+            finally:
+                await connection.stop()
+
+        refused = HubConnection(fails.hub_url, transport=TransportChoice.SERVER_SENT_EVENTS, reconnect_delays=None)
+        with pytest.raises(NegotiateFailed) as failed:
+            async with asyncio.timeout(20):
+                await refused.start()
+        assert failed.value.status == 404
+        assert f"The Host header 'localhost:{kept.port}' does not name this service (127.0.0.1)" in str(failed.value)
+    finally:
+        for process in reversed(processes):
+            process.stop()
         emulator.stop()
 
 
