@@ -31,9 +31,9 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import aiohttp
@@ -78,6 +78,7 @@ from .model import (
 __all__ = ["PREFLIGHT_HEADERS", "SUBSCRIPTION_KEY_HEADER", "TRANSPORT_BUDGET", "host_kind", "run_probe"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 PREFLIGHT_HEADERS = "authorization,x-requested-with,x-signalr-user-agent"
@@ -122,6 +123,17 @@ def _net_error(exc: BaseException) -> tuple[NetError, str]:
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ConnectionResetError):
         return NetError.DISCONNECTED, "the server closed the connection"
     return NetError.OTHER, redact_text(str(exc) or type(exc).__name__)[:SNIPPET]
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or its first :data:`MAX_BODY` bytes (the rest is not read: a larger answer is not SignalR's)."""
+    data = bytearray()
+    while len(data) < MAX_BODY:
+        chunk = await response.content.read(MAX_BODY - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def _ms(started: float) -> float:
@@ -278,18 +290,16 @@ class _Probe:
         headers: Mapping[str, str],
         data: bytes | None = None,
         *,
-        read_body: bool = True,
+        timeout: float | None = None,
     ) -> _Answer:
-        """One request, bounded by the timeout; never raises for network trouble."""
+        """One request, bounded by ``timeout`` (default: the probe's); never raises for network trouble."""
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 async with context.session.request(
                     method, to_url(url), headers=dict(headers), data=data, allow_redirects=False
                 ) as response:
-                    body = b""
-                    if read_body:
-                        body = await response.content.read(MAX_BODY)
+                    body = await _read_body(response)
                     return _Answer(response.status, response.headers, body, None, "", _ms(started))
         except Exception as exc:
             error, reason = _net_error(exc)
@@ -575,17 +585,17 @@ class _Run:
         self.connected_at = 0.0
         self.latency_ms: float | None = None
 
-    async def wait(self, check: Any, timeout: float) -> Any:
+    async def wait(self, check: Callable[[], _T | None], timeout: float) -> _T | None:
         """Wait until ``check()`` returns something not None, at most ``timeout`` s; returns it or None."""
         deadline = time.monotonic() + timeout
         while True:
+            self.hub.changed.clear()  # before looking, so that a change in between is not missed
             value = check()
             if value is not None:
                 return value
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self.hub.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.hub.changed.wait(), left)
 
@@ -600,8 +610,9 @@ class _Run:
     async def send(self, data: bytes) -> bool:
         raise NotImplementedError
 
-    async def pump(self) -> None:
-        """Give the transport a chance to receive (LongPolling polls here); the others receive in the background."""
+    async def pump(self, timeout: float) -> None:
+        """Give the transport a chance to receive for at most ``timeout`` s (LongPolling polls here); the others
+        receive in the background."""
 
     async def handshake_and_echo(self) -> bool:
         probe, kind = self.probe, self.kind
@@ -640,7 +651,8 @@ class _Run:
         probe.passed(kind, Step.ECHO, "echo came back", started=started)
         return True
 
-    async def receive_until(self, check: Any, started: float) -> Any:
+    async def receive_until(self, check: Callable[[], _T | None], started: float) -> _T | None:
+        """``check()``'s first value that is not None, received within the timeout counted from ``started``."""
         deadline = started + self.probe.timeout
         while True:
             value = check()
@@ -649,7 +661,7 @@ class _Run:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            await self.pump()
+            await self.pump(left)
             value = await self.wait(check, min(left, 0.5) if self.polls else left)
             if value is not None:
                 return value
@@ -738,7 +750,8 @@ class _WebSocketRun(_Run):
         try:
             await asyncio.wait_for(self.ws.send_str(data.decode("utf-8")), self.probe.timeout)
         except Exception as exc:
-            self.probe.failed(self.kind, Step.HANDSHAKE, f"cannot send: {_net_error(exc)[1]}", started=time.monotonic())
+            step = Step.ECHO if self.hub.handshake_done else Step.HANDSHAKE
+            self.probe.failed(self.kind, step, f"cannot send: {_net_error(exc)[1]}", started=time.monotonic())
             return False
         return True
 
@@ -775,16 +788,12 @@ class _HttpRun(_Run):
                 detail = "sent" + (f"; a browser could not read the answer: {cors.problem}" if cors.problem else "")
                 probe.result(self.kind, step, "POST", self.url, answer, ok=True, detail=detail, cors=cors)
             return True
-        failing = step or (Step.HANDSHAKE if not self.hub.handshake_done else Step.ECHO)
-        probe.result(
-            self.kind,
-            failing,
-            "POST",
-            self.url,
-            answer,
-            ok=False,
-            detail=f"the send POST failed: {answer.reason}" if answer.status is None else "the send POST was refused",
-        )
+        failing = step or (Step.ECHO if self.hub.handshake_done else Step.HANDSHAKE)
+        if answer.status is None:
+            detail = f"the send POST failed: {answer.reason}"
+        else:
+            detail = f"the send POST was answered {answer.status}"
+        probe.result(self.kind, failing, "POST", self.url, answer, ok=False, detail=detail)
         return False
 
     async def close_message(self) -> bool:
@@ -937,11 +946,11 @@ class _LongPollingRun(_HttpRun):
             self.hub.feed(answer.body)
         return True
 
-    async def pump(self) -> None:
-        """One poll, bounded by the timeout; a failing poll ends the wait with an error the caller reports."""
+    async def pump(self, timeout: float) -> None:
+        """One poll, held at most ``timeout`` s; a failing poll ends the wait with an error the caller reports."""
         probe = self.probe
         url = self.poll_url()
-        answer = await probe.exchange(self.context, "GET", url, probe.headers(self.token))
+        answer = await probe.exchange(self.context, "GET", url, probe.headers(self.token), timeout=timeout)
         if answer.status == 200:
             if answer.body:
                 self.hub.feed(answer.body)
