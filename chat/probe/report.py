@@ -240,6 +240,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, float):
         return round(value, 1)
+    if isinstance(value, str):
+        return redact_text(value)  # already redacted when recorded; once more, as the table is
     return value
 
 

@@ -371,6 +371,14 @@ def _step_finding(step: StepResult, ctx: Context) -> Finding:
             "no operation POST on client/negotiate (APIM's 404): the negotiate API or operation is missing",
             ctx.fix(f"add the negotiate operations of {GUIDE_SECTIONS[profile or Profile.WEBSOCKET]}", profile),
         )
+    if step.step is Step.NEGOTIATE and "does not offer" in step.detail:
+        return Finding(
+            Cause.TRANSPORT_NOT_OFFERED,
+            step.step,
+            what,
+            f"the service's negotiate does not offer this transport: {step.detail}",
+            ctx.fix("enable the transport on the service (or the app server's hub options)"),
+        )
     backend = _backend_finding(step, ctx)
     if backend is not None:
         return backend
@@ -397,14 +405,6 @@ def _step_finding(step: StepResult, ctx: Context) -> Finding:
             "the service refused the access token (401 without APIM's envelope): the app server signs with an "
             "AccessKey the service does not have, or its clock is off",
             ctx.fix("copy the service's current connection string (Keys blade) into the app server's settings"),
-        )
-    if step.step is Step.NEGOTIATE and "does not offer" in step.detail:
-        return Finding(
-            Cause.TRANSPORT_NOT_OFFERED,
-            step.step,
-            what,
-            f"the service's negotiate does not offer this transport: {step.detail}",
-            ctx.fix("enable the transport on the service (or the app server's hub options)"),
         )
     if step.step is Step.HANDSHAKE:
         return Finding(
