@@ -56,6 +56,7 @@ from signalr.negotiate import (
 )
 from signalr.redact import redact_text, redact_url
 from signalr.sse import SseDecoder
+from signalr.tokens import MAX_TOKEN_LENGTH
 
 from . import verdict
 from .model import (
@@ -200,9 +201,11 @@ def decode_token(token: str, now: float | None = None) -> TokenInfo:
     """
     if not token:
         return TokenInfo(problem="the redirect carries no accessToken")
+    if not token.isascii() or len(token) > MAX_TOKEN_LENGTH * 4:
+        return TokenInfo(problem="the accessToken is not a readable JWT")
     try:
         claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError):
         return TokenInfo(problem="the accessToken is not a readable JWT")
     current = time.time() if now is None else now
 
@@ -213,8 +216,8 @@ def decode_token(token: str, now: float | None = None) -> TokenInfo:
     exp, issued = number("exp"), number("iat") or number("nbf")
     audience = claims.get("aud")
     if isinstance(audience, list):
-        audience = next((a for a in audience if isinstance(a, str)), None)
-    aud = redact_text(audience)[:200] if isinstance(audience, str) else None
+        audience = next((a for a in audience if isinstance(a, str) and a), None)
+    aud = redact_text(audience)[:200] if isinstance(audience, str) and audience else None
     problem = None
     if exp is None:
         problem = "the token has no exp claim"
