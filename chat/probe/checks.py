@@ -32,7 +32,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -1020,6 +1020,7 @@ async def run_probe(options: ProbeOptions, on_step: OnStep | None = None) -> Pro
         findings, base, token = await probe.app_negotiate(context)
     finally:
         await context.close()
+    findings = replace(findings, checks=tuple(s for s in probe.steps[None] if s is not findings.step))
     if base is not None:
         await _run_transports(probe, base, token)
     steps = {kind: tuple(probe.steps.get(kind, ())) for kind in ALL_TRANSPORTS}

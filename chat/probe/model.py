@@ -264,6 +264,8 @@ class NegotiateFindings:
     ``redirect_url`` is redacted; ``redirect_host`` is ``host:port``. ``target`` is what answered there (APIM is
     recognised by its own 404 envelope on a route no operation serves), ``target_evidence`` says how that was told.
     ``query_key`` is whether the redirect URL carries a subscription key in its query (what browsers need).
+    ``checks`` are the other requests of this phase: the app server's preflight (for a page on another origin) and
+    the route check on the redirect's host.
     """
 
     step: StepResult
@@ -275,6 +277,7 @@ class NegotiateFindings:
     target_evidence: str = ""
     token: TokenInfo | None = None
     query_key: bool = False
+    checks: tuple[StepResult, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ class Context:
     service_url: str = SERVICE_PLACEHOLDER
     configured: Profile | None = None
     """The profile the gateway looks configured for (from all transports' answers), if that is clear."""
+    app_browser: Finding | None = None
+    """Why a browser page on another origin cannot even negotiate with the app server, if it cannot."""
 
     @property
     def host(self) -> str:
@@ -499,6 +501,7 @@ def judge_transport(kind: TransportType, steps: Sequence[StepResult], ctx: Conte
     if not any(s.step is Step.HANDSHAKE and s.ok for s in steps):
         missing = Finding(Cause.UNEXPECTED, None, "-", "the probe ended before the handshake")
         return TransportReport(kind, Works.NO, None, tuple(steps), missing, tuple(notes))
+    browser = browser or ctx.app_browser
     if browser is not None:
         return TransportReport(kind, Works.SERVER_ONLY, latency, tuple(steps), browser, tuple(notes))
     return TransportReport(kind, Works.YES, latency, tuple(steps), None, tuple(notes))
@@ -518,6 +521,19 @@ def _configured(steps: Mapping[TransportType, Sequence[StepResult]]) -> Profile 
     if http_404 and (ws is None or ws.status == 101):
         return Profile.WEBSOCKET
     return None
+
+
+def _app_preflight_finding(step: StepResult, ctx: Context) -> Finding:
+    """The app server refused the CORS preflight of a page on another origin (``--origin``)."""
+    problem = step.cors.problem if step.cors is not None and step.cors.problem else None
+    why = problem or (step.error.value if step.error is not None else f"status {step.status}")
+    return Finding(
+        Cause.CORS_REFUSED,
+        step.step,
+        f"app server {_answer(step)}",
+        f"the app server refuses a page at {ctx.origin}: {why}; browsers cannot negotiate from that origin",
+        Fix("allow the page's origin in the app server's CORS settings, or serve the page from the app server"),
+    )
 
 
 def _confirmed_target(
@@ -588,6 +604,9 @@ def conclude(
         service_url=service_url_for(negotiate.token.audience if negotiate.token is not None else None),
         configured=_configured(steps),
     )
+    app_preflight = next((s for s in negotiate.checks if s.failed and s.step is Step.NEGOTIATE_PREFLIGHT), None)
+    if app_preflight is not None:
+        ctx = replace(ctx, app_browser=_app_preflight_finding(app_preflight, ctx))
     reports = tuple(judge_transport(k, steps.get(k, ()), ctx) for k in ALL_TRANSPORTS)
     return _report(options, negotiate, reports, None, elapsed_ms)
 

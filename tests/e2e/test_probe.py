@@ -168,6 +168,21 @@ def test_websocket_profile_works_and_names_the_other_profile(world: World) -> No
     assert_no_secrets(probe, world)
 
 
+def test_a_page_on_another_origin_is_preflighted_at_the_app_server_too(world: World) -> None:
+    _, server = world.via("--profile", "websocket")
+    probe = run_probe_cli(world, server.hub_url, "--origin", "https://chat.example.com/page", "--no-echo")
+    assert probe.code == 0
+    assert probe.report["origin"] == "https://chat.example.com"
+    app_checks = {s["step"]: s for s in probe.report["negotiate"]["checks"]}
+    assert app_checks["negotiate preflight"]["outcome"] == "ok"
+    assert app_checks["negotiate preflight"]["cors"]["allow_origin"] == "https://chat.example.com"
+    assert app_checks["route check"]["status"] == 404
+    preflight = next(s for s in probe.row("WebSockets")["steps"] if s["step"] == "negotiate preflight")
+    assert preflight["outcome"] == "ok" and preflight["cors"]["allow_origin"] == "https://chat.example.com"
+    assert "origin https://chat.example.com" in probe.text
+    assert_no_secrets(probe, world)
+
+
 def test_sse_lp_profile_with_delete_works(world: World) -> None:
     _, server = world.via("--profile", "sse-lp", "--with-delete")
     probe = run_probe_cli(world, server.hub_url)
