@@ -12,6 +12,7 @@ import textwrap
 from enum import Enum
 from typing import Any
 
+from signalr.negotiate import TransportType
 from signalr.redact import redact_text
 
 from .model import (
@@ -110,8 +111,10 @@ def _header(report: ProbeReport) -> list[str]:
         kind = f"{found.host_kind.value}; " if found.host_kind is not None else ""
         evidence = f" ({found.target_evidence})" if found.target_evidence else ""
         lines += _wrap("redirect     ", f"{found.redirect_host}: {kind}{found.target.value}{evidence}", indent="")
-        key = "in the redirect's query" if found.query_key else "not in the redirect's query"
-        lines += _wrap("key          ", f"subscription key {key}", indent="")
+        if found.query_key:
+            lines += _wrap(
+                "key          ", "a subscription key is in the redirect's query (browsers can pass APIM)", ""
+            )
     token = found.token
     if token is not None:
         parts = []
@@ -185,6 +188,11 @@ def _shown_url(url: str) -> str:
     return base + ("?" + "&".join(kept) if kept else "")
 
 
+def _fails(report: ProbeReport, kind: TransportType) -> bool:
+    transport = report.transport(kind)
+    return transport is None or transport.works is not Works.YES
+
+
 def text_of(report: ProbeReport) -> str:
     """Every cause and fix text of the report, joined (to see what the footer must explain)."""
     findings = [report.problem] + [f for t in report.transports for f in (t.problem, *t.notes)]
@@ -224,7 +232,12 @@ def render_table(report: ProbeReport) -> str:
                 f"Profile {' and '.join(server_side)} works for server-side clients only: browsers fail. Exit 1."
             )
         else:
-            lines.append("No APIM profile works: every transport of each profile must. Exit 1.")
+            parts = []
+            for profile, kinds in PROFILE_TRANSPORTS.items():
+                failed = [k.value for k in kinds if _fails(report, k)]
+                verb = "fails" if len(failed) == 1 else "fail"
+                parts.append(f"for {profile.value}, {' and '.join(failed)} {verb}")
+            lines += _wrap("", f"No APIM profile works: {'; '.join(parts)}. Exit 1.", "")
     text = "\n".join(line.rstrip() for line in lines) + "\n"
     return redact_text(text)
 
