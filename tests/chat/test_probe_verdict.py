@@ -466,3 +466,17 @@ def test_the_json_document_has_every_verdict_and_the_exit_code() -> None:
     assert rows["LongPolling"]["failed_step"] == "poll preflight"
     assert [n["code"] for n in rows["LongPolling"]["notes"]] == ["no-delete-operation"]
     assert json.loads(text) == document
+
+
+def test_a_progress_line_names_the_step_and_hides_secrets() -> None:
+    from chat.probe import step_line
+
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl"
+    sse = step(SSE, Step.CONNECT, False, status=404, apim="Resource not found", method="GET",
+               url=f"http://gw/client/?hub=chat&id=abc&access_token={token}")  # fmt: skip
+    line = step_line(sse)
+    assert line.startswith("ServerSentEvents connect: GET /client/ -> 404 (APIM: Resource not found) in 5.0 ms")
+    assert line.endswith("[FAILED]")
+    assert "eyJ" not in line
+    app = step_line(APP)
+    assert app == "app negotiate: POST /chat/negotiate -> 200 in 2.0 ms [ok]"
