@@ -44,8 +44,16 @@ class Running:
         self.mode = mode
         self.ports = Ports(free_port(), free_port(), free_port())
         self.emulator = self.start_emulator()
-        self.gateway = self.start_gateway()
-        self.server = self.start_server()
+        try:
+            self.gateway = self.start_gateway()
+            try:
+                self.server = self.start_server()
+            except BaseException:
+                self.gateway.process.stop()
+                raise
+        except BaseException:
+            self.emulator.process.stop()  # a failed start must not leave servers running
+            raise
 
     def start_emulator(self) -> EmulatorProcess:
         extra = ["--upstream", upstream_template(self.ports.server)] if self.mode == "serverless" else []
@@ -58,7 +66,11 @@ class Running:
         connection_string = self.emulator.connection_string_to(f"http://127.0.0.1:{self.ports.gateway}")
         server = start_chat_server(connection_string, "--service-mode", self.mode, port=self.ports.server)
         if self.mode == "default":
-            server.wait_for_server_connections()
+            try:
+                server.wait_for_server_connections()
+            except BaseException:
+                server.process.stop()
+                raise
         return server
 
     def process(self, name: str) -> Process:
