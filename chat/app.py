@@ -34,8 +34,11 @@ from signalr.hub_protocol import HubProtocol
 from signalr.json_protocol import JSON
 from signalr.redact import SECRET_HEADERS, redact_text, redact_url
 
-from .messages import ConnectionFailed, MessageArrived, StateChanged, TraceRecorded
+from .messages import ConnectionFailed, MessageArrived, ProbeFinished, ProbeStepDone, StateChanged, TraceRecorded
 from .names import SYSTEM_SENDER, random_default_name
+from .probe import DEFAULT_TIMEOUT, ProbeOptions, StepResult, run_probe
+from .probe.checks import SUBSCRIPTION_KEY_HEADER
+from .probe_panel import ProbeRun, ProbeScreen, summary
 from .protocol_choice import PROTOCOL_NAMES, carries, protocol_label, protocol_named, why_not
 from .screens import HelpScreen, NamePrompt
 from .widgets import (
@@ -119,6 +122,7 @@ class ChatApp(App[None]):
     ``protocol`` is the hub protocol to speak (JSON or MessagePack); the user can switch it, as the transport. A
     transport that cannot carry it (ServerSentEvents for MessagePack) is not offered; the caller must not pass one.
     ``connection_factory`` builds the connection (tests inject their own); ``clock`` stamps the lines.
+    ``probe_timeout`` bounds each wait of "Probe this connection" (F2), as ``chat probe --timeout`` does.
     """
 
     CSS_PATH = "app.tcss"
@@ -133,10 +137,11 @@ class ChatApp(App[None]):
         Binding("ctrl+r", "reconnect", "Reconnect", priority=True),
         Binding("f5", "resend", "Resend", priority=True),
         Binding("f1", "help", "Help"),
+        Binding("f2", "probe", "Probe", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
     _MAIN_ONLY = frozenset(
-        {"echo", "choose_transport", "choose_protocol", "toggle_trace", "reconnect", "help", "clear", "resend"}
+        {"echo", "choose_transport", "choose_protocol", "toggle_trace", "reconnect", "help", "clear", "resend", "probe"}
     )
 
     def __init__(
@@ -154,6 +159,7 @@ class ChatApp(App[None]):
         clock: Callable[[], datetime] = datetime.now,
         default_name: str | None = None,
         protocol: HubProtocol = JSON,
+        probe_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__()
         self.hub_url = url
@@ -181,6 +187,9 @@ class ChatApp(App[None]):
         self._background: set[asyncio.Task[None]] = set()
         self._switch_task: asyncio.Task[None] | None = None
         self._round_trip_ms: float | None = None
+        self.probe_timeout = probe_timeout
+        self.probe_run: ProbeRun | None = None
+        """The latest probe of this connection (running or ended), ``None`` before the first."""
 
     # ----------------------------------------------------------------------------------------------- layout
 
@@ -621,9 +630,92 @@ class ChatApp(App[None]):
     def action_clear(self) -> None:
         self.chat_log.clear_messages()
 
+    # ----------------------------------------------------------------------------------------------- probe
+
+    def probe_options(self) -> ProbeOptions:
+        """What "Probe this connection" probes: the chat's hub URL, with the chat's subscription key if it has one
+        (the probe sends it as a server-side client does, and never shows it)."""
+        wanted = SUBSCRIPTION_KEY_HEADER.lower()
+        key = next((value for name, value in self.headers.items() if name.lower() == wanted and value), None)
+        return ProbeOptions(url=self.hub_url, subscription_key=key, timeout=self.probe_timeout)
+
+    def action_probe(self) -> None:
+        """F2: show the latest probe (running or ended); the first time, start one."""
+        if self.probe_run is None:
+            self.start_probe()
+        else:
+            self._show_probe()
+
+    def start_probe(self) -> None:
+        """Probe the chat's connection in a worker and show the panel; while a probe runs, only show that one.
+
+        The probe makes connections of its own: the chat's connection is left alone and keeps working.
+        """
+        run = self.probe_run
+        if run is None or run.done:
+            number = run.number + 1 if run is not None else 1
+            run = self.probe_run = ProbeRun(number, self.probe_options(), self.clock())
+            self._run_probe(run)
+        self._show_probe()
+
+    def _show_probe(self) -> None:
+        run = self.probe_run
+        if run is None:
+            return
+        if isinstance(self.screen, ProbeScreen):
+            self.screen.show_run(run)
+        else:
+            self.push_screen(ProbeScreen(run, self._scrub, self.start_probe))
+
+    @work(exclusive=True, group="probe", exit_on_error=False)
+    async def _run_probe(self, run: ProbeRun) -> None:
+        """Run the probe on the UI's event loop (it is asyncio throughout); each step and the end become messages."""
+        number = run.number
+
+        def on_step(step: StepResult) -> None:
+            self._post(ProbeStepDone(number, step))
+
+        try:
+            report = await run_probe(run.options, on_step=on_step)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a fault of the probe itself (network trouble is in the report)
+            self._post(ProbeFinished(number, None, describe_error(exc)))
+            return
+        self._post(ProbeFinished(number, report))
+
+    def on_probe_step_done(self, message: ProbeStepDone) -> None:
+        run = self.probe_run
+        if run is None or message.run != run.number:
+            return
+        run.steps.append(message.step)
+        self._refresh_probe_screen()
+
+    def on_probe_finished(self, message: ProbeFinished) -> None:
+        run = self.probe_run
+        if run is None or message.run != run.number:
+            return
+        run.finish(message.report, None if message.error is None else self._scrub(message.error))
+        self._refresh_probe_screen()
+        shown = any(isinstance(screen, ProbeScreen) for screen in self.screen_stack)
+        hint = "" if shown else " — F2 shows the verdict"
+        if message.report is not None:
+            self._note(f"Probe done in {run.elapsed_s:.1f} s: {summary(message.report)}{hint}")
+        else:
+            self._error(f"The probe stopped: {run.error}{hint}")
+
+    def _refresh_probe_screen(self) -> None:
+        run = self.probe_run
+        if run is None:
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, ProbeScreen):
+                screen.show_run(run)
+
     async def action_quit(self) -> None:
         """Close the connection cleanly (bounded), then exit."""
         self.workers.cancel_group(self, "connection")
+        self.workers.cancel_group(self, "probe")
         await self._drop_connection()
         self.exit()
 
@@ -658,6 +750,12 @@ class ChatApp(App[None]):
         )
         yield SystemCommand("Clear messages", "Remove all lines from the message view", self.action_clear)
         yield SystemCommand("Reconnect", "Drop the connection and connect again (ctrl+r)", self.action_reconnect)
+        yield SystemCommand(
+            "Probe this connection",
+            "Try every transport through the app server's redirect (and APIM): what works, why not, and the fix "
+            "(F2 shows the latest probe)",
+            self.start_probe,
+        )
 
     # ----------------------------------------------------------------------------------------------- status
 

@@ -3,7 +3,8 @@
 The callbacks registered on :class:`signalr.client.HubConnection` only wrap what they receive into these messages and
 post them; every widget update happens in the message handlers on the UI's event loop. Each message carries the
 ``generation`` of the connection that produced it, so the app can drop late events from a connection it has already
-replaced (a transport switch or a reconnect starts a new generation).
+replaced (a transport switch or a reconnect starts a new generation). The probe's messages carry the number of
+their run instead, for the same reason.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from textual.message import Message
 
 from signalr.client import ConnectionState, TraceEvent
 
-__all__ = ["ConnectionFailed", "MessageArrived", "StateChanged", "TraceRecorded"]
+from .probe import ProbeReport, StepResult
+
+__all__ = ["ConnectionFailed", "MessageArrived", "ProbeFinished", "ProbeStepDone", "StateChanged", "TraceRecorded"]
 
 
 class MessageArrived(Message):
@@ -56,3 +59,22 @@ class ConnectionFailed(Message):
         self.generation = generation
         self.error = error
         self.during_start = during_start
+
+
+class ProbeStepDone(Message):
+    """A step of probe run ``run`` ended (``chat.probe``'s ``on_step``); its strings are already redacted."""
+
+    def __init__(self, run: int, step: StepResult) -> None:
+        super().__init__()
+        self.run = run
+        self.step = step
+
+
+class ProbeFinished(Message):
+    """Probe run ``run`` ended: its ``report``, or ``error`` (a one-line reason) when it produced none."""
+
+    def __init__(self, run: int, report: ProbeReport | None, error: str | None = None) -> None:
+        super().__init__()
+        self.run = run
+        self.report = report
+        self.error = error

@@ -68,7 +68,10 @@ Keys
   F12        show or hide the network trace (negotiate, redirect, connect, polls, sends)
   ctrl+r     reconnect
   F5         resend the messages shown as not delivered (each waits for the hub's completion)
-  ctrl+p     command palette (switch transport or protocol, toggle trace, clear messages)
+  F2         probe this connection: each transport through the app server's redirect (and APIM), whether
+             it works, the cause of each failure and the fix; the chat stays connected meanwhile. The
+             first F2 starts a probe, later ones show the latest (r in it probes again, Escape closes)
+  ctrl+p     command palette (switch transport or protocol, toggle trace, clear messages, probe)
   F1         this help          ctrl+q   quit
 
 How a connection is made
