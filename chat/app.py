@@ -36,9 +36,8 @@ from signalr.redact import SECRET_HEADERS, redact_text, redact_url
 
 from .messages import ConnectionFailed, MessageArrived, ProbeFinished, ProbeStepDone, StateChanged, TraceRecorded
 from .names import SYSTEM_SENDER, random_default_name
-from .probe import DEFAULT_TIMEOUT, ProbeOptions, StepResult, run_probe
-from .probe.checks import SUBSCRIPTION_KEY_HEADER
-from .probe_panel import ProbeRun, ProbeScreen, summary
+from .probe import DEFAULT_TIMEOUT, SUBSCRIPTION_KEY_HEADER, ProbeOptions, StepResult, run_probe, summary_line
+from .probe_panel import ProbeRun, ProbeScreen
 from .protocol_choice import PROTOCOL_NAMES, carries, protocol_label, protocol_named, why_not
 from .screens import HelpScreen, NamePrompt
 from .widgets import (
@@ -700,7 +699,7 @@ class ChatApp(App[None]):
         shown = any(isinstance(screen, ProbeScreen) for screen in self.screen_stack)
         hint = "" if shown else " — F2 shows the verdict"
         if message.report is not None:
-            self._note(f"Probe done in {run.elapsed_s:.1f} s: {summary(message.report)}{hint}")
+            self._note(f"Probe done in {run.elapsed_s:.1f} s: {summary_line(message.report)}{hint}")
         else:
             self._error(f"The probe stopped: {run.error}{hint}")
 

@@ -34,17 +34,18 @@ from textual.widgets import Static
 from signalr.redact import redact_url
 
 from .probe import (
+    GUIDE_URL,
     Finding,
     Outcome,
     ProbeOptions,
     ProbeReport,
     StepResult,
+    Target,
     TransportReport,
     Works,
     step_line,
+    summary_line,
 )
-from .probe.model import PROFILE_TRANSPORTS, Target
-from .probe.verdict import GUIDE_URL
 from .widgets import printable
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "render_steps",
     "render_verdict",
     "render_verdict_table",
-    "summary",
 ]
 
 Scrub = Callable[[str], str]
@@ -144,23 +144,6 @@ def _shown_url(url: str) -> str:
     base, _, query = url.partition("?")
     kept = [p for p in query.split("&") if p and not p.lower().startswith(("negotiateversion=", "asrs_request_id="))]
     return base + ("?" + "&".join(kept) if kept else "")
-
-
-def summary(report: ProbeReport) -> str:
-    """One sentence: which APIM profile works (the probe's exit code 0), or why none does."""
-    profiles = report.working_profiles
-    if profiles:
-        return f"Works as APIM profile {' and '.join(p.value for p in profiles)}."
-    if report.problem is not None:
-        return f"No transport was tried: {report.problem.what}."
-    server_side = [
-        p.value
-        for p, kinds in PROFILE_TRANSPORTS.items()
-        if all((t := report.transport(k)) is not None and t.works is not Works.NO for k in kinds)
-    ]
-    if server_side:
-        return f"Profile {' and '.join(server_side)} works for server-side clients only: browsers fail."
-    return "No APIM profile works: every transport of a profile must."
 
 
 _WORKS_STYLE = {Works.YES: "bold green", Works.NO: "bold red", Works.SERVER_ONLY: "bold yellow"}
@@ -292,7 +275,7 @@ def render_verdict(report: ProbeReport, scrub: Scrub) -> Group:
     if report.negotiate.target is Target.SERVICE:
         parts.append(Text("No gateway in between: the app server's redirect goes straight to the service."))
     style = "bold green" if report.working_profiles else "bold red"
-    parts.append(Text(summary(report), style=style))
+    parts.append(Text(summary_line(report), style=style))
     if _mentions_guide(report):
         parts.append(Text(f"The guide: {GUIDE_URL}", style="dim"))
     return Group(*parts)
@@ -385,7 +368,7 @@ class ProbeScreen(ModalScreen[None]):
             status = Text.assemble(
                 ("Done ", "bold"),
                 f"in {run.elapsed_s:.1f} s, {count}. ",
-                (summary(run.report), "bold"),
+                (summary_line(run.report), "bold"),
                 " r probes again, Escape closes.",
             )
         else:

@@ -13,7 +13,7 @@ the conclusions (pure) and :mod:`chat.probe.report` the rendering.
 
 from __future__ import annotations
 
-from .checks import run_probe
+from .checks import SUBSCRIPTION_KEY_HEADER, run_probe
 from .model import (
     DEFAULT_TIMEOUT,
     Cause,
@@ -32,10 +32,13 @@ from .model import (
     TransportReport,
     Works,
 )
-from .report import exit_code, render_table, report_json, step_line
+from .report import exit_code, render_table, report_json, step_line, summary_line
+from .verdict import GUIDE_URL
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "GUIDE_URL",
+    "SUBSCRIPTION_KEY_HEADER",
     "Cause",
     "Finding",
     "Fix",
@@ -56,4 +59,5 @@ __all__ = [
     "report_json",
     "run_probe",
     "step_line",
+    "summary_line",
 ]

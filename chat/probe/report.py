@@ -199,6 +199,28 @@ def text_of(report: ProbeReport) -> str:
     return " ".join(f"{f.cause} {f.fix.doc if f.fix else ''}" for f in findings if f is not None)
 
 
+def summary_line(report: ProbeReport) -> str:
+    """One sentence: which APIM profile works (exit code 0), or why none does; the table's last line and the TUI's."""
+    profiles = report.working_profiles
+    if profiles:
+        return f"Works as APIM profile {' and '.join(p.value for p in profiles)}."
+    if report.problem is not None:
+        return f"No transport was tried: {report.problem.what}."
+    server_side = [
+        p.value
+        for p, kinds in PROFILE_TRANSPORTS.items()
+        if all((t := report.transport(k)) is not None and t.works is not Works.NO for k in kinds)
+    ]
+    if server_side:
+        return f"Profile {' and '.join(server_side)} works for server-side clients only: browsers fail."
+    parts = []
+    for profile, kinds in PROFILE_TRANSPORTS.items():
+        failed = [k.value for k in kinds if _fails(report, k)]
+        verb = "fails" if len(failed) == 1 else "fail"
+        parts.append(f"for {profile.value}, {' and '.join(failed)} {verb}")
+    return f"No APIM profile works: {'; '.join(parts)}."
+
+
 def render_table(report: ProbeReport) -> str:
     """The header (app-server negotiate, redirect, token), the verdict table and the summary line; ends with a
     newline. No line is longer than :data:`WIDTH` columns."""
@@ -215,29 +237,9 @@ def render_table(report: ProbeReport) -> str:
     lines.append("")
     if "the guide" in text_of(report):
         lines.append(f"The guide: {GUIDE_URL}")
-    profiles = report.working_profiles
     if report.negotiate.target is Target.SERVICE:
         lines.append("No gateway in between: the app server's redirect goes straight to the service.")
-    if profiles:
-        names = " and ".join(f"{p.value}" for p in profiles)
-        lines.append(f"Works as APIM profile {names}. Exit 0.")
-    else:
-        server_side = [
-            p.value
-            for p, kinds in PROFILE_TRANSPORTS.items()
-            if all((t := report.transport(k)) is not None and t.works is not Works.NO for k in kinds)
-        ]
-        if server_side:
-            lines.append(
-                f"Profile {' and '.join(server_side)} works for server-side clients only: browsers fail. Exit 1."
-            )
-        else:
-            parts = []
-            for profile, kinds in PROFILE_TRANSPORTS.items():
-                failed = [k.value for k in kinds if _fails(report, k)]
-                verb = "fails" if len(failed) == 1 else "fail"
-                parts.append(f"for {profile.value}, {' and '.join(failed)} {verb}")
-            lines += _wrap("", f"No APIM profile works: {'; '.join(parts)}. Exit 1.", "")
+    lines += _wrap("", f"{summary_line(report)} Exit {exit_code(report)}.", "")
     text = "\n".join(line.rstrip() for line in lines) + "\n"
     return redact_text(text)
 

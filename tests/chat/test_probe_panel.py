@@ -234,7 +234,7 @@ async def test_probe_of_buffered_sse_shows_each_step_then_the_cause(world: World
         assert 'add <forward-request buffer-response="false" />' in text
         assert "$ apim-gateway export --profile sse-lp --format bicep" in text
         assert "cause WebSocket upgrade refused: APIM answered 200, not 101" in text
-        assert "No APIM profile works: every transport of a profile must." in text
+        assert "No APIM profile works: for websocket, WebSockets fails" in text
         assert "Escape closes" in screen(app)
 
         await pilot.press("escape")
