@@ -7,7 +7,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format venv node browser clean bench fuzz
+.PHONY: demo test lint format venv node browser clean bench bench-peers fuzz
 
 demo: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/chat-demo
@@ -24,8 +24,22 @@ format: $(PY_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(PY_STAMP) $(NODE_STAMP)
+bench: $(PY_STAMP) $(NODE_STAMP) bench-peers
 	$(BIN)/python -m bench
+
+# The peers bench.fanout measures against, each in its own venv (never the product's, never by `make test`).
+PEER_VENVS := bench/.venvs
+bench-peers: $(PEER_VENVS)/websockets/.installed $(PEER_VENVS)/aiosignalr/.installed
+
+$(PEER_VENVS)/websockets/.installed: Makefile
+	test -x $(PEER_VENVS)/websockets/bin/python || $(PYTHON) -m venv $(PEER_VENVS)/websockets
+	$(PEER_VENVS)/websockets/bin/python -m pip install --quiet 'websockets==17.4'
+	touch $@
+
+$(PEER_VENVS)/aiosignalr/.installed: Makefile
+	test -x $(PEER_VENVS)/aiosignalr/bin/python || $(PYTHON) -m venv $(PEER_VENVS)/aiosignalr
+	$(PEER_VENVS)/aiosignalr/bin/python -m pip install --quiet 'aiosignalr==0.1.1'
+	touch $@
 
 # The fuzz targets of tests/fuzz with a large budget (make test runs them with a small one).
 FUZZ_EXAMPLES ?= 20000

@@ -1,0 +1,86 @@
+"""``bench.fanout`` still runs: tiny counts, one round, the table printed and the JSON written.
+
+Nothing here judges speed. The emulator-only run needs nothing beyond the product's venv; the run with the peers
+needs their venvs under ``bench/.venvs`` (``make bench-peers``; ``make test`` never installs them) and is skipped,
+saying so, when one is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.fanout import PEERS, available_peers, order_of, record_seq, spread
+from tests.support.processes import REPO
+
+TINY = ["--clients", "3", "--idle", "6", "--burst", "5", "--paced", "5", "--rate", "50", "--idle-seconds", "0.5"]
+MISSING = available_peers(PEERS)[1]
+
+
+def run_fanout(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.fanout", *TINY, "--rounds", "1", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_record_seq_reads_the_broadcast_number_in_any_spacing() -> None:
+    assert record_seq(b'{"type":1,"target":"broadcastMessage","arguments":["bench","42"]}\x1e') == 42
+    assert record_seq(b'{"type": 1, "target": "broadcastMessage", "arguments": ["bench", "7"]}') == 7
+    assert record_seq(b'{"type":6}') is None
+
+
+def test_rounds_alternate_the_order_of_the_peers() -> None:
+    assert order_of(PEERS, 0) == list(PEERS)
+    assert order_of(PEERS, 1) == list(reversed(PEERS))
+
+
+def test_spread_is_the_median_with_min_and_max() -> None:
+    assert spread([3.0, 1.0, 2.0]) == "2 (1–3)"
+    assert spread([float("nan")]) == "n/a"
+
+
+def test_usage_errors_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fanout", "--clients", "10", "--idle", "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--clients <= --idle" in result.stderr
+
+
+def test_emulator_alone_runs_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    result = run_fanout("--peers", "emulator", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| fan-out to 3 WS, 5 broadcasts back to back: frames/s ↑ |" in result.stdout
+    document = json.loads(out.read_text(encoding="utf-8"))
+    rounds = document["rounds"]["emulator"]
+    assert len(rounds["burst_frames_per_s"]) == 1 and rounds["burst_frames_per_s"][0] > 0
+    assert len(rounds["paced_p99_ms"]) == 1
+
+
+@pytest.mark.skipif(
+    bool(MISSING), reason=f"peer venvs missing under bench/.venvs ({', '.join(MISSING)}): make bench-peers"
+)
+def test_all_peers_run_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    result = run_fanout("--json", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    # The ratios ours/raw and ours/aiosignalr, e.g. "0.61x", on the frames/s row.
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| fan-out to 3 WS"))
+    assert row.count("x |") == 2, row
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(document["rounds"]) == sorted(PEERS)
+    for peer in ("websockets", "aiosignalr"):
+        assert document["rounds"][peer]["gc_max_pause_ms"][0] >= 0
