@@ -75,6 +75,7 @@ CONNECT_CONCURRENCY = 32
 HTTP_SENDERS = 4  # concurrent POSTs in a burst (the websockets peer gets its frames on one socket, no reply)
 SETTLE = 1.0  # seconds after the last connection before RSS is read
 SERVER_CORE = 0
+DEFAULT_JSON = REPO / "artifacts" / "bench" / "fanout.json"
 LOAD_CORE = 1
 
 
@@ -480,7 +481,7 @@ def pin_load_generator() -> str:
     return f"server on core {SERVER_CORE}, load generator on core {LOAD_CORE}"
 
 
-def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str | None]:
+def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str]:
     parser = argparse.ArgumentParser(prog="bench.fanout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=Counts.clients, help="K fan-out clients (default 1000)")
     parser.add_argument("--idle", type=int, default=Counts.idle, help="N idle connections, >= K (default 2000)")
@@ -490,7 +491,12 @@ def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str | None]:
     parser.add_argument("--idle-seconds", type=float, default=Counts.idle_seconds, help="idle CPU window (default 3)")
     parser.add_argument("--rounds", type=int, default=Counts.rounds, help="rounds, order alternating (default 3)")
     parser.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}")
-    parser.add_argument("--json", metavar="PATH", help="also write the per-round values as JSON to PATH")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        default=str(DEFAULT_JSON),
+        help="per-round values as JSON (default artifacts/bench/fanout.json)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 20_000 or not args.clients <= args.idle <= 20_000:
         parser.error("need 1 <= --clients <= --idle <= 20000")
@@ -567,16 +573,18 @@ def main(argv: list[str] | None = None) -> int:
 
         def report() -> None:
             print(markdown_table(results, peers, counts), flush=True)
-            if json_path:
-                document = {
-                    "counts": counts.__dict__,
-                    "peers": list(peers),
-                    "left_out": missing,
-                    "pinning": pinning,
-                    "load_loop": loop,
-                    "rounds": results,
-                }
-                Path(json_path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            document = {
+                "counts": counts.__dict__,
+                "peers": list(peers),
+                "left_out": missing,
+                "pinning": pinning,
+                "load_loop": loop,
+                "rounds": results,
+            }
+            path = Path(json_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            print(f"per-round values: {json_path}", flush=True)
 
         return report
 
