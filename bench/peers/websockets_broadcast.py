@@ -5,7 +5,7 @@ on 127.0.0.1 on a free port and prints ``fanout peer listening on http://127.0.0
 
 - ``ws://…/ws``: a receiving client; what it sends is read and dropped.
 - ``ws://…/send``: the sender; every message it sends is written as-is to every ``/ws`` client
-  (``websockets.broadcast``: one write per client, no awaiting a slow one).
+  as a text frame, like the emulator's JSON (``websockets.broadcast``: one write per client, no backpressure).
 - ``GET /stats``: JSON with the longest GC pause seen (``gc.callbacks``) and the number of clients.
 
 SIGINT or SIGTERM stops it.
@@ -58,7 +58,7 @@ async def handler(connection: ServerConnection) -> None:
     path = connection.request.path if connection.request is not None else ""
     if path == "/send":
         async for message in connection:
-            broadcast(CLIENTS, message)
+            broadcast(CLIENTS, message, text=True)
         return
     CLIENTS.add(connection)
     try:
