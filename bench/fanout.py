@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     peers, missing = available_peers(wanted)
 
     def measure(services: Services) -> Callable[[], None]:
-        raise_fd_limit(2 * counts.idle + 256)
+        raise_fd_limit(counts.idle + 256)  # per process: the clients here, the connections in the server
         pinning = pin_load_generator()
         if missing:
             print(f"left out (no venv under bench/.venvs; `make bench-peers`): {', '.join(missing)}", flush=True)
