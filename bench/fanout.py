@@ -1,5 +1,5 @@
-"""Fan-out and idle connections against the peers: raw ``websockets``, ``aiosignalr`` and ``signalr-emulator`` side by
-side, K WebSocket clients each.
+"""Fan-out and idle connections against the peers: raw ``websockets``, a bare aiohttp fan-out, ``aiosignalr`` and
+``signalr-emulator`` side by side, K WebSocket clients each.
 
 Peers (each a fresh process per round, pinned to core 0 with ``taskset`` when there are two cores or more; this load
 generator is pinned to core 1):
@@ -9,12 +9,15 @@ generator is pinned to core 1):
 - ``aiosignalr``: ``bench/peers/aiosignalr_hub.py`` in ``bench/.venvs/aiosignalr`` (``aiosignalr==0.1.1``): a SignalR
   hub server; ``POST /send`` broadcasts through its lifetime manager (``send_all``, what a hub's ``Clients.All``
   does). It writes binary frames, JSON included.
+- ``aiohttp``: ``bench.broadcast``'s baseline server in the product's venv: a bare aiohttp WebSocket fan-out (no
+  protocol, no auth), the web stack the emulator and aiosignalr are built on; ``POST /send/{room}``.
 - ``emulator``: ``signalr-emulator --port 0 --log-level warning`` (Serverless mode) and the REST API
   ``POST /api/hubs/{hub}/:send``: what an app server does to broadcast.
 
 Every client receives the same record, ``{"type":1,"target":"broadcastMessage","arguments":["bench","N"]}`` + 0x1E
-(SignalR JSON; the websockets peer is sent the record itself). The SignalR peers' clients do the JSON handshake.
-``make bench`` installs the two peers' venvs; a peer whose venv is missing is left out and named.
+(SignalR JSON; the websockets and aiohttp peers are sent the record itself). The SignalR peers' clients do the JSON
+handshake. ``make bench`` installs the venvs of websockets and aiosignalr; a peer whose venv is missing is left out and
+named.
 
 Per peer and round: 0 → N idle connections (RSS delta per connection from ``/proc``), idle CPU % of the server over a
 few seconds; then N - K connections are closed and the K left get B broadcasts back to back (frames/s at the clients,
@@ -64,9 +67,11 @@ from ._harness import (
     ready_line,
     run_benchmark,
 )
+from .broadcast import BASELINE_READY
 
-PEERS = ("websockets", "aiosignalr", "emulator")
+PEERS = ("websockets", "aiohttp", "aiosignalr", "emulator")
 OURS = "emulator"
+IN_PRODUCT_VENV = ("emulator", "aiohttp")  # the others need their own venvs under bench/.venvs
 VENVS = REPO / "bench" / ".venvs"
 PEER_SCRIPTS = REPO / "bench" / "peers"
 PEER_READY = "fanout peer listening on "
@@ -140,7 +145,7 @@ def peer_python(name: str) -> Path:
 
 def available_peers(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
     """(peers that can run, peers left out because their venv is missing)."""
-    present = [name for name in wanted if name == OURS or peer_python(name).exists()]
+    present = [name for name in wanted if name in IN_PRODUCT_VENV or peer_python(name).exists()]
     return present, [name for name in wanted if name not in present]
 
 
@@ -233,6 +238,29 @@ class AiosignalrPeer(Peer):
         return await _peer_stats(session, f"{self.url}/stats")
 
 
+class AiohttpPeer(Peer):
+    """``bench.broadcast``'s baseline: a bare aiohttp WebSocket fan-out in the product's venv (no protocol, no auth,
+    each POST body awaited onto every socket in turn). The same web stack as the emulator and aiosignalr, so it shows
+    what aiohttp itself costs per connection and per frame."""
+
+    name = "aiohttp"
+
+    def __init__(self, process: Process, url: str, session: aiohttp.ClientSession) -> None:
+        self.process = process
+        self.url = url
+        self._session = session
+
+    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
+        client = RawWebSocketClient(receiver.on_record)
+        await client.open(session, f"{self.url}/ws/{HUB}", None, handshake=False)
+        return client
+
+    async def send(self, seq: int) -> None:
+        async with self._session.post(f"{self.url}/send/{HUB}", data=broadcast_record(seq)) as response:
+            if response.status != 202:
+                raise BenchError(f"aiohttp peer answered {response.status}")
+
+
 class EmulatorPeer(Peer):
     name = "emulator"
 
@@ -266,6 +294,12 @@ def start_peer(services: Services, name: str, session: aiohttp.ClientSession) ->
     if name == OURS:
         process = services.spawn(pinned([script("signalr-emulator"), "--port", "0", "--log-level", "warning"]))
         return EmulatorPeer(process, parse_connection_string(ready_line(process)), session)
+    if name == "aiohttp":
+        process = services.spawn(pinned([sys.executable, "-m", "bench.broadcast", "--serve-baseline"]))
+        line = ready_line(process)
+        if not line.startswith(BASELINE_READY):
+            raise BenchError(f"unexpected ready line from the aiohttp peer: {line[:200]!r}")
+        return AiohttpPeer(process, line.removeprefix(BASELINE_READY).strip(), session)
     script_name = {"websockets": "websockets_broadcast.py", "aiosignalr": "aiosignalr_hub.py"}[name]
     process = services.spawn(pinned([str(peer_python(name)), str(PEER_SCRIPTS / script_name)]))
     line = ready_line(process)
