@@ -146,7 +146,10 @@ class ClientConnection:
         self._protocol = ServerProtocol(max_message_size)
         self._outbox: list[bytes] = []
         self._buffered = 0
-        self._ready = asyncio.Event()
+        # The transport's waiter (:meth:`wait`): created only when the transport must sleep, resolved by the next
+        # queued bytes, close or poll. No Event, no ``wait_for``: one future per sleep and nothing per queued record.
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
         self._finished = False
         now = time.monotonic()
@@ -205,7 +208,7 @@ class ClientConnection:
         if not self.closed:
             self.close(None, by_peer=True)
         self._finished = True
-        self._ready.set()
+        self._wake()
 
     def attach(self, transport: TransportType) -> None:
         """Bind the connection to its transport, before any byte is received; the handshake clock starts now."""
@@ -372,7 +375,7 @@ class ClientConnection:
             return False
         self._outbox.append(record)
         self._buffered += len(record)
-        self._ready.set()
+        self._wake()
         return True
 
     def take_outgoing(self) -> bytes:
@@ -386,14 +389,36 @@ class ClientConnection:
         return data
 
     async def wait(self, timeout: float | None = None) -> None:
-        """Return when something was queued, the connection closed, a newer poll began, or ``timeout`` passed."""
+        """Return when something was queued, the connection closed, a newer poll began, or ``timeout`` passed.
+
+        One caller at a time (the transport's writer or the current poll; a new poll calls :meth:`begin_poll` first,
+        which wakes the previous one). The caller must check the state again when it returns: a wake-up may have no
+        cause left by then.
+        """
         if self._outbox or self.closed:
             return
-        self._ready.clear()
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+        if timeout is None:
+            await waiter
+            return
+        handle = waiter.get_loop().call_later(timeout, _resolve, waiter)
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        except TimeoutError:
-            pass
+            await waiter
+        finally:
+            handle.cancel()
+
+    def _wake(self) -> None:
+        """Resolve the transport's waiter, if one sleeps (cheap when none does: the common case under load)."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # --- closing -----------------------------------------------------------------------------------------------
 
@@ -414,7 +439,7 @@ class ClientConnection:
         self._queue_protocol_output()
         self.closed_at = time.monotonic()
         self.close_error = error
-        self._ready.set()
+        self._wake()
         if self.route is not None:
             self.route.client_closed(self, error)
         if self._opened:
@@ -443,7 +468,7 @@ class ClientConnection:
         if data:
             self._outbox.append(data)
             self._buffered += len(data)
-            self._ready.set()
+            self._wake()
 
     # --- LongPolling -------------------------------------------------------------------------------------------
 
@@ -451,7 +476,7 @@ class ClientConnection:
         """Start a poll; a poll still pending is superseded (it must answer 204). Returns this poll's number."""
         self._poll_generation += 1
         self._active_poll = self._poll_generation
-        self._ready.set()
+        self._wake()
         return self._poll_generation
 
     def poll_superseded(self, generation: int) -> bool:
@@ -511,3 +536,9 @@ class ClientConnection:
 
     def __repr__(self) -> str:
         return f"<ClientConnection hub={self.hub} id={self.connection_id} transport={self.transport}>"
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    """A waiter's timeout: wake it unless something else did."""
+    if not waiter.done():
+        waiter.set_result(None)
