@@ -391,7 +391,11 @@ async def measure_peer(peer: Peer, session: aiohttp.ClientSession, counts: Count
         done = receiver.frames.reaches(target)
         cpu_before, load_before = cpu_seconds(pid), time.process_time()
         started = time.perf_counter()
-        await peer.send_many(range(1, counts.burst + 1))
+        try:
+            async with asyncio.timeout(counts.phase_timeout):
+                await peer.send_many(range(1, counts.burst + 1))
+        except TimeoutError:
+            raise BenchError(f"{peer.name}: the burst's sends took over {counts.phase_timeout:g} s") from None
         last = await arrival(done, f"{peer.name}: {k * counts.burst} burst frames", counts.phase_timeout)
         elapsed = last - started
         values["burst_frames_per_s"] = k * counts.burst / elapsed
@@ -411,7 +415,11 @@ async def measure_peer(peer: Peer, session: aiohttp.ClientSession, counts: Count
             if wait > 0:
                 await asyncio.sleep(wait)
             receiver.sent_at[seq] = time.perf_counter()
-            await peer.send(seq)
+            try:
+                async with asyncio.timeout(REPLY_TIMEOUT):
+                    await peer.send(seq)
+            except TimeoutError:
+                raise BenchError(f"{peer.name}: a paced send took over {REPLY_TIMEOUT:g} s") from None
         await arrival(done, f"{peer.name}: {k * counts.paced} paced frames", counts.phase_timeout)
         latencies = receiver.latencies
         values["paced_p50_ms"] = 1000 * percentile(latencies, 50)
