@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -51,7 +52,14 @@ from signalr.negotiate import TransportType
 from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 
-__all__ = ["TRANSFER_FORMATS", "ClientConnection", "ClientRoute", "ConnectionListener", "InboundMessage"]
+__all__ = [
+    "TRANSFER_FORMATS",
+    "ClientConnection",
+    "ClientRoute",
+    "ConnectionListener",
+    "InboundMessage",
+    "TimerWheel",
+]
 
 log = logging.getLogger("emulator")
 
@@ -121,9 +129,12 @@ class ClientConnection:
         handshake_timeout: float,
         max_poll_interval: float,
         routable: bool = False,
+        timers: TimerWheel | None = None,
     ) -> None:
         """``routable``: the service may hand the client to an app server (Default or Classic mode), so the handshake
-        is held until :meth:`ClientConnection.receive_data` has it whole and the listener's ``route`` decided."""
+        is held until :meth:`ClientConnection.receive_data` has it whole and the listener's ``route`` decided.
+        ``timers``: the wheel that calls the service back when this connection's next timer is due; the connection
+        schedules itself on it (without one, the caller must run :meth:`check_timers` itself)."""
         self.connection_id = connection_id
         self.connection_token = connection_token
         self.hub = hub
@@ -170,6 +181,9 @@ class ClientConnection:
         self._handshake_buffer = bytearray()
         self._reply_buffer = bytearray()
         self._max_message_size = max_message_size
+        self._timers = timers
+        self._timer_slot: int | None = None  # the wheel's slot this connection waits in; owned by TimerWheel
+        self._reschedule()
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -216,6 +230,7 @@ class ClientConnection:
         self.transport = transport
         self.attached_at = time.monotonic()
         self.last_received = self.attached_at
+        self._reschedule()
 
     # --- inbound -----------------------------------------------------------------------------------------------
 
@@ -236,6 +251,7 @@ class ClientConnection:
         for event in events:
             if isinstance(event, HandshakeCompleted):
                 self._opened = True
+                self._reschedule()
                 self._listener.connected(self)
             elif isinstance(event, HandshakeFailed):
                 log.info("handshake failed hub=%s id=%s: %s", self.hub, self.connection_id, redact_text(event.error))
@@ -344,6 +360,7 @@ class ClientConnection:
         self._queue_raw(held)
         if error is None:
             self._opened = True
+            self._reschedule()
             self._listener.connected(self)
         else:
             log.info("app server refused the handshake hub=%s id=%s: %s", self.hub, self.connection_id, error)
@@ -440,6 +457,7 @@ class ClientConnection:
         self.closed_at = time.monotonic()
         self.close_error = error
         self._wake()
+        self._reschedule()
         if self.route is not None:
             self.route.client_closed(self, error)
         if self._opened:
@@ -521,6 +539,44 @@ class ClientConnection:
             self._protocol.send_ping()
             self._queue_protocol_output()
 
+    def next_check(self, now: float, keepalive: float, client_timeout: float) -> float:
+        """When :meth:`check_timers` (or :meth:`expired`) may next have something to do: never later than the
+        earliest timer of the current state. Timers only move later as the connection lives (data refreshes them);
+        the state changes that can bring one earlier (attach, open, close) reschedule the connection themselves."""
+        closed_at = self.closed_at
+        long_polling = self.transport is TransportType.LONG_POLLING
+        if closed_at is not None:
+            if self._finished or self.transport is None:
+                return now
+            if long_polling:
+                # While a poll is held it ends within the poll timeout, and its end restarts the interval.
+                return (
+                    now + self.max_poll_interval
+                    if self.polling
+                    else max(self.last_poll_end, closed_at) + self.max_poll_interval
+                )
+            return closed_at + _FORGET_CLOSED_AFTER
+        attached_at = self.attached_at
+        if attached_at is None:
+            return self.created_at + self.handshake_timeout
+        if long_polling:
+            due = now + self.max_poll_interval if self.polling else self.last_poll_end + self.max_poll_interval
+            return due if self._opened else min(due, attached_at + self.handshake_timeout)
+        if not self._opened:
+            return attached_at + self.handshake_timeout
+        due = self.last_received + client_timeout
+        if self.route is None:
+            # A ping waiting in the queue (or anything else) leaves last_sent old until the transport takes it: the
+            # past deadline only means "look again at the next tick", as when a slow writer holds the queue.
+            due = min(due, self.last_sent + keepalive)
+        return due
+
+    def _reschedule(self) -> None:
+        timers = self._timers
+        if timers is not None:
+            now = time.monotonic()
+            timers.schedule(self, self.next_check(now, timers.keepalive, timers.client_timeout))
+
     def expired(self, now: float) -> bool:
         """Whether the service should forget this closed connection now."""
         closed_at = self.closed_at
@@ -536,6 +592,66 @@ class ClientConnection:
 
     def __repr__(self) -> str:
         return f"<ClientConnection hub={self.hub} id={self.connection_id} transport={self.transport}>"
+
+
+class TimerWheel:
+    """Connections filed by the tick their next timer falls in, so a tick looks only at the connections with
+    something due (an idle service with many connections does almost nothing).
+
+    The service calls :meth:`due` once per ``tick`` and, for each connection it returns, runs its timers and
+    :meth:`schedule` s it again at :meth:`ClientConnection.next_check` unless it is forgotten. Deadlines are rounded
+    up to the next tick, as the former sweep every tick did. A connection waits in one slot at a time: scheduling
+    it earlier moves it (the old entry is skipped when its slot comes), scheduling it later does nothing until its
+    slot comes.
+    """
+
+    __slots__ = ("_done", "_slots", "client_timeout", "keepalive", "tick")
+
+    def __init__(self, tick: float, keepalive: float, client_timeout: float) -> None:
+        self.tick = tick
+        self.keepalive = keepalive
+        self.client_timeout = client_timeout
+        self._slots: dict[int, list[ClientConnection]] = {}
+        self._done = math.floor(time.monotonic() / tick)  # every slot up to this one has been handed out
+
+    def __len__(self) -> int:
+        """Entries filed, stale ones included (for tests and diagnostics)."""
+        return sum(len(bucket) for bucket in self._slots.values())
+
+    def schedule(self, connection: ClientConnection, deadline: float) -> None:
+        """File ``connection`` for the first tick at or after ``deadline`` (at the earliest the next one), unless it
+        already waits for an earlier or the same tick."""
+        slot = max(math.ceil(deadline / self.tick), self._done + 1)
+        current = connection._timer_slot
+        if current is not None and current <= slot:
+            return
+        connection._timer_slot = slot
+        bucket = self._slots.get(slot)
+        if bucket is None:
+            self._slots[slot] = [connection]
+        else:
+            bucket.append(connection)
+
+    def due(self, now: float) -> list[ClientConnection]:
+        """The connections whose slot is at or before ``now``, each once; they are no longer filed."""
+        now_slot = math.floor(now / self.tick)
+        done = self._done
+        if now_slot <= done:
+            return []
+        self._done = now_slot
+        slots = self._slots
+        # Usually one slot per tick; after a long stall, only the slots that hold something.
+        keys = range(done + 1, now_slot + 1) if now_slot - done <= 64 else sorted(k for k in slots if k <= now_slot)
+        found: list[ClientConnection] = []
+        for key in keys:
+            bucket = slots.pop(key, None)
+            if bucket is None:
+                continue
+            for connection in bucket:
+                if connection._timer_slot == key:  # else it moved to an earlier slot and was handed out there
+                    connection._timer_slot = None
+                    found.append(connection)
+        return found
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -25,7 +25,7 @@ from signalr.hub_protocol import HubProtocol
 from signalr.messages import HubMessage
 from signalr.redact import redact_text
 
-from .connection import ClientConnection, ClientRoute, InboundMessage
+from .connection import ClientConnection, ClientRoute, InboundMessage, TimerWheel
 from .server_connections import NO_SERVER_ERROR, ServerPool
 from .settings import EmulatorSettings
 from .upstream import UpstreamDispatcher
@@ -187,6 +187,7 @@ class SignalRService:
         self.servers = ServerPool()
         self._hubs: dict[str, Hub] = {}
         self._by_token: dict[str, ClientConnection] = {}
+        self._timers = TimerWheel(settings.tick, settings.keepalive_interval, settings.client_timeout)
         self._maintenance: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
@@ -210,15 +211,22 @@ class SignalRService:
         await self.upstream.stop()
 
     async def _run_timers(self) -> None:
-        settings = self.settings
+        """Every tick, the timers of the connections with one due (:class:`TimerWheel`), not a sweep over all."""
+        timers = self._timers
+        keepalive = timers.keepalive
+        client_timeout = timers.client_timeout
         while True:
-            await asyncio.sleep(settings.tick)
+            await asyncio.sleep(timers.tick)
             now = time.monotonic()
-            for token, connection in list(self._by_token.items()):
+            for connection in timers.due(now):
                 try:
-                    connection.check_timers(now, settings.keepalive_interval, settings.client_timeout)
+                    connection.check_timers(now, keepalive, client_timeout)
                     if connection.expired(now):
-                        del self._by_token[token]
+                        token = connection.connection_token
+                        if self._by_token.get(token) is connection:
+                            del self._by_token[token]
+                        continue
+                    timers.schedule(connection, connection.next_check(now, keepalive, client_timeout))
                 except Exception:  # one broken connection must not stop the timers of all others
                     log.exception("timer check failed for %r", connection)
 
@@ -261,6 +269,7 @@ class SignalRService:
             handshake_timeout=_claim_seconds(claims, "asrs.s.cht", 1, 30, settings.handshake_timeout),
             max_poll_interval=_claim_seconds(claims, "asrs.s.ttl", 1, 300, settings.max_poll_interval),
             routable=settings.service_mode != "serverless",
+            timers=self._timers,
         )
         self._by_token[token] = connection
         return connection
