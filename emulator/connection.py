@@ -114,6 +114,51 @@ class ClientConnection:
     :meth:`take_outgoing` returns nothing.
     """
 
+    # Fixed slots keep a connection small (the service holds thousands); ``__dict__`` stays available for what a test
+    # attaches to one connection (a spy on ``send``) and is only allocated when used.
+    __slots__ = (
+        "__dict__",
+        "_active_poll",
+        "_awaiting_route",
+        "_buffered",
+        "_finished",
+        "_handshake_buffer",
+        "_listener",
+        "_loop",
+        "_max_message_size",
+        "_opened",
+        "_outbox",
+        "_poll_generation",
+        "_post_lock",
+        "_protocol",
+        "_reply_buffer",
+        "_routed_protocol",
+        "_timer_slot",
+        "_timers",
+        "_waiter",
+        "abort_transport",
+        "attached_at",
+        "claims",
+        "client_query",
+        "close_error",
+        "closed_at",
+        "connection_id",
+        "connection_token",
+        "created_at",
+        "handshake_timeout",
+        "hub",
+        "last_poll_end",
+        "last_received",
+        "last_sent",
+        "max_buffer_size",
+        "max_poll_interval",
+        "owner",
+        "request_headers",
+        "route",
+        "transport",
+        "user_id",
+    )
+
     def __init__(
         self,
         *,
@@ -150,8 +195,7 @@ class ClientConnection:
         self.close_error: str | None = None
         # Set by the transport: tears the socket down at once (used when the peer stops reading).
         self.abort_transport: Callable[[], None] | None = None
-        # SSE/LP sends are processed one POST at a time, in arrival order (§3.8: ASP.NET Core queues them).
-        self.post_lock = asyncio.Lock()
+        self._post_lock: asyncio.Lock | None = None  # made by the first POST (SSE and LongPolling only)
         self._listener = listener
         # Replaced by attach(), which knows the transport's transfer formats; no byte is read before that.
         self._protocol = ServerProtocol(max_message_size)
@@ -184,6 +228,15 @@ class ClientConnection:
         self._timers = timers
         self._timer_slot: int | None = None  # the wheel's slot this connection waits in; owned by TimerWheel
         self._reschedule()
+
+    @property
+    def post_lock(self) -> asyncio.Lock:
+        """SSE/LP sends are processed one POST at a time, in arrival order (§3.8: ASP.NET Core queues them): hold
+        this lock while feeding a POST's body. Made on first use, so a WebSocket connection carries none."""
+        lock = self._post_lock
+        if lock is None:
+            lock = self._post_lock = asyncio.Lock()
+        return lock
 
     # --- state -------------------------------------------------------------------------------------------------
 
