@@ -465,14 +465,9 @@ class ClientConnection:
         which wakes the previous one). The caller must check the state again when it returns: a wake-up may have no
         cause left by then.
         """
-        if self._outbox or self.closed:
+        waiter = self.idle()
+        if waiter is None:
             return
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
         if timeout is None:
             await waiter
             return
@@ -481,6 +476,20 @@ class ClientConnection:
             await waiter
         finally:
             handle.cancel()
+
+    def idle(self) -> asyncio.Future[None] | None:
+        """``None`` when the transport has something to do (bytes queued, or closed); else the future to await
+        before looking again (what :meth:`wait` awaits, without a coroutine of its own: a writer calls this once
+        per wake-up). Same one-caller rule as :meth:`wait`."""
+        if self._outbox or self.closed_at is not None:
+            return None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+        return waiter
 
     def _wake(self) -> None:
         """Resolve the transport's waiter, if one sleeps (cheap when none does: the common case under load)."""

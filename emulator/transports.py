@@ -308,7 +308,9 @@ async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnect
                 continue
             if connection.closed:
                 break
-            await connection.wait()
+            waiter = connection.idle()
+            if waiter is not None:
+                await waiter
         await ws.close(code=1000)
     except Exception as exc:  # the socket is gone (reset, aborted, closing): nothing left to send to
         log.debug("websocket writer ended id=%s: %r", connection.connection_id, exc)
@@ -333,7 +335,9 @@ async def _server_sent_events(request: web.Request) -> web.StreamResponse:
                 continue
             if connection.closed:
                 break
-            await connection.wait()
+            waiter = connection.idle()
+            if waiter is not None:
+                await waiter
         await response.write_eof()
     except ConnectionError as exc:
         log.debug("event stream ended id=%s: %s", connection.connection_id, exc)
