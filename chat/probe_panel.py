@@ -46,6 +46,7 @@ from .probe import (
     step_line,
     summary_line,
 )
+from .probe.report import duration_text, mentions_guide, ms_text, same_finding, shown_url, step_summary
 from .widgets import printable
 
 __all__ = [
@@ -100,52 +101,6 @@ class ProbeRun:
         self.finished = time.monotonic()
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 10:
-        return f"{value:.1f} ms"
-    if value < 10_000:
-        return f"{value:.0f} ms"
-    return f"{value / 1000:.1f} s"
-
-
-def _duration(seconds: int) -> str:
-    if abs(seconds) < 120:
-        return f"{seconds} s"
-    if abs(seconds) < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _path(url: str) -> str:
-    """The path of ``url`` without its query (``/client/negotiate``)."""
-    rest = url.split("://", 1)[1] if "://" in url else url
-    slash = rest.find("/")
-    return (rest[slash:] if slash >= 0 else "/").split("?", 1)[0]
-
-
-def _answer(step: StepResult) -> str:
-    """``METHOD /path -> status`` (or the network error) of one step."""
-    target = f"{step.method} {_path(step.url)}".strip() if step.method else step.step.value
-    if step.status is not None:
-        answer = str(step.status)
-        if step.apim is not None:
-            answer += f" (APIM: {step.apim})" if step.apim else " (APIM)"
-    elif step.error is not None:
-        answer = step.error.value
-    else:
-        answer = step.outcome.value
-    return f"{target} -> {answer}"
-
-
-def _shown_url(url: str) -> str:
-    """The redirect URL without the parameters only the service reads (``negotiateVersion``, ``asrs_request_id``)."""
-    base, _, query = url.partition("?")
-    kept = [p for p in query.split("&") if p and not p.lower().startswith(("negotiateversion=", "asrs_request_id="))]
-    return base + ("?" + "&".join(kept) if kept else "")
-
-
 _WORKS_STYLE = {Works.YES: "bold green", Works.NO: "bold red", Works.SERVER_ONLY: "bold yellow"}
 _OUTCOME_STYLE = {Outcome.OK: "", Outcome.FAILED: "red", Outcome.SKIPPED: "dim"}
 
@@ -176,16 +131,12 @@ def _finding_rows(finding: Finding, scrub: Scrub, *, with_what: bool) -> list[tu
     return rows
 
 
-def _same(a: Finding | None, b: Finding | None) -> bool:
-    return a is not None and b is not None and (a.code, a.what, a.fix) == (b.code, b.what, b.fix)
-
-
 def _details(transport: TransportReport, before: TransportReport | None, scrub: Scrub) -> RenderableType:
     """The "what failed, cause and fix" cell of one transport: the problem, then harmless notes."""
     rows: list[tuple[str, Text]] = []
     problem = transport.problem
     if problem is not None:
-        if before is not None and _same(problem, before.problem):
+        if before is not None and same_finding(problem, before.problem):
             rows.append(("failed", _text(scrub, problem.what, "bold")))
             rows.append(("", Text(f"cause and fix: as for {before.transport.value}", style="italic")))
         else:
@@ -211,7 +162,7 @@ def render_verdict_table(report: ProbeReport, scrub: Scrub) -> Table:
     table.add_column("what failed · cause · fix", ratio=1)
     before: TransportReport | None = None
     for transport in report.transports:
-        latency = _ms(transport.latency_ms) if transport.works is not Works.NO else "-"
+        latency = ms_text(transport.latency_ms) if transport.works is not Works.NO else "-"
         table.add_row(
             Text(transport.transport.value, style="bold"),
             Text(transport.works.value, style=_WORKS_STYLE[transport.works]),
@@ -225,11 +176,11 @@ def render_verdict_table(report: ProbeReport, scrub: Scrub) -> Table:
 def _header_rows(report: ProbeReport, scrub: Scrub) -> list[tuple[str, Text]]:
     found = report.negotiate
     step = found.step
-    took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
+    took = f" in {ms_text(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
     if found.redirect:
-        app = f"{_answer(step)}{took}: redirect to {_shown_url(found.redirect_url)}"
+        app = f"{step_summary(step)}{took}: redirect to {shown_url(found.redirect_url)}"
     else:
-        app = f"{_answer(step)}{took}" + (f": {step.detail}" if step.detail else "")
+        app = f"{step_summary(step)}{took}" + (f": {step.detail}" if step.detail else "")
     rows = [("app server", _text(scrub, app))]
     if found.redirect:
         kind = f"{found.host_kind.value}; " if found.host_kind is not None else ""
@@ -241,9 +192,9 @@ def _header_rows(report: ProbeReport, scrub: Scrub) -> list[tuple[str, Text]]:
     if token is not None:
         parts = []
         if token.expires_in_s is not None:
-            parts.append(f"expires in {_duration(token.expires_in_s)}")
+            parts.append(f"expires in {duration_text(token.expires_in_s)}")
         if token.lifetime_s is not None:
-            parts.append(f"lifetime {_duration(token.lifetime_s)}")
+            parts.append(f"lifetime {duration_text(token.lifetime_s)}")
         if token.audience is not None:
             parts.append(f"audience {token.audience}")
         if token.problem:
@@ -259,11 +210,6 @@ def render_problem(finding: Finding, scrub: Scrub) -> Table:
     )
 
 
-def _mentions_guide(report: ProbeReport) -> bool:
-    findings = [report.problem] + [f for t in report.transports for f in (t.problem, *t.notes)]
-    return any(f is not None and "the guide" in f"{f.cause} {f.fix.doc if f.fix else ''}" for f in findings)
-
-
 def render_verdict(report: ProbeReport, scrub: Scrub) -> Group:
     """The whole verdict: what the app server's negotiate said, the table (or the problem), and the summary."""
     parts: list[RenderableType] = [_labelled(_header_rows(report, scrub)), Text("")]
@@ -276,7 +222,7 @@ def render_verdict(report: ProbeReport, scrub: Scrub) -> Group:
         parts.append(Text("No gateway in between: the app server's redirect goes straight to the service."))
     style = "bold green" if report.working_profiles else "bold red"
     parts.append(Text(summary_line(report), style=style))
-    if _mentions_guide(report):
+    if mentions_guide(report):
         parts.append(Text(f"The guide: {GUIDE_URL}", style="dim"))
     return Group(*parts)
 

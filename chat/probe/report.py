@@ -42,7 +42,8 @@ def exit_code(report: ProbeReport) -> int:
     return 0 if report.working_profiles else 1
 
 
-def _ms(value: float | None) -> str:
+def ms_text(value: float | None) -> str:
+    """A duration in milliseconds as people read it: ``4.2 ms``, ``120 ms``, ``12.5 s`` (``-`` when unknown)."""
     if value is None:
         return "-"
     if value < 10:
@@ -52,7 +53,8 @@ def _ms(value: float | None) -> str:
     return f"{value / 1000:.1f} s"
 
 
-def _duration(seconds: int) -> str:
+def duration_text(seconds: int) -> str:
+    """A token lifetime or time left: ``90 s``, ``59 min``, ``2.0 h``."""
     if abs(seconds) < 120:
         return f"{seconds} s"
     if abs(seconds) < 7200:
@@ -101,9 +103,9 @@ def _header(report: ProbeReport) -> list[str]:
     lines = _wrap("chat probe ", f"{report.url} (origin {report.origin}, timeout {report.timeout_s:g} s{echo})", "")
     found = report.negotiate
     step = found.step
-    took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
+    took = f" in {ms_text(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
     if found.redirect:
-        what = f"{step_summary(step)}{took}: redirect to {_shown_url(found.redirect_url)}"
+        what = f"{step_summary(step)}{took}: redirect to {shown_url(found.redirect_url)}"
     else:
         what = f"{step_summary(step)}{took}" + (f": {step.detail}" if step.detail else "")
     lines += _wrap("app server   ", what, indent="")
@@ -119,9 +121,9 @@ def _header(report: ProbeReport) -> list[str]:
     if token is not None:
         parts = []
         if token.expires_in_s is not None:
-            parts.append(f"expires in {_duration(token.expires_in_s)}")
+            parts.append(f"expires in {duration_text(token.expires_in_s)}")
         if token.lifetime_s is not None:
-            parts.append(f"lifetime {_duration(token.lifetime_s)}")
+            parts.append(f"lifetime {duration_text(token.lifetime_s)}")
         if token.audience is not None:
             parts.append(f"audience {token.audience}")
         if token.problem:
@@ -154,19 +156,20 @@ def _finding_lines(finding: Finding, label: str = "cause: ") -> list[str]:
     return lines
 
 
-def _same(a: Finding | None, b: Finding | None) -> bool:
+def same_finding(a: Finding | None, b: Finding | None) -> bool:
+    """Whether two transports failed for the same reason (the table then says \"as for\" the first)."""
     return a is not None and b is not None and (a.code, a.what, a.fix) == (b.code, b.what, b.fix)
 
 
 def _row(transport: TransportReport, before: TransportReport | None) -> list[str]:
-    latency = _ms(transport.latency_ms) if transport.works is not Works.NO else "-"
+    latency = ms_text(transport.latency_ms) if transport.works is not Works.NO else "-"
     what = transport.problem.what if transport.problem is not None else "-"
     head = f"{transport.transport.value:<{_NAME}}{transport.works.value:<{_WORKS}}{latency:>{_LATENCY}}  "
     lines = textwrap.wrap(
         what, width=WIDTH, initial_indent=head, subsequent_indent=" " * len(head), break_on_hyphens=False
     ) or [head.rstrip()]
     if transport.problem is not None:
-        if before is not None and _same(transport.problem, before.problem):
+        if before is not None and same_finding(transport.problem, before.problem):
             lines += _wrap("", f"cause and fix: as for {before.transport.value}")
         else:
             lines += _finding_lines(transport.problem)
@@ -181,7 +184,7 @@ def _row(transport: TransportReport, before: TransportReport | None) -> list[str
     return lines
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     """The redirect URL without the parameters only the service reads (``negotiateVersion``, ``asrs_request_id``)."""
     base, _, query = url.partition("?")
     kept = [p for p in query.split("&") if p and not p.lower().startswith(("negotiateversion=", "asrs_request_id="))]
@@ -193,10 +196,10 @@ def _fails(report: ProbeReport, kind: TransportType) -> bool:
     return transport is None or transport.works is not Works.YES
 
 
-def text_of(report: ProbeReport) -> str:
-    """Every cause and fix text of the report, joined (to see what the footer must explain)."""
+def mentions_guide(report: ProbeReport) -> bool:
+    """Whether a cause or fix of the report refers to the guide, so its link must be shown."""
     findings = [report.problem] + [f for t in report.transports for f in (t.problem, *t.notes)]
-    return " ".join(f"{f.cause} {f.fix.doc if f.fix else ''}" for f in findings if f is not None)
+    return any(f is not None and "the guide" in f"{f.cause} {f.fix.doc if f.fix else ''}" for f in findings)
 
 
 def summary_line(report: ProbeReport) -> str:
@@ -235,7 +238,7 @@ def render_table(report: ProbeReport) -> str:
             lines += _row(transport, before)
             before = transport
     lines.append("")
-    if "the guide" in text_of(report):
+    if mentions_guide(report):
         lines.append(f"The guide: {GUIDE_URL}")
     if report.negotiate.target is Target.SERVICE:
         lines.append("No gateway in between: the app server's redirect goes straight to the service.")
@@ -276,7 +279,7 @@ def report_json(report: ProbeReport) -> dict[str, Any]:
 def step_line(step: StepResult) -> str:
     """One line about one step: ``[transport] step: METHOD path -> status in N ms``."""
     who = f"{step.transport.value} " if step.transport is not None else ""
-    took = f" in {_ms(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
+    took = f" in {ms_text(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
     mark = {Outcome.OK: "ok", Outcome.FAILED: "FAILED", Outcome.SKIPPED: "skipped"}[step.outcome]
     summary = step_summary(step) if step.step is not Step.HANDSHAKE or step.status is not None else step.step.value
     return redact_text(f"{who}{step.step.value}: {summary}{took} [{mark}]")
