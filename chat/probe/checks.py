@@ -587,6 +587,28 @@ class _Run:
         self.hub = _HubSession()
         self.connected_at = 0.0
         self.latency_ms: float | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Connect, handshake and echo, then stop as this transport's clients do; what was opened is released."""
+        try:
+            if await self.connect() and await self.handshake_and_echo():
+                await self.stop()
+        finally:
+            await self.release()
+
+    async def connect(self) -> bool:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def release(self) -> None:
+        """Cancel the reader task, if one was started; subclasses also close their socket or stream."""
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self.reader
 
     async def wait(self, check: Callable[[], _T | None], timeout: float) -> _T | None:
         """Wait until ``check()`` returns something not None, at most ``timeout`` s; returns it or None."""
@@ -678,24 +700,13 @@ class _WebSocketRun(_Run):
     def __init__(self, probe: _Probe, context: HttpContext, url: str, token: str | None) -> None:
         super().__init__(probe, context, url, token)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.reader: asyncio.Task[None] | None = None
         self.closed_by_server: str | None = None
 
-    async def run(self) -> None:
-        try:
-            if not await self.connect():
-                return
-            if not await self.handshake_and_echo():
-                return
-            await self.close()
-        finally:
-            if self.reader is not None:
-                self.reader.cancel()
-                with contextlib.suppress(BaseException):
-                    await self.reader
-            if self.ws is not None and not self.ws.closed:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.ws.close(), 1.0)
+    async def release(self) -> None:
+        await super().release()
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 1.0)
 
     async def connect(self) -> bool:
         probe, context = self.probe, self.context
@@ -758,7 +769,7 @@ class _WebSocketRun(_Run):
             return False
         return True
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         assert self.ws is not None
         started = time.monotonic()
         try:
@@ -809,22 +820,14 @@ class _SseRun(_HttpRun):
     def __init__(self, probe: _Probe, context: HttpContext, url: str, token: str | None) -> None:
         super().__init__(probe, context, url, token)
         self.response: aiohttp.ClientResponse | None = None
-        self.reader: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
-        try:
-            if not await self.connect():
-                return
-            if not await self.handshake_and_echo():
-                return
-            await self.close_message()
-        finally:
-            if self.reader is not None:
-                self.reader.cancel()
-                with contextlib.suppress(BaseException):
-                    await self.reader
-            if self.response is not None:
-                self.response.close()
+    async def stop(self) -> None:
+        await self.close_message()
+
+    async def release(self) -> None:
+        await super().release()
+        if self.response is not None:
+            self.response.close()
 
     async def connect(self) -> bool:
         probe, kind = self.probe, self.kind
@@ -913,14 +916,9 @@ class _LongPollingRun(_HttpRun):
     kind = TransportType.LONG_POLLING
     polls = True
 
-    async def run(self) -> None:
-        if not await self.connect():
-            return
-        if not await self.handshake_and_echo():
-            return
-        if not await self.close_message():
-            return
-        await self.delete()
+    async def stop(self) -> None:
+        if await self.close_message():
+            await self.delete()
 
     def poll_url(self) -> str:
         return f"{self.url}&_={int(time.time() * 1000)}"
