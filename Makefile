@@ -18,7 +18,7 @@ test: $(PY_STAMP) $(NODE_STAMP) browser lint
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict signalr emulator gateway server chat bench
+	$(BIN)/mypy --strict signalr webpubsub emulator gateway server chat bench
 
 format: $(PY_STAMP)
 	$(BIN)/ruff format .
