@@ -5,14 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The web page's Web PubSub client: @azure/web-pubsub-client bundled for browsers (served at /lib/web-pubsub-client.js).
+WPS_BUNDLE := node_modules/.bundles/web-pubsub-client.js
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint format venv node browser clean bench bench-peers fuzz
 
-demo: $(PY_STAMP) $(NODE_STAMP)
+demo: $(PY_STAMP) $(NODE_STAMP) $(WPS_BUNDLE)
 	$(BIN)/chat-demo
 
-test: $(PY_STAMP) $(NODE_STAMP) browser lint
+test: $(PY_STAMP) $(NODE_STAMP) $(WPS_BUNDLE) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(PY_STAMP)
@@ -47,7 +49,7 @@ fuzz: $(PY_STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 venv: $(PY_STAMP)
-node: $(NODE_STAMP)
+node: $(NODE_STAMP) $(WPS_BUNDLE)
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +60,15 @@ $(PY_STAMP): pyproject.toml
 $(NODE_STAMP): package.json
 	npm install --no-audit --no-fund --no-package-lock
 	touch $@
+
+# One IIFE that puts WebPubSubClient and its two JSON protocols on `window` (the package ships only ES modules).
+# Rebuilt whenever package.json (hence the installed package) changes.
+$(WPS_BUNDLE): package.json $(NODE_STAMP)
+	mkdir -p $(@D)
+	echo 'import { WebPubSubClient, WebPubSubJsonProtocol, WebPubSubJsonReliableProtocol } from "@azure/web-pubsub-client";' \
+		'Object.assign(window, { WebPubSubClient, WebPubSubJsonProtocol, WebPubSubJsonReliableProtocol });' \
+		| node_modules/.bin/esbuild --bundle --format=iife --platform=browser --target=es2020 --minify \
+			--log-level=warning --outfile=$@
 
 # Headless Chromium and its driver for the web-page tests (Debian packages).
 browser:
