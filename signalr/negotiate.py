@@ -25,6 +25,7 @@ __all__ = [
     "NegotiateRedirect",
     "NegotiateResult",
     "TransportType",
+    "WebPubSubAnswer",
     "build_redirect",
     "connect_url",
     "negotiate_url",
@@ -57,6 +58,30 @@ ALL_TRANSPORTS: list[dict[str, Any]] = [
 
 class NegotiateError(Exception):
     """Negotiation failed; the message is the one the official JS client would report."""
+
+
+MAX_WEBPUBSUB_URL = 8192
+"""Longest client access URL taken from a Web PubSub answer (a token URL is a few hundred characters)."""
+
+
+class WebPubSubAnswer(NegotiateError):
+    """The app server answers for Azure Web PubSub (``{"service": "webpubsub", "hub": …, "url": …}``), not SignalR.
+
+    ``url`` is the client access URL (``ws://``/``wss://``, with its ``access_token``: never show it unredacted) and
+    ``hub`` the Web PubSub hub. A SignalR client cannot go on; a caller that speaks Web PubSub catches this and
+    connects to ``url`` with a Web PubSub client (https://learn.microsoft.com/azure/azure-web-pubsub/howto-websocket-connect).
+    """
+
+    def __init__(self, url: str, hub: str) -> None:
+        super().__init__(
+            f"The app server answers for Azure Web PubSub, not SignalR (hub {hub!r}): connect with a Web PubSub "
+            "client to the client access URL it returned."
+        )
+        self.url = url
+        self.hub = hub
+
+    def __repr__(self) -> str:  # the URL carries the access token
+        return f"WebPubSubAnswer(hub={self.hub!r})"
 
 
 @dataclass(frozen=True)
@@ -170,7 +195,11 @@ def connect_url(url: str, connection_id: str) -> str:
 
 
 def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult:
-    """Interpret a 200 negotiate body; raises :class:`NegotiateError` with the JS client's messages (§3.1)."""
+    """Interpret a 200 negotiate body; raises :class:`NegotiateError` with the JS client's messages (§3.1).
+
+    An app server on Azure Web PubSub answers ``{"service": "webpubsub", "hub": …, "url": …}``: that raises
+    :class:`WebPubSubAnswer` (a :class:`NegotiateError`) carrying the client access URL.
+    """
     try:
         obj = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):  # bad UTF-8 or JSON, a number with too many digits, deep nesting
@@ -179,6 +208,8 @@ def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult
         raise NegotiateError("Negotiate response is not a JSON object.")
     if obj.get("error"):
         raise NegotiateError(str(obj["error"]))
+    if obj.get("service") == "webpubsub":
+        raise _webpubsub_answer(obj)
     if obj.get("ProtocolVersion"):  # truthy, as the JS client tests it
         raise NegotiateError(
             "Detected a connection attempt to an ASP.NET SignalR Server. This client only supports connecting to "
@@ -208,6 +239,30 @@ def parse_negotiate_response(body: bytes) -> NegotiateRedirect | NegotiateResult
         if kind not in (t.transport for t in transports):  # a repeated entry: the first one counts
             transports.append(AvailableTransport(kind, _transfer_formats(entry.get("transferFormats"))))
     return NegotiateResult(connection_id, token if isinstance(token, str) else None, version, tuple(transports))
+
+
+def _webpubsub_answer(obj: dict[str, Any]) -> NegotiateError:
+    """The :class:`WebPubSubAnswer` of a ``"service": "webpubsub"`` body, or a :class:`NegotiateError` saying what is
+    wrong with it (the URL is never quoted: it carries the access token)."""
+    hub = obj.get("hub")
+    url = obj.get("url")
+    if not isinstance(hub, str) or not hub or len(hub) > 128 or not hub.isprintable():
+        return NegotiateError("The Web PubSub negotiate answer has no valid hub name.")
+    if not isinstance(url, str) or not _is_websocket_url(url):
+        return NegotiateError("The Web PubSub negotiate answer's url is not an absolute ws:// or wss:// URL.")
+    return WebPubSubAnswer(url, hub)
+
+
+def _is_websocket_url(url: str) -> bool:
+    """An absolute ``ws``/``wss`` URL with a host and a valid port, printable, at most :data:`MAX_WEBPUBSUB_URL`."""
+    if len(url) > MAX_WEBPUBSUB_URL or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("ws", "wss") and bool(parts.hostname)
 
 
 def _transfer_formats(value: object) -> frozenset[TransferFormat]:
