@@ -1,4 +1,5 @@
-"""``ChatApp``: the Textual chat client of the Chatroom sample, over :class:`signalr.client.HubConnection`.
+"""``ChatApp``: the Textual chat client of the Chatroom sample, over a :class:`chat.connection.ChatConnection`
+(:class:`signalr.client.HubConnection` by default).
 
 The connection lives in ``@work`` workers (exclusive group ``connection``), so negotiating, redirecting and
 connecting never block the UI. The client's callbacks only post Textual messages (``chat.messages``); the handlers
@@ -34,6 +35,7 @@ from signalr.hub_protocol import HubProtocol
 from signalr.json_protocol import JSON
 from signalr.redact import SECRET_HEADERS, redact_text, redact_url
 
+from .connection import ChatConnection, ConnectionFactory
 from .messages import ConnectionFailed, MessageArrived, ProbeFinished, ProbeStepDone, StateChanged, TraceRecorded
 from .names import SYSTEM_SENDER, random_default_name
 from .probe import DEFAULT_TIMEOUT, SUBSCRIPTION_KEY_HEADER, ProbeOptions, StepResult, run_probe, summary_line
@@ -149,7 +151,7 @@ class ChatApp(App[None]):
         transport: TransportChoice,
         name: str | None = None,
         headers: Mapping[str, str] | None = None,
-        connection_factory: Callable[..., HubConnection] = HubConnection,
+        connection_factory: ConnectionFactory = HubConnection,
         gateway_profile: str | None = None,
         profile_switcher: Callable[[str], Awaitable[None]] | None = None,
         strict_apim: bool = False,
@@ -173,7 +175,7 @@ class ChatApp(App[None]):
         self.service_mode = service_mode
         self.clock = clock
         self.default_name = default_name or random_default_name()
-        self.connection: HubConnection | None = None
+        self.connection: ChatConnection | None = None
         self._generation = 0
         self._reported_failure = -1
         self._outbox: asyncio.Queue[tuple[str, tuple[str, str]]] = asyncio.Queue()
@@ -398,7 +400,7 @@ class ChatApp(App[None]):
         self._refresh_status()
 
     @staticmethod
-    async def _stop(connection: HubConnection) -> None:
+    async def _stop(connection: ChatConnection) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.stop(), STOP_TIMEOUT)
 
