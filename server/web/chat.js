@@ -1,6 +1,10 @@
 // The Chatroom page: the ASP.NET sample's index.html behaviour (docs/protocol.md §5) on the official
 // @microsoft/signalr browser client, with a selectable transport, a selectable hub protocol (?protocol=json or
 // messagepack, the latter through @microsoft/signalr-protocol-msgpack) and a status line naming the gateway.
+// The same chat runs on Azure Web PubSub when the app server's negotiate answer says so ({"service": "webpubsub",
+// "url": <client access URL>}): then the page talks through the official @azure/web-pubsub-client (reliable JSON
+// subprotocol), sends the events broadcastMessage/echo with {name, message} and shows the server's
+// {name, message, target} messages as the SignalR hub's calls.
 "use strict";
 
 (function () {
@@ -13,6 +17,8 @@
   const statusLine = document.getElementById("status");
   let username = "";
   let connection = null;
+  // On Web PubSub: the WebPubSubClient (connection stays null).
+  let wpsClient = null;
   // What the client logged while connecting: the last negotiate host (the gateway after the redirect) and the
   // transport it selected. Log messages are stable text, unlike the minified class names.
   let lastHost = "";
@@ -205,6 +211,10 @@
   // A message counts as delivered when the hub's completion arrives (invoke, not the sample's fire-and-forget send):
   // one that never reached the hub is shown with what was typed and a Resend button, never dropped silently.
   function deliver(target, text) {
+    if (wpsClient) {
+      deliverWebPubSub(target, text);
+      return;
+    }
     if (!connection) {
       showUndelivered(target, text, "Not connected.");
       return;
@@ -353,6 +363,12 @@
       document.getElementById("closed-modal").hidden = true;
     });
 
+    const service = await probeService();
+    if (service.webpubsub) {
+      await startWebPubSub();
+      return;
+    }
+
     if (typeof signalR === "undefined") {
       document.getElementById("library-error").hidden = false;
       setStatus("The SignalR client library is missing: run make node, then reload.", "error");
@@ -429,6 +445,181 @@
     }
     setStatus("Connected as " + username + " · " + (lastTransport || "unknown transport") + " via " + lastHost, "ok");
     connection.send("broadcastMessage", "_SYSTEM_", username + " JOINED");
+  }
+
+  // ---- Azure Web PubSub ----------------------------------------------------------------------------------------
+  // https://learn.microsoft.com/azure/azure-web-pubsub/reference-client-sdk-javascript and
+  // https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-reliable-webpubsub-subprotocol
+
+  const WPS_BUNDLE = "/lib/web-pubsub-client.js";
+  let wpsHost = "";
+
+  // Which service the app server answers for: only {"service": "webpubsub"} leaves the SignalR path, and anything
+  // else (an error, a timeout, a SignalR answer) goes on exactly as before, where the SignalR client negotiates itself
+  // and explains its own failures.
+  async function probeService() {
+    const abort = new AbortController();
+    const timer = setTimeout(function () {
+      abort.abort();
+    }, 5000);
+    try {
+      const response = await fetch("/" + hub + "/negotiate", { method: "POST", signal: abort.signal });
+      if (!response.ok) {
+        return { webpubsub: false };
+      }
+      const answer = await response.json();
+      return { webpubsub: !!answer && answer.service === "webpubsub" };
+    } catch (e) {
+      return { webpubsub: false };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // A fresh client access URL from the app server, for the first start and every reconnect (a token expires). The
+  // user id is ?userId= or the chat name; a ?subscription-key= of the page goes on the URL, the only way a browser's
+  // WebSocket can carry it to an APIM gateway (docs/apim.md §3).
+  async function clientAccessUrl() {
+    const query = new URLSearchParams({ id: params.get("userId") || username });
+    const response = await fetch("/" + hub + "/negotiate?" + query.toString(), { method: "POST" });
+    if (!response.ok) {
+      const text = (await response.text()).slice(0, 200);
+      throw new WebPubSubStartError("negotiate", "The app server answered " + response.status + ": " + text);
+    }
+    const answer = await response.json();
+    if (!answer || answer.service !== "webpubsub" || typeof answer.url !== "string") {
+      throw new WebPubSubStartError("negotiate", "The app server's negotiate answer has no Web PubSub URL.");
+    }
+    const url = new URL(answer.url);
+    const key = params.get("subscription-key");
+    if (key && !url.searchParams.has("subscription-key")) {
+      url.searchParams.set("subscription-key", key);
+    }
+    wpsHost = url.host;
+    return url.toString();
+  }
+
+  // A start failure with the step it happened in: "negotiate" (the app server) or "websocket" (the service or the
+  // gateway in front of it).
+  function WebPubSubStartError(step, message) {
+    this.step = step;
+    this.message = message;
+  }
+
+  function explainWebPubSubFailure(error) {
+    const appServer = window.location.host;
+    if (error instanceof WebPubSubStartError) {
+      return [["The app server " + appServer + " could not give a Web PubSub URL."], error.message];
+    }
+    // fetch() rejects with a bare TypeError when nothing answered.
+    const full = error && error.message ? String(error.message) : "";
+    if (!wpsHost) {
+      return [["The app server " + appServer + " is unreachable: is chat-server running?"], full];
+    }
+    // A browser's WebSocket says nothing about why it failed (no status code): name the host and the likely cause.
+    const detail = full || "The WebSocket to " + wpsHost + " closed before it opened.";
+    if (viaGateway) {
+      const advice = params.get("subscription-key")
+        ? "check ?subscription-key=… in the page URL."
+        : "add ?subscription-key=… to the page URL if the gateway requires one.";
+      return [
+        [
+          "The gateway " + wpsHost + " refused the WebSocket or is unreachable. A gateway refuses a missing or " +
+            "invalid subscription key: " + advice,
+        ],
+        detail,
+      ];
+    }
+    return [["The Web PubSub service " + wpsHost + " refused the WebSocket or is unreachable."], detail];
+  }
+
+  function showWebPubSubLooks() {
+    const title = "Azure Web PubSub Group Chat";
+    document.title = title;
+    document.querySelector(".topbar h1").textContent = title;
+    const pill = document.getElementById("protocol");
+    pill.title = "The Web PubSub subprotocol: json.reliable.webpubsub.azure.v1";
+    pill.firstChild.textContent = "Subprotocol: ";
+    document.getElementById("protocol-name").textContent = "reliable JSON";
+    pill.hidden = false;
+  }
+
+  // A message counts as delivered when the service acknowledged the event (the event handler took it); one that
+  // was not is shown with what was typed and a Resend button, as on SignalR.
+  function deliverWebPubSub(target, text) {
+    wpsClient.sendEvent(target, { name: username, message: text }, "json").catch(function (e) {
+      const detail = e && e.errorDetail ? " " + e.errorDetail.name + ": " + e.errorDetail.message : "";
+      showUndelivered(target, text, redact(((e && e.message) || String(e)) + detail));
+    });
+  }
+
+  // The server's messages: {name, message, target} with target broadcastMessage or echo, shown as the hub's calls.
+  function onServerMessage(event) {
+    const data = event && event.message ? event.message.data : null;
+    if (!data || typeof data !== "object" || (data.target !== "broadcastMessage" && data.target !== "echo")) {
+      return;
+    }
+    messageCallback(data.name, data.message);
+  }
+
+  async function startWebPubSub() {
+    showWebPubSubLooks();
+    if (typeof window.WebPubSubClient !== "function") {
+      await loadScript(WPS_BUNDLE);
+    }
+    if (typeof window.WebPubSubClient !== "function" || typeof window.WebPubSubJsonReliableProtocol !== "function") {
+      document.getElementById("wps-library-error").hidden = false;
+      setStatus("The Web PubSub client library is missing: run make node, then reload.", "error");
+      setComposerEnabled(false, "Not connected: see the message above");
+      return;
+    }
+
+    username = await askName();
+    input.focus();
+
+    const client = new window.WebPubSubClient(
+      { getClientAccessUrl: clientAccessUrl },
+      {
+        protocol: window.WebPubSubJsonReliableProtocol(),
+        // A lost connection is recovered by the reliable subprotocol first; then a few new connections are tried.
+        reconnectRetryOptions: { maxRetries: 3, retryDelayInMs: 1000, maxRetryDelayInMs: 5000 },
+      }
+    );
+    client.on("server-message", onServerMessage);
+    client.on("connected", function () {
+      setStatus("Connected as " + username + " · Web PubSub via " + wpsHost, "ok");
+    });
+    client.on("disconnected", function (event) {
+      if (event && event.message && event.message.message) {
+        console.warn("[web-pubsub] " + redact(event.message.message));
+      }
+      if (wpsClient) {
+        setStatus("Reconnecting…", "error");
+      }
+    });
+    client.on("stopped", function () {
+      if (wpsClient) {
+        setStatus("Disconnected", "error");
+        showClosedModal();
+      }
+    });
+
+    setStatus("Connecting to /" + hub + "…");
+    try {
+      await client.start();
+    } catch (error) {
+      const explained = explainWebPubSubFailure(error);
+      console.error(redact(explained[1] || explained[0][0]));
+      showConnectError(explained[0], explained[1]);
+      return;
+    }
+    wpsClient = client;
+    setStatus("Connected as " + username + " · Web PubSub via " + wpsHost, "ok");
+    client
+      .sendEvent("broadcastMessage", { name: "_SYSTEM_", message: username + " JOINED" }, "json")
+      .catch(function (e) {
+        console.warn("[web-pubsub] " + redact((e && e.message) || String(e)));
+      });
   }
 
   start();
