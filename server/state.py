@@ -1,16 +1,17 @@
 """Typed keys of what the aiohttp application holds: the settings, the hub, and the mode's link to the service (the REST
-client in Serverless mode, the server connections in Default mode)."""
+client in Serverless mode, the server connections in Default mode, the Web PubSub SDK client for Azure Web PubSub)."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 
 from .config import Settings
 from .hub import ChatHub
 from .rest_client import ServiceRestClient
 from .server_connections import ServerConnections
 
-__all__ = ["CONNECTED", "HUB", "REST", "SERVER_CONNECTIONS", "SETTINGS", "ConnectedSet"]
+__all__ = ["CONNECTED", "HUB", "REST", "SERVER_CONNECTIONS", "SETTINGS", "WEBPUBSUB_CLIENT", "ConnectedSet"]
 
 
 class ConnectedSet:
@@ -38,3 +39,4 @@ HUB = web.AppKey("hub", ChatHub)
 REST = web.AppKey("rest", ServiceRestClient)
 SERVER_CONNECTIONS = web.AppKey("server_connections", ServerConnections)
 CONNECTED = web.AppKey("connected", ConnectedSet)
+WEBPUBSUB_CLIENT = web.AppKey("webpubsub_client", WebPubSubServiceClient)
