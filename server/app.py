@@ -1,5 +1,6 @@
 """The app server as an aiohttp application: negotiate, the hub's link to the service, the web page and the health
-probe. The link depends on the service mode: server connections (Default) or ``/upstream`` plus REST (Serverless)."""
+probe. The link depends on the service: for Azure SignalR Service on its mode, server connections (Default) or
+``/upstream`` plus REST (Serverless); for Azure Web PubSub the event handler plus the SDK (:mod:`server.webpubsub`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from aiohttp.abc import AbstractAccessLogger
 from signalr.redact import redact_url
 
 from .carried_clients import ClientTable, ClientTimers
-from .config import MSGPACK_PROTOCOL_JS, ServiceMode, Settings
+from .config import MSGPACK_PROTOCOL_JS, Service, ServiceMode, Settings
 from .hub import ChatHub
 from .negotiate import handle_negotiate, handle_preflight
 from .rest_client import ServiceRestClient
 from .server_connections import ServerConnections
 from .state import CONNECTED, HUB, REST, SERVER_CONNECTIONS, SETTINGS, ConnectedSet
 from .upstream import handle_upstream
+from .webpubsub import WEBPUBSUB_CLIENT_JS, add_webpubsub_routes, handle_web_pubsub_client_js
 
 __all__ = ["RedactingAccessLogger", "create_app"]
 
@@ -96,7 +98,11 @@ async def _msgpack_protocol_js(request: web.Request) -> web.Response:
 
 async def _healthz(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    body: dict[str, object] = {"status": "ok", "hub": settings.hub, "service_mode": settings.service_mode.value}
+    body: dict[str, object] = {"status": "ok", "hub": settings.hub}
+    if settings.service is Service.SIGNALR:
+        body["service_mode"] = settings.service_mode.value
+    else:
+        body["service"] = settings.service.value
     if SERVER_CONNECTIONS in request.app:
         body["server_connections"] = request.app[SERVER_CONNECTIONS].status()
     return web.json_response(body)
@@ -119,13 +125,16 @@ async def _stop_server_connections(app: web.Application) -> None:
 
 
 def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Application:
-    """The application for ``settings``. Serverless: the REST client opens on startup and ``/upstream`` is served.
-    Default: the server connections start dialling on startup (unless ``dial_on_startup`` is false: then the caller
-    starts ``app[SERVER_CONNECTIONS]`` once it listens) and say goodbye to the service on shutdown."""
+    """The application for ``settings``. Web PubSub: negotiate and ``/eventhandler`` (:mod:`server.webpubsub`).
+    SignalR Serverless: the REST client opens on startup and ``/upstream`` is served. SignalR Default: the server
+    connections start dialling on startup (unless ``dial_on_startup`` is false: then the caller starts
+    ``app[SERVER_CONNECTIONS]`` once it listens) and say goodbye to the service on shutdown."""
     app = web.Application()
     app[SETTINGS] = settings
     app[HUB] = ChatHub()
-    if settings.service_mode is ServiceMode.SERVERLESS:
+    if settings.service is Service.WEBPUBSUB:
+        add_webpubsub_routes(app, settings)
+    elif settings.service_mode is ServiceMode.SERVERLESS:
         app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
         app[CONNECTED] = ConnectedSet()  # filled only with --require-connected-event
         app.on_startup.append(_start_rest)
@@ -144,17 +153,25 @@ def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Appli
     # ASP.NET routing ignores case in the whole path (`/CHAT/NEGOTIATE` reaches the hub's negotiate handler); the hub
     # name is letters, digits and `_` only (config.py), so it is a safe pattern. asrs.op is derived from the path as
     # sent, with the SDK's case-sensitive "/negotiate" suffix rule (signalr.negotiate.build_redirect, protocol.md §2).
-    negotiate = f"/{{hub:(?i:{settings.hub})}}/{{negotiate:(?i:negotiate)}}"
-    for path in (negotiate, negotiate + "/"):
-        app.router.add_post(path, handle_negotiate)
-        app.router.add_route("OPTIONS", path, handle_preflight)
+    if settings.service is Service.SIGNALR:
+        negotiate = f"/{{hub:(?i:{settings.hub})}}/{{negotiate:(?i:negotiate)}}"
+        for path in (negotiate, negotiate + "/"):
+            app.router.add_post(path, handle_negotiate)
+            app.router.add_route("OPTIONS", path, handle_preflight)
     app.router.add_get("/", _index)
     app.router.add_get("/static/chat.js", _chat_js)
     app.router.add_get("/static/chat.css", _chat_css)
     app.router.add_get("/lib/signalr.min.js", _signalr_js)
     app.router.add_get("/lib/signalr-protocol-msgpack.min.js", _msgpack_protocol_js)
+    app.router.add_get("/lib/web-pubsub-client.js", handle_web_pubsub_client_js)
     app.router.add_get("/healthz", _healthz)
-    if not settings.signalr_js.is_file():
+    if settings.service is Service.WEBPUBSUB and not WEBPUBSUB_CLIENT_JS.is_file():
+        log.warning(
+            "the @azure/web-pubsub-client browser bundle is missing (%s): run `make node`; the web page cannot connect "
+            "until then",
+            WEBPUBSUB_CLIENT_JS,
+        )
+    if settings.service is Service.SIGNALR and not settings.signalr_js.is_file():
         log.warning(
             "the @microsoft/signalr browser bundle is missing (%s): run `make node`; the web page cannot connect until "
             "then",

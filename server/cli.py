@@ -30,7 +30,7 @@ from signalr.redact import redact_text
 from signalr.tokens import DEFAULT_LIFETIME
 
 from .app import RedactingAccessLogger, create_app
-from .config import ConfigError, ServiceMode, Settings, load_settings, read_connection_string
+from .config import ConfigError, Service, ServiceMode, Settings, load_settings, read_connection_string
 from .state import SERVER_CONNECTIONS
 
 __all__ = ["build_parser", "main", "serve"]
@@ -67,8 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
             "The Chatroom app server for Azure SignalR Service: the negotiate redirect, the Chat hub and the web page. "
             "In Default mode it dials server connections to the service (like the ASP.NET SDK); in Serverless mode "
             "it serves /upstream and replies through the REST API. Reads Azure__SignalR__ConnectionString from the "
-            "environment or .env."
+            "environment or .env. With --service webpubsub it is the Chatroom on Azure Web PubSub instead: negotiate "
+            "answers a client access URL, /eventhandler takes the service's events, and it reads "
+            "Azure__WebPubSub__ConnectionString."
         ),
+    )
+    parser.add_argument(
+        "--service",
+        choices=[service.value for service in Service],
+        default=Service.SIGNALR.value,
+        help="the Azure service: signalr (Azure SignalR Service) or webpubsub (Azure Web PubSub) (default: signalr)",
     )
     parser.add_argument(
         "--service-mode",
@@ -153,7 +161,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, limits: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("service %s (%s mode)", settings.connection.redacted(), settings.service_mode.value)
+    if settings.service is Service.WEBPUBSUB:
+        log.info("Web PubSub service %s (event handler /eventhandler)", settings.connection.redacted())
+    else:
+        log.info("service %s (%s mode)", settings.connection.redacted(), settings.service_mode.value)
     if SERVER_CONNECTIONS in app:
         # Dial only once listening, so a port in use is the only line a failed start prints.
         await app[SERVER_CONNECTIONS].start()
@@ -173,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chat-server`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
+    service = Service(args.service)
     try:
         settings = load_settings(
-            connection_string=read_connection_string(os.environ),
+            connection_string=read_connection_string(os.environ, variable=service.connection_string_variable),
             hub=args.hub,
             host=args.host,
             port=args.port,
@@ -184,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             service_mode=ServiceMode(args.service_mode),
             server_connections=args.server_connections,
             require_connected_event=args.require_connected_event,
+            service=service,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -1,7 +1,8 @@
 """Settings of ``chat-server``: the connection string from the environment or ``.env``, plus command-line flags.
 
 The connection string is read from ``Azure__SignalR__ConnectionString`` (``__`` stands for ``:`` in .NET
-configuration, ``docs/protocol.md`` §1). The process environment wins over a ``.env`` file in the current directory.
+configuration, ``docs/protocol.md`` §1), or ``Azure__WebPubSub__ConnectionString`` for Azure Web PubSub. The process
+environment wins over a ``.env`` file in the current directory.
 Every problem is a :class:`ConfigError` whose message is safe to print: it never contains the AccessKey.
 """
 
@@ -21,7 +22,9 @@ from signalr.tokens import DEFAULT_LIFETIME, MAX_TOKEN_LENGTH
 __all__ = [
     "CONNECTION_STRING_VARIABLE",
     "DEFAULT_SIGNALR_JS",
+    "WEBPUBSUB_CONNECTION_STRING_VARIABLE",
     "ConfigError",
+    "Service",
     "ServiceMode",
     "Settings",
     "load_settings",
@@ -29,6 +32,7 @@ __all__ = [
 ]
 
 CONNECTION_STRING_VARIABLE = "Azure__SignalR__ConnectionString"
+WEBPUBSUB_CONNECTION_STRING_VARIABLE = "Azure__WebPubSub__ConnectionString"
 
 # The official browser bundles, installed by `make node` (npm) at the repository root; never fetched from a CDN.
 _NODE_MICROSOFT = Path(__file__).resolve().parents[1].joinpath("node_modules", "@microsoft")
@@ -43,6 +47,19 @@ _HUB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
 MAX_TOKEN_LIFETIME = 24 * 3600
 MAX_SERVER_CONNECTIONS = 64
+
+
+class Service(Enum):
+    """Which Azure service the app server works with: Azure SignalR Service (the hub protocol, negotiate redirect) or
+    Azure Web PubSub (a client access URL from negotiate, client events on the event handler)."""
+
+    SIGNALR = "signalr"
+    WEBPUBSUB = "webpubsub"
+
+    @property
+    def connection_string_variable(self) -> str:
+        """The setting that holds this service's connection string."""
+        return WEBPUBSUB_CONNECTION_STRING_VARIABLE if self is Service.WEBPUBSUB else CONNECTION_STRING_VARIABLE
 
 
 class ServiceMode(Enum):
@@ -83,6 +100,7 @@ class Settings:
     # Serverless: refuse upstream invocations from connections whose `connected` event was not seen (a replayed or
     # stale signed request; the signature covers only the connection id, by Azure's design).
     require_connected_event: bool = False
+    service: Service = Service.SIGNALR
 
     @property
     def access_key(self) -> str:
@@ -91,19 +109,21 @@ class Settings:
         return self.connection.access_key
 
 
-def read_connection_string(environ: Mapping[str, str], dotenv_path: str | None = None) -> str | None:
-    """The raw connection string: the environment first, then ``.env``; ``None`` when unset.
+def read_connection_string(
+    environ: Mapping[str, str], dotenv_path: str | None = None, variable: str = CONNECTION_STRING_VARIABLE
+) -> str | None:
+    """The raw connection string in ``variable``: the environment first, then ``.env``; ``None`` when unset.
 
     ``dotenv_path`` defaults to the ``.env`` python-dotenv finds from the current directory upwards. An empty value
     counts as unset, so the empty line of ``.env.example`` copied as is gives the "not set" error.
     """
-    value = environ.get(CONNECTION_STRING_VARIABLE, "").strip()
+    value = environ.get(variable, "").strip()
     if value:
         return value
     path = dotenv_path if dotenv_path is not None else find_dotenv(usecwd=True)
     if not path or not Path(path).is_file():
         return None
-    file_value = dotenv_values(path).get(CONNECTION_STRING_VARIABLE) or ""
+    file_value = dotenv_values(path).get(variable) or ""
     return file_value.strip() or None
 
 
@@ -118,10 +138,14 @@ def load_settings(
     service_mode: ServiceMode = ServiceMode.DEFAULT,
     server_connections: int = 5,
     require_connected_event: bool = False,
+    service: Service = Service.SIGNALR,
 ) -> Settings:
-    """Validate everything and build :class:`Settings`; raises :class:`ConfigError` with the user's one-line message."""
+    """Validate everything and build :class:`Settings`; raises :class:`ConfigError` with the user's one-line message.
+
+    A Web PubSub connection string (``Endpoint=…;AccessKey=…;Version=1.0;`` with optional ``Port`` and our
+    ``ClientEndpoint``) has the SignalR string's shape and is checked by the same rules."""
     if connection_string is None:
-        raise ConfigError(f"{CONNECTION_STRING_VARIABLE} is not set (environment or .env)")
+        raise ConfigError(f"{service.connection_string_variable} is not set (environment or .env)")
     try:
         connection = parse_connection_string(connection_string)
     except ConnectionStringError as exc:
@@ -156,4 +180,5 @@ def load_settings(
         service_mode=service_mode,
         server_connections=server_connections,
         require_connected_event=require_connected_event,
+        service=service,
     )
