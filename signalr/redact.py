@@ -23,7 +23,11 @@ __all__ = [
 
 # What every secret is replaced by; callers that redact their own formats (the gateway's query names) use it too.
 REDACTED = "***"
-SECRET_QUERY_KEYS = frozenset({"access_token", "subscription-key", "code", "sig", "signature"})
+# awps_reconnection_token: Azure Web PubSub's reconnect URL carries it; with the connection id it resumes a connection
+# (https://learn.microsoft.com/azure/azure-web-pubsub/howto-develop-reliable-clients).
+SECRET_QUERY_KEYS = frozenset(
+    {"access_token", "subscription-key", "code", "sig", "signature", "awps_reconnection_token"}
+)
 SECRET_HEADERS = frozenset(
     {
         "authorization",
