@@ -60,6 +60,7 @@ __all__ = [
     "ServerMessage",
     "decode_request",
     "decode_response",
+    "describe",
     "encode_request",
     "encode_response",
 ]
@@ -608,3 +609,61 @@ def _decode_system(obj: Mapping[str, Any]) -> Connected | Disconnected | None:
     if event == "disconnected":
         return Disconnected(_optional_string(obj, "message", "disconnected message"))
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Short descriptions for logs and network traces.
+
+
+def _short(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(message: Request | Response) -> str:
+    """A one-line summary of a message for logs and traces, e.g. ``sendToGroup chat #3 (text)``.
+
+    Never the data and never the reconnection token (a :class:`Connected` says only whether it carried one).
+    """
+    match message:
+        case JoinGroup() | LeaveGroup():
+            kind = "joinGroup" if isinstance(message, JoinGroup) else "leaveGroup"
+            return f"{kind} {_short(message.group)}{_ack_suffix(message.ack_id)}"
+        case SendToGroup():
+            echo = ", noEcho" if message.no_echo else ""
+            return f"sendToGroup {_short(message.group)}{_ack_suffix(message.ack_id)} ({message.data_type}{echo})"
+        case SendEvent():
+            return f"event {_short(message.event)}{_ack_suffix(message.ack_id)} ({message.data_type})"
+        case SequenceAck():
+            return f"sequenceAck {message.sequence_id}"
+        case PingRequest():
+            return "ping"
+        case Ack():
+            if message.success:
+                return f"ack #{message.ack_id} ok"
+            error = message.error
+            reason = f"{_short(error.name)}: {_short(error.message, 160)}" if error else "failed"
+            return f"ack #{message.ack_id} {reason}"
+        case GroupMessage():
+            sender = f" by {_short(message.from_user_id)}" if message.from_user_id is not None else ""
+            return (
+                f"message from group {_short(message.group)}{sender} ({message.data_type}){_seq(message.sequence_id)}"
+            )
+        case ServerMessage():
+            return f"message from server ({message.data_type}){_seq(message.sequence_id)}"
+        case Connected():
+            user = f", user {_short(message.user_id)}" if message.user_id is not None else ", anonymous"
+            token = ", with a reconnection token" if message.reconnection_token else ""
+            return f"connected: connection {_short(message.connection_id)}{user}{token}"
+        case Disconnected():
+            return "disconnected" + (f": {_short(message.message, 160)}" if message.message else "")
+        case Pong():
+            return "pong"
+    return type(message).__name__  # pragma: no cover - the match is exhaustive
+
+
+def _ack_suffix(ack_id: int | None) -> str:
+    return f" #{ack_id}" if ack_id is not None else ""
+
+
+def _seq(sequence_id: int | None) -> str:
+    return f" seq {sequence_id}" if sequence_id is not None else ""

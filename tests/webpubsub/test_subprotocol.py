@@ -44,6 +44,7 @@ from webpubsub.subprotocol import (
     ServerMessage,
     decode_request,
     decode_response,
+    describe,
     encode_request,
     encode_response,
 )
@@ -550,3 +551,37 @@ def test_self_referencing_json_data() -> None:
     data.append(data)
     with pytest.raises(InvalidMessage, match="JSON cannot carry this data"):
         encode_request(SendEvent("e", DataType.JSON, data))
+
+
+DESCRIPTIONS: list[tuple[Request | Response, str]] = [
+    (JoinGroup("chat", 1), "joinGroup chat #1"),
+    (LeaveGroup("chat"), "leaveGroup chat"),
+    (SendToGroup("chat", DataType.TEXT, "secret data", 3, True), "sendToGroup chat #3 (text, noEcho)"),
+    (SendEvent("broadcastMessage", DataType.JSON, {"message": "secret data"}, 2), "event broadcastMessage #2 (json)"),
+    (SequenceAck(5), "sequenceAck 5"),
+    (PingRequest(), "ping"),
+    (Ack(3, True), "ack #3 ok"),
+    (Ack(4, False, AckError("Forbidden", "No permission")), "ack #4 Forbidden: No permission"),
+    (
+        GroupMessage("chat", DataType.BINARY, b"secret data", "alice", 9),
+        "message from group chat by alice (binary) seq 9",
+    ),
+    (ServerMessage(DataType.JSON, "secret data"), "message from server (json)"),
+    (
+        Connected("alice", "c1", "the-reconnection-token"),
+        "connected: connection c1, user alice, with a reconnection token",
+    ),
+    (Connected(None, "c1"), "connected: connection c1, anonymous"),
+    (Disconnected("Connection closed by the server."), "disconnected: Connection closed by the server."),
+    (Pong(), "pong"),
+]
+
+
+@pytest.mark.parametrize(("message", "text"), DESCRIPTIONS)
+def test_describe_names_the_message_never_its_data_or_token(message: Request | Response, text: str) -> None:
+    assert describe(message) == text
+    assert "secret data" not in text and "the-reconnection-token" not in text
+
+
+def test_describe_shortens_long_names() -> None:
+    assert len(describe(JoinGroup("g" * 10_000))) < 100
