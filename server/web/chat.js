@@ -26,7 +26,7 @@
 
   // Secrets must never reach the screen or the console (subscription key, access token).
   function redact(text) {
-    return String(text).replace(/([?&](?:subscription-key|access_token)=)[^&#\s'"]*/gi, "$1***");
+    return String(text).replace(/([?&](?:subscription-key|access_token|awps_reconnection_token)=)[^&#\s'"]*/gi, "$1***");
   }
 
   function setStatus(text, kind) {
