@@ -1,12 +1,15 @@
 """``apim-gateway``: run the local API Management stand-in, or export its model as infrastructure code.
 
-    apim-gateway --backend URL [--profile websocket|sse-lp] [--config FILE] [--host 127.0.0.1]
-                 [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
+    apim-gateway --backend URL [--profile websocket|sse-lp|webpubsub] [--hub HUB] [--config FILE]
+                 [--host 127.0.0.1] [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
                  [--no-options] [--keep-host] [--strip-subscription-key] [--max-ws-message BYTES]
-    apim-gateway export --profile websocket|sse-lp --format bicep|azcli|terraform|arm
-                 [--service-url https://<res>.service.signalr.net] [--apim-name NAME]
-                 [--with-delete] [--sku SKU] [--subscription-required] [--strip-subscription-key]
-                 [--config FILE] [--output FILE]
+    apim-gateway export --profile websocket|sse-lp|webpubsub [--hub HUB] --format bicep|azcli|terraform|arm
+                 [--service-url https://<res>.service.signalr.net | https://<res>.webpubsub.azure.com]
+                 [--apim-name NAME] [--with-delete] [--sku SKU] [--subscription-required]
+                 [--strip-subscription-key] [--config FILE] [--output FILE]
+
+``--profile webpubsub`` is Azure Web PubSub's client endpoint for one hub (``--hub``, default ``chat``) as one
+WebSocket API ``client/hubs/<hub>`` (docs/apim.md §9); ``--backend`` is then the Web PubSub service (or its emulator).
 
 ``--buffer-sse``, ``--no-options`` and ``--keep-host`` (and leaving out ``--with-delete``) reproduce APIM
 misconfigurations locally; each access line whose outcome one caused names it (`gateway.misconfig`), and ``export``
@@ -34,6 +37,7 @@ from gateway.export import ExportError, ExportFormat, ExportOptions, export_mode
 from gateway.misconfig import Misconfigurations, rebuffered, removed_options
 from gateway.model import DEFAULT_TIMEOUT_S, ApimModel, ModelError, Operation, load_model_file, resolve_backend
 from gateway.profiles import (
+    DEFAULT_HUB,
     ProfileName,
     build_profile,
     with_buffered_responses,
@@ -51,6 +55,7 @@ __all__ = ["listening_line", "main"]
 
 PROG = "apim-gateway"
 log = logging.getLogger("gateway")
+_HUB_HELP = f"the webpubsub profile's hub: its API serves client/hubs/<hub> (default {DEFAULT_HUB})"
 
 
 class UsageError(Exception):
@@ -80,8 +85,8 @@ class _Parser(argparse.ArgumentParser):
 def _run_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Local stand-in for Azure API Management in front of Azure SignalR Service "
-        "(or its emulator). Subcommand: 'apim-gateway export --help' writes the same model as "
+        description="Local stand-in for Azure API Management in front of Azure SignalR Service or Azure Web PubSub "
+        "(or their emulators). Subcommand: 'apim-gateway export --help' writes the same model as "
         "Bicep, ARM, az CLI or Terraform.",
     )
     parser.add_argument(
@@ -93,9 +98,11 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         choices=[p.value for p in ProfileName],
-        help="built-in API configuration of the seed doc (default: websocket); each reproduces the other's "
-        "missing transports: websocket answers SSE and LongPolling with 404, sse-lp never upgrades a WebSocket",
+        help="built-in API configuration (default: websocket). websocket and sse-lp are the SignalR guide's; each "
+        "reproduces the other's missing transports: websocket answers SSE and LongPolling with 404, sse-lp never "
+        "upgrades a WebSocket. webpubsub is Azure Web PubSub's WebSocket API client/hubs/<hub>",
     )
+    parser.add_argument("--hub", help=_HUB_HELP)
     parser.add_argument("--config", metavar="FILE", help="custom APIM model (JSON, YAML or TOML) instead of --profile")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 = any free port (default 8080)")
@@ -163,11 +170,17 @@ def _export_parser() -> argparse.ArgumentParser:
         "--profile",
         action="append",
         choices=[p.value for p in ProfileName],
-        help="profile to export (giving two is refused: they share the suffix 'client')",
+        help="profile to export (giving two is refused: websocket and sse-lp share the suffix 'client', and "
+        "webpubsub fronts another service)",
     )
+    parser.add_argument("--hub", help=_HUB_HELP)
     parser.add_argument("--config", metavar="FILE", help="custom APIM model instead of --profile")
     parser.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
-    parser.add_argument("--service-url", help="https://<resource>.service.signalr.net (else a deploy-time parameter)")
+    parser.add_argument(
+        "--service-url",
+        help="https://<resource>.service.signalr.net, or https://<resource>.webpubsub.azure.com for webpubsub "
+        "(else a deploy-time parameter)",
+    )
     parser.add_argument("--apim-name", help="existing API Management instance (else a deploy-time parameter)")
     parser.add_argument("--with-delete", action="store_true", help="add DELETE / for LongPolling stop")
     parser.add_argument("--sku", help="the instance's tier; Consumption is refused for WebSocket APIs")
@@ -199,10 +212,12 @@ def _build_run_model(args: argparse.Namespace) -> tuple[ApimModel, Misconfigurat
     warnings: list[str] = []
     if args.config and args.profile:
         raise UsageError("use either --profile or --config, not both")
+    if args.config and args.hub is not None:
+        raise UsageError("--hub applies to --profile webpubsub, not to --config (write the hub into the config)")
     if args.config:
         model = load_model_file(args.config)
     else:
-        model = build_profile(args.profile or ProfileName.WEBSOCKET.value)
+        model = build_profile(args.profile or ProfileName.WEBSOCKET.value, hub=args.hub)
         if args.subscription_key:
             model = with_subscription_required(model)
     if args.with_delete:
@@ -359,13 +374,21 @@ def _build_export_model(args: argparse.Namespace) -> tuple[ApimModel, list[str]]
     profiles = list(dict.fromkeys(args.profile or []))
     if args.config and profiles:
         raise UsageError("use either --profile or --config, not both")
+    if args.config and args.hub is not None:
+        raise UsageError("--hub applies to --profile webpubsub, not to --config (write the hub into the config)")
     if args.config:
         model = load_model_file(args.config)
     elif not profiles:
-        raise UsageError("--profile (websocket or sse-lp) or --config is required")
+        raise UsageError(f"--profile ({', '.join(p.value for p in ProfileName)}) or --config is required")
     elif len(profiles) == 1:
-        model = build_profile(profiles[0])
+        model = build_profile(profiles[0], hub=args.hub)
     else:
+        if ProfileName.WEBPUBSUB.value in profiles:
+            others = " and ".join(p for p in profiles if p != ProfileName.WEBPUBSUB.value)
+            raise ExportError(
+                f"refusing to export webpubsub with {others}: webpubsub fronts Azure Web PubSub, {others} Azure "
+                "SignalR Service, and one export has one service host; export each profile on its own"
+            )
         models = [build_profile(p) for p in profiles]
         try:
             model = ApimModel(profile="+".join(profiles), apis=tuple(a for m in models for a in m.apis))
@@ -395,7 +418,7 @@ def _export(argv: Sequence[str]) -> int:
         )
     try:
         model, warnings = _build_export_model(args)
-        host = signalr_host_from_url(args.service_url) if args.service_url else None
+        host = signalr_host_from_url(args.service_url, model.service) if args.service_url else None
         options = ExportOptions(
             apim_name=args.apim_name, signalr_host=host, sku=args.sku, command=_export_command(argv)
         )

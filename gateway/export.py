@@ -2,7 +2,8 @@
 
 Formats: Bicep, ARM JSON (what Bicep compiles to; testable without the Bicep CLI), an az CLI
 script, and Terraform (azurerm). Each output deploys one profile onto an *existing* API
-Management instance and handles the pitfalls of docs/apim.md §7:
+Management instance, in front of the model's service (Azure SignalR Service or Azure Web PubSub, `ServiceText`),
+and handles the pitfalls of docs/apim.md §7:
 
 1. suffixes never carry a leading/trailing ``/`` (the model strips them);
 2. ``subscriptionRequired`` is always written (defaults differ between portal/ARM/Terraform and
@@ -38,6 +39,7 @@ from gateway.model import (
     ApimModel,
     ForwardRequest,
     Operation,
+    Service,
     SubscriptionKeyNames,
 )
 
@@ -47,10 +49,12 @@ __all__ = [
     "ExportFormat",
     "ExportOptions",
     "ExportResult",
+    "ServiceText",
     "api_policy_xml",
     "client_endpoint",
     "export_model",
     "policy_xml",
+    "service_text",
     "signalr_host_from_url",
 ]
 
@@ -62,9 +66,60 @@ T_POLICY = "Microsoft.ApiManagement/service/apis/operations/policies"
 T_API_POLICY = "Microsoft.ApiManagement/service/apis/policies"
 
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
-_SERVICE_DOMAIN = "service.signalr.net"
 # RFC 1123 labels: letters, digits and inner hyphens, 1-63 characters each.
 _DNS_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+
+
+@dataclass(frozen=True)
+class ServiceText:
+    """How the exports name the service that ``{signalr}`` stands for.
+
+    title: the service's name in comments and messages; short: its short name.
+    domain: the DNS domain of its resources (``<resource>.<domain>``).
+    host_param: the Bicep/ARM parameter of its host; shell_var and tf_var: the same in az and Terraform.
+    script: the az script's suggested file name.
+    """
+
+    title: str
+    short: str
+    domain: str
+    host_param: str
+    shell_var: str
+    tf_var: str
+    script: str
+
+    @property
+    def example_url(self) -> str:
+        return f"https://<resource>.{self.domain}"
+
+
+_SERVICE_TEXTS = {
+    Service.SIGNALR: ServiceText(
+        title="Azure SignalR Service",
+        short="SignalR",
+        domain="service.signalr.net",
+        host_param="signalrHost",
+        shell_var="SIGNALR",
+        tf_var="signalr_host",
+        script="signalr-apim.sh",
+    ),
+    # The client access URL is wss://<resource>.webpubsub.azure.com/client/hubs/<hub>?access_token=<token>
+    # (https://learn.microsoft.com/azure/azure-web-pubsub/reference-client-sdk-python).
+    Service.WEBPUBSUB: ServiceText(
+        title="Azure Web PubSub",
+        short="Web PubSub",
+        domain="webpubsub.azure.com",
+        host_param="webpubsubHost",
+        shell_var="WEBPUBSUB",
+        tf_var="webpubsub_host",
+        script="webpubsub-apim.sh",
+    ),
+}
+
+
+def service_text(service: Service | str) -> ServiceText:
+    """The export names of a service (`Service` or its value)."""
+    return _SERVICE_TEXTS[Service(service)]
 
 
 class ExportError(ValueError):
@@ -83,7 +138,8 @@ class ExportOptions:
     """Deployment inputs known at export time; what is None becomes a required parameter.
 
     apim_name: the existing API Management instance.
-    signalr_host: ``<resource>.service.signalr.net`` (see `signalr_host_from_url`).
+    signalr_host: the service's host, ``<resource>.service.signalr.net`` or ``<resource>.webpubsub.azure.com``
+        (see `signalr_host_from_url`).
     sku: the instance's tier, if known, for the tier checks.
     command: the command line that produced the output, quoted in its header.
     """
@@ -101,40 +157,36 @@ class ExportResult:
     client_endpoint: str
 
 
-def signalr_host_from_url(service_url: str) -> str:
-    """``https://<res>.service.signalr.net`` → ``<res>.service.signalr.net`` (lower-case, with a port if given).
+def signalr_host_from_url(service_url: str, service: Service | str = Service.SIGNALR) -> str:
+    """``https://<res>.service.signalr.net`` → ``<res>.service.signalr.net`` (lower-case, with a port if given); for
+    ``service`` Web PubSub, ``https://<res>.webpubsub.azure.com`` likewise.
 
-    The URL must be absolute and https: APIM's backend for SignalR is ``https://<res>.service.signalr.net``
-    (docs/apim.md §1), and an http backend would carry every access token in clear. The host is checked as a DNS
-    name because it is written verbatim into Bicep, shell and Terraform text. Raises `ExportError` naming
-    ``--service-url``; a host outside ``*.service.signalr.net`` (a custom domain) is allowed and only warned
-    about by `export_model`.
+    The URL must be absolute and https: APIM's backend is the service's ``https://`` endpoint (docs/apim.md §1, §9),
+    and an http backend would carry every access token in clear. The host is checked as a DNS name because it is
+    written verbatim into Bicep, shell and Terraform text. Raises `ExportError` naming ``--service-url``; a host
+    outside the service's domain (a custom domain) is allowed and only warned about by `export_model`.
     """
+    text = service_text(service)
+    example = text.example_url
     raw = service_url.strip()
     if any(c.isspace() or not c.isprintable() for c in raw):
         # urlsplit silently drops tabs and line breaks, so "https://a\nb" would become host "ab".
         raise ExportError(f"--service-url: {service_url!r} contains whitespace or control characters")
     parts = urlsplit(raw)
     if not parts.scheme or "://" not in raw:
-        raise ExportError(
-            f"--service-url: {service_url!r} is not an absolute URL; write https://<resource>.{_SERVICE_DOMAIN}"
-        )
+        raise ExportError(f"--service-url: {service_url!r} is not an absolute URL; write {example}")
     if parts.scheme.lower() != "https":
         raise ExportError(
-            f"--service-url: {service_url!r} must be https:// (APIM reaches Azure SignalR Service over https: "
-            f"https://<resource>.{_SERVICE_DOMAIN})"
+            f"--service-url: {service_url!r} must be https:// (APIM reaches {text.title} over https: {example})"
         )
     if parts.username is not None or parts.password is not None:
-        raise ExportError(
-            f"--service-url: the URL must be given without user info (https://<resource>.{_SERVICE_DOMAIN})"
-        )
+        raise ExportError(f"--service-url: the URL must be given without user info ({example})")
     host = parts.hostname
     if not host:
-        raise ExportError(f"--service-url: {service_url!r} has no host (https://<resource>.{_SERVICE_DOMAIN})")
+        raise ExportError(f"--service-url: {service_url!r} has no host ({example})")
     if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in raw or "#" in raw:
         raise ExportError(
-            f"--service-url: {service_url!r} must be the service's base URL, without path or query "
-            f"(https://<resource>.{_SERVICE_DOMAIN})"
+            f"--service-url: {service_url!r} must be the service's base URL, without path or query ({example})"
         )
     if not _DNS_NAME.fullmatch(host):
         raise ExportError(f"--service-url: {host!r} is not a valid host name")
@@ -145,16 +197,16 @@ def signalr_host_from_url(service_url: str) -> str:
     return host if port is None else f"{host}:{port}"
 
 
-def _host_warnings(signalr_host: str | None) -> list[str]:
-    """A host outside ``*.service.signalr.net`` may be a custom domain: warn, never refuse."""
+def _host_warnings(signalr_host: str | None, text: ServiceText) -> list[str]:
+    """A host outside the service's domain may be a custom domain: warn, never refuse."""
     if signalr_host is None:
         return []
     host = signalr_host.rsplit(":", 1)[0] if signalr_host.count(":") == 1 else signalr_host
-    if host.lower().endswith("." + _SERVICE_DOMAIN):
+    if host.lower().endswith("." + text.domain):
         return []
     return [
-        f"--service-url: host {host!r} is not <resource>.{_SERVICE_DOMAIN} "
-        "(fine for a custom domain of the SignalR resource; otherwise check the URL)"
+        f"--service-url: host {host!r} is not <resource>.{text.domain} "
+        f"(fine for a custom domain of the {text.short} resource; otherwise check the URL)"
     ]
 
 
@@ -222,9 +274,11 @@ def _check(model: ApimModel, options: ExportOptions) -> list[str]:
     if sku.lower() == "consumption":
         ws = [api.name for api in model.apis if api.is_websocket]
         if ws:
+            # Web PubSub clients connect over WebSockets only: no HTTP API can stand in for them.
+            instead = "" if model.service is Service.WEBPUBSUB else ", or the sse-lp profile"
             raise ExportError(
                 f"refusing to export: the Consumption tier has no WebSocket APIs (API {', '.join(ws)}). "
-                "Use a Developer, Basic, Standard or Premium (v1 or v2) instance, or the sse-lp profile"
+                f"Use a Developer, Basic, Standard or Premium (v1 or v2) instance{instead}"
             )
         warnings.append(
             "the Consumption tier does not support long-running connections: Server-Sent Events streams "
@@ -237,18 +291,40 @@ def _check(model: ApimModel, options: ExportOptions) -> list[str]:
 
 
 def _header(model: ApimModel, options: ExportOptions, comment: str) -> list[str]:
-    lines = [
-        f"SignalR behind Azure API Management: profile '{model.profile}' "
-        f"(APIs: {', '.join(f'{a.name} /{a.suffix}' for a in model.apis)}).",
+    if model.service is Service.WEBPUBSUB:
+        lines = _webpubsub_header(model, options)
+    else:
+        lines = _signalr_header(model, options)
+    if options.command:
+        lines.insert(0, f"Generated by: {options.command}")
+    return [f"{comment} {line}" for line in lines]
+
+
+def _apis_line(model: ApimModel) -> str:
+    return f"profile '{model.profile}' (APIs: {', '.join(f'{a.name} /{a.suffix}' for a in model.apis)})."
+
+
+def _webpubsub_header(model: ApimModel, options: ExportOptions) -> list[str]:
+    gateway = client_endpoint(options.apim_name).replace("https://", "wss://", 1)
+    return [
+        f"Azure Web PubSub behind Azure API Management: {_apis_line(model)}",
+        "Clients connect to the client access URL the service's SDK mints, with scheme and host swapped for the",
+        f"gateway's ({gateway}/client/hubs/<hub>?access_token=...); the token and the rest stay as minted.",
+        f"Then append to the app server's connection string: ClientEndpoint={client_endpoint(options.apim_name)}",
+        "(the app server swaps the host with it; the Web PubSub service SDKs ignore that key).",
+        "No cors policy is needed: browsers do not preflight WebSocket handshakes.",
+    ]
+
+
+def _signalr_header(model: ApimModel, options: ExportOptions) -> list[str]:
+    return [
+        f"SignalR behind Azure API Management: {_apis_line(model)}",
         "One APIM instance serves one profile: both profiles use the URL suffix 'client'.",
         f"Then append to the app server's connection string: ClientEndpoint={client_endpoint(options.apim_name)}",
         "No cors policy is emitted: SignalR Service answers CORS preflights itself (the OPTIONS operations",
         "forward them). A cors policy at global or product scope adds Access-Control-* headers again",
         "(duplicate values): remove it or keep it away from these APIs.",
     ]
-    if options.command:
-        lines.insert(0, f"Generated by: {options.command}")
-    return [f"{comment} {line}" for line in lines]
 
 
 def _split_placeholder(url: str) -> list[str]:
@@ -282,20 +358,26 @@ def _ident(prefix: str, *names: str, taken: set[str]) -> str:
     return ident
 
 
+def _host_description(text: ServiceText) -> str:
+    return f"Host of the {text.short} resource, without scheme: <resource>.{text.domain}"
+
+
 def _bicep(model: ApimModel, options: ExportOptions) -> str:
     uniform = _uniform_subscription(model)
+    text = service_text(model.service)
+    host_default = f" = {_bicep_str(options.signalr_host)}" if options.signalr_host else ""
     out = [*_header(model, options, "//"), ""]
     out += ["@description('Name of the existing API Management instance')"]
     out += [f"param apimName string{' = ' + _bicep_str(options.apim_name) if options.apim_name else ''}"]
-    out += ["@description('Host of the Azure SignalR Service, without scheme: <resource>.service.signalr.net')"]
-    out += [f"param signalrHost string{' = ' + _bicep_str(options.signalr_host) if options.signalr_host else ''}"]
+    out += [f"@description({_bicep_str(_host_description(text))})"]
+    out += [f"param {text.host_param} string{host_default}"]
     if uniform is not None:
         out += [f"param subscriptionRequired bool = {str(uniform).lower()}"]
     out += ["", f"resource apim '{T_SERVICE}@{ARM_API_VERSION}' existing = {{", "  name: apimName", "}"]
     taken: set[str] = {"apim"}
     for api in model.apis:
         api_id = _ident("api", api.name, taken=taken)
-        url = "'" + _interpolate(api.service_url, _bicep_literal, "${signalrHost}") + "'"
+        url = "'" + _interpolate(api.service_url, _bicep_literal, f"${{{text.host_param}}}") + "'"
         sub = "subscriptionRequired" if uniform is not None else str(api.subscription_required).lower()
         out += ["", f"resource {api_id} '{T_API}@{ARM_API_VERSION}' = {{", "  parent: apim"]
         out += [f"  name: {_bicep_str(api.name)}", "  properties: {"]
@@ -366,28 +448,26 @@ def _arm_id(resource_type: str, *parts: str) -> str:
     return f"[resourceId('{resource_type}', parameters('apimName'), {', '.join(_arm_str(p) for p in parts)})]"
 
 
-def _arm_url(url: str) -> str:
+def _arm_url(url: str, host_param: str) -> str:
     parts = _split_placeholder(url)
     if len(parts) == 1:
         return _arm_literal(url)
     fmt = "{0}".join(p.replace("{", "{{").replace("}", "}}").replace("'", "''") for p in parts)
-    return f"[format('{fmt}', parameters('signalrHost'))]"
+    return f"[format('{fmt}', parameters('{host_param}'))]"
 
 
 def arm_template(model: ApimModel, options: ExportOptions) -> dict[str, Any]:
     """The deployment template as a JSON-ready dict (what the Bicep output compiles to)."""
     uniform = _uniform_subscription(model)
+    text = service_text(model.service)
     parameters: dict[str, Any] = {
         "apimName": {"type": "string", "metadata": {"description": "Name of the existing API Management instance"}},
-        "signalrHost": {
-            "type": "string",
-            "metadata": {"description": "Host of the Azure SignalR Service: <resource>.service.signalr.net"},
-        },
+        text.host_param: {"type": "string", "metadata": {"description": _host_description(text)}},
     }
     if options.apim_name:
         parameters["apimName"]["defaultValue"] = options.apim_name
     if options.signalr_host:
-        parameters["signalrHost"]["defaultValue"] = options.signalr_host
+        parameters[text.host_param]["defaultValue"] = options.signalr_host
     if uniform is not None:
         parameters["subscriptionRequired"] = {"type": "bool", "defaultValue": uniform}
     resources: list[dict[str, Any]] = []
@@ -397,7 +477,7 @@ def arm_template(model: ApimModel, options: ExportOptions) -> dict[str, Any]:
         props.update(
             {
                 "path": api.suffix,
-                "serviceUrl": _arm_url(api.service_url),
+                "serviceUrl": _arm_url(api.service_url, text.host_param),
                 "protocols": _protocols(api),
                 "subscriptionRequired": "[parameters('subscriptionRequired')]"
                 if uniform is not None
@@ -483,9 +563,11 @@ def _sh_double(value: str) -> str:
 
 def _azcli(model: ApimModel, options: ExportOptions) -> str:
     uniform = _uniform_subscription(model)
+    text = service_text(model.service)
+    var = text.shell_var
     out = ["#!/usr/bin/env bash", *_header(model, options, "#")]
     out += [
-        "# Usage: RG=<resource-group> [APIM=<apim-name>] [SIGNALR=<resource>.service.signalr.net] ./signalr-apim.sh",
+        f"# Usage: RG=<resource-group> [APIM=<apim-name>] [{var}=<resource>.{text.domain}] ./{text.script}",
         "set -euo pipefail",
         ': "${RG:?set RG to the resource group of the API Management instance}"',
     ]
@@ -494,9 +576,9 @@ def _azcli(model: ApimModel, options: ExportOptions) -> str:
     else:
         out += [': "${APIM:?set APIM to the name of the API Management instance}"']
     if options.signalr_host:
-        out += [f'SIGNALR="${{SIGNALR:-{_sh_double(options.signalr_host)}}}"']
+        out += [f'{var}="${{{var}:-{_sh_double(options.signalr_host)}}}"']
     else:
-        out += [': "${SIGNALR:?set SIGNALR to <resource>.service.signalr.net}"']
+        out += [f': "${{{var}:?set {var} to <resource>.{text.domain}}}"']
     if uniform is not None:
         out += [f'SUBREQ="${{SUBREQ:-{str(uniform).lower()}}}"']
     out += [
@@ -507,7 +589,7 @@ def _azcli(model: ApimModel, options: ExportOptions) -> str:
     ]
     policies: list[tuple[str, str, str]] = []
     for api in model.apis:
-        url = '"' + _interpolate(api.service_url, _sh_double, "$SIGNALR") + '"'
+        url = '"' + _interpolate(api.service_url, _sh_double, f"${var}") + '"'
         sub = '"$SUBREQ"' if uniform is not None else str(api.subscription_required).lower()
         line = (
             f"apim api create --api-id {shlex.quote(api.name)} --display-name {shlex.quote(api.display_name)}"
@@ -570,6 +652,7 @@ def _hcl_literal(value: str) -> str:
 
 def _terraform(model: ApimModel, options: ExportOptions) -> str:
     uniform = _uniform_subscription(model)
+    text = service_text(model.service)
     out = [*_header(model, options, "#"), ""]
     out += [
         "terraform {",
@@ -591,8 +674,8 @@ def _terraform(model: ApimModel, options: ExportOptions) -> str:
     ]
     if options.apim_name:
         out += [f"  default = {_hcl_str(options.apim_name)}"]
-    out += ["}", 'variable "signalr_host" {', "  type        = string"]
-    out += ['  description = "<resource>.service.signalr.net, without scheme"']
+    out += ["}", f'variable "{text.tf_var}" {{', "  type        = string"]
+    out += [f'  description = "<resource>.{text.domain}, without scheme"']
     if options.signalr_host:
         out += [f"  default     = {_hcl_str(options.signalr_host)}"]
     out += ["}"]
@@ -608,7 +691,7 @@ def _terraform(model: ApimModel, options: ExportOptions) -> str:
     taken: set[str] = set()
     for api in model.apis:
         api_id = _ident("api", api.name, taken=taken)
-        url = '"' + _interpolate(api.service_url, _hcl_literal, "${var.signalr_host}") + '"'
+        url = '"' + _interpolate(api.service_url, _hcl_literal, f"${{var.{text.tf_var}}}") + '"'
         sub = "var.subscription_required" if uniform is not None else str(api.subscription_required).lower()
         out += [
             "",
@@ -700,5 +783,5 @@ def export_model(model: ApimModel, fmt: ExportFormat | str, options: ExportOptio
         renderer = _RENDERERS[ExportFormat(fmt)]
     except ValueError:
         raise ExportError(f"--format: {fmt!r} is not one of {', '.join(f.value for f in ExportFormat)}") from None
-    warnings = [*_check(model, options), *_host_warnings(options.signalr_host)]
+    warnings = [*_check(model, options), *_host_warnings(options.signalr_host, service_text(model.service))]
     return ExportResult(renderer(model, options), tuple(warnings), client_endpoint(options.apim_name))

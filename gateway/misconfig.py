@@ -4,6 +4,10 @@ Each ``apim-gateway`` switch that breaks something a real APIM setup can break (
 misconfigurations") leaves a note on every access line whose outcome it caused, naming the switch, so that a user
 or ``chat probe`` reading the log can tell a reproduced failure from a bug. Real APIM gives no such hint.
 
+The 404 of a request meant for the other service (a SignalR client against the ``webpubsub`` profile, a Web PubSub
+client against a SignalR profile) gets a note naming the profile it needs: real APIM answers both with the same
+bare 404.
+
 Switches that change the model (``--no-options``, ``--buffer-sse``) are recorded by comparing the model before and
 after (`removed_options`, `rebuffered`); ``--keep-host`` changes only what the proxy sends. All of it is pure: no
 I/O, and nothing here is ever exported (``apim-gateway export`` refuses these switches).
@@ -12,8 +16,9 @@ I/O, and nothing here is ever exported (``apim-gateway export`` refuses these sw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
-from gateway.model import Api, ApimModel, template_key
+from gateway.model import Api, ApimModel, Service, template_key
 from gateway.routing import NoRoute, Route
 
 __all__ = [
@@ -50,6 +55,36 @@ def _serves_get_without_delete(api: Api) -> bool:
     return ("GET", "/") in routes and ("DELETE", "/") not in routes
 
 
+def _is_webpubsub_client_path(raw_path: str) -> bool:
+    """Whether the path is under Web PubSub's client endpoint ``/client/hubs/`` (compared as APIM matches suffixes:
+    decoded, without regard to case)."""
+    segments = [unquote(s).casefold() for s in raw_path.strip("/").split("/")]
+    return segments[:2] == ["client", "hubs"] and len(segments) > 2
+
+
+def _wrong_service(service: Service, api: Api | None, raw_path: str, *, upgrade: bool) -> list[str] | None:
+    """Notes for a 404 whose request was meant for the other service than the model's, or None when it was not."""
+    if service is Service.SIGNALR:
+        if _is_webpubsub_client_path(raw_path):
+            return [
+                "Azure Web PubSub's client endpoint client/hubs/<hub> is not an API of this profile: a Web PubSub "
+                "client needs --profile webpubsub"
+            ]
+        return None
+    if api is None:
+        if _is_webpubsub_client_path(raw_path):
+            return ["no API serves this Web PubSub hub: the webpubsub profile serves one hub (--hub chooses it)"]
+        if raw_path.strip("/").split("/")[0].casefold() == "client":
+            return [
+                "SignalR's client endpoints (client/negotiate, client/?hub=) are not APIs of the webpubsub profile: "
+                "a SignalR client needs --profile websocket or sse-lp"
+            ]
+        return []
+    if api.is_websocket and not upgrade:
+        return ["Web PubSub clients connect with a WebSocket handshake (GET with Upgrade: websocket) only"]
+    return []
+
+
 def _shown(host: str) -> str:
     return host if len(host) <= HOST_SHOWN_CHARS else host[:HOST_SHOWN_CHARS] + "…"
 
@@ -81,9 +116,23 @@ class Misconfigurations:
             names.append("--keep-host")
         return tuple(names)
 
-    def unmatched(self, no_route: NoRoute, method: str, *, upgrade: bool) -> list[str]:
-        """Notes for a request APIM answers with its 404: which switch (or which profile) left it unmatched."""
+    def unmatched(
+        self,
+        no_route: NoRoute,
+        method: str,
+        *,
+        upgrade: bool,
+        raw_path: str = "",
+        service: Service = Service.SIGNALR,
+    ) -> list[str]:
+        """Notes for a request APIM answers with its 404: which switch (or which profile) left it unmatched.
+
+        raw_path: the request path as received; service: the service the gateway's model fronts.
+        """
         api = no_route.api
+        wrong = _wrong_service(service, api, raw_path, upgrade=upgrade)
+        if wrong is not None:
+            return wrong
         if api is None:
             return []
         if api.is_websocket:

@@ -13,7 +13,8 @@ Rules enforced here (docs/apim.md §1, "Load-time validation"):
 - an ``http`` API has an ``http``/``https`` service URL and at least one operation; operation
   names are unique per API (they become ARM resource names), and so is ``(method, url_template)``.
 
-The host ``{signalr}`` in a service URL is a placeholder: the gateway substitutes its
+The host ``{signalr}`` in a service URL is a placeholder for the service's host (Azure SignalR Service, or Azure
+Web PubSub for a model whose `ApimModel.service` is `Service.WEBPUBSUB`): the gateway substitutes its
 ``--backend`` (`resolve_backend`), the exporters the ``--service-url`` host.
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "ModelError",
     "Operation",
     "Policies",
+    "Service",
     "SubscriptionKeyNames",
     "load_model_file",
     "model_from_data",
@@ -63,6 +65,14 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 class ModelError(ValueError):
     """An APIM model that cannot be loaded; the message names the field at fault."""
+
+
+class Service(StrEnum):
+    """The Azure service behind the APIs (``service`` in a config file): it names the host that ``{signalr}`` stands
+    for in the exports, and the hints the gateway's access log gives."""
+
+    SIGNALR = "signalr"
+    WEBPUBSUB = "webpubsub"
 
 
 class ApiType(StrEnum):
@@ -166,13 +176,19 @@ class Api:
 
 @dataclass(frozen=True)
 class ApimModel:
-    """One API Management instance: a profile label and its APIs. Validated on construction."""
+    """One API Management instance: a profile label, its APIs and the service they front. Validated on
+    construction."""
 
     profile: str
     apis: tuple[Api, ...]
+    service: Service = Service.SIGNALR
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "apis", tuple(self.apis))
+        try:
+            object.__setattr__(self, "service", Service(self.service))
+        except ValueError:
+            raise ModelError(f"service: {self.service!r} is not a service (use signalr or webpubsub)") from None
         _validate(self)
 
     def api(self, name: str) -> Api:
@@ -421,15 +437,22 @@ def model_from_data(data: Any) -> ApimModel:
     """Build and validate a model from parsed JSON/YAML/TOML data; raises `ModelError`."""
     top = _mapping("(top level)", data)
     for key in top:
-        if key not in ("profile", "apis"):
-            raise ModelError(f"{key}: unknown field (expected 'profile' and 'apis')")
+        if key not in ("profile", "service", "apis"):
+            raise ModelError(f"{key}: unknown field (expected 'profile', 'service' and 'apis')")
     if "apis" not in top:
         raise ModelError("apis: required field is missing")
     apis = top["apis"]
     if not isinstance(apis, Sequence) or isinstance(apis, str):
         raise ModelError("apis: expected a list of APIs")
     profile = _str("profile", top.get("profile", "custom"))
-    return ApimModel(profile=profile, apis=tuple(_api(f"apis[{i}]", api) for i, api in enumerate(apis)))
+    raw_service = _str("service", top.get("service", Service.SIGNALR.value))
+    try:
+        service = Service(raw_service.lower())
+    except ValueError:
+        raise ModelError(f"service: {raw_service!r} is not a service (use signalr or webpubsub)") from None
+    return ApimModel(
+        profile=profile, apis=tuple(_api(f"apis[{i}]", api) for i, api in enumerate(apis)), service=service
+    )
 
 
 def _merge_documents(documents: list[Any]) -> Any:
@@ -439,11 +462,19 @@ def _merge_documents(documents: list[Any]) -> Any:
         return documents[0]
     apis: list[Any] = []
     profiles: list[str] = []
+    services: dict[str, int] = {}
     for n, doc in enumerate(documents):
         top = _mapping(f"document {n + 1}", doc)
         apis.extend(top.get("apis") or [])
         profiles.append(str(top.get("profile", f"document {n + 1}")))
-    return {"profile": "+".join(profiles), "apis": apis}
+        services.setdefault(str(top.get("service", Service.SIGNALR.value)).lower(), n + 1)
+    if len(services) > 1:
+        (first, a), (second, b) = list(services.items())[:2]
+        raise ModelError(
+            f"document {b}.service: {second!r} differs from document {a}'s {first!r}; one model fronts one service "
+            "(its exports have one service host): write one config per service"
+        )
+    return {"profile": "+".join(profiles), "service": next(iter(services)), "apis": apis}
 
 
 def load_model_file(path: str | Path) -> ApimModel:
@@ -502,7 +533,7 @@ def model_to_data(model: ApimModel) -> dict[str, Any]:
                 "operations": ops,
             }
         )
-    return {"profile": model.profile, "apis": apis}
+    return {"profile": model.profile, "service": str(model.service), "apis": apis}
 
 
 def resolve_backend(model: ApimModel, backend: str) -> ApimModel:
@@ -528,4 +559,4 @@ def resolve_backend(model: ApimModel, backend: str) -> ApimModel:
         if api.is_websocket:
             scheme = "wss" if scheme == "https" else "ws"
         apis.append(replace(api, service_url=f"{scheme}://{parts.netloc}{base_path}{url.path}"))
-    return ApimModel(profile=model.profile, apis=tuple(apis))
+    return replace(model, apis=tuple(apis))

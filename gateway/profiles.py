@@ -1,5 +1,6 @@
-"""The two API configurations of Microsoft's doc on SignalR behind API Management, as models
-(https://learn.microsoft.com/azure/azure-signalr/signalr-howto-work-with-apim; docs/apim.md).
+"""The API configurations of API Management in front of Azure SignalR Service and Azure Web PubSub, as models
+(docs/apim.md). The first two are Microsoft's doc on SignalR behind API Management
+(https://learn.microsoft.com/azure/azure-signalr/signalr-howto-work-with-apim):
 
 - ``websocket``: an HTTP API ``client/negotiate`` (OPTIONS and POST ``/``) plus a WebSocket API
   ``client``. Serves negotiate and WebSockets only: SSE and LongPolling requests get APIM's 404.
@@ -8,10 +9,15 @@
   It has no ``DELETE /`` (the doc's gap, docs/apim.md §6): `with_delete` adds it.
 
 APIM serves exactly one of them per instance, because both use the suffix ``client``.
+
+- ``webpubsub``: one WebSocket API ``client/hubs/<hub>`` in front of Azure Web PubSub, the setup of
+  https://techcommunity.microsoft.com/blog/appsonazureblog/expand-your-application-with-real-time-messaging-api-capability-with-web-pubsub-/3039913
+  (docs/apim.md §9). Clients use the service's client access URL with the host swapped for the gateway's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from enum import StrEnum
 
@@ -23,14 +29,18 @@ from gateway.model import (
     ModelError,
     Operation,
     Policies,
+    Service,
     template_key,
 )
 
 __all__ = [
     "CONNECT_DELETE",
+    "DEFAULT_HUB",
     "ProfileName",
     "build_profile",
+    "check_hub",
     "sse_lp_profile",
+    "webpubsub_profile",
     "websocket_profile",
     "with_buffered_responses",
     "with_delete",
@@ -43,6 +53,15 @@ __all__ = [
 class ProfileName(StrEnum):
     WEBSOCKET = "websocket"
     SSE_LP = "sse-lp"
+    WEBPUBSUB = "webpubsub"
+
+
+#: The hub of the ``webpubsub`` profile unless ``--hub`` names another (the chat's hub).
+DEFAULT_HUB = "chat"
+# A hub name as the Web PubSub SDK describes it ("should start with alphabetic characters and only contain
+# alpha-numeric characters or underscore"), at most 128 characters like the REST API's pattern for it
+# (https://github.com/Azure/azure-sdk-for-python/blob/main/sdk/webpubsub/azure-messaging-webpubsubservice/azure/messaging/webpubsubservice/_operations/_operations.py).
+_HUB = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
 
 
 CONNECT_DELETE = Operation(name="connect-delete", display_name="connect delete", method="DELETE", url_template="/")
@@ -94,6 +113,37 @@ def sse_lp_profile() -> ApimModel:
                     Operation("connect", "POST", "/", display_name="connect"),
                     Operation("connect-get", "GET", "/", display_name="connect get", policies=unbuffered),
                 ),
+            ),
+        ),
+    )
+
+
+def check_hub(hub: str) -> str:
+    """The hub name unchanged if Azure Web PubSub accepts it; raises `ModelError` naming ``--hub`` otherwise."""
+    if not _HUB.fullmatch(hub):
+        shown = hub if len(hub) <= 40 else hub[:40] + "…"
+        raise ModelError(
+            f"--hub: {shown!r} is not a Web PubSub hub name (a letter, then letters, digits or '_'; "
+            "at most 128 characters)"
+        )
+    return hub
+
+
+def webpubsub_profile(hub: str = DEFAULT_HUB) -> ApimModel:
+    """Azure Web PubSub's client endpoint for one hub as one WebSocket API: suffix ``client/hubs/<hub>``, Web service
+    URL ``wss://<resource>.webpubsub.azure.com/client/hubs/<hub>``, no subscription required. Raises `ModelError`
+    for a hub name the service refuses."""
+    check_hub(hub)
+    return ApimModel(
+        profile=ProfileName.WEBPUBSUB.value,
+        service=Service.WEBPUBSUB,
+        apis=(
+            Api(
+                name="webpubsub-client",
+                display_name="Web PubSub client",
+                type=ApiType.WEBSOCKET,
+                suffix=f"client/hubs/{hub}",
+                service_url=f"wss://{{signalr}}/client/hubs/{hub}",
             ),
         ),
     )
@@ -156,15 +206,31 @@ def with_stripped_subscription_key(model: ApimModel, strip: bool = True) -> Apim
     return replace(model, apis=tuple(replace(api, strip_subscription_key=strip) for api in model.apis))
 
 
-def build_profile(name: str, *, delete: bool = False, buffer_sse: bool = False, no_options: bool = False) -> ApimModel:
-    """A built-in profile by name (``websocket`` or ``sse-lp``), optionally with the LongPolling
+def build_profile(
+    name: str,
+    *,
+    delete: bool = False,
+    buffer_sse: bool = False,
+    no_options: bool = False,
+    hub: str | None = None,
+) -> ApimModel:
+    """A built-in profile by name (``websocket``, ``sse-lp`` or ``webpubsub``), optionally with the LongPolling
     ``DELETE /`` operation, with response buffering back on and/or without its OPTIONS operations.
-    Raises ValueError for an unknown name."""
+    ``hub`` is the ``webpubsub`` profile's hub (default `DEFAULT_HUB`).
+    Raises ValueError for an unknown name, and `ModelError` for a hub given to another profile or a bad hub name."""
     try:
         profile = ProfileName(name)
     except ValueError:
-        raise ValueError(f"unknown profile {name!r} (use websocket or sse-lp)") from None
-    model = websocket_profile() if profile is ProfileName.WEBSOCKET else sse_lp_profile()
+        choices = ", ".join(p.value for p in ProfileName)
+        raise ValueError(f"unknown profile {name!r} (use {choices})") from None
+    if profile is ProfileName.WEBPUBSUB:
+        model = webpubsub_profile(DEFAULT_HUB if hub is None else hub)
+    elif hub is not None:
+        raise ModelError(f"--hub applies to the webpubsub profile only, not to {profile.value}")
+    elif profile is ProfileName.WEBSOCKET:
+        model = websocket_profile()
+    else:
+        model = sse_lp_profile()
     if delete:
         model = with_delete(model)
     if buffer_sse:

@@ -452,7 +452,11 @@ class ApimGateway:
             exchange.where = f"API {match.api.name}" if match.api else "no API"
             exchange.status = 404
             exchange.detail = f"Resource not found: {match.reason}"
-            exchange.notes = tuple(self.reproduce.unmatched(match, request.method, upgrade=upgrade))
+            exchange.notes = tuple(
+                self.reproduce.unmatched(
+                    match, request.method, upgrade=upgrade, raw_path=raw_path, service=self.model.service
+                )
+            )
             self._log(exchange)
             return self._respond(resource_not_found())
         exchange.where = f"{match.api.name}/{match.operation_name}"

@@ -1,6 +1,7 @@
 """Keep secrets out of the gateway's logs.
 
-Secrets that cross the gateway: access tokens (``Authorization`` header, ``access_token`` query),
+Secrets that cross the gateway: access tokens (``Authorization`` header, ``access_token`` query), Web PubSub
+reconnection tokens (``awps_reconnection_token`` query of a reliable client's reconnect),
 subscription keys (``Ocp-Apim-Subscription-Key`` header, ``subscription-key`` query, or the
 names an API configures) and connection tokens (the ``id`` query parameter of connect requests,
 shown as the short hash tag of `signalr.redact.connection_token_tag`, ``id=~3f2a9c1b``).
@@ -19,7 +20,9 @@ from signalr.redact import REDACTED, connection_token_tag, redact_text
 
 __all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
 
-DEFAULT_SECRET_QUERY_NAMES = frozenset({"access_token", "subscription-key"})
+# awps_reconnection_token: with it and the connection id, a reliable Web PubSub connection can be taken over
+# (https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-reliable-webpubsub-subprotocol).
+DEFAULT_SECRET_QUERY_NAMES = frozenset({"access_token", "subscription-key", "awps_reconnection_token"})
 
 
 def _tag(raw_value: str) -> str:

@@ -21,7 +21,7 @@ All functions here are pure: no I/O, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from gateway.model import Api, ApimModel, Operation
 
@@ -149,7 +149,12 @@ def route(model: ApimModel, method: str, raw_path: str, *, upgrade: bool) -> Rou
 
 
 def backend_url(service_url: str, remainder: str, raw_query: str) -> str:
-    """The backend URL: service URL without its trailing ``/`` + remainder (``""`` → ``/``) +
-    the raw query, byte for byte (docs/apim.md §4)."""
-    url = service_url.rstrip("/") + (remainder or "/")
+    """The backend URL: service URL without its trailing ``/`` + remainder, + the raw query, byte for byte
+    (docs/apim.md §4). An empty remainder (the path ended at the suffix) adds nothing: the service URL is used as
+    written, ``/`` only when it has no path. So ``client/`` service URLs get ``/client/`` for ``/client``, and Web
+    PubSub's ``/client/hubs/chat`` is forwarded as the client sent it, without a ``/`` the client never wrote."""
+    if remainder:
+        url = service_url.rstrip("/") + remainder
+    else:
+        url = service_url if urlsplit(service_url).path else service_url + "/"
     return f"{url}?{raw_query}" if raw_query else url
