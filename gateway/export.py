@@ -309,9 +309,9 @@ def _webpubsub_header(model: ApimModel, options: ExportOptions) -> list[str]:
     return [
         f"Azure Web PubSub behind Azure API Management: {_apis_line(model)}",
         "Clients connect to the client access URL the service's SDK mints, with scheme and host swapped for the",
-        f"gateway's ({gateway}/client/hubs/<hub>?access_token=...); the token and the rest stay as minted.",
+        f"gateway's ({gateway}/{model.apis[0].suffix}?access_token=...); the token and the rest stay as minted.",
         f"Then append to the app server's connection string: ClientEndpoint={client_endpoint(options.apim_name)}",
-        "(the app server swaps the host with it; the Web PubSub service SDKs ignore that key).",
+        "(the app server swaps the host with it; azure-messaging-webpubsubservice itself ignores that key).",
         "No cors policy is needed: browsers do not preflight WebSocket handshakes.",
     ]
 
