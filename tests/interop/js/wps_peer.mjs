@@ -116,11 +116,14 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   if (args.logLevel !== "none") setLogLevel(args.logLevel);
   let lastUrl = args.url;
+  // A WebPubSubClientCredential: the URL, or the function the client calls before each start and reconnect.
   const credential = args.url !== null
     ? args.url
-    : async () => {
-        lastUrl = await negotiate(args.negotiate);
-        return lastUrl;
+    : {
+        getClientAccessUrl: async () => {
+          lastUrl = await negotiate(args.negotiate);
+          return lastUrl;
+        },
       };
   const client = new WebPubSubClient(credential, {
     protocol: PROTOCOLS[args.protocol](),

@@ -1,0 +1,282 @@
+"""The web page on Azure Web PubSub in headless Chromium: ``chat-server --service webpubsub`` (its ClientEndpoint an
+``apim-gateway --profile webpubsub`` in front of ``webpubsub-emulator``) serves the page, which chats with a Node peer
+(``@azure/web-pubsub-client``) through the gateway.
+
+Assertions are on rendered text (what a user sees), on what the Node peer receives, on the browser's own network log
+(Chrome's performance log: the page's WebSocket, its URL and handshake status) and on the gateway's access log.
+Screenshots go to the test's tmp dir and to ``$ARTIFACTS_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.support.browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_INSTALLED, entries, screenshot, text_of, until
+from tests.support.processes import free_port
+from tests.support.stack import Gateway, start_gateway
+from tests.support.wps_emulator import start_webpubsub_emulator
+from tests.support.wps_jspeer import WpsJsPeer
+from tests.support.wps_server import start_webpubsub_chat_server
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM_INSTALLED,
+    reason="Chromium is not installed (Debian packages chromium and chromium-driver; `make test` installs them)",
+)
+
+HUB = "chat"
+SUBSCRIPTION_KEY = "WpsPageKey0000DoNotShow1111"
+
+
+@dataclass
+class WpsStack:
+    emulator: Any
+    gateway: Gateway
+    server: Any
+
+    @property
+    def page_url(self) -> str:
+        return str(self.server.url).rstrip("/") + "/"
+
+    @property
+    def negotiate_url(self) -> str:
+        return self.page_url + f"{HUB}/negotiate"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.gateway.stop()
+        self.emulator.stop()
+
+
+def start_wps_stack(*gateway_args: str) -> WpsStack:
+    """The emulator (events to the chat server), a gateway in front of it and the chat server sending clients there."""
+    server_port = free_port()
+    emulator = start_webpubsub_emulator(event_handler=f"http://127.0.0.1:{server_port}/eventhandler")
+    try:
+        gateway = start_gateway(emulator.endpoint, "--profile", "webpubsub", *gateway_args)
+        try:
+            server = start_webpubsub_chat_server(
+                f"{emulator.connection_string}ClientEndpoint={gateway.url};", port=server_port
+            )
+        except BaseException:
+            gateway.stop()
+            raise
+    except BaseException:
+        emulator.stop()
+        raise
+    return WpsStack(emulator, gateway, server)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[WpsStack]:
+    running = start_wps_stack()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def logged_browser() -> Iterator[Any]:
+    """Headless Chromium sessions as ``tests.support.browser.browser`` starts them, with the network log on
+    (``goog:loggingPrefs`` performance: the DevTools ``Network.*`` events, read with :func:`websockets_of`)."""
+    drivers: list[WebDriver] = []
+    profiles: list[str] = []
+
+    def start() -> WebDriver:
+        profile = tempfile.mkdtemp(prefix="chromium-profile-")
+        profiles.append(profile)
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for argument in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--window-size=900,640",
+            f"--user-data-dir={profile}",
+        ):
+            options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        driver.set_page_load_timeout(20)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        try:
+            driver.quit()
+        except WebDriverException:
+            pass
+    for profile in profiles:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@dataclass
+class SocketSeen:
+    url: str
+    status: int | None
+    protocol: str | None
+
+
+def websockets_of(driver: WebDriver, seen: dict[str, SocketSeen]) -> dict[str, SocketSeen]:
+    """The page's WebSockets from the browser's network log, by request id (the log is drained on reading, so
+    ``seen`` accumulates)."""
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        method, params = message.get("method"), message.get("params", {})
+        if method == "Network.webSocketCreated":
+            seen[params["requestId"]] = SocketSeen(params["url"], None, None)
+        elif method == "Network.webSocketHandshakeResponseReceived" and params["requestId"] in seen:
+            response = params["response"]
+            headers = {k.lower(): v for k, v in response.get("headers", {}).items()}
+            seen[params["requestId"]].status = int(response["status"])
+            seen[params["requestId"]].protocol = headers.get("sec-websocket-protocol")
+    return seen
+
+
+async def page_status(driver: WebDriver, prefix: str, what: str, timeout: float = 20) -> str:
+    text: str = await until(lambda: (t := text_of(driver, "status")).startswith(prefix) and t, what, timeout)
+    return text
+
+
+def visible_text(driver: WebDriver) -> str:
+    return str(driver.find_element(By.TAG_NAME, "body").text)
+
+
+async def test_the_page_chats_with_a_node_client_through_the_gateway(
+    stack: WpsStack, logged_browser: Any, tmp_path: Path
+) -> None:
+    page = logged_browser()
+    page.get(stack.page_url + "?name=alice")
+    status = await page_status(page, "Connected", "the page to connect")
+    assert status == f"Connected as alice · Web PubSub via {stack.gateway.host}"
+    assert page.find_element(By.CSS_SELECTOR, ".topbar h1").text == "Azure Web PubSub Group Chat"
+    assert page.title == "Azure Web PubSub Group Chat"
+    assert text_of(page, "protocol") == "Subprotocol: reliable JSON"
+    await until(lambda: ("system", "alice JOINED") in entries(page), "alice's JOINED line")
+
+    carol = await WpsJsPeer.start(negotiate=stack.negotiate_url + "?id=carol", protocol="reliable")
+    try:
+        assert carol.url is not None and carol.url.startswith(f"ws://{stack.gateway.host}/client/hubs/{HUB}?")
+
+        # The page's broadcast (sent with Enter) reaches the Node client and the page itself; markup stays text.
+        hostile = "<b>bold?</b> & <img src=x onerror=alert(1)>"
+        page.find_element(By.ID, "message").send_keys(hostile + "\n")
+        assert await carol.next_data() == {"name": "alice", "message": hostile, "target": "broadcastMessage"}
+        await until(lambda: ("mine", f"alice {hostile}") in entries(page), "alice to see her own message")
+        assert page.find_elements(By.CSS_SELECTOR, "#messages b, #messages img") == []
+
+        # The Node client's broadcast reaches the page.
+        await carol.send_event("broadcastMessage", {"name": "carol", "message": "hello browser"})
+        await until(lambda: ("theirs", "carol hello browser") in entries(page), "alice to see carol")
+        assert await carol.next_data() == {"name": "carol", "message": "hello browser", "target": "broadcastMessage"}
+
+        # Echo goes back to its caller only: the page's to the page, the Node client's to the Node client.
+        page.find_element(By.ID, "message").send_keys("echo test")
+        page.find_element(By.ID, "echo").click()
+        await until(lambda: ("mine", "alice echo test (echo from server)") in entries(page), "alice's echo")
+        await carol.send_event("echo", {"name": "carol", "message": "mine only"})
+        assert await carol.next_data() == {"name": "carol", "message": "mine only (echo from server)", "target": "echo"}
+        await carol.send_event("broadcastMessage", {"name": "carol", "message": "last"})
+        await until(lambda: ("theirs", "carol last") in entries(page), "carol's last message")
+        assert await carol.next_data() == {"name": "carol", "message": "last", "target": "broadcastMessage"}
+        assert carol.pending("server-message") == []  # the page's echo never reached carol
+    finally:
+        await carol.stop()
+
+    # What a user sees, in order: no echo of carol's, nothing twice.
+    assert entries(page) == [
+        ("system", "alice JOINED"),
+        ("mine", f"alice {hostile}"),
+        ("theirs", "carol hello browser"),
+        ("mine", "alice echo test (echo from server)"),
+        ("theirs", "carol last"),
+    ]
+    shot = screenshot(page, tmp_path, "chatroom-webpubsub-alice")
+    assert shot.exists()
+
+    # The browser's network log: the page's one WebSocket went to the gateway, in the reliable subprotocol.
+    sockets = list(websockets_of(page, {}).values())
+    assert len(sockets) == 1, sockets
+    socket = sockets[0]
+    assert socket.url.startswith(f"ws://{stack.gateway.host}/client/hubs/{HUB}?access_token="), socket.url
+    assert (socket.status, socket.protocol) == (101, "json.reliable.webpubsub.azure.v1")
+    # The gateway's access log has it, with the token redacted; the page's text never shows a token.
+    token = socket.url.split("access_token=", 1)[1].split("&")[0]
+    line = await stack.gateway.log_line(rf"/client/hubs/{HUB}\b.*\b101\b")
+    assert token not in stack.gateway.stderr() and token not in line
+    assert token not in visible_text(page)
+
+
+async def test_without_the_library_the_page_says_how_to_get_it(stack: WpsStack, logged_browser: Any) -> None:
+    page = logged_browser()
+    page.execute_cdp_cmd("Network.enable", {})
+    page.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/lib/web-pubsub-client.js"]})
+    page.get(stack.page_url + "?name=bob")
+    await until(lambda: page.find_element(By.ID, "wps-library-error").is_displayed(), "the library notice")
+    assert "Run make node in the project directory" in text_of(page, "wps-library-error")
+    assert "@azure/web-pubsub-client" in text_of(page, "wps-library-error")
+    assert text_of(page, "status") == "The Web PubSub client library is missing: run make node, then reload."
+    assert not page.find_element(By.ID, "message").is_enabled()
+    assert not page.find_element(By.ID, "library-error").is_displayed()  # not the SignalR notice
+
+
+async def test_an_app_server_that_went_away_is_named(logged_browser: Any) -> None:
+    running = start_wps_stack()
+    try:
+        page = logged_browser()
+        page.get(running.page_url)  # it asks for the name first, then negotiates
+        await until(lambda: page.find_element(By.ID, "name-modal").is_displayed(), "the name prompt")
+        running.server.stop()
+        page.find_element(By.ID, "name-input").send_keys("\n")
+        await until(lambda: page.find_element(By.ID, "connect-error").is_displayed(), "the connect error")
+        host = running.page_url.removeprefix("http://").rstrip("/")
+        assert text_of(page, "connect-error-text") == f"The app server {host} is unreachable: is chat-server running?"
+        assert text_of(page, "status") == "Could not connect"
+        assert not page.find_element(By.ID, "message").is_enabled()
+    finally:
+        running.stop()
+
+
+async def test_a_gateway_that_wants_a_subscription_key(logged_browser: Any, tmp_path: Path) -> None:
+    running = start_wps_stack("--subscription-key", SUBSCRIPTION_KEY)
+    try:
+        for given in (None, "wrong-key-1234"):
+            page = logged_browser()
+            page.get(running.page_url + "?name=dan" + (f"&subscription-key={given}" if given else ""))
+            await until(lambda p=page: p.find_element(By.ID, "connect-error").is_displayed(), "the connect error")
+            advice = (
+                "check ?subscription-key=… in the page URL." if given else "add ?subscription-key=… to the page URL"
+            )
+            line = text_of(page, "connect-error-text")
+            assert line.startswith(
+                f"The gateway {running.gateway.host} refused the WebSocket or is unreachable. A gateway refuses a "
+                "missing or invalid subscription key: "
+            ), line
+            assert advice in line
+            assert not page.find_element(By.ID, "message").is_enabled()
+            assert entries(page) == []
+
+        page = logged_browser()
+        page.get(running.page_url + f"?name=dan&subscription-key={SUBSCRIPTION_KEY}")
+        status = await page_status(page, "Connected", "the page to connect with the key")
+        assert status == f"Connected as dan · Web PubSub via {running.gateway.host}"
+        await until(lambda: ("system", "dan JOINED") in entries(page), "dan's JOINED line")
+        assert SUBSCRIPTION_KEY not in visible_text(page)
+        assert SUBSCRIPTION_KEY not in running.gateway.stderr()
+        screenshot(page, tmp_path, "chatroom-webpubsub-subscription-key")
+    finally:
+        running.stop()
