@@ -13,10 +13,16 @@ generator is pinned to core 1):
   protocol, no auth), the web stack the emulator and aiosignalr are built on; ``POST /send/{room}``.
 - ``emulator``: ``signalr-emulator --port 0 --log-level warning`` (Serverless mode) and the REST API
   ``POST /api/hubs/{hub}/:send``: what an app server does to broadcast.
+- ``webpubsub``: ``webpubsub-emulator --port 0 --log-level warning``, the local Azure Web PubSub: clients speak the
+  ``json.webpubsub.azure.v1`` subprotocol, and the data-plane ``POST /api/hubs/{hub}/:send`` (what
+  ``azure-messaging-webpubsubservice``'s ``send_to_all`` calls) broadcasts. The same chat on the other service, so its
+  rows read beside the SignalR emulator's (the ``webpubsub/emulator`` column).
 
 Every client receives the same record, ``{"type":1,"target":"broadcastMessage","arguments":["bench","N"]}`` + 0x1E
 (SignalR JSON; the websockets and aiohttp peers are sent the record itself). The SignalR peers' clients do the JSON
-handshake. ``make bench`` installs the venvs of websockets and aiosignalr; a peer whose venv is missing is left out and
+handshake. Web PubSub clients receive the same broadcast body as the ``data`` of a server message,
+``{"type":"message","from":"server","dataType":"json","data":{"target":"broadcastMessage","arguments":["bench","N"]}}``.
+``make bench`` installs the venvs of websockets and aiosignalr; a peer whose venv is missing is left out and
 named.
 
 Per peer and round: 0 → N idle connections (RSS delta per connection from ``/proc``), idle CPU % of the server over a
@@ -49,6 +55,10 @@ import aiohttp
 from signalr.connection_string import ConnectionString, parse_connection_string
 from signalr.negotiate import build_redirect
 from tests.support.processes import REPO, Process, script
+from webpubsub.connection_string import WebPubSubConnectionString
+from webpubsub.connection_string import parse_connection_string as parse_webpubsub_connection_string
+from webpubsub.subprotocol import JSON_SUBPROTOCOL
+from webpubsub.tokens import mint_client_token, mint_rest_token
 
 from ._harness import (
     REPLY_TIMEOUT,
@@ -69,9 +79,9 @@ from ._harness import (
 )
 from .broadcast import BASELINE_READY
 
-PEERS = ("websockets", "aiohttp", "aiosignalr", "emulator")
+PEERS = ("websockets", "aiohttp", "aiosignalr", "emulator", "webpubsub")
 OURS = "emulator"
-IN_PRODUCT_VENV = ("emulator", "aiohttp")  # the others need their own venvs under bench/.venvs
+IN_PRODUCT_VENV = ("emulator", "aiohttp", "webpubsub")  # the others need their own venvs under bench/.venvs
 VENVS = REPO / "bench" / ".venvs"
 PEER_SCRIPTS = REPO / "bench" / "peers"
 PEER_READY = "fanout peer listening on "
@@ -279,6 +289,49 @@ class EmulatorPeer(Peer):
         await self.rest.send(HUB, broadcast_body(seq))
 
 
+class WebPubSubClientLeg(RawWebSocketClient):
+    """A Web PubSub client on ``json.webpubsub.azure.v1``: every text frame is one message, no record separator."""
+
+    async def open_webpubsub(self, session: aiohttp.ClientSession, url: str) -> None:
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                self._ws = await session.ws_connect(url, protocols=(JSON_SUBPROTOCOL,), autoping=True, compress=0)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BenchError(f"Web PubSub connect failed: {type(exc).__name__} {exc}") from None
+        if self._ws.protocol != JSON_SUBPROTOCOL:
+            raise BenchError(f"the Web PubSub emulator chose subprotocol {self._ws.protocol!r}")
+        self._task = asyncio.create_task(self._read(self._ws))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                self.on_record(message.data.encode(), time.perf_counter())
+
+
+class WebPubSubPeer(Peer):
+    name = "webpubsub"
+
+    def __init__(self, process: Process, connection: WebPubSubConnectionString, session: aiohttp.ClientSession) -> None:
+        self.process = process
+        self._session = session
+        token = mint_client_token(connection.access_key, connection.client_audience(HUB))
+        self._client_url = f"{connection.client_base_url(HUB)}?access_token={token}"
+        self._send_url = f"{connection.endpoint}/api/hubs/{HUB}/:send?api-version=2024-01-01"
+        rest_token = mint_rest_token(connection.access_key, self._send_url, lifetime=3600)
+        self._headers = {"Authorization": f"Bearer {rest_token}", "Content-Type": "application/json"}
+
+    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
+        client = WebPubSubClientLeg(receiver.on_record)
+        await client.open_webpubsub(session, self._client_url)
+        return client
+
+    async def send(self, seq: int) -> None:
+        async with self._session.post(self._send_url, data=broadcast_body(seq), headers=self._headers) as response:
+            if response.status != 202:
+                body = (await response.read())[:200]
+                raise BenchError(f"Web PubSub send_to_all answered {response.status}: {body!r}")
+
+
 async def _peer_stats(session: aiohttp.ClientSession, url: str) -> dict[str, float] | None:
     try:
         async with asyncio.timeout(REPLY_TIMEOUT):
@@ -294,6 +347,9 @@ def start_peer(services: Services, name: str, session: aiohttp.ClientSession) ->
     if name == OURS:
         process = services.spawn(pinned([script("signalr-emulator"), "--port", "0", "--log-level", "warning"]))
         return EmulatorPeer(process, parse_connection_string(ready_line(process)), session)
+    if name == "webpubsub":
+        process = services.spawn(pinned([script("webpubsub-emulator"), "--port", "0", "--log-level", "warning"]))
+        return WebPubSubPeer(process, parse_webpubsub_connection_string(ready_line(process)), session)
     if name == "aiohttp":
         process = services.spawn(pinned([sys.executable, "-m", "bench.broadcast", "--serve-baseline"]))
         line = ready_line(process)
@@ -380,7 +436,7 @@ async def measure_peer(peer: Peer, session: aiohttp.ClientSession, counts: Count
         values["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
         extra, clients = clients[counts.clients :], clients[: counts.clients]
         await close_all(extra)
-        if peer.name != "websockets":  # the SignalR peers drop a client silent for 30 s: one hub Ping each
+        if peer.name not in ("websockets", "webpubsub"):  # SignalR drops a client silent for 30 s: one hub Ping each
             await asyncio.gather(*(client.ping() for client in clients))
         await asyncio.sleep(0.3)
 
@@ -477,8 +533,8 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def ratio(results: Results, key: str, against: str) -> str:
-    ours, theirs = results.get(OURS, {}).get(key), results.get(against, {}).get(key)
+def ratio(results: Results, key: str, against: str, ours_name: str = OURS) -> str:
+    ours, theirs = results.get(ours_name, {}).get(key), results.get(against, {}).get(key)
     if not ours or not theirs:
         return "n/a"
     base = median(theirs)
@@ -487,8 +543,8 @@ def ratio(results: Results, key: str, against: str) -> str:
 
 
 def markdown_table(results: Results, peers: Sequence[str], counts: Counts) -> str:
-    """Medians of the rounds with min–max, and the ratios ours/raw and ours/aiosignalr."""
-    header = ["metric (median, min–max)", *peers, "emulator/websockets", "emulator/aiosignalr"]
+    """Medians of the rounds with min–max, and the ratios ours/raw, ours/aiosignalr and Web PubSub/SignalR."""
+    header = ["metric (median, min–max)", *peers, "emulator/websockets", "emulator/aiosignalr", "webpubsub/emulator"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for metric in METRICS:
         label = metric.label.format(K=f"{counts.clients:,}", B=counts.burst, R=f"{counts.rate:g}", N=f"{counts.idle:,}")
@@ -499,6 +555,7 @@ def markdown_table(results: Results, peers: Sequence[str], counts: Counts) -> st
             *cells,
             ratio(results, metric.key, "websockets"),
             ratio(results, metric.key, "aiosignalr"),
+            ratio(results, metric.key, OURS, ours_name="webpubsub"),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

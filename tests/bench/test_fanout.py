@@ -70,6 +70,22 @@ def test_emulator_alone_runs_and_writes_json(tmp_path: Path) -> None:
     assert len(rounds["paced_p99_ms"]) == 1
 
 
+def test_webpubsub_runs_beside_the_signalr_emulator(tmp_path: Path) -> None:
+    """Both services' emulators are in the product's venv: the Web PubSub row and its ratio to SignalR are there."""
+    out = tmp_path / "fanout.json"
+    result = run_fanout("--peers", "emulator,webpubsub", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| fan-out to 3 WS"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[-1].endswith("x"), row  # webpubsub/emulator
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert document["rounds"]["webpubsub"]["burst_frames_per_s"][0] > 0
+    assert (
+        document["rounds"]["webpubsub"]["kib_per_connection"][0]
+        == document["rounds"]["webpubsub"]["kib_per_connection"][0]
+    )  # a number, not NaN: the process's RSS was read
+
+
 @pytest.mark.skipif(
     bool(MISSING), reason=f"peer venvs missing under bench/.venvs ({', '.join(MISSING)}): make bench-peers"
 )
@@ -77,9 +93,9 @@ def test_all_peers_run_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "fanout.json"
     result = run_fanout("--json", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    # The ratios ours/raw and ours/aiosignalr, e.g. "0.61x", on the frames/s row.
+    # The ratios ours/raw, ours/aiosignalr and Web PubSub/SignalR, e.g. "0.61x", on the frames/s row.
     row = next(line for line in result.stdout.splitlines() if line.startswith("| fan-out to 3 WS"))
-    assert row.count("x |") == 2, row
+    assert row.count("x |") == 3, row
     document = json.loads(out.read_text(encoding="utf-8"))
     assert sorted(document["rounds"]) == sorted(PEERS)
     for peer in ("websockets", "aiosignalr"):
