@@ -487,3 +487,46 @@ def test_bad_hub_exits_2_with_one_line(args: tuple[str, ...], message: str) -> N
     process.stop()
     assert code == 2
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+# -- hostile and oversized input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/client/hubs/chat%2F..%2Fadmin", 404),
+        ("/client/hubs/chat/%2e%2e", 404),
+        ("/client/hubs/chat/..", 404),
+        ("/client/hubs/ch%00at", 404),
+        ("/client/hubs/chat%3Fx=1", 404),
+        ("//client/hubs/chat", 404),
+        ("/client/hubs/" + "c" * 10_000, 400),  # over the request line limit: refused before routing
+    ],
+)
+async def test_hostile_paths_never_reach_the_service(
+    wps_gateway: Gateway, wps_backend: WebPubSubBackend, http: aiohttp.ClientSession, path: str, status: int
+) -> None:
+    before = wps_backend.requests
+    async with http.get(url(wps_gateway, f"{path}?access_token={TOKEN}"), headers=UPGRADE) as response:
+        assert response.status == status
+        if status == 404:
+            assert await response.read() == NOT_FOUND
+    assert wps_backend.requests == before
+    async with http.ws_connect(ws_url(wps_gateway), protocols=(JSON,)) as ws:  # still serving
+        assert (await handshake(ws))["path"] == "/client/hubs/chat"
+
+
+async def test_a_frame_over_the_limit_closes_the_sender_with_1009(
+    wps_gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    """1 MiB by default: Web PubSub itself takes frames up to 1 MB
+    (https://learn.microsoft.com/azure/azure-web-pubsub/concept-service-internals#client-message-limit)."""
+    async with http.ws_connect(ws_url(wps_gateway), protocols=(JSON,), max_msg_size=0) as ws:
+        await handshake(ws)
+        await ws.send_str("x" * (1024 * 1024 + 1))
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1009), msg
+    await wps_gateway.log_line("client sent a message over the size limit: closed with 1009")
+    async with http.ws_connect(ws_url(wps_gateway), protocols=(JSON,)) as ws:
+        assert (await handshake(ws))["protocol"] == JSON
