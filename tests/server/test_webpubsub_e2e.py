@@ -213,3 +213,29 @@ async def test_clients_reach_the_service_through_the_gateway(tmp_path: Path) -> 
                 assert "eyJ" not in line
         finally:
             gateway.stop()
+
+
+async def test_concurrent_events_each_reach_the_right_clients(stack: Stack) -> None:
+    """A bounded burst: 3 clients send 10 echoes and 3 broadcasts each, all at once; every client gets exactly its own
+    echoes and every broadcast, none twice."""
+    users = ("h1", "h2", "h3")
+    async with peers(stack.server, WebPubSubProtocolType.JSON_RELIABLE, *users) as clients:
+        sends = [
+            peer.send("echo", user, f"{user}-echo-{i}")
+            for peer, user in zip(clients, users, strict=True)
+            for i in range(10)
+        ] + [
+            peer.send("broadcastMessage", user, f"{user}-all-{i}")
+            for peer, user in zip(clients, users, strict=True)
+            for i in range(3)
+        ]
+        await asyncio.wait_for(asyncio.gather(*sends), 3 * TIMEOUT)
+        broadcasts = {f"{user}-all-{i}" for user in users for i in range(3)}
+        for peer, user in zip(clients, users, strict=True):
+            got = [(await peer.next_message()).data for _ in range(10 + len(broadcasts))]
+            echoes = sorted(d["message"] for d in got if d["target"] == "echo")
+            assert echoes == sorted(f"{user}-echo-{i} (echo from server)" for i in range(10))
+            assert {d["message"] for d in got if d["target"] == "broadcastMessage"} == broadcasts
+            assert len(got) == 10 + len(broadcasts)
+        await asyncio.sleep(0.2)
+        assert all(peer.messages.empty() for peer in clients)

@@ -229,3 +229,15 @@ def test_no_secret_in_the_log(server: WebPubSubChatServer) -> None:
     assert "access_token=***" in log
     assert ACCESS_KEY not in log
     assert token not in log and token[:20] not in log
+
+
+def test_token_lifetime_and_a_clean_exit(tmp_path: Path) -> None:
+    srv = start_webpubsub_chat_server(CONNECTION_STRING, "--token-lifetime", "120", cwd=tmp_path)
+    try:
+        status, _, body = _request(srv.negotiate_url)
+        assert status == 200
+        claims = _claims(json.loads(body)["url"])
+        assert claims["exp"] - claims["iat"] == 120
+    finally:
+        assert srv.stop() == 0  # SIGTERM: the SDK client closed, exit 0
+    assert "Traceback" not in srv.stderr()
