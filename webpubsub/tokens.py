@@ -23,6 +23,7 @@ from signalr.tokens import MAX_TOKEN_LENGTH, TokenError, mint_token, rest_audien
 
 __all__ = [
     "GROUP_CLAIM",
+    "MAX_REST_TOKEN_LENGTH",
     "MAX_TOKEN_LENGTH",
     "ROLE_CLAIM",
     "USER_CLAIM",
@@ -38,6 +39,8 @@ __all__ = [
 USER_CLAIM = "sub"
 ROLE_CLAIM = "role"
 GROUP_CLAIM = "webpubsub.group"
+# A REST token's aud is the whole request URL, filter included: longer than a client token may be.
+MAX_REST_TOKEN_LENGTH = 16 * 1024
 _MAX_CLAIM_ITEMS = 1000
 _MAX_NAME = 1024
 
@@ -128,6 +131,6 @@ def verify_client_token(token: str, access_key: str, hub: str, *, now: float | N
 
 def verify_rest_token(token: str, access_key: str, request_url: str, *, now: float | None = None) -> dict[str, Any]:
     """The claims of a REST token for ``request_url``; raises :class:`TokenError` like :func:`verify_client_token`."""
-    if len(token) > MAX_TOKEN_LENGTH:
+    if len(token) > MAX_REST_TOKEN_LENGTH:
         raise TokenError("token too long")
     return verify_token(token, access_key, lambda aud: rest_audience_matches(request_url, aud), now=now)
