@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from server.app import create_app
+from server.config import Service, load_settings
 from tests.server.rest_recorder import RestRecorder
+from tests.support.processes import free_port
 from tests.support.wps_server import WebPubSubChatServer, start_webpubsub_chat_server
 from webpubsub import events
 from webpubsub.events import EventKind
@@ -353,3 +358,24 @@ def test_no_secret_in_the_log(server: WebPubSubChatServer, rest: RestRecorder) -
     assert send.token not in log and send.token[:20] not in log
     assert "eyJ" not in log
     assert events.signature("conn-1", [ACCESS_KEY]).removeprefix("sha256=") not in log
+
+
+async def test_no_secret_in_any_log_record_in_process(caplog: pytest.LogCaptureFixture) -> None:
+    """The same app in this process, every logger at DEBUG: negotiate, a refused event and a send that cannot reach
+    the service (nothing listens on its port) leave no AccessKey, token or signature in any record."""
+    caplog.set_level(logging.DEBUG)
+    dead_port = free_port()
+    connection_string = f"Endpoint=http://127.0.0.1;Port={dead_port};AccessKey={ACCESS_KEY};Version=1.0;"
+    settings = load_settings(connection_string=connection_string, service=Service.WEBPUBSUB)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        negotiated = await client.post("/chat/negotiate?id=alice")
+        token = (await negotiated.json())["url"].split("access_token=")[1]
+        refused = await client.post("/eventhandler", headers=_headers(keys=("wrong",)), data=_chat())
+        assert refused.status == 401
+        failed = await client.post("/eventhandler", headers=_headers(event_name="echo"), data=_chat())
+        assert failed.status == 502
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.args!r}" for r in caplog.records)
+    assert "the send failed" in text and "negotiate: client access URL" in text
+    assert ACCESS_KEY not in text
+    assert token not in text and "eyJ" not in text
+    assert events.signature("conn-1", [ACCESS_KEY]).removeprefix("sha256=") not in text
