@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiohttp import web
 from azure.core.exceptions import AzureError
@@ -93,10 +92,18 @@ def _chat_message(request: EventRequest) -> tuple[str, str]:
     return name, message
 
 
+def _failure(exc: BaseException) -> str:
+    """The first line of what went wrong with a send, secrets redacted."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__} {redact_text(lines[0]) if lines else ''}".rstrip()
+
+
 async def _send(request: web.Request, event: EventRequest, name: str, message: str) -> web.Response:
+    """Send the chat message of a ``broadcastMessage`` (to all) or an ``echo`` (to the caller) through the SDK."""
     settings = request.app[SETTINGS]
     client = request.app[WEBPUBSUB_CLIENT]
-    payload: dict[str, Any]
     try:
         async with asyncio.timeout(settings.rest_timeout):
             if event.event_name == BROADCAST_EVENT:
@@ -106,20 +113,10 @@ async def _send(request: web.Request, event: EventRequest, name: str, message: s
                 payload = {"name": name, "message": message + ECHO_SUFFIX, "target": ECHO_EVENT}
                 await client.send_to_connection(event.connection_id, payload, content_type="application/json")
     except (AzureError, TimeoutError) as exc:
-        reason = (
-            "timed out" if isinstance(exc, TimeoutError) else redact_text(str(exc).splitlines()[0] if str(exc) else "")
-        )
-        log.error(
-            "%s from %s: the send failed: %s %s",
-            event.event_name,
-            _plain(event.connection_id),
-            type(exc).__name__,
-            reason,
-        )
+        log.error("%s from %s: the send failed: %s", event.event_name, _plain(event.connection_id), _failure(exc))
         return _text(502, f"The {event.event_name} message could not be sent through Azure Web PubSub.")
-    log.info(
-        "%s from %s (user %s)", event.event_name, _plain(event.connection_id), _plain(event.user_id or "anonymous")
-    )
+    user = event.user_id or "anonymous"
+    log.info("%s from %s (user %s)", event.event_name, _plain(event.connection_id), _plain(user))
     return web.Response(status=204)
 
 
