@@ -553,10 +553,15 @@
     });
   }
 
-  // The server's messages: {name, message, target} with target broadcastMessage or echo, shown as the hub's calls.
+  // The server's messages: JSON {name, message, target} with target broadcastMessage or echo and two strings, shown
+  // as the hub's calls. Anything else (text, binary, another shape) is not chat and is left out.
   function onServerMessage(event) {
-    const data = event && event.message ? event.message.data : null;
+    const message = event && event.message;
+    const data = message && message.dataType === "json" ? message.data : null;
     if (!data || typeof data !== "object" || (data.target !== "broadcastMessage" && data.target !== "echo")) {
+      return;
+    }
+    if (typeof data.name !== "string" || typeof data.message !== "string") {
       return;
     }
     messageCallback(data.name, data.message);

@@ -9,6 +9,7 @@ Screenshots go to the test's tmp dir and to ``$ARTIFACTS_DIR``.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -219,6 +221,41 @@ async def test_the_page_chats_with_a_node_client_through_the_gateway(
     line = await stack.gateway.log_line(rf"/client/hubs/{HUB}\b.*\b101\b")
     assert token not in stack.gateway.stderr() and token not in line
     assert token not in visible_text(page)
+
+
+async def test_server_messages_that_are_not_chat_are_left_out(stack: WpsStack, logged_browser: Any) -> None:
+    """What the service may push besides the chat's {name, message, target}: the page shows none of it, stays
+    connected, and shows the next chat message."""
+    page = logged_browser()
+    page.get(stack.page_url + "?name=erin")
+    await page_status(page, "Connected", "the page to connect")
+    await until(lambda: ("system", "erin JOINED") in entries(page), "erin's JOINED line")
+    rest = WebPubSubServiceClient.from_connection_string(stack.emulator.connection_string, hub=HUB)
+    async with rest:
+        await rest.send_to_user("erin", "plain text", content_type="text/plain")
+        await rest.send_to_user("erin", io.BytesIO(b"\x00\x01binary"), content_type="application/octet-stream")
+        for data in (
+            [1, 2, 3],
+            '"a JSON string"',  # a str goes as it is: this is JSON text
+            "null",
+            {"name": "eve", "message": "no target"},
+            {"name": "eve", "message": "unknown target", "target": "alert"},
+            {"name": {"html": "<b>x</b>"}, "message": "name not a string", "target": "broadcastMessage"},
+            {"name": "eve", "message": ["not", "a", "string"], "target": "echo"},
+            {"name": "eve", "target": "broadcastMessage"},
+        ):
+            await rest.send_to_user("erin", data, content_type="application/json")
+        await rest.send_to_user(
+            "erin",
+            {"name": "eve", "message": "<i>real</i>", "target": "broadcastMessage"},
+            content_type="application/json",
+        )
+    await until(lambda: ("theirs", "eve <i>real</i>") in entries(page), "the real message")
+    assert entries(page) == [("system", "erin JOINED"), ("theirs", "eve <i>real</i>")]
+    assert page.find_elements(By.CSS_SELECTOR, "#messages i, #messages b") == []
+    assert text_of(page, "status") == f"Connected as erin · Web PubSub via {stack.gateway.host}"
+    errors = [e for e in page.get_log("browser") if e.get("level") == "SEVERE"]
+    assert errors == []
 
 
 async def test_without_the_library_the_page_says_how_to_get_it(stack: WpsStack, logged_browser: Any) -> None:
