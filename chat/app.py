@@ -1,5 +1,6 @@
-"""``ChatApp``: the Textual chat client of the Chatroom sample, over a :class:`chat.connection.ChatConnection`
-(:class:`signalr.client.HubConnection` by default).
+"""``ChatApp``: the Textual chat client of the Chatroom sample, over a :class:`chat.connection.ChatConnection`:
+:class:`chat.service_connection.ServiceConnection` by default, a SignalR ``HubConnection`` that goes on over Azure
+Web PubSub when the app server answers for Web PubSub.
 
 The connection lives in ``@work`` workers (exclusive group ``connection``), so negotiating, redirecting and
 connecting never block the UI. The client's callbacks only post Textual messages (``chat.messages``); the handlers
@@ -30,18 +31,20 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Select
 
-from signalr.client import ConnectionState, HubConnection, TraceEvent, TransportChoice
+from signalr.client import ConnectionState, TraceEvent, TransportChoice
 from signalr.hub_protocol import HubProtocol
 from signalr.json_protocol import JSON
 from signalr.redact import SECRET_HEADERS, redact_text, redact_url
 
-from .connection import ChatConnection, ConnectionFactory
+from .connection import ChatConnection, ConnectionFactory, webpubsub_protocol_of
 from .messages import ConnectionFailed, MessageArrived, ProbeFinished, ProbeStepDone, StateChanged, TraceRecorded
 from .names import SYSTEM_SENDER, random_default_name
 from .probe import DEFAULT_TIMEOUT, SUBSCRIPTION_KEY_HEADER, ProbeOptions, StepResult, run_probe, summary_line
 from .probe_panel import ProbeRun, ProbeScreen
 from .protocol_choice import PROTOCOL_NAMES, carries, protocol_label, protocol_named, why_not
 from .screens import HelpScreen, NamePrompt
+from .service_connection import ServiceConnection
+from .webpubsub_connection import TRANSPORT_NAME as WEBPUBSUB_TRANSPORT
 from .widgets import (
     ChatLine,
     ChatLog,
@@ -66,7 +69,11 @@ SERVICE_PATHS = {
     "(WebSockets the app server opened); the hub's replies come back the same way",
     "serverless": "Serverless mode: the service POSTs each invocation to the app server's /upstream webhook; the hub "
     "replies through the service's REST API",
+    "webpubsub": "Web PubSub: each chat message is a user event the service POSTs to the app server's /eventhandler "
+    "(CloudEvents over HTTP); the app server replies through the service's REST API (send to all, to a connection)",
 }
+WEBPUBSUB = "webpubsub"
+SIGNALR_ONLY = "the transport and hub protocol choices are SignalR's"
 ECHO_SUFFIX = " (echo from server)"
 """What the hub appends to an echoed message (docs/protocol.md §5)."""
 MAX_IN_FLIGHT = 256
@@ -124,6 +131,9 @@ class ChatApp(App[None]):
     transport that cannot carry it (ServerSentEvents for MessagePack) is not offered; the caller must not pass one.
     ``connection_factory`` builds the connection (tests inject their own); ``clock`` stamps the lines.
     ``probe_timeout`` bounds each wait of "Probe this connection" (F2), as ``chat probe --timeout`` does.
+    ``service`` is ``webpubsub`` when the caller knows the app server answers for Azure Web PubSub (the demo); the app
+    also learns it from the connection (the negotiate answer). On Web PubSub there is one transport (a WebSocket) and
+    one subprotocol: the transport and protocol selectors are disabled and the status bar names the subprotocol.
     """
 
     CSS_PATH = "app.tcss"
@@ -151,7 +161,7 @@ class ChatApp(App[None]):
         transport: TransportChoice,
         name: str | None = None,
         headers: Mapping[str, str] | None = None,
-        connection_factory: ConnectionFactory = HubConnection,
+        connection_factory: ConnectionFactory = ServiceConnection,
         gateway_profile: str | None = None,
         profile_switcher: Callable[[str], Awaitable[None]] | None = None,
         strict_apim: bool = False,
@@ -161,6 +171,7 @@ class ChatApp(App[None]):
         default_name: str | None = None,
         protocol: HubProtocol = JSON,
         probe_timeout: float = DEFAULT_TIMEOUT,
+        service: str | None = None,
     ) -> None:
         super().__init__()
         self.hub_url = url
@@ -173,6 +184,10 @@ class ChatApp(App[None]):
         self.profile_switcher = profile_switcher
         self.strict_apim = strict_apim
         self.service_mode = service_mode
+        self.service = service
+        """``webpubsub`` once the app is on Azure Web PubSub (given, or learned from the connection)."""
+        self.webpubsub_protocol: str | None = None
+        """The Web PubSub subprotocol of the connection, once on Web PubSub."""
         self.clock = clock
         self.default_name = default_name or random_default_name()
         self.connection: ChatConnection | None = None
@@ -225,6 +240,8 @@ class ChatApp(App[None]):
         self.trace_panel.display = False
         self._title_trace()
         self.sub_title = self._subtitle()
+        if self.service == WEBPUBSUB:
+            self._show_service()
         self._refresh_status()
         self.set_interval(1.0, self._refresh_status)
         self._send_loop()
@@ -305,7 +322,9 @@ class ChatApp(App[None]):
         if problem is not None:
             self._error(f"Cannot connect: {problem}")
             return
-        if self.gateway_profile is not None and choice.family != self.gateway_profile:
+        # Web PubSub has one WebSocket API at the gateway: no SignalR profile to switch to.
+        on_webpubsub = WEBPUBSUB in (self.service, self.gateway_profile)
+        if self.gateway_profile is not None and not on_webpubsub and choice.family != self.gateway_profile:
             if self.profile_switcher is not None and not self.strict_apim:
                 self._note(
                     "APIM serves either WebSockets or SSE/LongPolling on client/, never both: "
@@ -333,7 +352,10 @@ class ChatApp(App[None]):
         connection.on_state_change(lambda old, new: self._post(StateChanged(generation, old, new)))
         connection.on_close(lambda error: self._post(ConnectionFailed(generation, error, during_start=False)))
         self.connection = connection
-        self._note(f"Connecting to {redact_url(self.hub_url)} with {choice.label} and {protocol_label(protocol)}…")
+        if on_webpubsub:
+            self._note(f"Connecting to {redact_url(self.hub_url)} (Azure Web PubSub)…")
+        else:
+            self._note(f"Connecting to {redact_url(self.hub_url)} with {choice.label} and {protocol_label(protocol)}…")
         self._refresh_status()
         try:
             await connection.start()
@@ -342,13 +364,57 @@ class ChatApp(App[None]):
         except Exception as exc:
             self._post(ConnectionFailed(generation, exc, during_start=True))
             return
+        self._learn_service(connection)
         self._refresh_status()
         used = connection.transport_name or choice.label
         connected = connection.connected_url
         where = f"{host_of(connected)} {self._host_label(connected)}" if connected else "?"
-        self._note(f"Connected with {used} and {protocol_label(protocol)} to {where}")
+        self._note(f"Connected with {used} and {self._protocol_label()} to {where}")
         self._trace_service_path()
         self._outbox.put_nowait(("broadcastMessage", (SYSTEM_SENDER, f"{self.user_name} JOINED")))
+
+    def _learn_service(self, connection: ChatConnection) -> None:
+        """After a start: whether the app server answered for Web PubSub, and the UI to match (either way)."""
+        subprotocol = webpubsub_protocol_of(connection)
+        before = (self.service, self.webpubsub_protocol)
+        if subprotocol is not None:
+            self.service, self.webpubsub_protocol = WEBPUBSUB, subprotocol
+        elif self.service == WEBPUBSUB:
+            self.service, self.webpubsub_protocol = None, None  # the app server answers for SignalR again
+        if (self.service, self.webpubsub_protocol) != before:
+            self._show_service()
+
+    def _show_service(self) -> None:
+        """On Web PubSub the selectors do not apply: disable them and say why; on SignalR they are back."""
+        on_webpubsub = self.service == WEBPUBSUB
+        self.title = "Web PubSub Chatroom" if on_webpubsub else self.TITLE
+        reason = self._webpubsub_reason() if on_webpubsub else None
+        for selector in self.query("#transport, #protocol").results(Select):
+            selector.disabled = on_webpubsub
+            if on_webpubsub:
+                selector.tooltip = reason
+            elif isinstance(selector, TransportSelector):
+                selector.set_protocol(self.protocol)  # its own tooltip again
+            else:
+                selector.tooltip = ProtocolSelector.TOOLTIP
+        self._title_trace()
+
+    def _webpubsub_reason(self) -> str:
+        subprotocol = self.webpubsub_protocol or "its JSON subprotocol"
+        return f"Azure Web PubSub: one WebSocket speaking {subprotocol}; {SIGNALR_ONLY}"
+
+    def _protocol_label(self) -> str:
+        """The protocol as the status bar and the notes name it: the hub protocol, or the Web PubSub subprotocol."""
+        if self.service == WEBPUBSUB:
+            return self.webpubsub_protocol or "Web PubSub"
+        return protocol_label(self.protocol)
+
+    def _refuse_on_webpubsub(self) -> bool:
+        """On Web PubSub, say that a transport or protocol choice does not apply; ``True`` when refused."""
+        if self.service != WEBPUBSUB:
+            return False
+        self._note(f"Not switched: {self._webpubsub_reason()}")
+        return True
 
     async def _switch_profile(self, family: str) -> None:
         """Have the demo gateway serve ``family``; one switch at a time, and never abandoned halfway.
@@ -556,6 +622,8 @@ class ChatApp(App[None]):
 
         A transport that cannot carry the current hub protocol is refused with the reason on screen.
         """
+        if self._refuse_on_webpubsub():
+            return
         problem = why_not(choice, self.protocol)
         if problem is not None:
             others = [protocol_label(p) for p in map(protocol_named, PROTOCOL_NAMES) if carries(choice, p)]
@@ -575,6 +643,8 @@ class ChatApp(App[None]):
         Refused with the reason on screen when the current transport cannot carry it (MessagePack over
         ServerSentEvents): the user picks another transport first.
         """
+        if self._refuse_on_webpubsub():
+            return
         problem = why_not(self.transport, protocol)
         if problem is not None:
             self._error(f"Still {protocol_label(self.protocol)}: {problem} first (ctrl+t)")
@@ -612,11 +682,15 @@ class ChatApp(App[None]):
             panel.redraw()
 
     def action_choose_transport(self) -> None:
+        if self._refuse_on_webpubsub():
+            return
         selector = self.query_one("#transport", TransportSelector)
         selector.focus()
         selector.action_show_overlay()
 
     def action_choose_protocol(self) -> None:
+        if self._refuse_on_webpubsub():
+            return
         selector = self.query_one("#protocol", ProtocolSelector)
         selector.focus()
         selector.action_show_overlay()
@@ -652,6 +726,9 @@ class ChatApp(App[None]):
 
         The probe makes connections of its own: the chat's connection is left alone and keeps working.
         """
+        if self.service == WEBPUBSUB:
+            self._note("The probe checks SignalR's transports; this app server answers for Azure Web PubSub")
+            return
         run = self.probe_run
         if run is None or run.done:
             number = run.number + 1 if run is not None else 1
@@ -732,14 +809,14 @@ class ChatApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for choice in TransportChoice:
+        for choice in TransportChoice if self.service != WEBPUBSUB else ():
             if carries(choice, self.protocol):
                 yield SystemCommand(
                     f"Transport: {choice.label}",
                     f"Reconnect using {choice.label} (APIM profile {choice.family})",
                     partial(self.switch_transport, choice),
                 )
-        for protocol in map(protocol_named, PROTOCOL_NAMES):
+        for protocol in map(protocol_named, PROTOCOL_NAMES if self.service != WEBPUBSUB else ()):
             label = protocol_label(protocol)
             yield SystemCommand(
                 f"Protocol: {label}",
@@ -773,22 +850,27 @@ class ChatApp(App[None]):
 
     def _trace_service_path(self) -> None:
         """One trace row saying how the service reaches the hub in this mode (the hops the client cannot see)."""
-        path = SERVICE_PATHS.get(self.service_mode or "")
+        path = SERVICE_PATHS.get(WEBPUBSUB if self.service == WEBPUBSUB else self.service_mode or "")
         if path is not None:
             self._trace(TraceEvent("mode", "", "", "", None, None, None, path, time.time()))
 
     def _title_trace(self) -> None:
         """The trace panel's title names the hub protocol its frames are in."""
         kind = self.protocol.transfer_format.value.lower()
+        title = f"Web PubSub {self._protocol_label()} (text)" if self.service == WEBPUBSUB else None
         with contextlib.suppress(NoMatches):
-            self.trace_panel.border_title = f"Network trace · {protocol_label(self.protocol)} ({kind})"
+            self.trace_panel.border_title = f"Network trace · {title or f'{protocol_label(self.protocol)} ({kind})'}"
 
     def _refresh_status(self) -> None:
         connection = self.connection
-        protocol = protocol_label(self.protocol)
+        protocol = self._protocol_label()
         if connection is None:
             info = StatusInfo(
-                wanted=self.transport, profile=self.gateway_profile, mode=self.service_mode, protocol=protocol
+                transport=WEBPUBSUB_TRANSPORT if self.service == WEBPUBSUB else None,
+                wanted=self.transport,
+                profile=self.gateway_profile,
+                mode=self.service_mode,
+                protocol=protocol,
             )
         else:
             connected = connection.connected_url

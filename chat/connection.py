@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
 from signalr.hub_protocol import HubProtocol
 
-__all__ = ["ChatConnection", "ConnectionFactory"]
+__all__ = ["ChatConnection", "ConnectionFactory", "webpubsub_protocol_of"]
 
 
 class ChatConnection(Protocol):
@@ -84,3 +84,9 @@ class ConnectionFactory(Protocol):
         trace: Callable[[TraceEvent], None] | None,
         protocol: HubProtocol,
     ) -> ChatConnection: ...
+
+
+def webpubsub_protocol_of(connection: ChatConnection) -> str | None:
+    """The Web PubSub subprotocol ``connection`` speaks (its ``webpubsub_protocol``); ``None`` on SignalR."""
+    value = getattr(connection, "webpubsub_protocol", None)
+    return value if isinstance(value, str) else None

@@ -419,6 +419,8 @@ class TransportSelector(Select[TransportChoice]):
 class ProtocolSelector(Select[str]):
     """Pick the hub protocol by handshake name (``json``, ``messagepack``); a change posts ``Select.Changed``."""
 
+    TOOLTIP = "The hub protocol: JSON (text) or MessagePack (binary, not over ServerSentEvents)"
+
     def __init__(self, value: HubProtocol, *, id: str | None = None) -> None:
         super().__init__(
             [(protocol_label(protocol_named(name)), name) for name in PROTOCOL_NAMES],
@@ -427,4 +429,4 @@ class ProtocolSelector(Select[str]):
             prompt="Protocol",
             id=id,
         )
-        self.tooltip = "The hub protocol: JSON (text) or MessagePack (binary, not over ServerSentEvents)"
+        self.tooltip = self.TOOLTIP
