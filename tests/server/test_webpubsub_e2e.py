@@ -173,9 +173,9 @@ async def test_no_secret_in_the_servers_log(stack: Stack) -> None:
 
 
 async def test_python_and_javascript_clients_chat_together(stack: Stack) -> None:
-    """The npm ``@azure/web-pubsub-client`` (under Node) and the Python client in one room, both on URLs from the
-    server's negotiate."""
-    js = await WpsJsPeer.start(await _negotiate(stack.server, "jsuser"), protocol="reliable")
+    """The npm ``@azure/web-pubsub-client`` (under Node, asking the server's negotiate itself) and the Python client in
+    one room."""
+    js = await WpsJsPeer.start(negotiate=f"{stack.server.negotiate_url}?id=jsuser", protocol="reliable")
     try:
         assert js.user_id == "jsuser"
         async with peers(stack.server, WebPubSubProtocolType.JSON_RELIABLE, "pyuser") as (py,):
