@@ -10,10 +10,16 @@ end-to-end tests use the real client against real processes instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from signalr.client import TraceEvent
 from webpubsub.subprotocol import Connected, DataType, Disconnected, ServerMessage
@@ -181,3 +187,48 @@ class FakeWebPubSubClient:
         self._emit("close", self.connected_url or "", "closed by the client (1000)")
         if self.on_stopped is not None:
             self.on_stopped(None)
+
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+"""The access token of the fake client access URLs (a test checks it is shown nowhere)."""
+
+
+def client_access_url(n: int = 1) -> str:
+    """A client access URL as the app server's answer carries it (port 9: nothing listens, the client is a fake)."""
+    return f"ws://127.0.0.1:9/client/hubs/chat?access_token={TOKEN}{n}"
+
+
+def webpubsub_body(n: int) -> bytes:
+    """The app server's Web PubSub negotiate answer, the ``n``-th one."""
+    return json.dumps({"service": "webpubsub", "hub": "chat", "url": client_access_url(n)}).encode()
+
+
+@dataclass
+class AppServer:
+    """A stand-in app server on 127.0.0.1: ``answer(n)`` gives (status, body) of its ``n``-th negotiate."""
+
+    url: str
+    requests: list[dict[str, str]]
+    answer: Callable[[int], tuple[int, bytes]]
+
+
+@contextlib.asynccontextmanager
+async def negotiate_server(answer: Callable[[int], tuple[int, bytes]]) -> AsyncIterator[AppServer]:
+    """Serve ``POST /chat/negotiate`` on 127.0.0.1 with ``answer``; yields the :class:`AppServer` (its hub URL)."""
+    requests: list[dict[str, str]] = []
+    box: list[AppServer] = []
+
+    async def negotiate(request: web.Request) -> web.Response:
+        requests.append({"path": request.path_qs, **dict(request.headers)})
+        status, body = box[0].answer(len(requests))
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/chat/negotiate", negotiate)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    box.append(AppServer(f"http://127.0.0.1:{server.port}/chat", requests, answer))
+    try:
+        yield box[0]
+    finally:
+        await server.close()
