@@ -4,6 +4,10 @@ Starts three processes on loopback — ``signalr-emulator`` (the service), ``api
 service) and ``chat-server`` (the app server, whose connection string names the gateway as ``ClientEndpoint``) — then
 opens the terminal chat, or with ``--no-tui`` prints one JSON line and serves until SIGINT/SIGTERM.
 
+``--service webpubsub`` runs the same Chatroom on Azure Web PubSub: ``webpubsub-emulator`` (its event handler is the
+chat server's ``/eventhandler``, on a port picked before anything starts), ``apim-gateway --profile webpubsub`` and
+``chat-server --service webpubsub``; the terminal chat learns the service from the negotiate answer.
+
 The servers are started as console scripts, not imported: each role stays its own process, as in Azure.
 """
 
@@ -32,6 +36,9 @@ from .protocol_choice import PROTOCOL_NAMES, protocol_named, why_not
 
 PROFILES = ("websocket", "sse-lp")
 SERVICE_MODES = ("default", "serverless")
+SERVICES = ("signalr", "webpubsub")
+WEBPUBSUB_PROFILE = "webpubsub"
+SIGNALR_ONLY = ("--transport", "--protocol", "--service-mode", "--strict-apim", "--with-delete")
 START_TIMEOUT = 30.0
 
 
@@ -88,7 +95,13 @@ class Demo:
     log: IO[str] | None = None
     service_mode: str = "default"
     service_connection_string: str = ""
+    service: str = "signalr"
+    """``signalr`` (Azure SignalR Service) or ``webpubsub`` (Azure Web PubSub)."""
     children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def service_command(self) -> str:
+        return "webpubsub-emulator" if self.service == "webpubsub" else "signalr-emulator"
 
     @property
     def service_url(self) -> str:
@@ -107,14 +120,18 @@ class Demo:
         return f"http://127.0.0.1:{self.server_port}/chat"
 
     def summary(self) -> dict[str, str]:
-        return {
+        """The ``--no-tui`` line; Web PubSub has no service mode."""
+        info = {
             "chat_url": self.chat_url,
             "web_url": self.web_url,
             "gateway_url": self.gateway_url,
             "service_url": self.service_url,
             "profile": self.profile,
-            "service_mode": self.service_mode,
+            "service": self.service,
         }
+        if self.service == "signalr":
+            info["service_mode"] = self.service_mode
+        return info
 
     async def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -148,6 +165,9 @@ class Demo:
         return lines[-1] if lines else ""
 
     async def start_service(self) -> None:
+        if self.service == "webpubsub":
+            await self.start_webpubsub()
+            return
         # The emulator makes a fresh AccessKey and prints it in its connection string, which goes to the app
         # server through its environment: the key never stands on a command line, where `ps` would show it.
         argv = [_script("signalr-emulator"), "--port", str(self.service_port), "--service-mode", self.service_mode]
@@ -158,6 +178,18 @@ class Demo:
         match = re.search(r"Port=(\d+);", child.ready_line)
         if match is None or "AccessKey=" not in child.ready_line:
             raise DemoError("signalr-emulator printed no connection string")
+        self.service_port = int(match.group(1))
+        self.service_connection_string = child.ready_line.rstrip(";") + ";"
+
+    async def start_webpubsub(self) -> None:
+        """``webpubsub-emulator`` with the chat server's event handler (its port is known before it starts); as for
+        SignalR, the fresh AccessKey goes to the app server through its environment, never a command line."""
+        handler = f"http://127.0.0.1:{self.server_port}/eventhandler"
+        argv = [_script("webpubsub-emulator"), "--port", str(self.service_port), "--event-handler", handler]
+        child = await self._spawn("webpubsub-emulator", argv)
+        match = re.search(r"Port=(\d+);", child.ready_line)
+        if match is None or "AccessKey=" not in child.ready_line:
+            raise DemoError("webpubsub-emulator printed no connection string")
         self.service_port = int(match.group(1))
         self.service_connection_string = child.ready_line.rstrip(";") + ";"
 
@@ -177,6 +209,13 @@ class Demo:
 
     async def start_server(self) -> None:
         connection_string = f"{self.service_connection_string}ClientEndpoint={self.gateway_url};"
+        if self.service == "webpubsub":
+            await self._spawn(
+                "chat-server",
+                [_script("chat-server"), "--service", "webpubsub", "--port", str(self.server_port)],
+                env={"Azure__WebPubSub__ConnectionString": connection_string},
+            )
+            return
         await self._spawn(
             "chat-server",
             [_script("chat-server"), "--port", str(self.server_port), "--service-mode", self.service_mode],
@@ -218,7 +257,7 @@ class Demo:
         await self.start_gateway()
 
     async def stop(self) -> None:
-        for name in ("chat-server", "apim-gateway", "signalr-emulator"):
+        for name in ("chat-server", "apim-gateway", self.service_command):
             child = self.children.pop(name, None)
             if child is not None:
                 await child.stop()
@@ -227,21 +266,33 @@ class Demo:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chat-demo",
-        description="Run the local SignalR service, the APIM gateway and the app server, then chat through them.",
+        description="Run the local SignalR service (or Web PubSub), the APIM gateway and the app server, then chat "
+        "through them.",
     )
-    parser.add_argument("--profile", choices=PROFILES, default=None, help="APIM profile of the gateway")
+    parser.add_argument(
+        "--service",
+        choices=SERVICES,
+        default="signalr",
+        help="the Azure service: signalr (Azure SignalR Service) or webpubsub (Azure Web PubSub)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=(*PROFILES, WEBPUBSUB_PROFILE),
+        default=None,
+        help="APIM profile of the gateway (webpubsub for --service webpubsub)",
+    )
     parser.add_argument(
         "--service-mode",
         choices=SERVICE_MODES,
-        default="default",
+        default=None,
         help="how the service reaches the app server: default (server connections) or serverless (upstream + REST)",
     )
     parser.add_argument("--transport", choices=("websockets", "sse", "longpolling", "sse-lp"), default=None)
     parser.add_argument(
         "--protocol",
         choices=PROTOCOL_NAMES,
-        default="json",
-        help="hub protocol the chat speaks (MessagePack cannot go over sse)",
+        default=None,
+        help="hub protocol the chat speaks (default json; MessagePack cannot go over sse)",
     )
     parser.add_argument("--name", default=None, help="chat name (asked for when omitted)")
     parser.add_argument("--no-tui", action="store_true", help="serve only; print one JSON line when ready")
@@ -254,7 +305,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[str, str]:
-    """The profile and transport to start with: each defaults to match the other."""
+    """The profile and transport to start with: each defaults to match the other.
+
+    Raises :class:`ValueError` with the reason for options that do not go with the service.
+    """
+    if args.service == "webpubsub":
+        given = [
+            option
+            for option in SIGNALR_ONLY
+            if getattr(args, option.removeprefix("--").replace("-", "_")) not in (None, False)
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to SignalR only (Web PubSub has one WebSocket transport)")
+        if args.profile not in (None, WEBPUBSUB_PROFILE):
+            raise ValueError(f"--profile {args.profile} is a SignalR profile; Web PubSub's is {WEBPUBSUB_PROFILE}")
+        args.profile, args.transport, args.protocol = WEBPUBSUB_PROFILE, "websockets", "json"
+        return args.profile, args.transport
+    if args.profile == WEBPUBSUB_PROFILE:
+        raise ValueError("--profile webpubsub needs --service webpubsub")
+    if args.service_mode is None:
+        args.service_mode = "default"
+    if args.protocol is None:
+        args.protocol = "json"
     if args.profile is None:
         args.profile = "sse-lp" if args.transport in ("sse", "longpolling", "sse-lp") else "websocket"
     if args.transport is None:
@@ -280,6 +352,14 @@ async def _serve(demo: Demo) -> None:
 
 async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
     from .app import ChatApp
+
+    if demo.service == "webpubsub":
+        # One WebSocket API at the gateway: no profile to switch; the app server's negotiate answers for Web PubSub.
+        webpubsub = ChatApp(
+            demo.chat_url, TransportChoice.WEBSOCKETS, name=args.name, gateway_profile=demo.profile, service="webpubsub"
+        )
+        await webpubsub.run_async()
+        return
 
     app = ChatApp(
         demo.chat_url,
@@ -307,7 +387,8 @@ async def _main(args: argparse.Namespace) -> int:
         ports["server_port"],
         args.with_delete,
         log,
-        service_mode=args.service_mode,
+        service_mode=args.service_mode or "default",
+        service=args.service,
     )
     try:
         await demo.start()
@@ -326,7 +407,10 @@ async def _main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _resolve(args)
+    try:
+        _resolve(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     problem = why_not(TransportChoice(args.transport), protocol_named(args.protocol), lambda choice: choice.value)
     if problem is not None:
         parser.error(f"--protocol {args.protocol} with --transport {args.transport}: {problem}")
