@@ -83,8 +83,8 @@ async def test_demo_websocket_profile_node_browser_and_tui_chat_together(
     chat_demo: DemoFactory, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path, mode: str
 ) -> None:
     demo, info = chat_demo() if mode == "default" else chat_demo("--service-mode", mode)
-    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile", "service_mode"}
-    assert (info["profile"], info["service_mode"]) == ("websocket", mode)
+    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile", "service", "service_mode"}
+    assert (info["service"], info["profile"], info["service_mode"]) == ("signalr", "websocket", mode)
     await _three_way_chat(info, "websockets", browser, js_peer, tmp_path)
 
     # The websocket profile has no API for SSE or LongPolling on client/: APIM's 404, no fallback.
