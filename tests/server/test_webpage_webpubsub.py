@@ -258,6 +258,44 @@ async def test_server_messages_that_are_not_chat_are_left_out(stack: WpsStack, l
     assert errors == []
 
 
+async def test_a_closed_connection_reconnects_and_a_dead_app_server_ends_in_the_closed_notice(
+    logged_browser: Any, tmp_path: Path
+) -> None:
+    """The service closes every connection (REST close: no resume): the page negotiates again and chats on a new
+    connection. With the app server gone too, reconnecting fails: the sample's connection-closed notice, and what is
+    typed then is shown as not delivered."""
+    running = start_wps_stack()
+    try:
+        page = logged_browser()
+        page.get(running.page_url + "?name=frank")
+        await page_status(page, "Connected", "the page to connect")
+        await until(lambda: ("system", "frank JOINED") in entries(page), "frank's JOINED line")
+        rest = WebPubSubServiceClient.from_connection_string(running.emulator.connection_string, hub=HUB)
+        async with rest:
+            await rest.close_all_connections(reason="Maintenance")
+            sockets: dict[str, SocketSeen] = {}
+            await until(lambda: len(websockets_of(page, sockets)) == 2, "a second WebSocket", timeout=20)
+            await page_status(page, "Connected", "the page to connect again")
+            assert all(s.url.startswith(f"ws://{running.gateway.host}/client/hubs/{HUB}?") for s in sockets.values())
+            assert [s.status for s in sockets.values()] == [101, 101]
+            await rest.send_to_all({"name": "gus", "message": "still there?", "target": "broadcastMessage"})
+            await until(lambda: ("theirs", "gus still there?") in entries(page), "a message on the new connection")
+
+            running.server.stop()
+            await rest.close_all_connections(reason="Maintenance")
+        await until(lambda: page.find_element(By.ID, "closed-modal").is_displayed(), "the closed notice", timeout=40)
+        assert "Connection Error... Hit Refresh/F5 to rejoin. ;)" in text_of(page, "closed-modal")
+        assert text_of(page, "status") == "Disconnected"
+        screenshot(page, tmp_path, "chatroom-webpubsub-closed")
+        page.find_element(By.ID, "closed-dismiss").click()
+        page.find_element(By.ID, "message").send_keys("too late\n")
+        notice = await until(lambda: page.find_elements(By.CSS_SELECTOR, ".undelivered-text"), "the undelivered line")
+        assert notice[0].text.startswith("Message not delivered: \u201ctoo late\u201d \u2014 ")
+        assert entries(page)[-1] != ("mine", "frank too late")
+    finally:
+        running.stop()
+
+
 async def test_without_the_library_the_page_says_how_to_get_it(stack: WpsStack, logged_browser: Any) -> None:
     page = logged_browser()
     page.execute_cdp_cmd("Network.enable", {})
