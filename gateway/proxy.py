@@ -610,8 +610,9 @@ class ApimGateway:
     async def _relay_websocket(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None
         url, headers = _to_backend(request, match, keep_host=self.reproduce.keep_host)
-        offered = request.headers.get("Sec-WebSocket-Protocol", "")
-        protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
+        # Every line counts: a client may spread its list over several (RFC 6455 §11.3.4).
+        offered = request.headers.getall("Sec-WebSocket-Protocol", [])
+        protocols = tuple(p.strip() for line in offered for p in line.split(",") if p.strip())
         # aiohttp refuses a message whose size reaches max_msg_size, as soon as its frame header says so.
         max_msg_size = self.max_ws_message + 1 if self.max_ws_message else 0
         try:
@@ -657,6 +658,10 @@ class ApimGateway:
             max_msg_size=max_msg_size,
             timeout=CLOSE_GRACE_S,  # how long a close frame waits for the client's answer
         )
+        if backend.protocol:
+            # The backend's choice goes back even when it came from a later line, which aiohttp's own choice
+            # (first line only) would miss; aiohttp's client accepted it, so the client offered it.
+            client.headers["Sec-WebSocket-Protocol"] = backend.protocol
         try:
             await client.prepare(request)
         except BaseException:

@@ -248,6 +248,29 @@ async def test_the_backends_choice_of_subprotocol_is_what_the_client_gets(
         assert ws.protocol == RELIABLE
 
 
+async def test_a_subprotocol_list_over_two_header_lines(wps_gateway: Gateway) -> None:
+    """RFC 6455 §11.3.4: several Sec-WebSocket-Protocol lines are one list; the backend's pick from the second line
+    must come back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", wps_gateway.port)
+    try:
+        writer.write(
+            (
+                f"GET /client/hubs/chat?access_token={TOKEN} HTTP/1.1\r\nHost: {wps_gateway.host}\r\n"
+                "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Protocol: custom.unknown.v1\r\nSec-WebSocket-Protocol: {JSON}\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    lines = head.decode().split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 101 ")
+    assert [line for line in lines if line.lower().startswith("sec-websocket-protocol:")] == [
+        f"Sec-WebSocket-Protocol: {JSON}"
+    ]
+
+
 async def test_a_plain_websocket_without_subprotocol(wps_gateway: Gateway, http: aiohttp.ClientSession) -> None:
     async with http.ws_connect(ws_url(wps_gateway)) as ws:
         assert ws.protocol is None
