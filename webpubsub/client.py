@@ -139,8 +139,9 @@ class NotConnected(WebPubSubClientError):
 class SendError(WebPubSubClientError):
     """The service refused a request (its ack had ``success: false``), or it was never acknowledged.
 
-    ``name`` is the ack's error name (``Forbidden``, ``InternalServerError``, ``BadRequest``…, or ``Timeout`` /
-    ``ConnectionLost`` from this client), ``message`` its text, ``ack_id`` the request's ackId.
+    ``name`` is the ack's error name (``Forbidden``, ``InternalServerError``, ``InvocationFailed``…; ``Failed`` when
+    the ack named none) or this client's ``Timeout`` / ``ConnectionLost``; ``message`` its text; ``ack_id`` the
+    request's ackId.
     """
 
     def __init__(self, name: str, message: str, *, ack_id: int | None = None) -> None:
@@ -419,8 +420,8 @@ class WebPubSubClient:
         ack: bool = True,
         timeout: float | None = None,
     ) -> int | None:
-        """Send user event ``event`` to the event handler; returns the ackId. :class:`SendError` when the service
-        refuses it (e.g. no handler for the event, or the handler answered an error)."""
+        """Send user event ``event`` to the event handler; returns the ackId. :class:`SendError` ``InvocationFailed``
+        when no handler takes the event or it answered an error status."""
         return await self._request(lambda ack_id: SendEvent(event, data_type, data, ack_id), ack, timeout)
 
     async def _request(self, build: Callable[[int | None], Request], ack: bool, timeout: float | None) -> int | None:

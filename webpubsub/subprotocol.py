@@ -36,6 +36,7 @@ __all__ = [
     "ERROR_DUPLICATE",
     "ERROR_FORBIDDEN",
     "ERROR_INTERNAL",
+    "ERROR_INVOCATION_FAILED",
     "JSON_SUBPROTOCOL",
     "MAX_DEPTH",
     "MAX_ID",
@@ -73,13 +74,18 @@ SUBPROTOCOLS = (JSON_SUBPROTOCOL, RELIABLE_JSON_SUBPROTOCOL)
 # MaxDepth of the .NET JSON reader (https://learn.microsoft.com/dotnet/api/system.text.json.jsonreaderoptions.maxdepth);
 # the bound keeps a hostile frame from exhausting the interpreter's recursion limit anywhere downstream.
 MAX_DEPTH = 64
-# ackId and sequenceId are uint64 ("an incremental uint64 number", the reliable subprotocol reference).
+# sequenceId is "an incremental uint64 number" (the reliable subprotocol reference). concept-ack calls ackId "a int32
+# number"; the official clients count up from 1, and the codec takes any ackId from 0 to 2^64-1 as well.
 MAX_ID = 2**64 - 1
 
-# Ack error names used by the service (the subprotocol references; BadRequest for a request it cannot read).
+# Ack error names (https://learn.microsoft.com/azure/azure-web-pubsub/concept-ack): Forbidden (a role is missing),
+# InternalServerError (retry), Duplicate (that ackId was already processed: a success for the sender) and
+# InvocationFailed (no event handler for the event, or it answered an error status). BadRequest is not in the
+# references; the emulator uses it for a request it cannot carry out.
 ERROR_FORBIDDEN = "Forbidden"
 ERROR_INTERNAL = "InternalServerError"
 ERROR_DUPLICATE = "Duplicate"
+ERROR_INVOCATION_FAILED = "InvocationFailed"
 ERROR_BAD_REQUEST = "BadRequest"
 
 
@@ -158,7 +164,8 @@ Request: TypeAlias = JoinGroup | LeaveGroup | SendToGroup | SendEvent | Sequence
 
 @dataclass(frozen=True, slots=True)
 class AckError:
-    """Why a request failed: ``name`` is ``Forbidden``, ``InternalServerError``, ``Duplicate`` or ``BadRequest``."""
+    """Why a request failed: ``name`` is ``Forbidden``, ``InternalServerError``, ``Duplicate`` or ``InvocationFailed``
+    (the ``ERROR_*`` constants)."""
 
     name: str
     message: str
