@@ -140,3 +140,75 @@ class RawClient:
         if self.reader is not None:
             self.reader.cancel()
         await self.session.close()
+
+
+class CuttableProxy:
+    """A TCP relay on 127.0.0.1 in front of the emulator whose connections can be cut at once, as a network failure
+    cuts them (no WebSocket close frame either way). Runs in its own thread, so sync clients can use it too."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self._target = target_port
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target), timeout=5)
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+                self.accepted += 1
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        """Reset every relayed connection (RST on both sides)."""
+        import socket
+        import struct
+
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the relay threads blocked on it
+            except OSError:
+                pass
+            sock.close()
+
+    def url(self, client_access_url: str) -> str:
+        """``client_access_url`` through this relay."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(client_access_url)
+        return parts._replace(netloc=f"127.0.0.1:{self.port}").geturl()
+
+    def close(self) -> None:
+        self._stopped = True
+        self._listener.close()
+        self.cut()
