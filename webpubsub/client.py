@@ -365,7 +365,8 @@ class WebPubSubClient:
                 await asyncio.wait_for(socket.ws.close(code=aiohttp.WSCloseCode.OK), 5.0)
             self._trace("close", url=socket.url, status=1000, detail="closed by the client (1000)")
         supervisor = self._supervisor
-        if supervisor is not None and not supervisor.done():
+        # stop() may be called from a callback, which runs in the supervisor: it then ends by itself.
+        if supervisor is not None and not supervisor.done() and supervisor is not asyncio.current_task():
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
@@ -651,7 +652,7 @@ class WebPubSubClient:
             while current is not None:
                 code = await self._read(current)
                 await self._closed(current)
-                if self._state is ClientState.STOPPING:
+                if self._state in (ClientState.STOPPING, ClientState.STOPPED):
                     return
                 current = None
                 if self._can_recover(code):
@@ -681,7 +682,7 @@ class WebPubSubClient:
             log.exception("Web PubSub client failed")
             error = exc
         finally:
-            if self._state is not ClientState.STOPPING:  # gave up or failed: the client stops by itself
+            if self._state not in (ClientState.STOPPING, ClientState.STOPPED):  # gave up or failed: stop by itself
                 self._state = ClientState.STOPPING
                 await self._finish(error)
 

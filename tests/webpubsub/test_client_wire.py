@@ -502,3 +502,24 @@ async def test_stop_while_recovering(service: FakeService) -> None:
     assert client.state is ClientState.STOPPED and stopped == [None]
     with pytest.raises(NotConnected, match="the client stopped"):
         await asyncio.wait_for(pending, 2.0)
+
+
+async def test_stop_from_a_callback(service: FakeService) -> None:
+    async def script(ws: web.WebSocketResponse, request: web.Request) -> None:
+        await ws.send_str(connected())
+        await ws.send_str(group_message("stop now", 1))
+        await hold(ws)
+
+    stopped: list[BaseException | None] = []
+    client: WebPubSubClient
+
+    async def on_group_message(message: GroupMessage) -> None:
+        await client.stop()
+
+    service.scripts = [script]
+    client = WebPubSubClient(service.url, on_group_message=on_group_message, on_stopped=stopped.append)
+    await client.start()
+    await wait_for(lambda: stopped == [None], "the stop")
+    await asyncio.sleep(0.3)
+    assert client.state is ClientState.STOPPED
+    assert len(service.requests) == 1  # no recovery, no reconnect after a stop
