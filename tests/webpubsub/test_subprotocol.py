@@ -8,6 +8,7 @@ the example here is the same object written as valid JSON):
 - JSON: https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-webpubsub-subprotocol
 - RELIABLE: https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-reliable-webpubsub-subprotocol
 - CLIENTS: https://learn.microsoft.com/azure/azure-web-pubsub/howto-develop-reliable-clients
+- ACK: https://learn.microsoft.com/azure/azure-web-pubsub/concept-ack
 """
 
 from __future__ import annotations
@@ -136,6 +137,12 @@ RESPONSE_EXAMPLES: list[tuple[str, str, Response]] = [
         Ack(1, False, AckError("Forbidden|InternalServerError|Duplicate", "<error_detail>")),
     ),
     ("CLIENTS sample ack", '{"type": "ack", "ackId": 1, "success": true}', Ack(1, True)),
+    (
+        "ACK format",
+        '{"type": "ack", "ackId": 1, "success": false, '
+        '"error": {"name": "Forbidden|InternalServerError|Duplicate|InvocationFailed", "message": "<error_detail>"}}',
+        Ack(1, False, AckError("Forbidden|InternalServerError|Duplicate|InvocationFailed", "<error_detail>")),
+    ),
     (
         "CLIENTS InternalServerError ack",
         '{"type": "ack", "ackId": 1, "success": false, '
