@@ -476,19 +476,26 @@
     }
   }
 
-  // A fresh client access URL from the app server, for the first start and every reconnect (a token expires). The
-  // user id is ?userId= or the chat name; a ?subscription-key= of the page goes on the URL, the only way a browser's
-  // WebSocket can carry it to an APIM gateway (docs/apim.md §3).
+  // A fresh client access URL from the app server, for the first start and every reconnect (a token expires). As on
+  // SignalR, the page's ?userId= (if any) names the user; the chat name is not a user id (it may hold spaces or any
+  // letter). A ?subscription-key= of the page goes on the URL, the only way a browser's WebSocket can carry it to an
+  // APIM gateway (docs/apim.md §3).
   async function clientAccessUrl() {
-    const query = new URLSearchParams({ id: params.get("userId") || username });
-    const response = await fetch("/" + hub + "/negotiate?" + query.toString(), { method: "POST" });
+    const userId = params.get("userId");
+    const query = userId ? "?" + new URLSearchParams({ userId: userId }).toString() : "";
+    const response = await fetch("/" + hub + "/negotiate" + query, { method: "POST" });
     if (!response.ok) {
-      const text = (await response.text()).slice(0, 200);
-      throw new WebPubSubStartError("negotiate", "The app server answered " + response.status + ": " + text);
+      let text = (await response.text()).slice(0, 300);
+      try {
+        text = JSON.parse(text).error || text;
+      } catch (e) {
+        // not JSON: shown as it came
+      }
+      throw new WebPubSubStartError("refused to negotiate (" + response.status + "): " + text);
     }
     const answer = await response.json();
     if (!answer || answer.service !== "webpubsub" || typeof answer.url !== "string") {
-      throw new WebPubSubStartError("negotiate", "The app server's negotiate answer has no Web PubSub URL.");
+      throw new WebPubSubStartError("answered negotiate without a Web PubSub URL.");
     }
     const url = new URL(answer.url);
     const key = params.get("subscription-key");
@@ -499,17 +506,15 @@
     return url.toString();
   }
 
-  // A start failure with the step it happened in: "negotiate" (the app server) or "websocket" (the service or the
-  // gateway in front of it).
-  function WebPubSubStartError(step, message) {
-    this.step = step;
+  // The app server answered negotiate, but not with a client access URL: what it said, after "The app server <host> ".
+  function WebPubSubStartError(message) {
     this.message = message;
   }
 
   function explainWebPubSubFailure(error) {
     const appServer = window.location.host;
     if (error instanceof WebPubSubStartError) {
-      return [["The app server " + appServer + " could not give a Web PubSub URL."], error.message];
+      return [["The app server " + appServer + " " + redact(error.message)], ""];
     }
     // fetch() rejects with a bare TypeError when nothing answered.
     const full = error && error.message ? String(error.message) : "";

@@ -227,7 +227,7 @@ async def test_server_messages_that_are_not_chat_are_left_out(stack: WpsStack, l
     """What the service may push besides the chat's {name, message, target}: the page shows none of it, stays
     connected, and shows the next chat message."""
     page = logged_browser()
-    page.get(stack.page_url + "?name=erin")
+    page.get(stack.page_url + "?name=erin&userId=erin")
     await page_status(page, "Connected", "the page to connect")
     await until(lambda: ("system", "erin JOINED") in entries(page), "erin's JOINED line")
     rest = WebPubSubServiceClient.from_connection_string(stack.emulator.connection_string, hub=HUB)
@@ -294,6 +294,28 @@ async def test_a_closed_connection_reconnects_and_a_dead_app_server_ends_in_the_
         assert entries(page)[-1] != ("mine", "frank too late")
     finally:
         running.stop()
+
+
+async def test_any_chat_name_works_and_a_bad_user_id_is_named(stack: WpsStack, logged_browser: Any) -> None:
+    """The chat name is shown, not used as the user id (it may hold spaces or any letter); a ?userId= the app server
+    refuses is named with the server's reason, and nothing is sent."""
+    page = logged_browser()
+    page.get(stack.page_url + "?name=Jos%C3%A9%20Mar%C3%ADa")
+    status = await page_status(page, "Connected", "the page to connect")
+    assert status == f"Connected as José María · Web PubSub via {stack.gateway.host}"
+    await until(lambda: ("system", "José María JOINED") in entries(page), "the JOINED line")
+
+    page = logged_browser()
+    page.get(stack.page_url + "?name=ivy&userId=not%20valid%21")
+    await until(lambda: page.find_element(By.ID, "connect-error").is_displayed(), "the connect error")
+    host = stack.page_url.removeprefix("http://").rstrip("/")
+    assert text_of(page, "connect-error-text").startswith(
+        f"The app server {host} refused to negotiate (400): Invalid user id: use "
+    )
+    assert not page.find_element(By.ID, "connect-error-details").is_displayed()
+    assert text_of(page, "status") == "Could not connect"
+    assert not page.find_element(By.ID, "message").is_enabled()
+    assert websockets_of(page, {}) == {}
 
 
 async def test_without_the_library_the_page_says_how_to_get_it(stack: WpsStack, logged_browser: Any) -> None:
