@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 
 from tests.support.processes import free_port
@@ -305,3 +307,30 @@ async def test_chat_events_through_the_app_server(chat: dict[str, Any], peers: l
     assert (await bob.next_data())["message"] == "marker"
     assert alice.pending() == [] and bob.pending() == []
     await gateway.log_line(rf"/client/hubs/{HUB}\b")
+
+
+async def test_the_peer_names_a_negotiate_answer_it_cannot_use(peers: list[WpsJsPeer]) -> None:
+    """The peer's own negotiate step against answers that are not Web PubSub's: each start fails with what came."""
+
+    async def answer(request: web.Request) -> web.Response:
+        kind = request.query.get("kind")
+        if kind == "error":
+            return web.json_response({"error": "Invalid user id"}, status=400)
+        if kind == "html":
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        # A SignalR app server's answer: a redirect to the service.
+        return web.json_response({"url": "http://127.0.0.1:1/client/?hub=chat", "accessToken": "eyJhbGciOi.x.y"})
+
+    app = web.Application()
+    app.router.add_post("/chat/negotiate", answer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base = f"http://127.0.0.1:{server.port}/chat/negotiate"
+        expected = {
+            "error": 'answered 400: {"error": "Invalid user id"}',
+            "html": "answered with something that is not JSON: <html>not json</html>",
+            "signalr": 'did not answer for Web PubSub: ["url","accessToken"]',
+        }
+        for kind, text in expected.items():
+            peer = await start_peer(peers, None, negotiate=f"{base}?kind={kind}", expect_start=False)
+            assert peer.error is not None and text in peer.error, (kind, peer.error)
+            assert "eyJhbGciOi" not in peer.stderr()
