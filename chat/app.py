@@ -29,12 +29,13 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Input, Select
+from textual.widgets import Button, Footer, Header, Input, Select, Static
 
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
 from signalr.hub_protocol import HubProtocol
 from signalr.json_protocol import JSON
 from signalr.redact import SECRET_HEADERS, redact_text, redact_url
+from webpubsub.subprotocol import RELIABLE_JSON_SUBPROTOCOL
 
 from .connection import ChatConnection, ConnectionFactory, webpubsub_protocol_of
 from .messages import ConnectionFailed, MessageArrived, ProbeFinished, ProbeStepDone, StateChanged, TraceRecorded
@@ -186,7 +187,7 @@ class ChatApp(App[None]):
         self.service_mode = service_mode
         self.service = service
         """``webpubsub`` once the app is on Azure Web PubSub (given, or learned from the connection)."""
-        self.webpubsub_protocol: str | None = None
+        self.webpubsub_protocol: str | None = RELIABLE_JSON_SUBPROTOCOL if service == WEBPUBSUB else None
         """The Web PubSub subprotocol of the connection, once on Web PubSub."""
         self.clock = clock
         self.default_name = default_name or random_default_name()
@@ -220,6 +221,7 @@ class ChatApp(App[None]):
             yield Button("Echo", id="echo")
             yield TransportSelector(self.transport, self.protocol, id="transport")
             yield ProtocolSelector(self.protocol, id="protocol")
+            yield Static("", id="service-label")  # in the selectors' place on Web PubSub
         yield Footer()
 
     @property
@@ -271,7 +273,8 @@ class ChatApp(App[None]):
         # Chat keys act on the chat screen only; on the name prompt and the help screen they do nothing.
         if action in self._MAIN_ONLY and isinstance(self.screen, ModalScreen):
             return False
-        return True
+        # On Web PubSub there is no transport or hub protocol to choose (the footer leaves those keys out).
+        return not (self.service == WEBPUBSUB and action in ("choose_transport", "choose_protocol"))
 
     # ----------------------------------------------------------------------------------------------- lines
 
@@ -389,8 +392,13 @@ class ChatApp(App[None]):
         on_webpubsub = self.service == WEBPUBSUB
         self.title = "Web PubSub Chatroom" if on_webpubsub else self.TITLE
         reason = self._webpubsub_reason() if on_webpubsub else None
+        for label in self.query("#service-label").results(Static):
+            label.update(f"Web PubSub · {self.webpubsub_protocol or RELIABLE_JSON_SUBPROTOCOL}")
+            label.tooltip = reason
+            label.display = on_webpubsub
         for selector in self.query("#transport, #protocol").results(Select):
             selector.disabled = on_webpubsub
+            selector.display = not on_webpubsub
             if on_webpubsub:
                 selector.tooltip = reason
             elif isinstance(selector, TransportSelector):
@@ -398,6 +406,7 @@ class ChatApp(App[None]):
             else:
                 selector.tooltip = ProtocolSelector.TOOLTIP
         self._title_trace()
+        self.refresh_bindings()
 
     def _webpubsub_reason(self) -> str:
         subprotocol = self.webpubsub_protocol or "its JSON subprotocol"

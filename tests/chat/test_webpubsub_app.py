@@ -10,12 +10,13 @@ from datetime import datetime
 from functools import partial
 
 import pytest
-from textual.widgets import Input, Select
+from textual.widgets import Input, Select, Static
 
 from chat.app import ChatApp
 from chat.service_connection import ServiceConnection
 from chat.webpubsub_connection import WebPubSubConnection
 from signalr.client import ConnectionState, TransportChoice
+from signalr.messagepack_protocol import MESSAGEPACK
 from tests.support.tui import seen, wait_until
 
 from .fake_webpubsub import TOKEN, AppServer, FakeSendError, FakeWebPubSub, negotiate_server, webpubsub_body
@@ -58,10 +59,14 @@ async def test_the_chat_goes_on_over_web_pubsub(app_server: AppServer) -> None:
         await wait_until(pilot, lambda: f"Web PubSub · {SUBPROTOCOL}" in status(app), what="the status bar")
         assert "Connected" in status(app) and "wps-1" in status(app)
         assert app.title == "Web PubSub Chatroom"
-        # Transport and hub protocol are SignalR's: both selectors are disabled and say why.
+        # Transport and hub protocol are SignalR's: both selectors give way to a label that says why.
         for selector in app.query("#transport, #protocol").results(Select):
-            assert selector.disabled
-            assert f"Azure Web PubSub: one WebSocket speaking {SUBPROTOCOL}" in str(selector.tooltip)
+            assert selector.disabled and not selector.display
+        label = app.query_one("#service-label", Static)
+        assert label.display and str(label.render()) == f"Web PubSub · {SUBPROTOCOL}"
+        assert f"Azure Web PubSub: one WebSocket speaking {SUBPROTOCOL}" in str(label.tooltip)
+        footer_keys = {binding.action for (_, binding, enabled, _) in app.active_bindings.values() if enabled}
+        assert "choose_transport" not in footer_keys and "choose_protocol" not in footer_keys
 
         service.push({"name": "bob", "message": "hi from [bold]bob[/]", "target": "broadcastMessage"})
         await wait_until(pilot, lambda: seen(app, "bob: hi from [bold]bob[/]"), what="bob's line")
@@ -99,11 +104,13 @@ async def test_transport_and_protocol_choices_are_refused_with_the_reason(app_se
         await pilot.pause()
         await pilot.press("ctrl+o")
         await pilot.pause()
-        app.switch_transport(TransportChoice.LONG_POLLING)
+        assert app.focused is not None and app.focused.id == "message"  # no selector opened
+        app.switch_transport(TransportChoice.LONG_POLLING)  # as the palette or a script would
+        app.switch_protocol(MESSAGEPACK)
         await pilot.pause()
         assert app.transport is TransportChoice.WEBSOCKETS and len(service.created) == 1  # no reconnect
-        assert seen(app, "Not switched: Azure Web PubSub: one WebSocket speaking")
-        assert app.focused is not None and app.focused.id == "message"
+        assert app.protocol is not MESSAGEPACK
+        assert " ".join(app.chat_log.plain_lines).count("Not switched: Azure Web PubSub: one WebSocket speaking") == 2
         commands = [command.title for command in app.get_system_commands(app.screen)]
         assert not any(title.startswith(("Transport:", "Protocol:")) for title in commands), commands
         await pilot.press("ctrl+q")
@@ -161,8 +168,9 @@ async def test_the_demo_knows_the_service_before_connecting(app_server: AppServe
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         # Before any connection: the status bar and the selectors already say Web PubSub.
-        assert "Web PubSub" in status(app)
+        assert f"Web PubSub · {SUBPROTOCOL}" in status(app)
         assert all(s.disabled for s in app.query("#transport, #protocol").results(Select))
+        assert app.query_one("#service-label", Static).display
         await pilot.press("enter")  # the name prompt's default
         await wait_until(pilot, lambda: seen(app, "JOINED"), what="the JOINED line")
         assert switched == []  # the webpubsub gateway profile is never switched to a SignalR one
