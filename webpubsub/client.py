@@ -21,7 +21,8 @@ https://github.com/Azure/azure-sdk-for-js/tree/main/sdk/web-pubsub/web-pubsub-cl
 - A connection that cannot be recovered (plain ``json`` subprotocol, close code 1008, recovery over 30 s) is over:
   ``on_disconnected`` fires, requests in flight fail, and with ``reconnect=True`` the client opens a new connection
   from the URL provider (at once, then every ``reconnect_delay`` seconds, until ``stop()`` or
-  ``max_reconnect_attempts``), re-joins the groups it had joined and fires ``on_connected`` again.
+  ``max_reconnect_attempts``; with a fixed URL string, not after a 401: its token has expired), re-joins the
+  groups it had joined and fires ``on_connected`` again.
 - Keep-alive: a ``ping`` request every 20 s; a connection silent for 120 s is treated as dropped (the JS client's
   defaults).
 
@@ -109,6 +110,7 @@ MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 MAX_ERROR_BODY = 4096
 CLOSE_POLICY_VIOLATION = 1008  # the service removed the connection: no recovery (howto-develop-reliable-clients)
+MAX_EARLY_MESSAGES = 1000  # messages a service may send before its connected message (it sends that one first)
 
 
 class WebPubSubClientError(SignalRClientError):
@@ -241,6 +243,7 @@ class WebPubSubClient:
     ) -> None:
         if protocol not in SUBPROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(SUBPROTOCOLS)}, not {protocol!r}")
+        self._fixed_url = isinstance(url, str)
         if isinstance(url, str):
             fixed = url
 
@@ -573,6 +576,11 @@ class WebPubSubClient:
                             disconnected = response
                         elif response is not None:
                             early.append(response)
+                            if len(early) > MAX_EARLY_MESSAGES:
+                                raise ConnectFailed(
+                                    f"{host_of(url)} sent {len(early)} messages and no connected message — "
+                                    f"not an Azure Web PubSub client endpoint?"
+                                )
                         continue
                     code = ws.close_code if message.type is not aiohttp.WSMsgType.CLOSE else int(message.data)
                     why = f": {disconnected.message}" if disconnected is not None and disconnected.message else ""
@@ -801,6 +809,12 @@ class WebPubSubClient:
             except Exception as exc:
                 error = exc
                 log.info("Web PubSub reconnect attempt %d failed: %s", attempt, exc)
+                if self._fixed_url and isinstance(exc, Unauthorized):
+                    # The same URL carries the same token: refused once (expired), refused forever.
+                    return None, ConnectionLost(
+                        f"the Web PubSub connection was lost and its client access URL is no longer accepted "
+                        f"({exc}) — pass a URL provider that fetches a fresh URL (negotiate) to reconnect"
+                    )
             if self._max_reconnect_attempts is not None and attempt >= self._max_reconnect_attempts:
                 return None, ConnectionLost(
                     f"the Web PubSub connection was lost; {attempt} reconnect attempts failed: {error}"

@@ -523,3 +523,33 @@ async def test_stop_from_a_callback(service: FakeService) -> None:
     await asyncio.sleep(0.3)
     assert client.state is ClientState.STOPPED
     assert len(service.requests) == 1  # no recovery, no reconnect after a stop
+
+
+async def test_a_flood_before_the_connected_message_is_refused(service: FakeService) -> None:
+    async def script(ws: web.WebSocketResponse, request: web.Request) -> None:
+        for n in range(1500):
+            if ws.closed:
+                return
+            await ws.send_str(group_message(n))
+        await hold(ws, 3.0)
+
+    service.scripts = [script]
+    with pytest.raises(ConnectFailed, match="1001 messages and no connected message"):
+        await WebPubSubClient(service.url).start()
+
+
+async def test_a_fixed_url_refused_with_401_stops_reconnecting(service: FakeService) -> None:
+    async def first(ws: web.WebSocketResponse, request: web.Request) -> None:
+        await ws.send_str(connected(token=None))
+        await asyncio.sleep(0.1)
+        service.http_answer = (401, "The access token is expired.", "text/plain")
+        await ws.close(code=1011)
+
+    service.scripts = [first]
+    stopped: list[BaseException | None] = []
+    client = WebPubSubClient(service.url, protocol=JSON_SUBPROTOCOL, reconnect_delay=0.1, on_stopped=stopped.append)
+    await client.start()
+    await wait_for(lambda: stopped != [], "the client to stop")
+    assert len(service.requests) == 2  # one refused attempt, not one a second forever
+    assert "no longer accepted" in str(stopped[0]) and "URL provider" in str(stopped[0])
+    assert client.state is ClientState.STOPPED
