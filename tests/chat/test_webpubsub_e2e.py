@@ -1,0 +1,135 @@
+"""The TUI on Azure Web PubSub end to end: real ``webpubsub-emulator``, ``apim-gateway --profile webpubsub`` and
+``chat-server --service webpubsub`` processes on 127.0.0.1, our Web PubSub client inside the app: a connection that
+drops is resumed (or replaced from a fresh negotiate) and the chat goes on; the gateway's subscription key is sent.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from textual.widgets import Input
+
+from chat.app import ChatApp
+from signalr.client import ConnectionState, TransportChoice
+from tests.support.processes import free_port
+from tests.support.stack import Gateway, start_gateway
+from tests.support.tui import seen, wait_until
+from tests.support.wps_emulator import WebPubSubEmulator, start_webpubsub_emulator
+from tests.support.wps_server import WebPubSubChatServer, start_webpubsub_chat_server
+
+SIZE = (120, 36)
+KEY = "wps-e2e-subscription-key-0123456789"
+
+
+@dataclass
+class WpsStack:
+    emulator: WebPubSubEmulator
+    server: WebPubSubChatServer
+    gateway: Gateway
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.server.url}/chat"
+
+    def restart_gateway(self, *args: str) -> None:
+        """A new gateway on the same port (the old one must be gone)."""
+        self.gateway = start_gateway(self.emulator.endpoint, "--profile", "webpubsub", *args, port=self.gateway.port)
+
+
+@pytest.fixture
+def stack() -> Iterator[WpsStack]:
+    # The emulator's event handler is the chat server, whose port is picked first; the server's clients go through
+    # the gateway (ClientEndpoint), which needs the emulator's port.
+    server_port, gateway_port = free_port(), free_port()
+    emulator = start_webpubsub_emulator(event_handler=f"http://127.0.0.1:{server_port}/eventhandler")
+    started: list[WebPubSubEmulator | WebPubSubChatServer | Gateway] = [emulator]
+    try:
+        gateway = start_gateway(emulator.endpoint, "--profile", "webpubsub", port=gateway_port)
+        started.append(gateway)
+        client_endpoint = emulator.connection_string_to(f"http://127.0.0.1:{gateway_port}")
+        server = start_webpubsub_chat_server(client_endpoint, port=server_port)
+        started.append(server)
+        running = WpsStack(emulator, server, gateway)
+        yield running
+        started[1] = running.gateway
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def status(app: ChatApp) -> str:
+    return str(app.status_bar.render())
+
+
+async def test_a_dropped_connection_is_resumed(stack: WpsStack) -> None:
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="rita", gateway_profile="webpubsub")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "rita JOINED"), timeout=20, what="the JOINED line")
+        assert app.connection is not None
+        first = app.connection.connection_id
+        # The gateway dies without closing anything: the service keeps the connection for its reconnect window.
+        stack.gateway.process.popen.send_signal(signal.SIGKILL)
+        stack.gateway.process.popen.wait(10)
+        await wait_until(pilot, lambda: "Reconnecting" in status(app), timeout=10, what="Reconnecting")
+        assert seen(app, "Connection lost — reconnecting…")
+        stack.restart_gateway()
+        await wait_until(pilot, lambda: "Connected" in status(app), timeout=20, what="Connected again")
+        assert seen(app, f"Reconnected with Web PubSub to {stack.gateway.host}")
+        assert app.connection.connection_id == first  # the same connection, resumed with its reconnection token
+        app.query_one("#message", Input).value = "still here"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen(app, "rita (you): still here"), timeout=10, what="a message after it")
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: bool(app.trace_panel.plain_rows), what="trace rows")
+        assert any("reconnect" in r and "recovering connection" in r for r in app.trace_panel.plain_rows)
+        assert not any("awps_reconnection_token=" in r and "***" not in r for r in app.trace_panel.plain_rows)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
+async def test_a_closed_connection_is_replaced_from_a_fresh_negotiate(stack: WpsStack) -> None:
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="sam", gateway_profile="webpubsub")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "sam JOINED"), timeout=20, what="the JOINED line")
+        assert app.connection is not None
+        first = app.connection.connection_id
+        stack.gateway.stop()  # a clean stop closes the service side too: nothing to resume
+        await wait_until(pilot, lambda: "Reconnecting" in status(app), timeout=10, what="Reconnecting")
+        stack.restart_gateway()
+        await wait_until(pilot, lambda: "Connected" in status(app), timeout=30, what="Connected again")
+        assert app.connection.connection_id != first
+        app.query_one("#message", Input).value = "on a new connection"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen(app, "sam (you): on a new connection"), timeout=10)
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: bool(app.trace_panel.plain_rows), what="trace rows")
+        rows = app.trace_panel.plain_rows
+        negotiates = [r for r in rows if "negotiate" in r and f"127.0.0.1:{stack.server.port}" in r]
+        assert len(negotiates) >= 2, rows  # the first answer, then a fresh client access URL
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
+async def test_the_subscription_key_goes_on_the_websocket_upgrade(stack: WpsStack) -> None:
+    stack.gateway.stop()
+    stack.restart_gateway("--subscription-key", KEY)
+    refused = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="una", gateway_profile="webpubsub")
+    async with refused.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(refused, "Could not connect"), timeout=20, what="the refusal")
+        assert seen(refused, "subscription key")
+        assert refused.connection is not None and refused.connection.state is ConnectionState.DISCONNECTED
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    headers = {"Ocp-Apim-Subscription-Key": KEY}
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="vic", headers=headers, gateway_profile="webpubsub")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "vic JOINED"), timeout=20, what="the JOINED line")
+        await pilot.press("f12")
+        await wait_until(pilot, lambda: bool(app.trace_panel.plain_rows), what="trace rows")
+        assert not any(KEY in r for r in app.trace_panel.plain_rows)
+        assert KEY not in " ".join(app.chat_log.plain_lines) and KEY not in status(app)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
