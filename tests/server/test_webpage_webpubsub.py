@@ -318,6 +318,26 @@ async def test_any_chat_name_works_and_a_bad_user_id_is_named(stack: WpsStack, l
     assert websockets_of(page, {}) == {}
 
 
+async def test_an_oversized_message_is_shown_as_not_delivered(stack: WpsStack, logged_browser: Any) -> None:
+    """A message larger than a client may send (1 MiB): the service closes the connection, the page shows the
+    message as not delivered with the client's reason, connects again and sends the next message."""
+    page = logged_browser()
+    page.get(stack.page_url + "?name=kim")
+    await page_status(page, "Connected", "the page to connect")
+    await until(lambda: ("system", "kim JOINED") in entries(page), "kim's JOINED line")
+    page.execute_script("document.getElementById('message').value = 'x'.repeat(1100000);")
+    page.find_element(By.ID, "sendmessage").click()
+    notice = await until(lambda: page.find_elements(By.CSS_SELECTOR, ".undelivered-text"), "the undelivered line")
+    text = notice[0].text
+    assert text.startswith("Message not delivered: \u201cxxxx"), text[:80]
+    reason = text.rsplit("\u201d \u2014 ", 1)[1]
+    assert "disconnected" in reason, reason  # the client's: "Connection is disconnected before receive ack …"
+    await page_status(page, "Connected as kim", "the page to connect again")
+    page.find_element(By.ID, "message").send_keys("small again\n")
+    await until(lambda: ("mine", "kim small again") in entries(page), "the next message")
+    assert [e for e in entries(page) if e[0] == "mine"] == [("mine", "kim small again")]
+
+
 async def test_without_the_library_the_page_says_how_to_get_it(stack: WpsStack, logged_browser: Any) -> None:
     page = logged_browser()
     page.execute_cdp_cmd("Network.enable", {})
