@@ -7,7 +7,9 @@ The app server does three things, all through ``azure-messaging-webpubsubservice
   URL the SDK mints (``get_client_access_token``). With ``ClientEndpoint=`` in the connection string (a gateway such as
   APIM), the URL's scheme and host are the gateway's (``http``→``ws``, ``https``→``wss``); the token's ``aud`` still
   names the service, which is what the service checks behind the gateway
-  (https://learn.microsoft.com/azure/azure-web-pubsub/howto-integrate-app-gateway).
+  (https://learn.microsoft.com/azure/azure-web-pubsub/howto-integrate-app-gateway). A ``subscription-key`` in the
+  negotiate's query is copied into the URL's, so a browser, which cannot put headers on a WebSocket handshake, can
+  carry an APIM subscription key through to the gateway (as the SignalR negotiate copies the client's query).
 - ``/eventhandler`` receives the service's CloudEvents (:mod:`server.event_handler`) and sends the chat's messages with
   ``send_to_all`` / ``send_to_connection``.
 - ``GET /lib/web-pubsub-client.js`` serves the ``@azure/web-pubsub-client`` browser bundle for the web page.
@@ -20,7 +22,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from aiohttp import web
 from azure.core.credentials import AzureKeyCredential
@@ -54,6 +56,8 @@ __all__ = [
 WEBPUBSUB_CLIENT_JS = Path(__file__).resolve().parents[1].joinpath("node_modules", ".bundles", "web-pubsub-client.js")
 # The Web PubSub samples name the user `?id=` on negotiate; `userId` and X-User-Id work as on the SignalR negotiate.
 ID_QUERY = "id"
+# APIM's query name for a subscription key (docs/apim.md §3).
+SUBSCRIPTION_KEY_QUERY = "subscription-key"
 _USER_ID = re.compile(r"[A-Za-z0-9._@+\-]{1,128}")
 
 log = logging.getLogger("server.webpubsub")
@@ -91,6 +95,15 @@ def client_access_url(url: str, client_endpoint: str | None) -> str:
     return urlunsplit((scheme, target.netloc, target.path.rstrip("/") + parts.path, parts.query, ""))
 
 
+def subscription_key_from(query: str) -> str | None:
+    """The ``subscription-key`` of the negotiate request's ``query`` (None: none); raises :class:`NegotiateRejected`
+    (400) when it is given more than once."""
+    keys = [value for key, value in parse_qsl(query, keep_blank_values=True) if key == SUBSCRIPTION_KEY_QUERY]
+    if len(keys) > 1:
+        raise NegotiateRejected(400, f"Invalid query: '{SUBSCRIPTION_KEY_QUERY}' given more than once.")
+    return keys[0] if keys else None
+
+
 def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
     body = json.dumps({"error": message}).encode()
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
@@ -100,8 +113,10 @@ async def handle_negotiate(request: web.Request) -> web.Response:
     """``GET|POST /{hub}/negotiate``: ``{"service": "webpubsub", "hub", "url"}``, or a 400/502 with a JSON ``error``."""
     settings = request.app[SETTINGS]
     headers = cors_headers(request)
+    query = request.rel_url.raw_query_string
     try:
-        user_id = user_id_from(request.rel_url.raw_query_string, request.headers)
+        user_id = user_id_from(query, request.headers)
+        subscription_key = subscription_key_from(query)
     except NegotiateRejected as exc:
         log.warning("negotiate refused (%d): %s", exc.status, exc)
         return _error(exc.status, str(exc), headers)
@@ -116,6 +131,8 @@ async def handle_negotiate(request: web.Request) -> web.Response:
     connection = settings.connection
     gateway = connection.client_endpoint if connection.client_endpoint != connection.endpoint else None
     url = client_access_url(str(token["url"]), gateway)
+    if subscription_key is not None:
+        url += f"&{SUBSCRIPTION_KEY_QUERY}={quote(subscription_key, safe='')}"
     log.info("negotiate: client access URL %s (user %s)", redact_url(url), user_id or "anonymous")
     # The answer carries a bearer token: never cache it.
     headers["Cache-Control"] = "no-store"

@@ -58,9 +58,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     emulator.stop()
 
 
-async def _negotiate(server: WebPubSubChatServer, user: str) -> str:
+async def _negotiate(server: WebPubSubChatServer, user: str, query: str = "") -> str:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{server.negotiate_url}?id={user}", timeout=aiohttp.ClientTimeout(TIMEOUT)) as answer:
+        url = f"{server.negotiate_url}?id={user}{query}"
+        async with session.post(url, timeout=aiohttp.ClientTimeout(TIMEOUT)) as answer:
             assert answer.status == 200, await answer.text()
             body = await answer.json()
     assert body["service"] == "webpubsub"
@@ -211,6 +212,51 @@ async def test_clients_reach_the_service_through_the_gateway(tmp_path: Path) -> 
                         assert (await peer.next_message()).data["message"] == "via APIM"
                 line = await gateway.log_line(r"GET /client/hubs/chat\?access_token=\*\*\* .*101", TIMEOUT)
                 assert "eyJ" not in line
+        finally:
+            gateway.stop()
+
+
+async def test_a_subscription_key_from_the_negotiate_query_passes_a_keyed_gateway(tmp_path: Path) -> None:
+    """APIM with a subscription required: a client that cannot send headers (a browser; the official Python client)
+    asks negotiate with ``?subscription-key=`` and the client access URL carries it through the gateway."""
+    port = free_port()
+    key = "wps-apim-key-0123"
+    with start_webpubsub_emulator(event_handler=f"http://127.0.0.1:{port}/eventhandler") as emulator:
+        gateway = start_gateway(emulator.endpoint, "--profile", "webpubsub", "--subscription-key", key)
+        try:
+            connection_string = emulator.connection_string_to(gateway.url)
+            with start_webpubsub_chat_server(connection_string, port=port, cwd=tmp_path) as server:
+
+                async def plain_url() -> str:
+                    return await _negotiate(server, "ivan")
+
+                refused = WebPubSubClient(credential=WebPubSubClientCredential(plain_url), reconnect_retry_total=0)
+                with pytest.raises(Exception):  # noqa: B017 (the official client raises its own types)
+                    await asyncio.wait_for(refused.open(), TIMEOUT)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(refused.close(), TIMEOUT)
+                await gateway.log_line(r"GET /client/hubs/chat\?access_token=\*\*\* .*401", TIMEOUT)
+
+                async def keyed_url() -> str:
+                    return await _negotiate(server, "ivan", f"&subscription-key={key}")
+
+                client = WebPubSubClient(credential=WebPubSubClientCredential(keyed_url), reconnect_retry_total=0)
+                messages: asyncio.Queue[OnServerDataMessageArgs] = asyncio.Queue()
+
+                async def on_message(args: OnServerDataMessageArgs) -> None:
+                    messages.put_nowait(args)
+
+                await client.subscribe(CallbackType.SERVER_MESSAGE, on_message)
+                try:
+                    await asyncio.wait_for(client.open(), TIMEOUT)
+                    data = {"name": "ivan", "message": "keyed"}
+                    await asyncio.wait_for(client.send_event("echo", data, WebPubSubDataType.JSON), TIMEOUT)
+                    echoed = await asyncio.wait_for(messages.get(), TIMEOUT)
+                    assert echoed.data["message"] == "keyed (echo from server)"
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(client.close(), TIMEOUT)
+            assert key not in gateway.stderr()
         finally:
             gateway.stop()
 

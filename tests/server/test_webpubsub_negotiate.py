@@ -179,6 +179,21 @@ def test_client_endpoint_swaps_scheme_and_host_but_not_the_audience(
         assert claims["aud"] == SERVICE_AUD and claims["sub"] == "carol"
 
 
+def test_a_subscription_key_in_the_query_is_copied_into_the_url(tmp_path: Path) -> None:
+    """A browser cannot send headers on a WebSocket handshake: its APIM key rides the client access URL's query."""
+    with start_webpubsub_chat_server(f"{CONNECTION_STRING}ClientEndpoint=http://127.0.0.1:1;", cwd=tmp_path) as srv:
+        status, _, body = _request(srv.negotiate_url + "?id=dave&subscription-key=k%2By%20z")
+        assert status == 200
+        url = json.loads(body)["url"]
+        query = parse_qs(urlsplit(url).query)
+        assert query["subscription-key"] == ["k+y z"] and set(query) == {"access_token", "subscription-key"}
+        assert _claims(url)["sub"] == "dave"
+        status, _, body = _request(srv.negotiate_url + "?subscription-key=a&subscription-key=b")
+        assert status == 400 and "more than once" in json.loads(body)["error"]
+        log = srv.stderr()
+        assert "k%2By%20z" not in log and "k+y z" not in log and "k%2By+z" not in log
+
+
 def _run_config_error(connection_string: str | None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     if connection_string is not None:
