@@ -23,6 +23,7 @@ from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 from signalr.client.errors import Unauthorized
 from signalr.tokens import mint_token
 from tests.support.wps_emulator import WebPubSubEmulator, start_webpubsub_emulator
+from tests.support.wps_jspeer import WpsJsPeer
 from tests.webpubsub.tcp_proxy import TcpProxy
 from webpubsub.client import ClientState, ConnectFailed, SendError, TraceEvent, WebPubSubClient
 from webpubsub.subprotocol import (
@@ -310,6 +311,43 @@ async def test_exchanges_group_messages_with_the_official_client(
         ("mixed", "official as text", "official"),
         ("mixed", b"\x01bin", "official"),
     ]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_exchanges_group_messages_with_the_official_js_client(
+    emulator: WebPubSubEmulator, protocol: str, stopper: list[Any]
+) -> None:
+    ours = Recorder()
+    client = ours.client(await access_url(emulator, "ours"), protocol=protocol)
+    stopper.append(client)
+    js_protocol = "reliable" if protocol == RELIABLE_JSON_SUBPROTOCOL else "json"
+    peer = await WpsJsPeer.start(url=await access_url(emulator, "js"), protocol=js_protocol)
+    try:
+        await client.start()
+        await peer.join_group("both")
+        await client.join_group("both")
+        await client.send_to_group("both", {"from": "python"}, no_echo=True)
+        await client.send_to_group("both", b"\x00py\xff", DataType.BINARY, no_echo=True)
+        await peer.send_to_group("both", "from node", "text", no_echo=True)
+        first = await peer.next_event("group-message")
+        second = await peer.next_event("group-message")
+        assert (first["group"], first["fromUserId"], first["dataType"], first["data"]) == (
+            "both",
+            "ours",
+            "json",
+            {"from": "python"},
+        )
+        assert (second["dataType"], second["data"]) == ("binary", "AHB5/w==")
+        await wait_for(lambda: len(ours.group) == 1, "the JS client's message")
+        message = ours.group[0]
+        assert (message.group, message.from_user_id, message.data_type, message.data) == (
+            "both",
+            "js",
+            DataType.TEXT,
+            "from node",
+        )
+    finally:
+        await peer.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
