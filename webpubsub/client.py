@@ -12,7 +12,8 @@ https://github.com/Azure/azure-sdk-for-js/tree/main/sdk/web-pubsub/web-pubsub-cl
   service acknowledges and raises :class:`SendError` (``name``/``message`` from the ack) when it refuses.
   ``Duplicate`` counts as success, as in both official clients.
 - Reliable subprotocol: messages carry ``sequenceId``; the client drops any it has already seen and acknowledges the
-  highest one with ``sequenceAck`` once a second (at once when 300 or more are unacknowledged, as the JS client).
+  highest one with ``sequenceAck`` once a second, and at once when a sequenceId jumps more than 300 past the one
+  before it (the JS client's quick ack).
   When the socket drops, it reconnects to the same URL plus ``awps_connection_id`` and ``awps_reconnection_token``
   (https://learn.microsoft.com/azure/azure-web-pubsub/howto-develop-reliable-clients#reconnection): at once, then
   every second, for at most 30 seconds, and not at all after close code 1008 (the service removed the connection).
@@ -101,7 +102,7 @@ RECOVERY_TIMEOUT = 30.0  # both official clients give up recovering after 30 s â
 RECOVERY_INTERVAL = 1.0  # â€¦ trying once a second
 RECONNECT_DELAY = 1.0  # the JS client's reconnectRetryOptions: Fixed, 1000 ms
 SEQUENCE_ACK_INTERVAL = 1.0  # both official clients
-QUICK_SEQUENCE_ACK_DIFF = 300  # the JS client's _quickSequenceAckDiff
+QUICK_SEQUENCE_ACK_DIFF = 300  # the JS client's _quickSequenceAckDiff, compared with the previous sequenceId
 KEEP_ALIVE_INTERVAL = 20.0  # the JS client's keepAliveIntervalInMs
 KEEP_ALIVE_TIMEOUT = 120.0  # the JS client's keepAliveTimeoutInMs
 # The service takes messages up to 1 MB (https://learn.microsoft.com/azure/azure-web-pubsub/resource-faq);
@@ -876,7 +877,7 @@ class WebPubSubClient:
                 pass
 
     async def _is_new(self, sequence_id: int | None, socket: _Socket) -> bool:
-        """False for a message already seen (a resend after recovery); acknowledges quickly when far behind."""
+        """False for a message already seen (a resend after recovery); acknowledges at once after a big jump."""
         if sequence_id is None:
             return True
         self._sequence_dirty = True  # even a duplicate is acknowledged again, as both official clients do

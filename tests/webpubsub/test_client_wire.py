@@ -327,15 +327,18 @@ async def test_ack_outcomes(service: FakeService, clients: list[WebPubSubClient]
 async def test_sequence_acks_are_batched_and_duplicates_dropped(
     service: FakeService, clients: list[WebPubSubClient]
 ) -> None:
-    sent_at: dict[str, float] = {}
+    quick: list[float] = []
 
     async def script(ws: web.WebSocketResponse, request: web.Request) -> None:
         await ws.send_str(connected())
         for n in (1, 2, 3, 2, 3):  # 2 and 3 again: a resend the client has seen
             await ws.send_str(group_message(n, n))
-        await asyncio.sleep(1.5)
-        sent_at["far"] = time.monotonic()
-        await ws.send_str(group_message(400, 400))  # 397 ahead of what was acknowledged: ack at once
+        # Right after the once-a-second ack, the next one is about a second away …
+        await wait_for(lambda: service.sent("sequenceAck") != [], "the first sequenceAck")
+        sent = time.monotonic()
+        await ws.send_str(group_message(400, 400))  # … but 397 past the previous sequenceId is acknowledged at once
+        await wait_for(lambda: len(service.sent("sequenceAck")) >= 2, "the quick sequenceAck")
+        quick.append(time.monotonic() - sent)
         await hold(ws)
 
     service.scripts = [script]
@@ -343,10 +346,11 @@ async def test_sequence_acks_are_batched_and_duplicates_dropped(
     client = WebPubSubClient(service.url, on_group_message=messages.append)
     clients.append(client)
     await client.start()
-    await wait_for(lambda: len(service.sent("sequenceAck")) >= 2, "two sequenceAcks")
+    await wait_for(lambda: quick != [], "two sequenceAcks")
     acks = service.sent("sequenceAck")
     assert acks[0] == {"type": "sequenceAck", "sequenceId": 3}  # one ack for the first five frames
     assert acks[1] == {"type": "sequenceAck", "sequenceId": 400}
+    assert quick[0] < 0.5
     assert [m.data for m in messages] == [1, 2, 3, 400]
 
 
