@@ -33,6 +33,7 @@ from webpubsub.subprotocol import (
     DataType,
     Disconnected,
     GroupMessage,
+    ServerMessage,
 )
 
 ROLES = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
@@ -77,6 +78,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.group: list[GroupMessage] = []
+        self.server: list[ServerMessage] = []
         self.connected: list[Connected] = []
         self.disconnected: list[Disconnected | None] = []
         self.stopped: list[BaseException | None] = []
@@ -87,6 +89,7 @@ class Recorder:
             url,
             trace=self.trace.append,
             on_group_message=self.group.append,
+            on_server_message=self.server.append,
             on_connected=self.connected.append,
             on_disconnected=self.disconnected.append,
             on_stopped=self.stopped.append,
@@ -143,6 +146,21 @@ async def test_connects_with_a_service_sdk_token(
     assert client.state is ClientState.STOPPED and not client.is_connected
     assert seen.stopped == [None]
     assert [e for e in seen.trace if e.kind == "close"][-1].status == 1000
+
+
+async def test_groups_in_the_token_and_an_anonymous_user(emulator: WebPubSubEmulator, stopper: list[Any]) -> None:
+    async with WebPubSubServiceClient.from_connection_string(emulator.connection_string, hub="chat") as sdk:
+        token = await sdk.get_client_access_token(groups=["from-token"])
+        anonymous = Recorder()
+        client = anonymous.client(token["url"])
+        stopper.append(client)
+        await client.start()
+        assert client.user_id is None and client.connection_id
+        # A REST send reaches the group's members as a message from the server.
+        await sdk.send_to_group("from-token", {"joined": "by the token"}, content_type="application/json")
+    await wait_for(lambda: len(anonymous.server) == 1, "the server message to the group")
+    assert (anonymous.server[0].data_type, anonymous.server[0].data) == (DataType.JSON, {"joined": "by the token"})
+    assert anonymous.group == []
 
 
 async def test_a_bad_token_is_refused_before_the_upgrade(emulator: WebPubSubEmulator) -> None:
