@@ -75,7 +75,8 @@ SUBPROTOCOLS = (JSON_SUBPROTOCOL, RELIABLE_JSON_SUBPROTOCOL)
 # the bound keeps a hostile frame from exhausting the interpreter's recursion limit anywhere downstream.
 MAX_DEPTH = 64
 # sequenceId is "an incremental uint64 number" (the reliable subprotocol reference). concept-ack calls ackId "a int32
-# number"; the official clients count up from 1, and the codec takes any ackId from 0 to 2^64-1 as well.
+# number", but the .NET client takes a ulong ackId (https://github.com/Azure/azure-sdk-for-net/pull/32406) and the
+# others count up from 1: the codec takes any ackId from 0 to 2^64-1.
 MAX_ID = 2**64 - 1
 
 # Ack error names (https://learn.microsoft.com/azure/azure-web-pubsub/concept-ack): Forbidden (a role is missing),
