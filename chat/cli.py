@@ -7,6 +7,10 @@
 ``chat probe`` checks the app server and the APIM in front of the service transport by transport
 (``chat/probe/cli.py``).
 
+When the app server answers negotiate for Azure Web PubSub, the chat goes on over Web PubSub with the client access
+URL it returned (``chat/service_connection.py``): one WebSocket, reliable JSON subprotocol; ``--transport`` and
+``--protocol`` do not apply there.
+
 Environment: ``CHAT_URL``, ``CHAT_TRANSPORT``, ``CHAT_PROTOCOL``, ``CHAT_NAME``, ``APIM_SUBSCRIPTION_KEY``. A bad option
 prints one line on stderr and exits 2; so does MessagePack with ``--transport sse`` (ServerSentEvents carries only
 text). The subscription key is sent as ``Ocp-Apim-Subscription-Key`` on every request and is never shown (not in the
@@ -70,7 +74,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chat",
-        description="Terminal chat for the SignalR Chatroom sample, through Azure SignalR Service and APIM.",
+        description="Terminal chat for the SignalR Chatroom sample, through Azure SignalR Service and APIM; an app "
+        "server on Azure Web PubSub is followed there (its negotiate answer says so), where --transport and --protocol "
+        "do not apply.",
     )
     parser.add_argument("--url", help=f"the app server's hub URL (env CHAT_URL; default {DEFAULT_URL})")
     parser.add_argument("--transport", help=f"one of {', '.join(_TRANSPORTS)} (env CHAT_TRANSPORT; default websockets)")

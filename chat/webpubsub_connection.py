@@ -345,15 +345,16 @@ class WebPubSubConnection:
             self._finish(error if isinstance(error, Exception) or error is None else SignalRClientError(str(error)))
 
     def _server_message(self, message: ServerMessage) -> None:
-        """A chat message is JSON ``{"name", "message", "target"}``; anything else is not for the chat."""
+        """A chat message is JSON ``{"name", "message", "target"}`` with three strings (as the web page reads it);
+        anything else is not for the chat."""
         data = message.data
         if message.data_type is not DataType.JSON or not isinstance(data, dict):
             return
-        target = data.get("target")
-        if not isinstance(target, str):
+        target, name, text = data.get("target"), data.get("name"), data.get("message")
+        if not (isinstance(target, str) and isinstance(name, str) and isinstance(text, str)):
             return
         for handler in list(self._handlers.get(target.lower(), [])):
-            handler(data.get("name"), data.get("message"))
+            handler(name, text)
 
     def _finish(self, error: Exception | None) -> None:
         if self._watcher is not None:

@@ -106,6 +106,9 @@ async def test_only_chat_messages_reach_the_handlers() -> None:
     service.push({"name": "bob", "message": "x", "target": 7})
     service.push({"name": "bob", "message": "x", "target": "somethingElse"})
     service.push(["name", "message", "target"])
+    service.push({"name": 7, "message": "x", "target": "echo"})
+    service.push({"name": "bob", "message": {"text": "x"}, "target": "echo"})
+    service.push({"message": "no name", "target": "echo"})
     service.push({"name": "bob", "message": "last", "target": "echo"})
     await settle()
     assert seen.messages == [("broadcastMessage", "bob", "hi"), ("echo", "bob", "last")]
@@ -274,15 +277,16 @@ async def test_service_connection_stays_signalr_on_another_failure(app_server: A
     assert any(e.kind == "error" and "Hub is down" in e.detail for e in seen.trace)
 
 
-async def test_server_messages_of_another_shape_are_ignored_over_the_service_connection(app_server: AppServer) -> None:
+async def test_server_messages_reach_the_handlers_over_the_service_connection(app_server: AppServer) -> None:
     service, seen = FakeWebPubSub(), Recorder()
     factory = partial(WebPubSubConnection, client_factory=service.factory)
     connection = ServiceConnection(app_server.url, webpubsub_factory=factory)
     seen.attach(connection)
     await connection.start()
     service.created[0].receive(ServerMessage(DataType.JSON, {"target": "echo"}))
+    service.created[0].receive(ServerMessage(DataType.JSON, {"target": "echo", "name": "n", "message": "m"}))
     await settle()
-    assert seen.messages == [("echo", None, None)]  # the chat's own rule drops a falsy message (ChatApp._hub_message)
+    assert seen.messages == [("echo", "n", "m")]
     await connection.stop()
 
 
