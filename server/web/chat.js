@@ -593,6 +593,9 @@
         protocol: window.WebPubSubJsonReliableProtocol(),
         // A lost connection is recovered by the reliable subprotocol first; then a few new connections are tried.
         reconnectRetryOptions: { maxRetries: 3, retryDelayInMs: 1000, maxRetryDelayInMs: 5000 },
+        // A failed event is shown with a Resend button, never sent again on its own: the client's default retries
+        // would broadcast twice when only the ack was lost.
+        messageRetryOptions: { maxRetries: 0 },
       }
     );
     client.on("server-message", onServerMessage);

@@ -9,6 +9,7 @@ Screenshots go to the test's tmp dir and to ``$ARTIFACTS_DIR``.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
@@ -336,6 +337,32 @@ async def test_an_oversized_message_is_shown_as_not_delivered(stack: WpsStack, l
     page.find_element(By.ID, "message").send_keys("small again\n")
     await until(lambda: ("mine", "kim small again") in entries(page), "the next message")
     assert [e for e in entries(page) if e[0] == "mine"] == [("mine", "kim small again")]
+
+
+async def test_an_event_the_app_server_refuses_is_shown_once_and_not_sent_again(logged_browser: Any) -> None:
+    """A chat name over the app server's 128 characters: the event handler refuses the event (400), the service fails
+    it, and the page shows the message as not delivered with the service's reason, after one try only."""
+    running = start_wps_stack()
+    try:
+        name = "n" * 129
+        page = logged_browser()
+        page.get(running.page_url + f"?name={name}")
+        await page_status(page, "Connected", "the page to connect")
+        await until(lambda: ("system", f"{name} JOINED") in entries(page), "the JOINED line")
+        page.find_element(By.ID, "message").send_keys("hello\n")
+        notice = await until(lambda: page.find_elements(By.CSS_SELECTOR, ".undelivered-text"), "the undelivered line")
+        text = notice[0].text
+        assert text.startswith("Message not delivered: \u201chello\u201d \u2014 "), text
+        assert "InvocationFailed" in text, text
+        await asyncio.sleep(1)  # time for retries, if the page made any
+        refused = [
+            line for line in running.server.stderr().splitlines() if "POST /eventhandler" in line and " 400" in line
+        ]
+        assert len(refused) == 1, refused
+        assert len(page.find_elements(By.CSS_SELECTOR, ".undelivered")) == 1
+        assert text_of(page, "status").startswith("Connected as ")
+    finally:
+        running.stop()
 
 
 async def test_without_the_library_the_page_says_how_to_get_it(stack: WpsStack, logged_browser: Any) -> None:
