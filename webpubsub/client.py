@@ -342,13 +342,18 @@ class WebPubSubClient:
             raise WebPubSubClientError(f"start() needs a stopped client; this one is {self._state.value}")
         self._state = ClientState.CONNECTING
         self._finished = False
-        self._session = self._new_session()
+        session = self._session = self._new_session()
         try:
             socket = await self._open_new()
+            if self._state is not ClientState.CONNECTING:  # stop() was called meanwhile
+                await socket.ws.close()
+                raise NotConnected("the client was stopped while it was connecting")
         except BaseException:
-            self._state = ClientState.STOPPED
-            await self._session.close()
-            self._session = None
+            if self._state is ClientState.CONNECTING:
+                self._state = ClientState.STOPPED
+            await session.close()
+            if self._session is session:
+                self._session = None
             raise
         await self._opened(socket, new_connection=True)
         self._supervisor = asyncio.create_task(self._supervise(socket), name="webpubsub-client")

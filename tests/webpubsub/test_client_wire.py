@@ -557,3 +557,27 @@ async def test_a_fixed_url_refused_with_401_stops_reconnecting(service: FakeServ
     assert len(service.requests) == 2  # one refused attempt, not one a second forever
     assert "no longer accepted" in str(stopped[0]) and "URL provider" in str(stopped[0])
     assert client.state is ClientState.STOPPED
+
+
+async def test_stop_while_starting(service: FakeService) -> None:
+    async def slow(ws: web.WebSocketResponse, request: web.Request) -> None:
+        await asyncio.sleep(0.5)
+        if not ws.closed:
+            await ws.send_str(connected())
+        await hold(ws, 2.0)
+
+    service.scripts = [slow]
+    stopped: list[BaseException | None] = []
+    client = WebPubSubClient(service.url, on_stopped=stopped.append)
+    starting = asyncio.create_task(client.start())
+    await wait_for(lambda: len(service.requests) == 1, "the upgrade")
+    await client.stop()
+    with pytest.raises((NotConnected, WebPubSubClientError)):
+        await asyncio.wait_for(starting, 5.0)
+    assert client.state is ClientState.STOPPED and not client.is_connected
+    assert stopped == [None]
+    # It can start again afterwards.
+    client.on_stopped = None
+    await asyncio.wait_for(client.start(), 5.0)
+    assert client.is_connected
+    await client.stop()
