@@ -581,3 +581,31 @@ async def test_stop_while_starting(service: FakeService) -> None:
     await asyncio.wait_for(client.start(), 5.0)
     assert client.is_connected
     await client.stop()
+
+
+async def test_a_resume_answered_with_another_connection_is_a_new_connection(
+    service: FakeService, clients: list[WebPubSubClient]
+) -> None:
+    async def first(ws: web.WebSocketResponse, request: web.Request) -> None:
+        await ws.send_str(connected("conn-1"))
+        await ws.send_str(group_message("old", 5))
+        await asyncio.sleep(0.3)
+        await ws.close(code=1011)
+
+    async def other(ws: web.WebSocketResponse, request: web.Request) -> None:
+        await ws.send_str(connected("conn-9"))
+        await ws.send_str(group_message("new", 1))  # sequence ids start again on the new connection
+        await hold(ws)
+
+    service.scripts = [first, other]
+    seen: list[str] = []
+    messages: list[GroupMessage] = []
+    client = WebPubSubClient(
+        service.url, on_connected=lambda c: seen.append(c.connection_id), on_group_message=messages.append
+    )
+    clients.append(client)
+    await client.start()
+    await wait_for(lambda: seen == ["conn-1", "conn-9"], "the second connected callback")
+    await wait_for(lambda: [m.data for m in messages] == ["old", "new"], "the new connection's first message")
+    assert client.connection_id == "conn-9"
+    assert service.requests[1].query["awps_connection_id"] == "conn-1"
