@@ -189,6 +189,31 @@ def token(key: str, audience: str, *, expires_in: float) -> str:
     return jwt.encode(claims, key, algorithm="HS256")
 
 
+async def test_a_gateway_subscription_key_in_the_query(
+    service: Service, rest: WebPubSubServiceClient, peers: list[WpsJsPeer]
+) -> None:
+    """APIM's subscription key as the ``subscription-key`` query (the JS client cannot set WebSocket headers): without
+    it or with a wrong one the gateway refuses the upgrade (401), with it the client chats; the key is never logged."""
+    key = "WpsNodeKey0000DoNotLog1111"
+    gateway = start_gateway(service.emulator.endpoint, "--profile", "webpubsub", "--subscription-key", key)
+    try:
+        url = urlsplit(await access_url(rest, "alice"))
+        base = urlunsplit(("ws", gateway.host, url.path, url.query, ""))
+        for query in ("", "&subscription-key=wrong-key-0000"):
+            refused = await start_peer(peers, base + query, expect_start=False)
+            assert refused.error is not None and "401" in refused.error, refused.error
+        peer = await start_peer(peers, f"{base}&subscription-key={key}")
+        assert peer.url is not None and "subscription-key=***" in peer.url
+        await rest.send_to_user("alice", "through the keyed gateway", content_type="text/plain")
+        assert (await peer.next_event("server-message"))["data"] == "through the keyed gateway"
+        await peer.stop()
+        assert key not in peer.stderr()
+        await gateway.log_line(r"subscription-key=\*\*\*")
+        assert key not in gateway.stderr()
+    finally:
+        gateway.stop()
+
+
 @pytest.mark.parametrize("route", ROUTES)
 async def test_a_bad_token_is_refused_before_the_upgrade(
     service: Service, rest: WebPubSubServiceClient, peers: list[WpsJsPeer], route: str
