@@ -514,29 +514,28 @@ async def test_a_plain_json_connection_is_replaced_from_the_url_provider(
     assert not any("recovering" in e.detail for e in seen.trace if e.kind == "reconnect")
 
 
-async def test_gives_up_when_the_service_is_gone(stopper: list[Any]) -> None:
-    emulator = start_webpubsub_emulator()
-    try:
-        proxy = await TcpProxy.start(emulator.port)
-        seen = Recorder()
-        client = seen.client(
-            await access_url(emulator, port=proxy.port),
-            recovery_timeout=1.0,
-            recovery_interval=0.2,
-            reconnect_delay=0.1,
-            max_reconnect_attempts=2,
-        )
-        stopper.append(client)
-        await client.start()
-        pending = asyncio.create_task(client.send_to_group("g", "never", DataType.TEXT, timeout=20.0))
-        proxy.refuse = True
-        proxy.cut()
-        await wait_for(lambda: seen.stopped != [], "the client to give up", timeout=15.0)
-        assert client.state is ClientState.STOPPED
-        assert "2 reconnect attempts failed" in str(seen.stopped[0])
-        assert seen.disconnected == [None]
-        with pytest.raises(SendError):
-            await asyncio.wait_for(pending, 5.0)
-        await proxy.close()
-    finally:
-        emulator.stop()
+async def test_gives_up_when_the_service_is_gone(
+    emulator: WebPubSubEmulator, proxy: TcpProxy, stopper: list[Any]
+) -> None:
+    seen = Recorder()
+    client = seen.client(
+        await access_url(emulator, port=proxy.port),
+        recovery_timeout=1.0,
+        recovery_interval=0.2,
+        reconnect_delay=0.1,
+        max_reconnect_attempts=2,
+    )
+    stopper.append(client)
+    await client.start()
+    pending = asyncio.create_task(client.send_to_group("g", "never", DataType.TEXT, timeout=20.0))
+    proxy.refuse = True  # from now on nothing answers at the service's address
+    proxy.cut()
+    await wait_for(lambda: seen.stopped != [], "the client to give up", timeout=15.0)
+    assert client.state is ClientState.STOPPED
+    assert "2 reconnect attempts failed" in str(seen.stopped[0])
+    assert seen.disconnected == [None]
+    recoveries = [e for e in seen.trace if e.kind == "reconnect" and "recovering" in e.detail]
+    assert 2 <= len(recoveries) <= 7  # every 0.2 s for 1 s, then new connections: 2 attempts
+    assert len([e for e in seen.trace if e.kind == "reconnect" and "URL provider" in e.detail]) == 2
+    with pytest.raises(SendError):
+        await asyncio.wait_for(pending, 5.0)
