@@ -47,6 +47,9 @@ TRANSPORT_NAME = "Web PubSub"
 """What the status bar shows as the transport: Web PubSub has one (WebSockets), with its own subprotocol."""
 NEGOTIATE_TIMEOUT = 30.0
 RECONNECT_POLL = 0.05
+RECONNECT_ATTEMPTS = 30
+"""New connections tried (a second apart) after one is lost for good, before the chat says it is closed (the SignalR
+client likewise gives up after its reconnect delays)."""
 MAX_NEGOTIATE_BODY = 64 * 1024
 """Largest negotiate answer read (a client access URL and a hub name)."""
 
@@ -108,7 +111,9 @@ def _default_client_factory(
 ) -> WebPubSubLike:
     from webpubsub.client import WebPubSubClient
 
-    client: WebPubSubLike = WebPubSubClient(url, protocol=protocol, headers=headers, trace=trace)
+    client: WebPubSubLike = WebPubSubClient(
+        url, protocol=protocol, headers=headers, trace=trace, max_reconnect_attempts=RECONNECT_ATTEMPTS
+    )
     return client
 
 

@@ -6,19 +6,23 @@ drops is resumed (or replaced from a fresh negotiate) and the chat goes on; the 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from textual.widgets import Input
 
 from chat.app import ChatApp
-from signalr.client import ConnectionState, TransportChoice
+from chat.service_connection import ServiceConnection
+from chat.webpubsub_connection import WebPubSubConnection
+from signalr.client import ConnectionState, TraceEvent, TransportChoice
 from tests.support.processes import free_port
 from tests.support.stack import Gateway, start_gateway
 from tests.support.tui import seen, wait_until
 from tests.support.wps_emulator import WebPubSubEmulator, start_webpubsub_emulator
 from tests.support.wps_server import WebPubSubChatServer, start_webpubsub_chat_server
+from webpubsub.client import WebPubSubClient
 
 SIZE = (120, 36)
 KEY = "wps-e2e-subscription-key-0123456789"
@@ -131,5 +135,50 @@ async def test_the_subscription_key_goes_on_the_websocket_upgrade(stack: WpsStac
         await wait_until(pilot, lambda: bool(app.trace_panel.plain_rows), what="trace rows")
         assert not any(KEY in r for r in app.trace_panel.plain_rows)
         assert KEY not in " ".join(app.chat_log.plain_lines) and KEY not in status(app)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
+def impatient_client(
+    url: str | Callable[[], Awaitable[str]],
+    *,
+    protocol: str,
+    headers: Mapping[str, str] | None,
+    trace: Callable[[TraceEvent], None] | None,
+) -> WebPubSubClient:
+    """Our client with short recovery and two reconnect attempts (the chat's own gives up after about a minute)."""
+    return WebPubSubClient(
+        url,
+        protocol=protocol,
+        headers=headers,
+        trace=trace,
+        recovery_timeout=1.0,
+        recovery_interval=0.2,
+        reconnect_delay=0.2,
+        max_reconnect_attempts=2,
+    )
+
+
+async def test_the_chat_says_when_the_client_gives_up(stack: WpsStack) -> None:
+    factory = partial(
+        ServiceConnection, webpubsub_factory=partial(WebPubSubConnection, client_factory=impatient_client)
+    )
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="walt", connection_factory=factory)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "walt JOINED"), timeout=20, what="the JOINED line")
+        stack.gateway.process.popen.send_signal(signal.SIGKILL)  # and it does not come back
+        stack.gateway.process.popen.wait(10)
+        await wait_until(pilot, lambda: seen(app, "Connection closed:"), timeout=20, what="the final close")
+        assert seen(app, "2 reconnect attempts failed") and seen(app, "press ctrl+r to reconnect")
+        assert app.connection is not None and app.connection.state is ConnectionState.DISCONNECTED
+        assert "Disconnected" in status(app)
+        await pilot.press(*"anyone?", "enter")
+        await wait_until(
+            pilot, lambda: seen(app, "Cannot send data if the connection is not in the 'Connected' State.")
+        )
+        # The gateway is back: ctrl+r connects again (negotiate, the Web PubSub answer, a new client).
+        stack.restart_gateway()
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: " ".join(app.chat_log.plain_lines).count("walt JOINED") == 2, timeout=20)
         await pilot.press("ctrl+q")
         await pilot.pause()
