@@ -5,7 +5,9 @@ drops is resumed (or replaced from a fresh negotiate) and the chat goes on; the 
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +25,9 @@ from tests.support.tui import seen, wait_until
 from tests.support.wps_emulator import WebPubSubEmulator, start_webpubsub_emulator
 from tests.support.wps_server import WebPubSubChatServer, start_webpubsub_chat_server
 from webpubsub.client import WebPubSubClient
+from webpubsub.tokens import mint_client_token
+
+from .fake_webpubsub import negotiate_server
 
 SIZE = (120, 36)
 KEY = "wps-e2e-subscription-key-0123456789"
@@ -182,3 +187,22 @@ async def test_the_chat_says_when_the_client_gives_up(stack: WpsStack) -> None:
         await wait_until(pilot, lambda: " ".join(app.chat_log.plain_lines).count("walt JOINED") == 2, timeout=20)
         await pilot.press("ctrl+q")
         await pilot.pause()
+
+
+async def test_an_expired_client_access_url_is_refused_with_the_reason(stack: WpsStack) -> None:
+    # An app server that hands out a token that expired an hour ago: the service refuses the upgrade (401).
+    audience = f"{stack.emulator.endpoint}/client/hubs/chat"
+    expired = mint_client_token(stack.emulator.access_key, audience, lifetime=60, now=time.time() - 3600)
+    body = json.dumps({"service": "webpubsub", "hub": "chat", "url": f"{audience}?access_token={expired}"}).encode()
+    body = body.replace(b'"http://', b'"ws://')
+    async with negotiate_server(lambda n: (200, body)) as server:
+        app = ChatApp(server.url, TransportChoice.WEBSOCKETS, name="xena")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: seen(app, "Could not connect"), timeout=20, what="the refusal")
+            assert seen(app, "401") and seen(app, "press ctrl+r to retry")
+            await pilot.press("f12")
+            await wait_until(pilot, lambda: bool(app.trace_panel.plain_rows), what="trace rows")
+            assert not any(expired in r or expired[:30] in r for r in app.trace_panel.plain_rows)
+            assert expired not in " ".join(app.chat_log.plain_lines)
+            await pilot.press("ctrl+q")
+            await pilot.pause()
