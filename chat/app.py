@@ -853,7 +853,7 @@ class ChatApp(App[None]):
         name = host_of(connected_url).lower()
         if self.gateway_profile is not None or ".azure-api.net" in name:
             return "via gateway"
-        if ".service.signalr.net" in name:
+        if ".service.signalr.net" in name or ".webpubsub.azure.com" in name:
             return "(service, direct)"
         return "via ClientEndpoint"
 

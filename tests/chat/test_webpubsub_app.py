@@ -5,6 +5,7 @@ the end-to-end test uses the real one against real processes).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from functools import partial
@@ -177,3 +178,23 @@ async def test_the_demo_knows_the_service_before_connecting(app_server: AppServe
         assert "APIM webpubsub" in status(app) and "via gateway" in status(app)
         await pilot.press("ctrl+q")
         await pilot.pause()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("wss://res.webpubsub.azure.com/client/hubs/chat", "res.webpubsub.azure.com (service, direct)"),
+        ("wss://apim1.azure-api.net/client/hubs/chat", "apim1.azure-api.net via gateway"),
+        ("ws://127.0.0.1:8889/client/hubs/chat", "127.0.0.1:8889 via ClientEndpoint"),
+    ],
+)
+async def test_the_connected_line_says_whose_host_it_is(url: str, shown: str) -> None:
+    answer = json.dumps({"service": "webpubsub", "hub": "chat", "url": f"{url}?access_token={TOKEN}"}).encode()
+    async with negotiate_server(lambda n: (200, answer)) as server:
+        app = make_app(server, FakeWebPubSub())
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: seen(app, "alice JOINED"))
+            assert seen(app, f"Connected with Web PubSub and {SUBPROTOCOL} to {shown}")
+            await wait_until(pilot, lambda: f"→ {shown} │" in status(app), what="the status bar")
+            await pilot.press("ctrl+q")
+            await pilot.pause()
