@@ -20,7 +20,7 @@ test: $(PY_STAMP) $(NODE_STAMP) $(WPS_BUNDLE) browser lint
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict signalr webpubsub emulator gateway server chat bench
+	$(BIN)/mypy --strict signalr webpubsub emulator gateway server chat bench flow
 
 format: $(PY_STAMP)
 	$(BIN)/ruff format .
