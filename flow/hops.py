@@ -155,6 +155,12 @@ class Hop:
     count: int | None = None
     bytes: int | None = None
 
+    @property
+    def started(self) -> float:
+        """When the hop began: ``at`` less its duration (``at`` when it has none). Journeys are ordered by it, so a
+        request drawn before what its handler did (an upstream POST before the REST call made while answering it)."""
+        return self.at - self.duration_ms / 1000 if self.duration_ms else self.at
+
     @classmethod
     def make(
         cls,
