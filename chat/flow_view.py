@@ -1,0 +1,355 @@
+"""The Flow view (F11): one chat message's journey as a text sequence diagram.
+
+Five lifelines — Client (this chat), App server, APIM, Service, Other clients — and one row per hop: the arrow between
+two lifelines, then the hop's label, status and latency. The lifelines narrow on a small terminal (80 columns) so the
+labels keep their room. Above the diagram, what a learner compares between runs: the service (SignalR or Web PubSub),
+how the service reaches the app server (Default mode's server connection, Serverless mode's upstream POST, Web
+PubSub's event handler POST) and the transport through APIM (WebSockets, ServerSentEvents, LongPolling).
+
+Everything here is built from plain strings into ``rich.text.Text`` (never markup), and every label passes through
+:func:`chat.widgets.printable`, so neither a peer's message nor a hop's label can reach the terminal as escape codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static
+
+from flow.hops import Hop, Lifeline
+
+from .widgets import printable
+
+__all__ = [
+    "LIFELINES",
+    "OUTSIDE_THE_DEMO",
+    "FlowContext",
+    "FlowPanel",
+    "Layout",
+    "journey_facts",
+    "layout_for",
+    "render_diagram",
+    "render_header",
+    "render_hop",
+]
+
+LIFELINES: tuple[Lifeline, ...] = (
+    Lifeline.CLIENT,
+    Lifeline.APP,
+    Lifeline.APIM,
+    Lifeline.SERVICE,
+    Lifeline.OTHERS,
+)
+"""The five lifelines, left to right."""
+
+OUTSIDE_THE_DEMO = "Server hops need the local stack (chat-demo): a real Azure service and APIM do not report them."
+"""What the view says when the chat has no flow stream (a real Azure service): only the client's own hops show."""
+
+_ROLE_STYLES = {"client": "cyan", "app": "green", "apim": "magenta", "service": "yellow"}
+_STATUS_WIDTH = 4
+_TIME_WIDTH = 7
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How wide each lifeline's lane is and what its header says, for one width of the view."""
+
+    lane: int
+    names: tuple[str, ...]
+    offsets: bool
+    """Whether each row also shows the time since the journey's first hop (``+12.3``)."""
+
+    @property
+    def lanes_width(self) -> int:
+        """The lanes' cells: up to the last lifeline, and room for the last name past it."""
+        return self.center(LIFELINES[-1]) + 1 + max(3, (len(self.names[-1]) + 1) // 2)
+
+    def center(self, lifeline: Lifeline) -> int:
+        """The column of ``lifeline``'s vertical line inside the lanes."""
+        return LIFELINES.index(lifeline) * self.lane + (self.lane - 1) // 2
+
+
+_NARROW = Layout(5, ("You", "App", "APIM", "Svc", "Others"), offsets=False)
+_MEDIUM = Layout(8, ("You", "App", "APIM", "Service", "Others"), offsets=False)
+_WIDE = Layout(10, ("Client", "App server", "APIM", "Service", "Others"), offsets=True)
+_LABEL_LINES = 3
+"""A label longer than its column wraps onto at most this many rows (the last one cut with ``…``)."""
+
+
+def layout_for(width: int) -> Layout:
+    """The layout for a view ``width`` cells wide: short lifeline names under 100 cells, full ones from 115."""
+    if width >= 115:
+        return _WIDE
+    if width >= 96:
+        return _MEDIUM
+    return _NARROW
+
+
+def _label_width(layout: Layout, width: int) -> int:
+    fixed = layout.lanes_width + 1 + 1 + _STATUS_WIDTH + 1 + _TIME_WIDTH
+    if layout.offsets:
+        fixed += _TIME_WIDTH + 1
+    return max(12, width - fixed)
+
+
+def _wrap(text: str, width: int, lines: int = _LABEL_LINES) -> list[str]:
+    """``text`` printable, in rows of at most ``width`` cells (words kept whole when they fit), at most ``lines`` rows;
+    the last row ends with ``…`` when text was left out."""
+    words = printable(" ".join(text.split()), 400).split(" ")
+    rows: list[str] = []
+    current = ""
+    for word in words:
+        while len(word) > width:  # a word longer than the column is split
+            if current:
+                rows.append(current)
+                current = ""
+            rows.append(word[:width])
+            word = word[width:]
+        if not current:
+            current = word
+        elif len(current) + 1 + len(word) <= width:
+            current = f"{current} {word}"
+        else:
+            rows.append(current)
+            current = word
+    if current or not rows:
+        rows.append(current)
+    if len(rows) > lines:
+        rows = rows[:lines]
+        last = rows[-1]
+        rows[-1] = (last if len(last) < width else last[: width - 1]) + "…"
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value >= 10_000:
+        return f"{value / 1000:.0f} s"
+    if value >= 1000:
+        return f"{value / 1000:.1f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    return f"{value:.1f} ms"
+
+
+def render_header(width: int) -> Text:
+    """The row naming the lifelines over their lanes, then the columns of the hop rows."""
+    layout = layout_for(width)
+    cells = [" "] * layout.lanes_width
+    for lifeline, name in zip(LIFELINES, layout.names, strict=True):
+        start = max(0, min(layout.center(lifeline) - (len(name) - 1) // 2, layout.lanes_width - len(name)))
+        start = max(start, LIFELINES.index(lifeline) * layout.lane)
+        shown = name if lifeline is LIFELINES[-1] else name[: layout.lane]
+        for offset, char in enumerate(shown):
+            cells[start + offset] = char
+    label_width = _label_width(layout, width)
+    text = Text("".join(cells) + " ", style="bold")
+    if layout.offsets:
+        text.append(f"{'at':>{_TIME_WIDTH}} ", style="bold")
+    text.append(f"{'hop':<{label_width}} {'stat':>{_STATUS_WIDTH}} {'took':>{_TIME_WIDTH}}", style="bold")
+    text.no_wrap = True
+    return text
+
+
+def _arrow(hop: Hop, layout: Layout) -> str:
+    cells = list(_lifelines(layout))
+    source, target = layout.center(hop.source), layout.center(hop.target)
+    if source == target:
+        cells[source] = "↻"
+        return "".join(cells)
+    step = 1 if target > source else -1
+    for column in range(source + step, target, step):
+        cells[column] = "┼" if cells[column] == "│" else "─"
+    cells[source] = "├" if step > 0 else "┤"
+    cells[target] = "▶" if step > 0 else "◀"
+    return "".join(cells)
+
+
+def render_hop(hop: Hop, width: int, first_at: float | None = None) -> Text:
+    """One hop: the arrow across the lanes, the label, the status and the hop's own latency (``took``); on a wide view
+    also when it began, in ms after ``first_at``.
+
+    A label longer than its column goes on under itself, beside the bare lifelines (at most three rows).
+    """
+    layout = layout_for(width)
+    label_width = _label_width(layout, width)
+    style = _ROLE_STYLES.get(str(hop.role.value), "")
+    failed = hop.status is not None and hop.status >= 400
+    label = hop.label
+    if hop.count is not None and str(hop.count) not in label:
+        label = f"{label} ({hop.count} recipients)"
+    rows = _wrap(label, label_width)
+    text = Text(_arrow(hop, layout), style=style)
+    text.append(" ")
+    if layout.offsets:
+        offset = "" if first_at is None else f"+{max(0.0, (hop.started - first_at) * 1000):.1f}"
+        text.append(f"{offset:>{_TIME_WIDTH}} ", style="dim")
+    text.append(f"{rows[0]:<{label_width}} ", style="red" if failed else "")
+    status = "" if hop.status is None else str(hop.status)
+    text.append(f"{status:>{_STATUS_WIDTH}} ", style="bold red" if failed else "dim")
+    text.append(f"{_ms(hop.duration_ms):>{_TIME_WIDTH}}")
+    lifelines = _lifelines(layout)
+    for row in rows[1:]:
+        text.append("\n" + lifelines + " ", style="dim")
+        if layout.offsets:
+            text.append(" " * (_TIME_WIDTH + 1))
+        text.append(row, style="red" if failed else "")
+    text.no_wrap = True
+    return text
+
+
+def _lifelines(layout: Layout) -> str:
+    cells = [" "] * layout.lanes_width
+    for lifeline in LIFELINES:
+        cells[layout.center(lifeline)] = "│"
+    return "".join(cells)
+
+
+def render_diagram(hops: Sequence[Hop], width: int) -> Text:
+    """Every hop of a journey in the order each began (``Hop.started``), one row each; ``+ms`` (wide views) counts from
+    the first hop's start. The header is :func:`render_header`."""
+    ordered = sorted(hops, key=lambda hop: hop.started)
+    first = ordered[0].started if ordered else None
+    rows = Text("\n").join(render_hop(hop, width, first) for hop in ordered)
+    rows.no_wrap = True
+    return rows
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    """What the chat knows of its own connection, for the facts a journey's hops do not say."""
+
+    service: str | None = None
+    """``signalr`` or ``webpubsub``."""
+    mode: str | None = None
+    """``default`` or ``serverless`` (SignalR only)."""
+    transport: str | None = None
+    """The transport in use (``WebSockets``, ``ServerSentEvents``, ``LongPolling``, Web PubSub's ``WebSocket``)."""
+    via_gateway: bool = True
+    """Whether the client goes through APIM (the gateway) to the service."""
+
+
+_SERVICE_NAMES = {"signalr": "Azure SignalR Service", "webpubsub": "Azure Web PubSub"}
+_PATHS = {
+    "default": "Default mode: the service hands the message to the app server over a server connection the app "
+    "server opened (no HTTP request per message); the hub's broadcast comes back the same way",
+    "serverless": "Serverless mode: the service POSTs the invocation to the app server's /upstream webhook; the "
+    "hub's broadcast comes back as a REST call to the service",
+    "webpubsub": "Web PubSub: the service POSTs the user event (a CloudEvent) to the app server's event handler; "
+    "the app server sends to everyone through the service's REST API",
+}
+_TRANSPORTS = {
+    "WebSockets": "WebSockets: one upgraded connection carries the frames both ways",
+    "ServerSentEvents": "ServerSentEvents: the service pushes on one event stream; each message sent is its own POST",
+    "LongPolling": "LongPolling: each message sent is a POST; messages arrive as answers to the client's next poll",
+}
+_WEBPUBSUB_TRANSPORT = "one WebSocket, reliable JSON subprotocol (acks, sequence ids)"
+
+
+def _first(hops: Sequence[Hop], attribute: str) -> str | None:
+    for hop in hops:
+        value = getattr(hop, attribute)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def journey_facts(hops: Sequence[Hop], context: FlowContext) -> tuple[str, str]:
+    """The journey's service, mode and transport on one line, and the path behind the service explained.
+
+    The hops' own fields win; the chat's ``context`` fills what they do not say.
+    """
+    service = _first(hops, "service") if hops else None
+    service = service or context.service or "signalr"
+    mode = _first(hops, "mode") or context.mode
+    client_transport = next((hop.transport for hop in hops if hop.role.value == "client" and hop.transport), None)
+    transport = client_transport or _first(hops, "transport") or context.transport
+    via = " through APIM" if context.via_gateway else " straight to the service"
+    parts = [_SERVICE_NAMES.get(service, service)]
+    if service == "webpubsub":
+        parts.append("event handler")
+        parts.append(f"WebSocket{via}")
+        path = _PATHS["webpubsub"] + "; " + _WEBPUBSUB_TRANSPORT
+    else:
+        parts.append(f"{mode.capitalize()} mode" if mode else "mode unknown")
+        parts.append(f"{transport or 'transport unknown'}{via}")
+        explained = [_PATHS[mode]] if mode in _PATHS else []
+        if transport in _TRANSPORTS:
+            explained.append(_TRANSPORTS[transport])
+        path = "; ".join(explained)
+    return " · ".join(parts), path
+
+
+class FlowPanel(Vertical):
+    """The Flow view: a title line, the service/mode/transport line, the lifeline header and the hop rows.
+
+    Call :meth:`show` with the hops to draw (or none) and a caption; the panel redraws itself when its width changes.
+    Nothing is rendered while the panel is hidden: the app calls :meth:`show` again when it becomes visible.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.hops: tuple[Hop, ...] = ()
+        self.caption = ""
+        self.context = FlowContext()
+        self.note = ""
+        self._drawn_width = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="flow-caption")
+        yield Static("", id="flow-facts")
+        yield Static("", id="flow-header")
+        with VerticalScroll(id="flow-body"):
+            yield Static("", id="flow-rows")
+        yield Static("", id="flow-note")
+
+    def show(self, hops: Sequence[Hop], caption: str, context: FlowContext, note: str = "") -> None:
+        """Draw ``hops`` (one journey, any order) under ``caption``; ``note`` is the line under the diagram."""
+        self.hops = tuple(sorted(hops, key=lambda hop: hop.started))
+        self.caption = caption
+        self.context = context
+        self.note = note
+        if self.display and self.is_mounted:
+            self.redraw()
+
+    @property
+    def view_width(self) -> int:
+        """The cells a row may use (the panel's content width, at least 60; 80 before the first layout)."""
+        width = self.content_region.width
+        return max(60, width - 1) if width else 80
+
+    def redraw(self) -> None:
+        """Render the current hops at the current width."""
+        width = self.view_width
+        self._drawn_width = width
+        facts, path = journey_facts(self.hops, self.context)
+        self.query_one("#flow-caption", Static).update(Text(printable(self.caption, 300), style="bold"))
+        facts_text = Text(facts, style="bold magenta")
+        if path:
+            facts_text.append("\n" + path, style="italic")
+        self.query_one("#flow-facts", Static).update(facts_text)
+        self.query_one("#flow-header", Static).update(render_header(width))
+        rows = render_diagram(self.hops, width) if self.hops else Text("no hop yet: send a message", style="dim")
+        self.query_one("#flow-rows", Static).update(rows)
+        self.query_one("#flow-note", Static).update(Text(printable(self.note, 300), style="dim italic"))
+        self.query_one("#flow-body", VerticalScroll).scroll_end(animate=False, immediate=False)
+
+    def on_resize(self) -> None:
+        if self.display and self.is_mounted and self.view_width != self._drawn_width:
+            self.redraw()
+
+    @property
+    def plain_rows(self) -> list[str]:
+        """The hop rows as plain text, as drawn at the current width."""
+        return render_diagram(self.hops, self.view_width).plain.splitlines() if self.hops else []
+
+
+def stamp(at: float) -> str:
+    """``HH:MM:SS`` of ``at`` (a ``time.time()`` value), for captions."""
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S")
