@@ -5,6 +5,8 @@
 // "url": <client access URL>}): then the page talks through the official @azure/web-pubsub-client (reliable JSON
 // subprotocol), sends the events broadcastMessage/echo with {name, message} and shows the server's
 // {name, message, target} messages as the SignalR hub's calls.
+// When the app server streams hop events (GET /flow/info, GET /flow: chat-demo's local stack), the page draws its own
+// latest message's journey as a Mermaid sequence diagram under the chat (see "Flow" below).
 "use strict";
 
 (function () {
@@ -23,6 +25,10 @@
   // transport it selected. Log messages are stable text, unlike the minified class names.
   let lastHost = "";
   let lastTransport = "";
+  // The next invocationId of connection.invoke (SignalR) and ackId of sendEvent (Web PubSub): the flow id's parts.
+  let nextInvocationId = 0;
+  let nextAckId = 1;
+  let wpsConnectionId = null;
 
   // Secrets must never reach the screen or the console (subscription key, access token).
   function redact(text) {
@@ -219,9 +225,18 @@
       showUndelivered(target, text, "Not connected.");
       return;
     }
-    connection.invoke(target, username, text).catch(function (e) {
-      showUndelivered(target, text, redact(e.message));
-    });
+    // The client numbers its invocations "0", "1", … per HubConnection (HubConnection._createInvocation); the page
+    // makes one HubConnection and calls nothing else that takes a number, so this is the invocationId on the wire.
+    const invocationId = String(nextInvocationId++);
+    flowSent(target, text, connection.connectionId, invocationId);
+    connection
+      .invoke(target, username, text)
+      .then(function () {
+        flowCompleted(invocationId);
+      })
+      .catch(function (e) {
+        showUndelivered(target, text, redact(e.message));
+      });
   }
 
   function showUndelivered(target, text, reason) {
@@ -422,8 +437,14 @@
       builder = builder.withHubProtocol(hubProtocolChoice.value);
     }
     connection = builder.build();
-    connection.on("broadcastMessage", messageCallback);
-    connection.on("echo", messageCallback);
+    connection.on("broadcastMessage", function (name, message) {
+      flowReceived("broadcastMessage", name, message);
+      messageCallback(name, message);
+    });
+    connection.on("echo", function (name, message) {
+      flowReceived("echo", name, message);
+      messageCallback(name, message);
+    });
     connection.onclose(function (error) {
       if (error && error.message) {
         console.error(redact(error.message));
@@ -445,6 +466,7 @@
     }
     setStatus("Connected as " + username + " · " + (lastTransport || "unknown transport") + " via " + lastHost, "ok");
     connection.send("broadcastMessage", "_SYSTEM_", username + " JOINED");
+    startFlow("signalr");
   }
 
   // ---- Azure Web PubSub ----------------------------------------------------------------------------------------
@@ -551,11 +573,20 @@
 
   // A message counts as delivered when the service acknowledged the event (the event handler took it); one that
   // was not is shown with what was typed and a Resend button, as on SignalR.
+  // The page gives each event its ackId (the client's own would be the same 1, 2, …): the flow id needs it before the
+  // ack comes back. https://learn.microsoft.com/javascript/api/@azure/web-pubsub-client/sendeventoptions
   function deliverWebPubSub(target, text) {
-    wpsClient.sendEvent(target, { name: username, message: text }, "json").catch(function (e) {
-      const detail = e && e.errorDetail ? " " + e.errorDetail.name + ": " + e.errorDetail.message : "";
-      showUndelivered(target, text, redact(((e && e.message) || String(e)) + detail));
-    });
+    const ackId = nextAckId++;
+    flowSent(target, text, wpsConnectionId, String(ackId));
+    wpsClient
+      .sendEvent(target, { name: username, message: text }, "json", { ackId: ackId })
+      .then(function () {
+        flowCompleted(String(ackId));
+      })
+      .catch(function (e) {
+        const detail = e && e.errorDetail ? " " + e.errorDetail.name + ": " + e.errorDetail.message : "";
+        showUndelivered(target, text, redact(((e && e.message) || String(e)) + detail));
+      });
   }
 
   // The server's messages: JSON {name, message, target} with target broadcastMessage or echo and two strings, shown
@@ -569,6 +600,7 @@
     if (typeof data.name !== "string" || typeof data.message !== "string") {
       return;
     }
+    flowReceived(data.target, data.name, data.message);
     messageCallback(data.name, data.message);
   }
 
@@ -599,7 +631,8 @@
       }
     );
     client.on("server-message", onServerMessage);
-    client.on("connected", function () {
+    client.on("connected", function (event) {
+      wpsConnectionId = event && typeof event.connectionId === "string" ? event.connectionId : null;
       setStatus("Connected as " + username + " · Web PubSub via " + wpsHost, "ok");
     });
     client.on("disconnected", function (event) {
@@ -629,10 +662,517 @@
     wpsClient = client;
     setStatus("Connected as " + username + " · Web PubSub via " + wpsHost, "ok");
     client
-      .sendEvent("broadcastMessage", { name: "_SYSTEM_", message: username + " JOINED" }, "json")
+      .sendEvent("broadcastMessage", { name: "_SYSTEM_", message: username + " JOINED" }, "json", { ackId: nextAckId++ })
       .catch(function (e) {
         console.warn("[web-pubsub] " + redact((e && e.message) || String(e)));
       });
+    startFlow("webpubsub");
+  }
+
+  // ---- Flow: the journey of the page's latest message ------------------------------------------------------------
+  // The app server of the local stack (chat-demo) collects every role's hop events and streams them: GET /flow/info
+  // answers when it does, GET /flow is an event stream of hops (JSON, one per event). The page keeps the hops whose
+  // flow id is its latest message's, plus the gateway's hops of its connection while the message travels, adds its
+  // own (the send, the delivery back, the completion), and draws them as a Mermaid sequence diagram: the five
+  // lifelines in a fixed order, one arrow per hop. The flow id is the first 16 hex digits of
+  // SHA-256("<connectionId>:<invocationId or ackId>"), as every role computes it (docs/architecture.md §3).
+
+  const MERMAID_BUNDLE = "/lib/mermaid.min.js";
+  const LIFELINES = [
+    ["client", "Client"],
+    ["app", "App server"],
+    ["apim", "APIM"],
+    ["service", "Service"],
+    ["others", "Other clients"],
+  ];
+  const LIFELINE_IDS = LIFELINES.map(function (pair) {
+    return pair[0];
+  });
+  const HOP_KINDS = [
+    "negotiate",
+    "redirect",
+    "connect",
+    "upgrade",
+    "send",
+    "relay",
+    "invoke",
+    "upstream",
+    "server-connection",
+    "rest",
+    "fan-out",
+    "deliver",
+    "poll",
+  ];
+  // Bounds: hops kept from the stream, the largest event read, a label's length, hops drawn for one message.
+  const MAX_HOPS = 2000;
+  const MAX_EVENT = 8192;
+  const MAX_LABEL = 120;
+  const MAX_DRAWN = 60;
+  const NO_LOCAL_STACK = "Server hops need the local stack (chat-demo): a real Azure service and APIM do not report them.";
+
+  const flow = {
+    enabled: false,
+    service: "signalr",
+    hops: [], // from the stream, validated, oldest first
+    mine: null, // the latest message: {target, text, connectionId, messageId, flowId, sentAt, doneAt, own: [hops]}
+    mermaid: null, // a promise of the Mermaid API once loaded
+    drawing: false,
+    dirty: false,
+    renders: 0,
+  };
+
+  function nowSeconds() {
+    return Date.now() / 1000;
+  }
+
+  async function flowIdOf(connectionId, messageId) {
+    const bytes = new TextEncoder().encode(connectionId + ":" + messageId);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    let hex = "";
+    for (let i = 0; i < 8; i++) {
+      hex += digest[i].toString(16).padStart(2, "0");
+    }
+    return hex;
+  }
+
+  // A hop from the stream as the page uses it, or null when it is not one (anything malformed is dropped).
+  function readHop(text) {
+    if (typeof text !== "string" || text.length > MAX_EVENT) {
+      return null;
+    }
+    let hop;
+    try {
+      hop = JSON.parse(text);
+    } catch (e) {
+      return null;
+    }
+    if (!hop || typeof hop !== "object" || Array.isArray(hop)) {
+      return null;
+    }
+    if (typeof hop.at !== "number" || !isFinite(hop.at) || typeof hop.label !== "string") {
+      return null;
+    }
+    if (LIFELINE_IDS.indexOf(hop.source) === -1 || LIFELINE_IDS.indexOf(hop.target) === -1) {
+      return null;
+    }
+    if (HOP_KINDS.indexOf(hop.kind) === -1) {
+      return null;
+    }
+    const optional = {
+      status: "number",
+      duration_ms: "number",
+      count: "number",
+      bytes: "number",
+      flow_id: "string",
+      connection_id: "string",
+      transport: "string",
+      mode: "string",
+      service: "string",
+      role: "string",
+    };
+    const out = { at: hop.at, source: hop.source, target: hop.target, kind: hop.kind, label: hop.label.slice(0, MAX_LABEL) };
+    for (const key of Object.keys(optional)) {
+      const value = hop[key];
+      if (value === undefined || value === null) {
+        out[key] = null;
+      } else if (typeof value !== optional[key] || (typeof value === "number" && !isFinite(value))) {
+        return null;
+      } else {
+        out[key] = typeof value === "string" ? value.slice(0, 200) : value;
+      }
+    }
+    return out;
+  }
+
+  function showFlowNote(text) {
+    const note = document.getElementById("flow-note");
+    note.textContent = text;
+    note.hidden = !text;
+    document.getElementById("flow").hidden = false;
+  }
+
+  // Asks the app server whether it streams hops; subscribes when it does, says why there is no diagram when not.
+  // The page says beforehand (data-flow="on", set by the app server started with --flow-port): a page of a server
+  // without the stream never asks, so its console shows no failed request.
+  async function startFlow(service) {
+    flow.service = service;
+    if (document.body.dataset.flow !== "on") {
+      showFlowNote(NO_LOCAL_STACK);
+      return;
+    }
+    let info = null;
+    try {
+      const response = await fetch("/flow/info", { cache: "no-store" });
+      info = response.ok ? await response.json() : null;
+    } catch (e) {
+      info = null;
+    }
+    if (!info || info.enabled !== true || typeof EventSource !== "function") {
+      showFlowNote(NO_LOCAL_STACK);
+      return;
+    }
+    flow.enabled = true;
+    document.getElementById("flow").hidden = false;
+    showFlowNote("Send a message to see its journey.");
+    const stream = new EventSource("/flow");
+    stream.onmessage = function (event) {
+      const hop = readHop(event.data);
+      if (!hop) {
+        return;
+      }
+      flow.hops.push(hop);
+      if (flow.hops.length > MAX_HOPS) {
+        flow.hops.splice(0, flow.hops.length - MAX_HOPS);
+      }
+      const mine = flow.mine;
+      if (mine && (hop.flow_id ? hop.flow_id === mine.flowId : hop.at >= mine.sentAt - LEAD_S)) {
+        scheduleDraw();
+      }
+    };
+  }
+
+  // One of the page's own hops (role client), ending now. Like the terminal chat's (chat/client_hops.py), a message
+  // coming back says in its label how long after the send it came; the hop itself has no duration.
+  function clientHop(source, target, kind, label) {
+    return {
+      at: nowSeconds(),
+      role: "client",
+      source: source,
+      target: target,
+      kind: kind,
+      label: label,
+      status: null,
+      duration_ms: null,
+      flow_id: null,
+      connection_id: null,
+      transport: flow.service === "webpubsub" ? "WebSockets" : lastTransport || null,
+      mode: null,
+      service: flow.service,
+      count: null,
+      bytes: null,
+    };
+  }
+
+  // Where the client's frames go first: the gateway when there is one (a ClientEndpoint), else the service.
+  function firstStop() {
+    return viaGateway ? "apim" : "service";
+  }
+
+  function sinceSent(mine) {
+    return ", " + ((nowSeconds() - mine.sentAt) * 1000).toFixed(1) + " ms after it was sent";
+  }
+
+  // The page sent a message: it becomes the one drawn. `messageId` is its invocationId (SignalR) or ackId (Web PubSub).
+  function flowSent(target, text, connectionId, messageId) {
+    if (!flow.enabled) {
+      return;
+    }
+    const how = flow.service === "webpubsub" ? "sendEvent" : "invoke";
+    const sent = clientHop("client", firstStop(), "send", target + " #" + messageId + " (" + how + ")");
+    const mine = {
+      target: target,
+      text: text,
+      connectionId: connectionId,
+      messageId: messageId,
+      flowId: null,
+      sentAt: sent.at,
+      doneAt: null,
+      own: [sent],
+    };
+    flow.mine = mine;
+    const section = document.getElementById("flow");
+    section.dataset.connectionId = connectionId || "";
+    section.dataset.messageId = messageId;
+    delete section.dataset.flowId;
+    if (!connectionId) {
+      showFlowNote("No connection id: this message's server hops cannot be matched.");
+      scheduleDraw();
+      return;
+    }
+    flowIdOf(connectionId, messageId).then(function (id) {
+      mine.flowId = id;
+      if (flow.mine === mine) {
+        document.getElementById("flow").dataset.flowId = id;
+        scheduleDraw();
+      }
+    });
+  }
+
+  // The page's own message came back (the broadcast, or the echo to its caller).
+  function flowReceived(target, name, message) {
+    const mine = flow.mine;
+    if (!flow.enabled || !mine || mine.doneAt !== null || name !== username || target !== mine.target) {
+      return;
+    }
+    const expected = target === "echo" ? mine.text + " (echo from server)" : mine.text;
+    if (message !== expected) {
+      return;
+    }
+    const hop = clientHop(firstStop(), "client", "deliver", target + " arrived back" + sinceSent(mine));
+    mine.doneAt = hop.at;
+    mine.own.push(hop);
+    scheduleDraw();
+  }
+
+  // The hub's completion (SignalR) or the service's ack (Web PubSub) of the latest message.
+  function flowCompleted(messageId) {
+    const mine = flow.mine;
+    if (!flow.enabled || !mine || mine.messageId !== messageId) {
+      return;
+    }
+    const what = flow.service === "webpubsub" ? "ack of #" : "completion of #";
+    mine.own.push(clientHop(firstStop(), "client", "deliver", what + messageId + sinceSent(mine)));
+    scheduleDraw();
+  }
+
+  // Hops that set a connection up never join a message's journey (flow/journey.py CONNECTION_KINDS).
+  const CONNECTION_KINDS = ["negotiate", "redirect", "connect", "upgrade"];
+  // Seconds a hop without a flow id may precede the journey's first hop, and follow its last (flow/journey.py).
+  const LEAD_S = 0.5;
+  const LINGER_S = 2.0;
+
+  // When a hop began: its end less its duration (flow/hops.py Hop.started). Journeys are drawn in that order.
+  function startedAt(hop) {
+    return hop.duration_ms ? hop.at - hop.duration_ms / 1000 : hop.at;
+  }
+
+  // The latest message's hops, as flow/journey.py files them: those with its flow id; then hops without a flow id
+  // (the gateway's relays) that happened while it travelled, of its connection or of none known, not the set-up of a
+  // connection, and not of a connection another message's hops name. The page's own hops join them.
+  function journeyHops() {
+    const mine = flow.mine;
+    if (!mine) {
+      return [];
+    }
+    const hops = mine.own.slice();
+    if (mine.flowId) {
+      const ours = new Set(mine.connectionId ? [mine.connectionId] : []);
+      const theirs = new Set();
+      for (const hop of flow.hops) {
+        if (hop.flow_id && hop.connection_id) {
+          (hop.flow_id === mine.flowId ? ours : theirs).add(hop.connection_id);
+        }
+      }
+      const flowHops = flow.hops.filter(function (hop) {
+        return hop.flow_id === mine.flowId;
+      });
+      const timed = hops.concat(flowHops);
+      const first = Math.min.apply(null, timed.map(startedAt));
+      const last = Math.max.apply(null, timed.map(function (hop) {
+        return hop.at;
+      }));
+      for (const hop of flow.hops) {
+        if (hop.flow_id === mine.flowId) {
+          hops.push(hop);
+        } else if (
+          !hop.flow_id &&
+          CONNECTION_KINDS.indexOf(hop.kind) === -1 &&
+          hop.at >= first - LEAD_S &&
+          hop.at <= last + LINGER_S &&
+          (!hop.connection_id || ours.has(hop.connection_id) || !theirs.has(hop.connection_id))
+        ) {
+          hops.push(hop);
+        }
+      }
+    }
+    // A stable sort: hops that began together stay in the order they came.
+    const order = hops.map(function (hop, i) {
+      return [startedAt(hop), i, hop];
+    });
+    order.sort(function (a, b) {
+      return a[0] - b[0] || a[1] - b[1];
+    });
+    return order.slice(0, MAX_DRAWN).map(function (entry) {
+      return entry[2];
+    });
+  }
+
+  // Text inside a Mermaid statement, as flow/mermaid.py escape_text writes it: letters, digits and a few harmless
+  // marks as they are, every other character as the entity code #<code point>; so that user text can never end a
+  // statement (; or a newline), open a comment or directive (%%, {}), or start markup (<) or an entity (#).
+  // https://mermaid.js.org/syntax/sequenceDiagram.html#entity-codes-to-escape-characters
+  const SAFE_MARKS = " .,:/()[]'?!@$*+=~|^_-\u00b7\u2026\u2192\u2190\u00d7";
+  const MAX_TEXT = 200;
+
+  function escapeText(text) {
+    let chars = Array.from(String(text));
+    if (chars.length > MAX_TEXT) {
+      chars = chars.slice(0, MAX_TEXT - 1).concat(["\u2026"]);
+    }
+    let out = "";
+    for (const ch of chars) {
+      const plain = /^[\p{L}\p{N}]$/u.test(ch) || SAFE_MARKS.indexOf(ch) !== -1;
+      out += plain ? ch : "#" + ch.codePointAt(0) + ";";
+    }
+    return out;
+  }
+
+  // An arrow's text (flow/mermaid.py arrow_text): the label, then the status, latency, recipients and size.
+  function arrowText(hop) {
+    const parts = [hop.label || hop.kind];
+    if (hop.status !== null && hop.label.indexOf(String(hop.status)) === -1) {
+      parts.push(String(hop.status));
+    }
+    if (hop.duration_ms !== null) {
+      parts.push(hop.duration_ms.toFixed(1) + " ms");
+    }
+    if (hop.count !== null) {
+      parts.push("\u00d7" + hop.count);
+    }
+    if (hop.bytes !== null) {
+      parts.push(hop.bytes + " B");
+    }
+    return parts.join(" \u00b7 ");
+  }
+
+  const SERVICE_NAMES = { signalr: "Azure SignalR", webpubsub: "Azure Web PubSub" };
+  const MODE_NAMES = { default: "Default mode", serverless: "Serverless mode" };
+
+  // The note over all lifelines: service, mode, transport, flow id and the time end to end.
+  function factsText(hops, flowId) {
+    const seen = { service: [], mode: [], transport: [] };
+    for (const hop of hops) {
+      for (const key of ["service", "mode", "transport"]) {
+        if (hop[key] && seen[key].indexOf(hop[key]) === -1) {
+          seen[key].push(hop[key]);
+        }
+      }
+    }
+    const words = seen.service
+      .map(function (s) {
+        return SERVICE_NAMES[s] || s;
+      })
+      .concat(
+        seen.mode.map(function (m) {
+          return MODE_NAMES[m] || m;
+        })
+      )
+      .concat(seen.transport);
+    if (flowId) {
+      words.push("flow " + flowId);
+    }
+    if (hops.length > 1) {
+      const first = Math.min.apply(null, hops.map(startedAt));
+      const last = Math.max.apply(null, hops.map(function (hop) {
+        return hop.at;
+      }));
+      words.push(Math.max(0, (last - first) * 1000).toFixed(1) + " ms end to end");
+    }
+    return words.join(" \u00b7 ");
+  }
+
+  // The journey as Mermaid sequenceDiagram text, as flow/mermaid.py sequence_diagram draws it: the chat line as the
+  // title, the five lifelines in their fixed order, the facts as a note, one arrow per hop (the service's pushes to
+  // clients as asynchronous arrows).
+  function sequenceDiagram(hops, title, flowId) {
+    const lines = ["sequenceDiagram"];
+    if (title) {
+      lines.push("    title " + escapeText(title));
+    }
+    for (const pair of LIFELINES) {
+      lines.push("    participant " + pair[0] + " as " + pair[1]);
+    }
+    const facts = factsText(hops, flowId);
+    if (facts) {
+      lines.push("    Note over client,others: " + escapeText(facts));
+    }
+    for (const hop of hops) {
+      const arrow = hop.kind === "fan-out" || hop.kind === "deliver" ? "-)" : "->>";
+      lines.push("    " + hop.source + arrow + hop.target + ": " + escapeText(arrowText(hop)));
+    }
+    if (!hops.length) {
+      lines.push("    Note over client: no hop reported yet");
+    }
+    return lines.join("\n") + "\n";
+  }
+
+  function loadMermaid() {
+    if (!flow.mermaid) {
+      flow.mermaid = (typeof window.mermaid === "object" ? Promise.resolve(true) : loadScript(MERMAID_BUNDLE)).then(
+        function (loaded) {
+          if (!loaded || !window.mermaid || typeof window.mermaid.render !== "function") {
+            return null;
+          }
+          window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "default" });
+          return window.mermaid;
+        }
+      );
+    }
+    return flow.mermaid;
+  }
+
+  // The page's Content-Security-Policy refuses inline styles (style-src 'self'), and Mermaid's SVG carries a <style>
+  // element and style attributes: they are applied through the CSSOM instead (a constructed style sheet and
+  // element.style), which the policy allows, and the SVG is imported as nodes, never as HTML.
+  function placeSvg(container, svgText) {
+    const parsed = new DOMParser().parseFromString(svgText, "image/svg+xml");
+    const svg = parsed.documentElement;
+    if (!svg || svg.nodeName !== "svg") {
+      return false;
+    }
+    let css = "";
+    for (const style of Array.from(svg.querySelectorAll("style"))) {
+      css += style.textContent;
+      style.remove();
+    }
+    for (const script of Array.from(svg.querySelectorAll("script, foreignObject script"))) {
+      script.remove();
+    }
+    const originals = [svg].concat(Array.from(svg.querySelectorAll("*")));
+    const inline = originals.map(function (node) {
+      const value = node.getAttribute("style");
+      node.removeAttribute("style");
+      return value;
+    });
+    const node = document.importNode(svg, true);
+    const copies = [node].concat(Array.from(node.querySelectorAll("*")));
+    copies.forEach(function (copy, i) {
+      if (inline[i]) {
+        copy.style.cssText = inline[i];
+      }
+    });
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(css);
+    document.adoptedStyleSheets = [sheet];
+    container.replaceChildren(node);
+    return true;
+  }
+
+  function scheduleDraw() {
+    if (flow.drawing) {
+      flow.dirty = true;
+      return;
+    }
+    flow.drawing = true;
+    setTimeout(draw, 50);
+  }
+
+  async function draw() {
+    flow.dirty = false;
+    const hops = journeyHops();
+    const container = document.getElementById("flow-diagram");
+    const mine = flow.mine;
+    const text = sequenceDiagram(hops, mine ? username + ": " + mine.text : "", mine ? mine.flowId : null);
+    const api = await loadMermaid();
+    if (!api) {
+      showFlowNote("The diagram library is missing: run make node in the project directory, then reload this page.");
+    } else {
+      try {
+        flow.renders += 1;
+        const rendered = await api.render("flow-svg-" + flow.renders, text);
+        if (placeSvg(container, rendered.svg)) {
+          container.dataset.hops = String(hops.length);
+          const waiting = flow.mine && flow.mine.flowId && hops.length === flow.mine.own.length;
+          showFlowNote(waiting ? "Waiting for the servers' hops…" : "");
+        }
+      } catch (e) {
+        console.warn("[flow] " + redact((e && e.message) || String(e)));
+      }
+    }
+    flow.drawing = false;
+    if (flow.dirty) {
+      scheduleDraw();
+    }
   }
 
   start();

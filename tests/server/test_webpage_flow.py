@@ -1,0 +1,284 @@
+"""The web page's Flow diagram in headless Chromium: the journey of the page's latest message, drawn with Mermaid.
+
+Two ways to feed the page hops:
+
+- a *front* (a small aiohttp proxy in this test) passes the page, its scripts and negotiate through to a real
+  ``chat-server`` and serves ``GET /flow/info`` and ``GET /flow`` itself, with hops the test writes: hostile labels,
+  other messages' hops and malformed events, checked one by one;
+- ``chat-demo --no-tui``, the whole local stack streaming real hops, on SignalR (WebSockets, LongPolling) and Web
+  PubSub: the diagram shows the five lifelines and the arrows of that message's journey.
+
+Assertions are on what the page renders (texts in the SVG, the flow id it computed) and on what the app server sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from flow.ids import flow_id
+from tests.support.browser import (
+    CHROMIUM_INSTALLED,
+    DriverFactory,
+    connected_status,
+    entries,
+    screenshot,
+    text_of,
+    until,
+)
+from tests.support.stack import Stack, start_stack
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM_INSTALLED,
+    reason="Chromium is not installed (Debian packages chromium and chromium-driver; `make test` installs them)",
+)
+
+LIFELINE_NAMES = ["Client", "App server", "APIM", "Service", "Other clients"]
+NO_LOCAL_STACK = "Server hops need the local stack (chat-demo)"
+# Only these headers of the app server's answers reach the page (the page's own CSP among them).
+_PASSED_HEADERS = ("Content-Type", "Content-Security-Policy", "Referrer-Policy", "X-Content-Type-Options")
+
+
+class FlowFront:
+    """A loopback HTTP front for a ``chat-server``: ``/flow/info`` and ``/flow`` are its own (a stream of the hops
+    :meth:`push` is given), everything else is passed to the app server as it is. It runs its own event loop in a
+    thread: the browser's blocking calls (``driver.get``) must not stop it."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend.rstrip("/")
+        self.streams: list[asyncio.Queue[str | None]] = []
+        self.subscriptions = 0
+        self.enabled = True
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="flow-front", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def start(self) -> FlowFront:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/flow/info", self._info)
+        app.router.add_get("/flow", self._flow)
+        app.router.add_route("*", "/{tail:.*}", self._pass)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/"
+
+    async def _close(self) -> None:
+        for queue in self.streams:
+            queue.put_nowait(None)
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def push(self, event: str) -> None:
+        """Write ``event`` (a hop's JSON, or anything) as one ``data:`` event to every open stream."""
+
+        def put() -> None:
+            for queue in self.streams:
+                queue.put_nowait(event)
+
+        self._loop.call_soon_threadsafe(put)
+
+    async def _info(self, request: web.Request) -> web.Response:
+        if not self.enabled:
+            return web.json_response({"error": "flow is off"}, status=404)
+        return web.json_response({"enabled": True, "udp": "127.0.0.1:9"})
+
+    async def _flow(self, request: web.Request) -> web.StreamResponse:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.streams.append(queue)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        self.subscriptions += 1
+        try:
+            while (event := await queue.get()) is not None:
+                await response.write(b"".join(b"data: " + line.encode() + b"\n" for line in event.split("\n")) + b"\n")
+        finally:
+            self.streams.remove(queue)
+        return response
+
+    async def _pass(self, request: web.Request) -> web.Response:
+        assert self._session is not None
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")}
+        async with self._session.request(
+            request.method, self.backend + request.path_qs, data=body, headers=headers
+        ) as answer:
+            data = await answer.read()
+            passed = {k: v for k, v in answer.headers.items() if k in _PASSED_HEADERS}
+            if request.path == "/":  # the page of an app server that streams hops
+                data = re.sub(rb'data-flow="[^"]*"', b'data-flow="on"', data)
+            return web.Response(status=answer.status, body=data, headers=passed)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    running = start_stack(cwd=tmp_path)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def front(stack: Stack) -> Iterator[FlowFront]:
+    started = FlowFront(stack.server.url).start()
+    yield started
+    started.close()
+
+
+def hop(flow: str | None, source: str, target: str, kind: str, label: str, **more: Any) -> str:
+    """A hop's JSON as the flow stream carries it (contract §1)."""
+    fields: dict[str, Any] = {
+        "at": more.pop("at", None),
+        "role": more.pop("role", "service"),
+        "source": source,
+        "target": target,
+        "kind": kind,
+        "label": label,
+        "service": more.pop("service", "signalr"),
+        "flow_id": flow,
+        **more,
+    }
+    return json.dumps({k: v for k, v in fields.items() if v is not None})
+
+
+def svg_texts(driver: WebDriver) -> list[str]:
+    """The texts of the rendered diagram, one per SVG text element, whitespace folded."""
+    found = driver.execute_script(
+        "const svg = document.querySelector('#flow-diagram svg');"
+        "return svg ? Array.from(svg.querySelectorAll('text')).map(t => t.textContent) : null;"
+    )
+    return [" ".join(str(t).split()) for t in found] if found is not None else []
+
+
+def flow_data(driver: WebDriver, key: str) -> str | None:
+    value = driver.find_element(By.ID, "flow").get_attribute(f"data-{key}")
+    return None if value is None else str(value)
+
+
+async def sent_flow_id(driver: WebDriver, message_id: str) -> str:
+    """The flow id the page computed for its message ``message_id``, once it has; checked against flow.ids."""
+    computed: str = await until(
+        lambda: flow_data(driver, "message-id") == message_id and flow_data(driver, "flow-id"), "the page's flow id"
+    )
+    connection_id = flow_data(driver, "connection-id")
+    assert connection_id, "the page knows its connection id"
+    assert computed == flow_id(connection_id, message_id)
+    return computed
+
+
+async def test_the_page_draws_its_own_message_and_nothing_else(
+    stack: Stack, front: FlowFront, browser: DriverFactory, tmp_path: Path
+) -> None:
+    page = browser()
+    page.get(front.url + "?name=alice&transport=websockets")
+    await connected_status(page, timeout=20)
+    await until(lambda: front.subscriptions == 1, "the page to subscribe to /flow")
+    await until(lambda: page.find_element(By.ID, "flow").is_displayed(), "the flow panel")
+    assert text_of(page, "flow-note") == "Send a message to see its journey."
+
+    hostile = "<b>hi</b>; #1 %% end"
+    page.find_element(By.ID, "message").send_keys(hostile + "\n")
+    mine = await sent_flow_id(page, "0")  # the first invoke of the connection is invocation "0"
+    await until(lambda: ("mine", f"alice {hostile}") in entries(page), "alice's own message")
+
+    at = await asyncio.to_thread(lambda: float(page.execute_script("return Date.now() / 1000")))
+    evil_label = "<img src=x onerror=alert(1)>; participant evil\nNote over client: #35; %% x"
+    for event in (
+        "not json",
+        json.dumps({"at": at}),
+        json.dumps([1, 2]),
+        hop(mine, "client", "nowhere", "invoke", "unknown lifeline", at=at),
+        hop(mine, "service", "app", "teleport", "unknown kind", at=at),
+        hop(mine, "service", "app", "invoke", "x" * 9000, at=at),
+        hop("0123456789abcdef", "service", "others", "fan-out", "NOT MINE", at=at + 0.001, count=9),
+        hop(mine, "service", "service", "invoke", "invocation broadcastMessage", at=at + 0.002),
+        hop(mine, "service", "app", "upstream", "POST /upstream", status=200, duration_ms=3.14, at=at + 0.003),
+        hop(mine, "app", "service", "rest", evil_label, role="app", status=202, duration_ms=2.5, at=at + 0.004),
+        hop(mine, "service", "others", "fan-out", "broadcastMessage to all", count=3, at=at + 0.005),
+    ):
+        front.push(event)
+
+    await until(lambda: any("POST /upstream" in t for t in svg_texts(page)), "the diagram with the server's hops")
+    await until(lambda: any("to all" in t for t in svg_texts(page)), "the last hop drawn")
+    texts = svg_texts(page)
+    for name in LIFELINE_NAMES:
+        assert texts.count(name) == 2, (name, texts)  # each lifeline's box at the top and at the bottom
+    joined = "\n".join(texts)
+    assert "broadcastMessage #0 (invoke)" in joined  # the page's own send
+    assert f"alice: {hostile}" in texts  # the title: the chat line, as text
+    assert "POST /upstream · 200 · 3.1 ms" in joined
+    assert "invocation broadcastMessage" in joined
+    assert "broadcastMessage to all · ×3" in joined
+    assert "broadcastMessage arrived back, " in joined and "completion of #0, " in joined
+    # The hostile label is text in one arrow: no element, no extra participant or note, nothing cut at ";" or "#".
+    assert "<img src=x onerror=alert(1)>; participant evil Note over client: #35; %% x · 202 · 2.5 ms" in texts
+    assert page.find_elements(By.CSS_SELECTOR, "#flow img, #flow b, #messages b") == []
+    assert "evil" not in LIFELINE_NAMES and texts.count("evil") == 0
+    # Not this message's, or not a hop: left out.
+    assert "NOT MINE" not in joined and "unknown" not in joined and "xxxxxxxx" not in joined
+    page.set_window_size(960, 1100)
+    screenshot(page, tmp_path, "chatroom-flow-fake")
+
+    # The next message is invocation "1": a new flow id, a new diagram without the first one's server hops.
+    page.find_element(By.ID, "message").send_keys("second\n")
+    second = await sent_flow_id(page, "1")
+    assert second != mine
+    await until(
+        lambda: any("broadcastMessage #1 (invoke)" in t for t in svg_texts(page)), "the second message's diagram"
+    )
+    await until(lambda: any("arrived back" in t for t in svg_texts(page)), "the second message back")
+    assert not any("POST /upstream" in t for t in svg_texts(page))
+    front.push(hop(second, "service", "others", "fan-out", "second fan-out", count=1, at=at + 5))
+    await until(lambda: any("second fan-out · ×1" in t for t in svg_texts(page)), "the second message's fan-out")
+
+
+async def test_without_a_flow_stream_the_page_says_where_server_hops_come_from(
+    stack: Stack, browser: DriverFactory
+) -> None:
+    page = browser()
+    page.get(stack.server.url + "?name=bob&transport=websockets")
+    await connected_status(page, timeout=20)
+    note = await until(lambda: page.find_element(By.ID, "flow-note").is_displayed() and text_of(page, "flow-note"), "")
+    assert note.startswith(NO_LOCAL_STACK), note
+    page.find_element(By.ID, "message").send_keys("plain\n")
+    await until(lambda: ("mine", "bob plain") in entries(page), "bob's message")
+    assert page.find_elements(By.CSS_SELECTOR, "#flow-diagram svg") == []
+    assert flow_data(page, "flow-id") is None
+
+
+async def test_a_flow_info_that_answers_404_gives_the_same_note(front: FlowFront, browser: DriverFactory) -> None:
+    front.enabled = False
+    page = browser()
+    page.get(front.url + "?name=cy&transport=websockets")
+    await connected_status(page, timeout=20)
+    note = await until(lambda: page.find_element(By.ID, "flow-note").is_displayed() and text_of(page, "flow-note"), "")
+    assert note.startswith(NO_LOCAL_STACK), note
+    assert front.subscriptions == 0
