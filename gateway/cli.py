@@ -3,10 +3,14 @@
     apim-gateway --backend URL [--profile websocket|sse-lp|webpubsub] [--hub HUB] [--config FILE]
                  [--host 127.0.0.1] [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
                  [--no-options] [--keep-host] [--strip-subscription-key] [--max-ws-message BYTES]
+                 [--flow-to 127.0.0.1:PORT]
     apim-gateway export --profile websocket|sse-lp|webpubsub [--hub HUB] --format bicep|azcli|terraform|arm
                  [--service-url https://<res>.service.signalr.net | https://<res>.webpubsub.azure.com]
                  [--apim-name NAME] [--with-delete] [--sku SKU] [--subscription-required]
                  [--strip-subscription-key] [--config FILE] [--output FILE]
+
+``--flow-to`` publishes a hop event per forwarded request, WebSocket upgrade and relayed message to a loopback UDP
+address (``flow/``; off by default, and then nothing changes).
 
 ``--profile webpubsub`` is Azure Web PubSub's client endpoint for one hub (``--hub``, default ``chat``) as one
 WebSocket API ``client/hubs/<hub>`` (docs/apim.md §9); ``--backend`` is then the Web PubSub service (or its emulator).
@@ -33,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from flow.publisher import FlowPublisher, add_flow_argument
 from gateway.export import ExportError, ExportFormat, ExportOptions, export_model, signalr_host_from_url
 from gateway.misconfig import Misconfigurations, rebuffered, removed_options
 from gateway.model import DEFAULT_TIMEOUT_S, ApimModel, ModelError, Operation, load_model_file, resolve_backend
@@ -156,6 +161,7 @@ def _run_parser() -> argparse.ArgumentParser:
         help=f"largest WebSocket message relayed, either way; a larger one closes its sender with 1009 "
         f"(default {DEFAULT_MAX_WS_MESSAGE}; 0 = no limit)",
     )
+    add_flow_argument(parser)
     add_limit_arguments(parser)
     return parser
 
@@ -332,6 +338,7 @@ def _run(argv: Sequence[str]) -> int:
         return _fail(f"--port: {args.port} is not a TCP port", 2)
     if args.max_ws_message < 0:
         return _fail(f"--max-ws-message: {args.max_ws_message} is not a size in bytes (0 = no limit)", 2)
+    publisher = FlowPublisher(args.flow_to)
     gateway = ApimGateway(
         resolved,
         subscription_keys=args.subscription_key,
@@ -340,16 +347,21 @@ def _run(argv: Sequence[str]) -> int:
         max_ws_message=args.max_ws_message,
         http_limits=limits_from_args(args),
         reproduce=reproduce,
+        flow=publisher,
     )
     _configure_logging(args.subscription_key, sorted(gateway.secret_query_names))
     for warning in warnings:
         log.warning("%s", warning)
+    if args.flow_to is not None:
+        log.info("flow: publishing hop events to udp://%s:%d", *args.flow_to)
     try:
         asyncio.run(_serve(gateway, model, backend))
     except RuntimeError as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 0
+    finally:
+        publisher.close()
     return 0
 
 

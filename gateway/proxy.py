@@ -42,6 +42,7 @@ from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.flow import MAX_NEGOTIATE_BODY, GatewayFlow, HopPublisher, RelayFlow
 from gateway.misconfig import Misconfigurations
 from gateway.model import DEFAULT_TIMEOUT_S, Api, ApimModel
 from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redact_target
@@ -264,6 +265,13 @@ class _Exchange:
     status: int = 0
     detail: str = ""
     notes: tuple[str, ...] = ()  # which reproduced misconfiguration caused the outcome (`gateway.misconfig`)
+    # For the flow stream only (set while flow is on): the raw path and query, and what the backend answered.
+    path: str = ""
+    raw_query: str = ""
+    forwarded: bool = False  # the backend answered (its status is `status`)
+    size: int = 0  # bytes written to the client
+    transport: str | None = None  # LongPolling or ServerSentEvents, from a GET's Accept header
+    upgrade: bool = False  # a WebSocket handshake
 
     def explained(self) -> str:
         """The detail and the notes, as the access line shows them in parentheses ("" when there are none)."""
@@ -279,6 +287,7 @@ class ApimGateway:
     reproduce: misconfigurations reproduced on purpose beyond the model (``--keep-host``), and the switches that
         changed the model, so the access log can name them (`gateway.misconfig`); default: none.
     http_limits: request-head, body and idle limits for client connections (`signalr.http_limits`); None = aiohttp's.
+    flow: where to publish hop events (`gateway.flow`); None or a disabled publisher: none, at no cost.
     Use ``async with ApimGateway(...) as gw:`` or `start` / `stop`; `url` is the base URL.
     """
 
@@ -293,6 +302,7 @@ class ApimGateway:
         max_ws_message: int = DEFAULT_MAX_WS_MESSAGE,
         http_limits: HttpLimits | None = None,
         reproduce: Misconfigurations | None = None,
+        flow: HopPublisher | None = None,
     ) -> None:
         if max_ws_message < 0:
             raise ValueError("max_ws_message must be 0 (no limit) or a positive number of bytes")
@@ -311,6 +321,12 @@ class ApimGateway:
         self._scrubber = RedactingFilter(self._secret_query_names)
         for key in self.subscription_keys:
             self._scrubber.add_secret(key)
+        # None unless flow is on: the hot paths check only this.
+        self._flow: GatewayFlow | None = None
+        if flow is not None and flow.enabled:
+            self._flow = GatewayFlow(
+                flow, model.service.value, host_rewritten=not self.reproduce.keep_host, scrub=self._scrubber.scrub
+            )
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -422,6 +438,32 @@ class ApimGateway:
         explained = exchange.explained()
         detail = f" ({explained})" if explained else ""
         self._access(f"{exchange.method} {exchange.target} -> {exchange.where} {exchange.status}{detail} {ms:.1f} ms")
+        if self._flow is not None:
+            self._report(self._flow, exchange)
+
+    def _report(self, flow: GatewayFlow, exchange: _Exchange) -> None:
+        """The hop of one request, once its access line is written (flow on only)."""
+        if exchange.upgrade:
+            if exchange.status != 101:
+                note = f"refused by the backend ({exchange.status})" if exchange.forwarded else exchange.explained()
+                flow.upgrade(exchange.path, exchange.raw_query, exchange.status, exchange.started, note)
+        elif exchange.transport == "ServerSentEvents" and exchange.forwarded:
+            pass  # reported when the stream opened and per block written
+        elif exchange.forwarded:
+            downward = exchange.method == "GET" and exchange.transport == "LongPolling"
+            flow.forwarded(
+                exchange.method,
+                exchange.path,
+                exchange.raw_query,
+                exchange.status,
+                exchange.started,
+                size=exchange.size,
+                transport=exchange.transport,
+                downward=downward,
+            )
+        else:
+            why = exchange.explained().partition(":")[0] or "answered by the gateway"
+            flow.answered(exchange.method, exchange.path, exchange.status, why, exchange.started)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         exchange = _Exchange(method=request.method, target="?", started=time.monotonic())
@@ -447,6 +489,8 @@ class ApimGateway:
         raw_query = request.rel_url.raw_query_string
         exchange.target = redact_target(raw_path, raw_query, self._secret_query_names)
         upgrade = request.headers.get("Upgrade", "").strip().lower() == "websocket"
+        if self._flow is not None:
+            exchange.path, exchange.raw_query = raw_path, raw_query
         match = route(self.model, request.method, raw_path, upgrade=upgrade)
         if isinstance(match, NoRoute):
             exchange.where = f"API {match.api.name}" if match.api else "no API"
@@ -528,14 +572,24 @@ class ApimGateway:
             exchange.detail = _join(exchange.detail, f"answered by the backend at {url.raw_authority}")
         sent = 0
         stall = _Stall()
+        flow = self._flow
+        block: Callable[[int, float], None] | None = None
+        negotiate: bytearray | None = None
+        if flow is not None:
+            block, negotiate = self._flow_response(flow, request, match, exchange, backend)
 
         async def write(data: bytes) -> None:
             nonlocal sent
             async with stall.writing():
                 if not response.prepared:
                     await response.prepare(request)
+                started = time.monotonic()
                 await response.write(data)
             sent += len(data)
+            if block is not None:
+                block(len(data), started)
+            if negotiate is not None and len(negotiate) <= MAX_NEGOTIATE_BODY:
+                negotiate.extend(data[: MAX_NEGOTIATE_BODY + 1 - len(negotiate)])
 
         async def copy() -> None:
             if policy.buffer_response:
@@ -603,12 +657,40 @@ class ApimGateway:
                 backend.close()
             if not policy.buffer_response:
                 exchange.detail = _join(exchange.detail, "unbuffered")
+            if flow is not None:
+                exchange.size = sent
+                if negotiate is not None and finished and len(negotiate) <= MAX_NEGOTIATE_BODY:
+                    flow.learn_negotiate(bytes(negotiate))
             self._log(exchange)  # before the last await: a cancelled handler may not get past it
             await asyncio.gather(copying, watching, return_exceptions=True)
         return response
 
+    def _flow_response(
+        self, flow: GatewayFlow, request: web.Request, match: Route, exchange: _Exchange, backend: ClientResponse
+    ) -> tuple[Callable[[int, float], None] | None, bytearray | None]:
+        """Flow on: what a forwarded response reports. Returns the hop to make per block written (an event stream)
+        and the buffer that collects a SignalR negotiate's answer (its connection id), each None when not needed."""
+        exchange.forwarded = True
+        if request.method == "GET" and "id=" in exchange.raw_query:
+            event_stream = backend.headers.get("Content-Type", "").lower().startswith("text/event-stream")
+            exchange.transport = "ServerSentEvents" if event_stream else "LongPolling"
+            if event_stream:
+                flow.stream_opened(request.method, exchange.path, exchange.raw_query, backend.status, exchange.started)
+                connection_id, _, _ = flow.connection(exchange.raw_query)
+                return (lambda size, started: flow.stream_block(connection_id, size, started)), None
+        operation = match.operation
+        if (
+            request.method == "POST"
+            and operation is not None
+            and operation.name == "negotiate"
+            and 200 <= backend.status < 300
+        ):
+            return None, bytearray()
+        return None, None
+
     async def _relay_websocket(self, request: web.Request, match: Route, exchange: _Exchange) -> web.StreamResponse:
         assert self._session is not None
+        exchange.upgrade = True
         url, headers = _to_backend(request, match, keep_host=self.reproduce.keep_host)
         # Every line counts: a client may spread its list over several (RFC 6455 §11.3.4).
         offered = request.headers.getall("Sec-WebSocket-Protocol", [])
@@ -629,6 +711,7 @@ class ApimGateway:
                 )
         except BackendRefusedUpgrade as refusal:
             exchange.status = refusal.status
+            exchange.forwarded = True
             exchange.detail = _join(exchange.detail, "backend refused the WebSocket handshake; client not upgraded")
             self._log(exchange)
             refused = CIMultiDict(refusal.headers)
@@ -636,6 +719,7 @@ class ApimGateway:
             return web.Response(status=refusal.status, reason=refusal.reason or None, headers=kept, body=refusal.body)
         except aiohttp.WSServerHandshakeError as exc:
             exchange.status = exc.status
+            exchange.forwarded = True
             exchange.detail = _join(
                 exchange.detail, f"backend WebSocket handshake failed ({exc.message}); client not upgraded"
             )
@@ -668,14 +752,20 @@ class ApimGateway:
             await backend.close(code=1001, message=b"client handshake failed")
             raise
         exchange.status = 101
+        exchange.forwarded = True
         exchange.detail = _join(exchange.detail, "WebSocket relayed")
         self._log(exchange)
+        relay_flow: RelayFlow | None = None
+        if self._flow is not None:
+            connection_id = self._flow.upgrade(exchange.path, exchange.raw_query, 101, exchange.started)
+            relay_flow = self._flow.relay(connection_id)
         self._sockets.add(client)
         client_transport = request.transport  # kept: aiohttp forgets it once it starts closing the connection
         relay = _Relay(
             client_gone=lambda: _peer_gone(_socket_of(client_transport)),
             backend_gone=lambda: _peer_gone(backend.get_extra_info("socket")),
             abort_client=lambda: _abort(client_transport),
+            flow=relay_flow,
         )
         running = asyncio.ensure_future(relay.run(client, backend))
         try:
@@ -759,6 +849,7 @@ class _Relay:
         client_gone: Callable[[], bool] = lambda: False,
         backend_gone: Callable[[], bool] = lambda: False,
         abort_client: Callable[[], None] = lambda: None,
+        flow: RelayFlow | None = None,
     ) -> None:
         self.up = 0  # messages client → backend
         self.down = 0  # messages backend → client
@@ -767,11 +858,13 @@ class _Relay:
         self._backend_gone = backend_gone
         self._abort_client = abort_client
         self._stalls = {True: _Stall(), False: _Stall()}  # by direction: upward or not
+        self._flow = flow  # None unless flow is on: one hop per relayed message
 
     def summary(self) -> str:
         return f"{self.outcome}; {self.up} messages up, {self.down} down"
 
     async def _pump(self, source: _Socket, sink: _Socket, upward: bool) -> _PumpEnd:
+        flow = self._flow
         while True:
             msg = await source.receive()
             try:
@@ -796,6 +889,8 @@ class _Relay:
                 self.up += 1
             else:
                 self.down += 1
+            if flow is not None:
+                flow.message(upward, msg.data)
 
     async def _close(self, ws: _Socket, code: int, reason: bytes) -> None:
         """Send a close frame and wait at most `CLOSE_GRACE_S` for the answer; then cut the connection."""
