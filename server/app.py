@@ -10,10 +10,13 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from flow.collector import FlowCollector
+from flow.publisher import FlowPublisher
 from signalr.redact import redact_url
 
 from .carried_clients import ClientTable, ClientTimers
 from .config import MSGPACK_PROTOCOL_JS, Service, ServiceMode, Settings
+from .flow import FLOW, AppFlow, add_flow_routes
 from .hub import ChatHub
 from .negotiate import handle_negotiate, handle_preflight
 from .rest_client import ServiceRestClient
@@ -108,6 +111,10 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def _close_publisher(publisher: FlowPublisher) -> None:
+    publisher.close()
+
+
 async def _start_rest(app: web.Application) -> None:
     await app[REST].start()
 
@@ -124,25 +131,52 @@ async def _stop_server_connections(app: web.Application) -> None:
     await app[SERVER_CONNECTIONS].stop()
 
 
-def create_app(settings: Settings, *, dial_on_startup: bool = True) -> web.Application:
+def _app_flow(settings: Settings, publisher: FlowPublisher | None) -> AppFlow | None:
+    """The app server's hop reporter, or None while flow is off (``publisher`` None or disabled)."""
+    if publisher is None or not publisher.enabled:
+        return None
+    if settings.service is Service.WEBPUBSUB:
+        return AppFlow(publisher, settings.service.value, None)
+    return AppFlow(publisher, settings.service.value, settings.service_mode.value)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    dial_on_startup: bool = True,
+    flow: FlowPublisher | None = None,
+    collector: FlowCollector | None = None,
+) -> web.Application:
     """The application for ``settings``. Web PubSub: negotiate and ``/eventhandler`` (:mod:`server.webpubsub`).
     SignalR Serverless: the REST client opens on startup and ``/upstream`` is served. SignalR Default: the server
     connections start dialling on startup (unless ``dial_on_startup`` is false: then the caller starts
-    ``app[SERVER_CONNECTIONS]`` once it listens) and say goodbye to the service on shutdown."""
+    ``app[SERVER_CONNECTIONS]`` once it listens) and say goodbye to the service on shutdown.
+
+    Flow (:mod:`server.flow`): ``flow`` publishes the app server's hops (``--flow-to``); a ``collector`` (started by
+    the caller, ``--flow-port``) is served on ``/flow`` and gets the app server's hops directly when ``flow`` is None.
+    The app closes both on cleanup. Without either, the server serves exactly as it does without flow."""
     app = web.Application()
     app[SETTINGS] = settings
     app[HUB] = ChatHub()
+    if collector is not None and flow is None:
+        flow = FlowPublisher.local(collector.add)
+    app_flow = _app_flow(settings, flow)
+    if flow is not None:
+        app.on_cleanup.append(lambda _app: _close_publisher(flow))
+    if app_flow is not None:
+        app[FLOW] = app_flow
+    add_flow_routes(app, collector)
     if settings.service is Service.WEBPUBSUB:
         add_webpubsub_routes(app, settings)
     elif settings.service_mode is ServiceMode.SERVERLESS:
-        app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout)
+        app[REST] = ServiceRestClient(settings.connection, settings.hub, timeout=settings.rest_timeout, flow=app_flow)
         app[CONNECTED] = ConnectedSet()  # filled only with --require-connected-event
         app.on_startup.append(_start_rest)
         app.on_cleanup.append(_close_rest)
         app.router.add_post("/upstream", handle_upstream)
         app.router.add_post("/upstream/{tail:.*}", handle_upstream)
     else:
-        clients = ClientTable(app[HUB], ClientTimers())
+        clients = ClientTable(app[HUB], ClientTimers(), flow=app_flow)
         app[SERVER_CONNECTIONS] = ServerConnections(
             settings.connection, settings.hub, clients, count=settings.server_connections
         )

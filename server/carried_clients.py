@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flow.hops import Lifeline
+from flow.ids import flow_id_from_tracing_id, tracing_id
 from signalr import service_protocol as sp
 from signalr.connection import (
     ConnectionClosed,
@@ -36,6 +38,7 @@ from signalr.messages import Invocation, StreamInvocation
 from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 
+from .flow import AppFlow, message_flow_id
 from .hub import (
     Caller,
     ChatHub,
@@ -93,7 +96,8 @@ class ServiceMessageSink:
     """The Default-mode :class:`~server.hub.ActionSink`: each action as one service message on ``link``.
 
     Payloads are written for every one of ``protocols``, except for a send to one connection whose protocol
-    ``protocol_of`` knows (a client this app server carries): only that one, as the SDK does.
+    ``protocol_of`` knows (a client this app server carries): only that one, as the SDK does. With ``flow`` (flow on)
+    each message is reported as a ``server-connection`` hop and carries its flow id as the tracing id.
     """
 
     def __init__(
@@ -101,12 +105,14 @@ class ServiceMessageSink:
         link: ServerLink,
         protocols: Mapping[str, HubProtocol] = PROTOCOLS,
         protocol_of: Callable[[str], HubProtocol | None] = lambda connection_id: None,
+        flow: AppFlow | None = None,
     ) -> None:
         self._link = link
         self._protocols = protocols
         self._protocol_of = protocol_of
+        self._flow = flow
 
-    async def send(self, action: HubAction) -> None:
+    async def send(self, action: HubAction, flow_id: str | None = None) -> None:
         protocols = self._protocols
         if isinstance(action, SendToConnection):
             own = self._protocol_of(action.connection_id)
@@ -116,22 +122,32 @@ class ServiceMessageSink:
             payloads = payloads_for(action.target, action.arguments, protocols)
         except ValueError as exc:
             raise DeliveryFailed(f"the arguments cannot be encoded: {exc}") from None
+        # The flow id rides back as the tracing id (only while flow is on; docs/architecture.md §3).
+        ext: dict[int, Any] = {int(sp.Ext.TRACING_ID): tracing_id(flow_id)} if flow_id is not None else {}
         message: sp.ServiceMessage
         match action:
             case SendToAll():
-                message = sp.BroadcastData((), payloads)
+                message = sp.BroadcastData((), payloads, ext)
             case SendToConnection():
                 # A single-connection send goes as MultiConnectionData, as the SDK does, so the service treats it as
                 # a hub message and not as the raw output of that connection.
-                message = sp.MultiConnectionData((action.connection_id,), payloads)
+                message = sp.MultiConnectionData((action.connection_id,), payloads, ext)
             case SendToUser():
-                message = sp.UserData(action.user_id, payloads)
+                message = sp.UserData(action.user_id, payloads, ext)
             case SendToGroup():
-                message = sp.GroupBroadcastData(action.group, (), payloads)
+                message = sp.GroupBroadcastData(action.group, (), payloads, ext)
+        flow = self._flow
+        started = time.monotonic() if flow is not None else 0.0
         try:
             await self._link.send(message)
         except ConnectionError as exc:
             raise DeliveryFailed(f"the server connection closed before the send: {exc}") from None
+        if flow is not None:
+            label = f"{type(message).__name__} ({', '.join(payloads)}): {action.target}"
+            size = sum(len(payload) for payload in payloads.values())
+            flow.emit(
+                Lifeline.APP, Lifeline.SERVICE, "server-connection", label, started=started, flow=flow_id, size=size
+            )
 
 
 class CarriedClient:
@@ -150,6 +166,7 @@ class CarriedClient:
         max_message_size: int,
         protocols: Mapping[str, HubProtocol] = PROTOCOLS,
         protocol_of: Callable[[str], HubProtocol | None] = lambda connection_id: None,
+        flow: AppFlow | None = None,
     ) -> None:
         self.connection_id = open_message.connection_id
         self.link = link
@@ -162,6 +179,7 @@ class CarriedClient:
         self._timers = timers
         self._protocols = protocols
         self._protocol_of = protocol_of
+        self._flow = flow
         self._protocol = ServerProtocol(max_message_size, protocols=protocols)
         now = time.monotonic()
         self.opened_at = now
@@ -180,10 +198,11 @@ class CarriedClient:
             return None
         return self._protocol.protocol
 
-    async def receive(self, payload: bytes) -> None:
-        """Bytes of this client forwarded by the service (ConnectionData)."""
+    async def receive(self, payload: bytes, tracing: int | None = None) -> None:
+        """Bytes of this client forwarded by the service (ConnectionData, with its tracing id if it had one)."""
         if self.closed:
             return
+        received = time.monotonic() if self._flow is not None else 0.0
         self.last_received = time.monotonic()
         events = self._protocol.receive_data(payload)
         for event in events:
@@ -204,7 +223,7 @@ class CarriedClient:
             elif isinstance(event, MessageReceived):
                 message = event.message
                 if isinstance(message, Invocation | StreamInvocation):
-                    await self._invoke(message)
+                    await self._invoke(message, tracing, received)
             elif isinstance(event, ConnectionClosed):
                 if event.by_peer:
                     # The client sent Close: the connection ends normally.
@@ -217,15 +236,29 @@ class CarriedClient:
             if self.closed:
                 break
 
-    async def _invoke(self, message: Invocation | StreamInvocation) -> None:
+    async def _invoke(self, message: Invocation | StreamInvocation, tracing: int | None, received: float) -> None:
         call = self._hub.invoke(self.caller, message)
         log.debug("invoke %r from %s: %d send(s)", call.target[:64], self.connection_id, len(call.actions))
-        sink = ServiceMessageSink(self.link, self._protocols, self._protocol_of)
-        failure = await perform(call, sink, log, self.connection_id)
+        flow = self._flow
+        flow_id: str | None = None
+        if flow is not None:
+            flow_id = message_flow_id(flow_id_from_tracing_id(tracing), self.connection_id, call.invocation_id)
+            sends = f"{len(call.actions)} send(s)" if call.error is None else "refused"
+            flow.emit(
+                Lifeline.SERVICE,
+                Lifeline.APP,
+                "server-connection",
+                f"ConnectionData: invocation {call.target}: {sends}",
+                started=received,
+                flow=flow_id,
+                connection_id=self.connection_id,
+            )
+        sink = ServiceMessageSink(self.link, self._protocols, self._protocol_of, flow)
+        failure = await perform(call, sink, log, self.connection_id, flow_id)
         completion = call.completion(failure)
         if completion is not None and self.hub_protocol is not None:
             self._protocol.send(completion)
-            await self._flush(_INVOCATION)
+            await self._flush(_INVOCATION, flow_id)
 
     async def tick(self, now: float) -> None:
         """Keep-alive and timeouts at time ``now`` (``time.monotonic()``)."""
@@ -262,19 +295,33 @@ class CarriedClient:
             else:
                 log.info("disconnected: %s", self.connection_id)
 
-    async def _flush(self, kind: sp.DataMessageType) -> None:
+    async def _flush(self, kind: sp.DataMessageType, flow_id: str | None = None) -> None:
         data = self._protocol.data_to_send()
         if data:
-            await self._write(data, kind)
+            await self._write(data, kind, flow_id)
 
-    async def _write(self, data: bytes, kind: sp.DataMessageType) -> None:
+    async def _write(self, data: bytes, kind: sp.DataMessageType, flow_id: str | None = None) -> None:
+        """Write the client's bytes; ``flow_id`` (flow on, a completion) rides as the tracing id and is reported."""
         self.last_sent = time.monotonic()
+        ext: dict[int, Any] = {int(sp.Ext.DATA_MESSAGE_TYPE): int(kind)}
+        if flow_id is not None:
+            ext[int(sp.Ext.TRACING_ID)] = tracing_id(flow_id)
         try:
-            await self.link.send(
-                sp.ConnectionData(self.connection_id, data, {int(sp.Ext.DATA_MESSAGE_TYPE): int(kind)})
-            )
+            await self.link.send(sp.ConnectionData(self.connection_id, data, ext))
         except ConnectionError:
             self.closed = True  # the server connection is gone; the service closes the client on its side
+            return
+        if flow_id is not None and self._flow is not None:
+            self._flow.emit(
+                Lifeline.APP,
+                Lifeline.SERVICE,
+                "server-connection",
+                "ConnectionData: completion to the caller",
+                started=self.last_sent,
+                flow=flow_id,
+                connection_id=self.connection_id,
+                size=len(data),
+            )
 
     async def _end(self, error: str | None) -> None:
         if self.closed:
@@ -296,8 +343,10 @@ class ClientTable:
         timers: ClientTimers,
         max_message_size: int = 1024 * 1024,
         protocols: Mapping[str, HubProtocol] = PROTOCOLS,
+        flow: AppFlow | None = None,
     ) -> None:
         self._hub = hub
+        self._flow = flow
         self._timers = timers
         self._max_message_size = max_message_size
         self._protocols = protocols
@@ -322,12 +371,19 @@ class ClientTable:
             if previous is not None:
                 previous.closed_by_service("")
             self._clients[message.connection_id] = CarriedClient(
-                message, link, self._hub, self._timers, self._max_message_size, self._protocols, self.protocol_of
+                message,
+                link,
+                self._hub,
+                self._timers,
+                self._max_message_size,
+                self._protocols,
+                self.protocol_of,
+                self._flow,
             )
         elif isinstance(message, sp.ConnectionData):
             client = self._clients.get(message.connection_id)
             if client is not None:
-                await client.receive(message.payload)
+                await client.receive(message.payload, message.tracing_id)
                 if client.closed:
                     self._clients.pop(client.connection_id, None)
         elif isinstance(message, sp.CloseConnection):

@@ -1,8 +1,10 @@
 """``chat-server``: run the Chatroom app server until SIGINT or SIGTERM.
 
 Prints one line on stdout when it accepts connections: ``Chat server listening on http://<host>:<port>/ (hub <hub>)``.
-Startup problems are one ``error: …`` line on stderr, exit code 2 for configuration and 1 for runtime (for example a
-port in use). Logs go to stderr, with access tokens, AccessKeys and subscription keys redacted.
+With ``--flow-port PORT`` it also collects hop events (``flow/``) on ``udp://127.0.0.1:PORT`` and serves them on
+``GET /flow``; with ``--flow-to 127.0.0.1:PORT`` it publishes its own hop events there instead. Both are off by
+default. Startup problems are one ``error: …`` line on stderr, exit code 2 for configuration and 1 for runtime
+(for example a port in use). Logs go to stderr, with access tokens, AccessKeys and subscription keys redacted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import NoReturn
 
 from aiohttp import web
 
+from flow.collector import FlowCollector
+from flow.publisher import FlowPublisher, add_flow_argument
 from signalr.http_limits import (
     HttpLimits,
     add_limit_arguments,
@@ -118,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default info)"
     )
+    add_flow_argument(parser)
+    parser.add_argument(
+        "--flow-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="collect hop events from every role on udp://127.0.0.1:PORT (0 = any free port), with this server's "
+        "own, and serve them on GET /flow to this machine; off by default",
+    )
     add_limit_arguments(parser)
     return parser
 
@@ -136,12 +149,32 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None, limits: HttpLimits | None = None) -> None:
+async def serve(
+    settings: Settings,
+    ready: asyncio.Event | None = None,
+    limits: HttpLimits | None = None,
+    *,
+    flow_to: tuple[str, int] | None = None,
+    flow_port: int | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM (or until the task is cancelled), then shut down cleanly.
 
-    Prints the ready line once listening; raises :class:`ListenError` when the socket cannot be opened.
+    Prints the ready line once listening; raises :class:`ListenError` when a socket cannot be opened. ``flow_to``
+    publishes this server's hop events there; ``flow_port`` collects every role's on that UDP port (0: any).
     """
-    app = create_app(settings, dial_on_startup=False)
+    collector: FlowCollector | None = None
+    if flow_port is not None:
+        collector = FlowCollector(flow_port)
+        try:
+            await collector.start()
+        except OSError as exc:
+            reason = "address in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ListenError(f"cannot listen on udp://127.0.0.1:{flow_port} for hop events: {reason}") from None
+        log.info("flow: collecting hop events on udp://%s:%d", *collector.address)
+    publisher = FlowPublisher(flow_to) if flow_to is not None else None
+    if flow_to is not None:
+        log.info("flow: publishing hop events to udp://%s:%d", *flow_to)
+    app = create_app(settings, dial_on_startup=False, flow=publisher, collector=collector)
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     limit_connections(runner, limits or HttpLimits())
@@ -149,7 +182,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, limits: 
     try:
         await site.start()
     except OSError as exc:
-        await runner.cleanup()
+        await runner.cleanup()  # closes the collector and the publisher too
         reason = "address in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
         raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
     port = settings.port
@@ -182,7 +215,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, limits: 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chat-server`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.flow_port is not None and args.flow_to is not None:
+        parser.error("use --flow-port (collect hop events here) or --flow-to (publish them elsewhere), not both")
+    if args.flow_port is not None and not 0 <= args.flow_port <= 65535:
+        parser.error(f"argument --flow-port: invalid port {args.flow_port}: use 0..65535 (0 = any free port)")
     _configure_logging(args.log_level)
     service = Service(args.service)
     try:
@@ -202,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     try:
-        asyncio.run(serve(settings, limits=limits_from_args(args)))
+        asyncio.run(serve(settings, limits=limits_from_args(args), flow_to=args.flow_to, flow_port=args.flow_port))
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_RUNTIME

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
 from aiohttp import web
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, HttpResponseError
 
+from flow.hops import Lifeline
+from flow.ids import FLOW_ID_HEADER
 from signalr.redact import redact_text
 from webpubsub.events import (
     HEADER_CONNECTION_ID,
@@ -43,6 +47,7 @@ from webpubsub.events import (
     signature_matches,
 )
 
+from .flow import FLOW, AppFlow, header_flow_id
 from .hub import ECHO_SUFFIX
 from .state import SETTINGS, WEBPUBSUB_CLIENT
 from .upstream import read_body
@@ -104,24 +109,104 @@ async def _send(request: web.Request, event: EventRequest, name: str, message: s
     """Send the chat message of a ``broadcastMessage`` (to all) or an ``echo`` (to the caller) through the SDK."""
     settings = request.app[SETTINGS]
     client = request.app[WEBPUBSUB_CLIENT]
+    flow = request.app.get(FLOW)
+    # Flow on: the send carries the flow id the event came with, and is reported (status, ms) as a `rest` hop.
+    options: dict[str, Any] = {}
+    flow_id: str | None = None
+    statuses: list[int] = []
+    if flow is not None:
+        flow_id = _event_arrived(flow, request, event)
+        # The SDK's `cls` hook sees the pipeline response: it gives the send's HTTP status.
+        options["cls"] = lambda response, *_: statuses.append(response.http_response.status_code)
+        if flow_id is not None:
+            options["headers"] = {FLOW_ID_HEADER: flow_id}
+    started = time.monotonic()
     try:
         async with asyncio.timeout(settings.rest_timeout):
             if event.event_name == BROADCAST_EVENT:
                 payload = {"name": name, "message": message, "target": BROADCAST_EVENT}
-                await client.send_to_all(payload, content_type="application/json")
+                await client.send_to_all(payload, content_type="application/json", **options)
             else:
                 payload = {"name": name, "message": message + ECHO_SUFFIX, "target": ECHO_EVENT}
-                await client.send_to_connection(event.connection_id, payload, content_type="application/json")
+                await client.send_to_connection(
+                    event.connection_id, payload, content_type="application/json", **options
+                )
     except (AzureError, TimeoutError) as exc:
         log.error("%s from %s: the send failed: %s", event.event_name, _plain(event.connection_id), _failure(exc))
+        if flow is not None:
+            failed = exc.status_code if isinstance(exc, HttpResponseError) else None
+            _report_send(flow, event, failed, started, flow_id)
         return _text(502, f"The {event.event_name} message could not be sent through Azure Web PubSub.")
+    if flow is not None:
+        _report_send(flow, event, statuses[0] if statuses else None, started, flow_id)
     user = event.user_id or "anonymous"
     log.info("%s from %s (user %s)", event.event_name, _plain(event.connection_id), _plain(user))
     return web.Response(status=204)
 
 
+def _event_arrived(flow: AppFlow, request: web.Request, event: EventRequest) -> str | None:
+    """Report a chat event as it arrives (before the send); returns its flow id (the one the service passed)."""
+    flow_id = header_flow_id(request)
+    flow.emit(
+        Lifeline.SERVICE,
+        Lifeline.APP,
+        "upstream",
+        f"POST /eventhandler user event {event.event_name}",
+        started=request.get(_ARRIVED),
+        flow=flow_id,
+        connection_id=event.connection_id,
+        size=len(event.body),
+    )
+    request[_REPORTED] = True
+    return flow_id
+
+
+def _report_send(flow: AppFlow, event: EventRequest, status: int | None, started: float, flow_id: str | None) -> None:
+    call = "send_to_all" if event.event_name == BROADCAST_EVENT else "send_to_connection"
+    outcome = str(status) if status is not None else "no answer"
+    flow.emit(
+        Lifeline.APP,
+        Lifeline.SERVICE,
+        "rest",
+        f"{call} {outcome}: {event.event_name}",
+        started=started,
+        status=status,
+        flow=flow_id,
+    )
+
+
+# Set on a request whose hop was reported on arrival (a chat event), so it is not reported again at its end.
+_REPORTED = web.RequestKey("flow_reported", bool)
+# When the request arrived (time.monotonic()), kept while flow is on.
+_ARRIVED = web.RequestKey("flow_arrived", float)
+
+
 async def handle_event(request: web.Request) -> web.Response:
-    """``POST /eventhandler[/…]``: one CloudEvent; see the module docstring for the checks and each status."""
+    """``POST /eventhandler[/…]``: one CloudEvent; see the module docstring for the checks and each status.
+
+    Flow on (``server/flow.py``): a chat event is reported as it arrives, every other request once answered."""
+    flow = request.app.get(FLOW)
+    if flow is None:
+        return await _handle(request)
+    started = request[_ARRIVED] = time.monotonic()
+    response = await _handle(request)
+    if not request.get(_REPORTED, False):
+        headers = request.headers
+        event = f"{headers.get('ce-type', '?')[:64]}"
+        flow.emit(
+            Lifeline.SERVICE,
+            Lifeline.APP,
+            "upstream",
+            f"POST /eventhandler {event} {response.status}",
+            started=started,
+            status=response.status,
+            flow=header_flow_id(request),
+            connection_id=headers.get(HEADER_CONNECTION_ID) if response.status != 400 else None,
+        )
+    return response
+
+
+async def _handle(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     connection_id = request.headers.get(HEADER_CONNECTION_ID, "")
     if not connection_id or len(connection_id) > _MAX_ID or not connection_id.isprintable():

@@ -95,8 +95,9 @@ class DeliveryFailed(Exception):
 class ActionSink(Protocol):
     """Delivers the hub's actions through the service, in one mode's way."""
 
-    async def send(self, action: HubAction) -> None:
-        """Deliver ``action``; raise :class:`DeliveryFailed` when it did not reach the service."""
+    async def send(self, action: HubAction, flow_id: str | None = None) -> None:
+        """Deliver ``action``; raise :class:`DeliveryFailed` when it did not reach the service. ``flow_id`` (only while
+        flow is on, ``server/flow.py``) is the message's correlation id, carried back to the service with the send."""
 
 
 @dataclass(frozen=True)
@@ -204,8 +205,11 @@ class ChatHub:
         return HubCall(target, invocation_id, actions=method.handler(caller, message.arguments))
 
 
-async def perform(call: HubCall, sink: ActionSink, log: logging.Logger, caller: str) -> str | None:
+async def perform(
+    call: HubCall, sink: ActionSink, log: logging.Logger, caller: str, flow_id: str | None = None
+) -> str | None:
     """Send ``call``'s actions in order through ``sink``; returns the caller's error text when one failed.
+    ``flow_id`` goes with every send (None while flow is off).
 
     Like ASP.NET without DetailedErrors: the caller gets the generic text, the log gets the cause, and the actions
     after a failed one are not sent.
@@ -215,7 +219,7 @@ async def perform(call: HubCall, sink: ActionSink, log: logging.Logger, caller: 
         return None
     for action in call.actions:
         try:
-            await sink.send(action)
+            await sink.send(action, flow_id)
         except DeliveryFailed as exc:
             log.error("invoke %r from %s: %s", call.target[:64], caller, exc)
             return unexpected_error(call.target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -19,6 +20,7 @@ from aiohttp import web
 from signalr.negotiate import NegotiateRedirect, build_redirect
 
 from .config import Settings
+from .flow import FLOW, redirect_host
 from .state import SETTINGS
 
 __all__ = [
@@ -129,6 +131,8 @@ async def handle_preflight(request: web.Request) -> web.Response:
 async def handle_negotiate(request: web.Request) -> web.Response:
     """``POST /{hub}/negotiate``: the redirect JSON, or a 400/413 with a JSON ``error``."""
     settings = request.app[SETTINGS]
+    flow = request.app.get(FLOW)
+    started = time.monotonic() if flow is not None else 0.0
     query = request.rel_url.raw_query_string
     headers = cors_headers(request)
     try:
@@ -136,9 +140,13 @@ async def handle_negotiate(request: web.Request) -> web.Response:
         redirect = negotiate_reply(settings, path=request.path, query=query, user_id=user_id)
     except NegotiateRejected as exc:
         log.warning("negotiate refused (%d): %s", exc.status, exc)
+        if flow is not None:
+            flow.negotiated(request.method, request.path, started, exc.status, None)
         body = json.dumps({"error": str(exc)}).encode()
         return web.Response(status=exc.status, body=body, content_type="application/json", headers=headers)
     log.info("negotiate: redirect to %s (user %s)", urlsplit(redirect.url).netloc, user_id if user_id else "anonymous")
+    if flow is not None:
+        flow.negotiated(request.method, request.path, started, 200, redirect_host(redirect.url))
     # The reply carries a bearer token: never cache it.
     headers["Cache-Control"] = "no-store"
     return web.Response(body=redirect.to_json(), content_type="application/json", headers=headers)

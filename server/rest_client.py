@@ -21,10 +21,13 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from flow.hops import Lifeline
+from flow.ids import FLOW_ID_HEADER
 from signalr.connection_string import ConnectionString
 from signalr.redact import redact_text
 from signalr.tokens import DEFAULT_LIFETIME, mint_token
 
+from .flow import AppFlow
 from .hub import DeliveryFailed, HubAction, SendToAll, SendToConnection, SendToGroup, SendToUser
 
 __all__ = ["API_VERSION", "RestError", "ServiceRestClient"]
@@ -72,10 +75,13 @@ class ServiceRestClient:
     """Sends hub messages through the REST API of the service named by ``connection``.
 
     Call :meth:`start` before the first send (inside the event loop) and :meth:`close` when done. Each send raises
-    :class:`RestError` on failure; a ``202 Accepted`` means queued, not delivered (§6.1).
+    :class:`RestError` on failure; a ``202 Accepted`` means queued, not delivered (§6.1). With ``flow`` (flow on),
+    each call is reported as a ``rest`` hop and carries its message's flow id as ``X-Flow-Id``.
     """
 
-    def __init__(self, connection: ConnectionString, hub: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, connection: ConnectionString, hub: str, *, timeout: float = 10.0, flow: AppFlow | None = None
+    ) -> None:
         if connection.access_key is None:
             raise ValueError("the REST client needs an AccessKey connection string")
         self._base = connection.server_endpoint.rstrip("/")
@@ -84,6 +90,7 @@ class ServiceRestClient:
         self._tokens = _TokenCache(connection.access_key, DEFAULT_LIFETIME)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._flow = flow
 
     async def start(self) -> None:
         """Open the HTTP session; call once, inside the running event loop."""
@@ -96,36 +103,71 @@ class ServiceRestClient:
             await self._session.close()
             self._session = None
 
-    async def send(self, action: HubAction) -> None:
+    async def send(self, action: HubAction, flow_id: str | None = None) -> None:
         """Perform one :data:`~server.hub.HubAction` (the Serverless-mode :class:`~server.hub.ActionSink`)."""
         match action:
             case SendToAll():
-                await self.send_to_all(action.target, action.arguments)
+                await self.send_to_all(action.target, action.arguments, flow_id=flow_id)
             case SendToConnection():
-                await self.send_to_connection(action.connection_id, action.target, action.arguments)
+                await self.send_to_connection(action.connection_id, action.target, action.arguments, flow_id=flow_id)
             case SendToUser():
-                await self.send_to_user(action.user_id, action.target, action.arguments)
+                await self.send_to_user(action.user_id, action.target, action.arguments, flow_id=flow_id)
             case SendToGroup():
-                await self.send_to_group(action.group, action.target, action.arguments)
+                await self.send_to_group(action.group, action.target, action.arguments, flow_id=flow_id)
 
-    async def send_to_all(self, target: str, arguments: Sequence[Any], excluded: Sequence[str] = ()) -> None:
+    async def send_to_all(
+        self, target: str, arguments: Sequence[Any], excluded: Sequence[str] = (), *, flow_id: str | None = None
+    ) -> None:
         """``POST /api/hubs/{hub}/:send``, optionally excluding connection ids."""
         query = "".join(f"&excluded={quote(c, safe='')}" for c in excluded)
-        await self._post(f"api/hubs/{self._hub}/:send", target, arguments, query)
+        await self._post(f"api/hubs/{self._hub}/:send", target, arguments, query, flow_id=flow_id)
 
-    async def send_to_connection(self, connection_id: str, target: str, arguments: Sequence[Any]) -> None:
+    async def send_to_connection(
+        self, connection_id: str, target: str, arguments: Sequence[Any], *, flow_id: str | None = None
+    ) -> None:
         """``POST /api/hubs/{hub}/connections/{connectionId}/:send``."""
-        await self._post(f"api/hubs/{self._hub}/connections/{quote(connection_id, safe='')}/:send", target, arguments)
+        path = f"api/hubs/{self._hub}/connections/{quote(connection_id, safe='')}/:send"
+        await self._post(path, target, arguments, flow_id=flow_id)
 
-    async def send_to_user(self, user_id: str, target: str, arguments: Sequence[Any]) -> None:
+    async def send_to_user(
+        self, user_id: str, target: str, arguments: Sequence[Any], *, flow_id: str | None = None
+    ) -> None:
         """``POST /api/hubs/{hub}/users/{user}/:send``: every connection whose token names this user."""
-        await self._post(f"api/hubs/{self._hub}/users/{quote(user_id, safe='')}/:send", target, arguments)
+        await self._post(
+            f"api/hubs/{self._hub}/users/{quote(user_id, safe='')}/:send", target, arguments, flow_id=flow_id
+        )
 
-    async def send_to_group(self, group: str, target: str, arguments: Sequence[Any]) -> None:
+    async def send_to_group(
+        self, group: str, target: str, arguments: Sequence[Any], *, flow_id: str | None = None
+    ) -> None:
         """``POST /api/hubs/{hub}/groups/{group}/:send``."""
-        await self._post(f"api/hubs/{self._hub}/groups/{quote(group, safe='')}/:send", target, arguments)
+        await self._post(
+            f"api/hubs/{self._hub}/groups/{quote(group, safe='')}/:send", target, arguments, flow_id=flow_id
+        )
 
-    async def _post(self, path: str, target: str, arguments: Sequence[Any], extra_query: str = "") -> None:
+    async def _post(
+        self, path: str, target: str, arguments: Sequence[Any], extra_query: str = "", *, flow_id: str | None = None
+    ) -> None:
+        flow = self._flow
+        if flow is None:
+            await self._post_once(path, target, arguments, extra_query, None)
+            return
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            status = await self._post_once(path, target, arguments, extra_query, flow_id)
+        except RestError as exc:
+            status = exc.status
+            raise
+        finally:
+            outcome = str(status) if status is not None else "no answer"
+            label = f"POST /{path} {outcome}: {target}"
+            flow.emit(Lifeline.APP, Lifeline.SERVICE, "rest", label, started=started, status=status, flow=flow_id)
+
+    async def _post_once(
+        self, path: str, target: str, arguments: Sequence[Any], extra_query: str, flow_id: str | None
+    ) -> int:
+        """One send (retried only while nothing reached the service); returns the 2xx status."""
         if self._session is None:
             raise RestError("the REST client is not started")
         url = f"{self._base}/{path}?api-version={API_VERSION}{extra_query}"
@@ -134,6 +176,8 @@ class ServiceRestClient:
         audience = f"{self._audience_base}{path}?api-version={API_VERSION}"
         body = json.dumps({"target": target, "arguments": list(arguments)}, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self._tokens.get(audience)}"}
+        if flow_id is not None:
+            headers[FLOW_ID_HEADER] = flow_id
         started = time.monotonic()
         for attempt in range(len(_RETRY_DELAYS) + 1):
             try:
@@ -141,7 +185,7 @@ class ServiceRestClient:
                     elapsed = (time.monotonic() - started) * 1000
                     if 200 <= response.status < 300:
                         log.info("REST POST /%s -> %d (%.0f ms)", path, response.status, elapsed)
-                        return
+                        return response.status
                     detail = await _error_detail(response)
                     log.warning("REST POST /%s -> %d (%.0f ms): %s", path, response.status, elapsed, detail)
                     raise RestError(f"REST POST /{path} returned {response.status}: {detail}", response.status)
@@ -156,6 +200,7 @@ class ServiceRestClient:
                 raise RestError(f"REST POST /{path}: no response within {self._timeout.total} s") from None
             except aiohttp.ClientError as exc:
                 raise RestError(f"REST POST /{path}: {type(exc).__name__}: {redact_text(str(exc))}") from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def _error_detail(response: aiohttp.ClientResponse) -> str:

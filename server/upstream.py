@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
 
+from flow.hops import Lifeline
 from signalr.hub_protocol import HubProtocol
 from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 from signalr.upstream import MEDIA_TYPES, protocol_for_media_type, verify_signature
 
+from .flow import FLOW, header_flow_id, message_flow_id
 from .hub import Caller, InvalidMessage, perform
 from .state import CONNECTED, HUB, REST, SETTINGS
 
@@ -64,8 +67,39 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+# Set on a request whose hop was reported on arrival (an invocation), so it is not reported again at its end.
+_REPORTED = web.RequestKey("flow_reported", bool)
+# When the request arrived (time.monotonic()), kept while flow is on.
+_ARRIVED = web.RequestKey("flow_arrived", float)
+
+
 async def handle_upstream(request: web.Request) -> web.Response:
-    """One upstream request; see the module docstring for the checks and what each status means."""
+    """One upstream request; see the module docstring for the checks and what each status means.
+
+    Flow on (``server/flow.py``): an invocation is reported as it arrives (before the hub's sends), every other
+    request (connection events, refusals) once answered."""
+    flow = request.app.get(FLOW)
+    if flow is None:
+        return await _handle(request)
+    started = request[_ARRIVED] = time.monotonic()
+    response = await _handle(request)
+    if not request.get(_REPORTED, False):
+        headers = request.headers
+        what = f"{headers.get(CATEGORY, '?')[:32]}/{headers.get(EVENT, '?')[:48]}"
+        flow.emit(
+            Lifeline.SERVICE,
+            Lifeline.APP,
+            "upstream",
+            f"POST /upstream {what} {response.status}",
+            started=started,
+            status=response.status,
+            flow=header_flow_id(request),
+            connection_id=headers.get(CONNECTION_ID) if response.status != 400 else None,
+        )
+    return response
+
+
+async def _handle(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     headers = request.headers
     connection_id = headers.get(CONNECTION_ID, "")
@@ -151,6 +185,22 @@ async def _invocation(
         log.warning("upstream refused (400): invalid invocation from %s: %s", _plain(caller.connection_id), exc)
         return _error(400, f"invalid invocation: {exc}")
     log.debug("invoke %s from %s: %d send(s)", _plain(call.target), caller.connection_id, len(call.actions))
-    failure = await perform(call, request.app[REST], log, caller.connection_id)
+    flow = request.app.get(FLOW)
+    flow_id: str | None = None
+    if flow is not None:
+        flow_id = message_flow_id(header_flow_id(request), caller.connection_id, call.invocation_id)
+        sends = f"{len(call.actions)} send(s)" if call.error is None else "refused"
+        flow.emit(
+            Lifeline.SERVICE,
+            Lifeline.APP,
+            "upstream",
+            f"POST /upstream messages/{call.target}: {sends}",
+            started=request.get(_ARRIVED),
+            flow=flow_id,
+            connection_id=caller.connection_id,
+            size=len(body),
+        )
+        request[_REPORTED] = True
+    failure = await perform(call, request.app[REST], log, caller.connection_id, flow_id)
     response = call.response_body(protocol, failure)
     return web.Response(status=200, body=response, content_type=MEDIA_TYPES[protocol.name] if response else None)

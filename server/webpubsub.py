@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -33,6 +34,7 @@ from signalr.redact import redact_url
 
 from .config import Settings
 from .event_handler import EVENT_HANDLER_PATH, handle_event, handle_event_options
+from .flow import FLOW, redirect_host
 from .negotiate import (
     USER_ID_HEADER,
     USER_ID_QUERY,
@@ -112,6 +114,8 @@ def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
 async def handle_negotiate(request: web.Request) -> web.Response:
     """``GET|POST /{hub}/negotiate``: ``{"service": "webpubsub", "hub", "url"}``, or a 400/502 with a JSON ``error``."""
     settings = request.app[SETTINGS]
+    flow = request.app.get(FLOW)
+    started = time.monotonic() if flow is not None else 0.0
     headers = cors_headers(request)
     query = request.rel_url.raw_query_string
     try:
@@ -119,6 +123,8 @@ async def handle_negotiate(request: web.Request) -> web.Response:
         subscription_key = subscription_key_from(query)
     except NegotiateRejected as exc:
         log.warning("negotiate refused (%d): %s", exc.status, exc)
+        if flow is not None:
+            flow.negotiated(request.method, request.path, started, exc.status, None)
         return _error(exc.status, str(exc), headers)
     client = request.app[WEBPUBSUB_CLIENT]
     try:
@@ -127,6 +133,8 @@ async def handle_negotiate(request: web.Request) -> web.Response:
         )
     except (AzureError, ValueError) as exc:
         log.error("negotiate failed: the client access token could not be made: %s", type(exc).__name__)
+        if flow is not None:
+            flow.negotiated(request.method, request.path, started, 502, None)
         return _error(502, "The client access token could not be made; see the server log.", headers)
     connection = settings.connection
     gateway = connection.client_endpoint if connection.client_endpoint != connection.endpoint else None
@@ -134,6 +142,8 @@ async def handle_negotiate(request: web.Request) -> web.Response:
     if subscription_key is not None:
         url += f"&{SUBSCRIPTION_KEY_QUERY}={quote(subscription_key, safe='')}"
     log.info("negotiate: client access URL %s (user %s)", redact_url(url), user_id or "anonymous")
+    if flow is not None:
+        flow.negotiated(request.method, request.path, started, 200, redirect_host(url))
     # The answer carries a bearer token: never cache it.
     headers["Cache-Control"] = "no-store"
     body = json.dumps({"service": "webpubsub", "hub": settings.hub, "url": url}).encode()
