@@ -16,7 +16,7 @@ from signalr.redact import redact_url
 
 from .carried_clients import ClientTable, ClientTimers
 from .config import MSGPACK_PROTOCOL_JS, Service, ServiceMode, Settings
-from .flow import FLOW, AppFlow, add_flow_routes
+from .flow import COLLECTOR, FLOW, AppFlow, add_flow_routes
 from .hub import ChatHub
 from .negotiate import handle_negotiate, handle_preflight
 from .rest_client import ServiceRestClient
@@ -72,6 +72,8 @@ async def _index(request: web.Request) -> web.Response:
         .read_text("utf-8")
         .replace("__HUB__", settings.hub)
         .replace("__GATEWAY__", "true" if via_gateway else "false")
+        # "on" when this server collects hop events (--flow-port): only then does the page ask for /flow/info.
+        .replace("__FLOW__", "on" if COLLECTOR in request.app else "off")
     )
     return web.Response(text=page, content_type="text/html", headers=_PAGE_HEADERS)
 
