@@ -11,7 +11,10 @@
 from .collector import FlowCollector
 from .hops import KINDS, Hop, InvalidHop, Lifeline, Role
 from .ids import FLOW_ID_HEADER, flow_id
+from .journey import Journey, JourneyBook
+from .mermaid import sequence_diagram
 from .publisher import FlowPublisher, add_flow_argument, parse_flow_address
+from .record import Recorder
 
 __all__ = [
     "FLOW_ID_HEADER",
@@ -20,9 +23,13 @@ __all__ = [
     "FlowPublisher",
     "Hop",
     "InvalidHop",
+    "Journey",
+    "JourneyBook",
     "Lifeline",
+    "Recorder",
     "Role",
     "add_flow_argument",
     "flow_id",
     "parse_flow_address",
+    "sequence_diagram",
 ]
