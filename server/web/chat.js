@@ -714,6 +714,7 @@
     enabled: false,
     service: "signalr",
     hops: [], // from the stream, validated, oldest first
+    seen: new Set(), // the event texts of those hops
     mine: null, // the latest message: {target, text, connectionId, messageId, flowId, sentAt, doneAt, own: [hops]}
     mermaid: null, // a promise of the Mermaid API once loaded
     drawing: false,
@@ -815,14 +816,23 @@
     document.getElementById("flow").hidden = false;
     showFlowNote("Send a message to see its journey.");
     const stream = new EventSource("/flow");
+    // The stream starts with the last hops the server kept, again after each reconnect: a hop seen before (the same
+    // event text) is not taken twice.
     stream.onmessage = function (event) {
+      if (flow.seen.has(event.data)) {
+        return;
+      }
       const hop = readHop(event.data);
       if (!hop) {
         return;
       }
+      hop.key = event.data;
+      flow.seen.add(hop.key);
       flow.hops.push(hop);
       if (flow.hops.length > MAX_HOPS) {
-        flow.hops.splice(0, flow.hops.length - MAX_HOPS);
+        for (const old of flow.hops.splice(0, flow.hops.length - MAX_HOPS)) {
+          flow.seen.delete(old.key);
+        }
       }
       const mine = flow.mine;
       if (mine && (hop.flow_id ? hop.flow_id === mine.flowId : hop.at >= mine.sentAt - LEAD_S)) {
