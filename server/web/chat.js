@@ -940,6 +940,9 @@
   // Seconds a hop without a flow id may precede the journey's first hop, and follow its last (flow/journey.py).
   const LEAD_S = 0.5;
   const LINGER_S = 2.0;
+  // The page knows when it sent: a hop without a flow id that ended before then is not this message's (the
+  // connection's set-up just before, an earlier line). Hops are timed by this machine's clock, as the page is.
+  const CLOCK_SLOP_S = 0.005;
 
   // When a hop began: its end less its duration (flow/hops.py Hop.started). Journeys are drawn in that order.
   function startedAt(hop) {
@@ -947,8 +950,9 @@
   }
 
   // The latest message's hops, as flow/journey.py files them: those with its flow id; then hops without a flow id
-  // (the gateway's relays) that happened while it travelled, of its connection or of none known, not the set-up of a
-  // connection, and not of a connection another message's hops name. The page's own hops join them.
+  // (the gateway's relays) that happened while it travelled (not before the page sent it), of its connection or of
+  // none known, not the set-up of a connection, and not of a connection another message's hops name. The page's own
+  // hops join them.
   function journeyHops() {
     const mine = flow.mine;
     if (!mine) {
@@ -977,7 +981,7 @@
         } else if (
           !hop.flow_id &&
           CONNECTION_KINDS.indexOf(hop.kind) === -1 &&
-          hop.at >= first - LEAD_S &&
+          hop.at >= Math.max(first - LEAD_S, mine.sentAt - CLOCK_SLOP_S) &&
           hop.at <= last + LINGER_S &&
           (!hop.connection_id || ours.has(hop.connection_id) || !theirs.has(hop.connection_id))
         ) {
