@@ -9,7 +9,9 @@ counted (``stats``); nothing a sender does stops the collector.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +23,8 @@ __all__ = ["DEFAULT_CAPACITY", "FlowCollector", "HopSubscriber"]
 log = logging.getLogger("flow")
 
 DEFAULT_CAPACITY = 5000
+# Bytes of socket receive buffer asked for (about a thousand hops).
+RECEIVE_BUFFER = 1 << 20
 HopSubscriber = Callable[[Hop], None]
 
 
@@ -87,6 +91,11 @@ class FlowCollector:
             lambda: _Protocol(self), local_addr=("127.0.0.1", self._port)
         )
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Room for a burst (a broadcast relayed to many clients is a hop per frame); the kernel caps it.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def close(self) -> None:
         """Close the socket (idempotent). Hops kept so far stay readable; subscribers are dropped."""

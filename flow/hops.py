@@ -117,19 +117,37 @@ _FIELDS = (
     "bytes",
 )
 _REQUIRED = frozenset({"at", "role", "source", "target", "kind", "label", "service"})
+_FIELD_SET = frozenset(_FIELDS)
+_ROLES = {role.value: role for role in Role}
+_LIFELINES = {lifeline.value: lifeline for lifeline in Lifeline}
 _ELLIPSIS = "…"
 # Control characters (newlines included) never reach a label: a label is one line.
 _CONTROL = {c: " " for c in range(0x20)} | {0x7F: " ", 0x2028: " ", 0x2029: " "}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# One encoder and one decoder for every hop: json.dumps/json.loads with options build a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 class InvalidHop(ValueError):
     """A datagram or a value that is not a hop: malformed JSON, a wrong type, an unknown kind, too large."""
 
 
+def might_hold_secret(text: str) -> bool:
+    """False only when ``signalr.redact.redact_text`` cannot change ``text``: every secret it knows is introduced by
+    ``=`` (query values, AccessKey, ``id=``), ``:`` (a subscription-key header), ``eyJ`` (a JWT) or ``bearer``."""
+    return "=" in text or ":" in text or "eyJ" in text or "bearer" in text.lower()
+
+
 def clean_label(label: str) -> str:
     """``label`` as a hop carries it: secrets redacted, control characters as spaces, at most :data:`MAX_LABEL`
     characters (cut with ``…``)."""
-    text = redact_text(label).translate(_CONTROL)
+    text = (redact_text(label) if might_hold_secret(label) else label).translate(_CONTROL)
     if len(text) > MAX_LABEL:
         text = text[: MAX_LABEL - 1] + _ELLIPSIS
     return text
@@ -219,14 +237,14 @@ class Hop:
         """Compact UTF-8 JSON of at most :data:`MAX_DATAGRAM` bytes; a label too long for that is cut.
         Raises :class:`InvalidHop` only when the hop cannot fit even with an empty label (never with :meth:`make`)."""
         data = self.to_dict()
-        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        raw = _ENCODER.encode(data).encode()
         if len(raw) <= MAX_DATAGRAM:
             return raw
         label = self.label
         while label:
             label = label[: len(label) // 2]
             data["label"] = label + _ELLIPSIS
-            raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            raw = _ENCODER.encode(data).encode()
             if len(raw) <= MAX_DATAGRAM:
                 return raw
         raise InvalidHop(f"hop too large for one datagram ({len(raw)} bytes, limit {MAX_DATAGRAM})")
@@ -239,22 +257,18 @@ class Hop:
         if len(data) > MAX_DATAGRAM:
             raise InvalidHop(f"hop datagram too large ({len(data)} bytes, limit {MAX_DATAGRAM})")
         try:
-            obj = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+            obj = _DECODER.decode(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InvalidHop(f"hop is not UTF-8 JSON: {type(exc).__name__}") from None
         if not isinstance(obj, dict):
             raise InvalidHop(f"hop is not a JSON object but {type(obj).__name__}")
-        unknown = obj.keys() - set(_FIELDS)
+        unknown = obj.keys() - _FIELD_SET
         if unknown:
             raise InvalidHop(f"hop has unknown field {_short(min(unknown))}")
         missing = _REQUIRED - obj.keys()
         if missing:
             raise InvalidHop(f"hop lacks field {min(missing)!r}")
         return _build({name: obj.get(name) for name in _FIELDS})
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _short(value: object) -> str:
@@ -267,15 +281,13 @@ def _build(f: dict[str, Any]) -> Hop:
     at = f["at"]
     if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at <= 0:
         raise InvalidHop(f"hop field 'at' must be a positive time, got {_short(at)}")
-    try:
-        role = Role(f["role"])
-    except ValueError:
-        raise InvalidHop(f"hop has unknown role {_short(f['role'])}") from None
-    try:
-        source = Lifeline(f["source"])
-        target = Lifeline(f["target"])
-    except ValueError:
-        raise InvalidHop(f"hop has unknown lifeline {_short(f['source'])} → {_short(f['target'])}") from None
+    role = _ROLES.get(f["role"]) if isinstance(f["role"], str) else None
+    if role is None:
+        raise InvalidHop(f"hop has unknown role {_short(f['role'])}")
+    source = _LIFELINES.get(f["source"]) if isinstance(f["source"], str) else None
+    target = _LIFELINES.get(f["target"]) if isinstance(f["target"], str) else None
+    if source is None or target is None:
+        raise InvalidHop(f"hop has unknown lifeline {_short(f['source'])} → {_short(f['target'])}")
     kind = f["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidHop(f"hop has unknown kind {_short(kind)}")

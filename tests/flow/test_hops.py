@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flow.hops import KINDS, MAX_DATAGRAM, MAX_LABEL, Hop, InvalidHop, Lifeline, Role
+from flow.hops import KINDS, MAX_DATAGRAM, MAX_LABEL, Hop, InvalidHop, Lifeline, Role, might_hold_secret
 from flow.ids import flow_id
+from signalr.redact import redact_text
 
 FLOW = flow_id("conn", "1")
 
@@ -199,3 +202,19 @@ def test_make_refuses_values_outside_the_contract() -> None:
 
 def test_invalid_hop_is_a_value_error() -> None:
     assert issubclass(InvalidHop, ValueError)
+
+
+FRAGMENTS = ["eyJhbGciOiJIUzI1NiJ9", ".eyJzdWIiOiIxIn0.", "sig", "Bearer ", "bearer", "?access_token", "&id", "key "]
+
+
+@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=10), max_size=20).map("".join))
+def test_the_redaction_shortcut_skips_only_text_redaction_cannot_change(text: str) -> None:
+    """Labels without ``=``, ``:``, ``eyJ`` or ``bearer`` skip ``redact_text``: it leaves them as they are."""
+    if not might_hold_secret(text):
+        assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("secret", ["Bearer abcdefghijkl", "eyJhbGciOiJIUzI1NiJ9", "x?sig=abc", "AccessKey=k"])
+def test_the_redaction_shortcut_never_skips_a_secret(secret: str) -> None:
+    assert might_hold_secret(f"label {secret} end")
+    assert redact_text(f"label {secret} end") != f"label {secret} end"
