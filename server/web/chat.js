@@ -675,7 +675,8 @@
   // flow id is its latest message's, plus the gateway's hops of its connection while the message travels, adds its
   // own (the send, the delivery back, the completion), and draws them as a Mermaid sequence diagram: the five
   // lifelines in a fixed order, one arrow per hop. The flow id is the first 16 hex digits of
-  // SHA-256("<connectionId>:<invocationId or ackId>"), as every role computes it (docs/architecture.md §3).
+  // SHA-256("<connectionId>:<invocationId or ackId>"), as every role computes it (flow/ids.py; docs/server.md, "The
+  // journey of your latest message").
 
   const MERMAID_BUNDLE = "/lib/mermaid.min.js";
   const LIFELINES = [
