@@ -4,11 +4,14 @@ A :class:`JourneyBook` takes every hop (:meth:`JourneyBook.add`) and files it:
 
 - a hop with a flow id joins that message's :class:`Journey`;
 - a hop without one (the gateway relays frames and knows no flow id) joins the journey that is *open in time* when it
-  happened: the journey of its connection (a connection id some flow-id hop of the journey carried) if there is one,
-  else any journey, the newest that began at most :data:`LEAD` seconds after the hop and whose last hop ended at most
-  :data:`LINGER` seconds before it. A hop that arrives before any such journey (the gateway reports the relay of the
-  sender's frame before the service reports the invocation) waits for its connection's journey; once a later hop
-  shows it waited :data:`LEAD` seconds, it joins the newest journey open at its time, if any;
+  happened: the journey of its connection (the sender's connection id, which a ``send``/``invoke``/``upstream``/
+  ``server-connection`` hop of the journey carried) if there is one, else any journey, the newest that began at most
+  :data:`LEAD` seconds after the hop and, for a hop towards the clients, whose last hop ended at most :data:`LINGER`
+  seconds before it; a hop on its way in (a client's frame or request) must be within :data:`LEAD` seconds of the
+  journey's start, so a client's next message never joins its previous one. A hop that arrives before any such
+  journey (the gateway reports the relay of the sender's frame before the service reports the invocation) waits for
+  its connection's journey; once a later hop shows it waited :data:`LEAD` seconds, it joins the newest journey open
+  at its time, if any;
 - connection set-up (``negotiate``, ``redirect``, ``connect``, ``upgrade``) and hops no journey claims stay
   *connection hops* (:meth:`JourneyBook.connection_hops`).
 
@@ -23,9 +26,9 @@ import bisect
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from .hops import Hop
+from .hops import Hop, Lifeline
 
-__all__ = ["CONNECTION_KINDS", "LEAD", "LINGER", "MAX_JOURNEYS", "Journey", "JourneyBook"]
+__all__ = ["CONNECTION_KINDS", "LEAD", "LINGER", "MAX_JOURNEYS", "SENDER_KINDS", "Journey", "JourneyBook"]
 
 # Seconds a hop without a flow id may precede the first hop of the journey it belongs to.
 LEAD = 0.5
@@ -34,6 +37,10 @@ LINGER = 2.0
 MAX_JOURNEYS = 500
 # Hops that set a connection up: they never join a message's journey.
 CONNECTION_KINDS = frozenset({"negotiate", "redirect", "connect", "upgrade"})
+# Hops whose connection id is the sender's: a journey is "of" the connections these name (a ``deliver`` hop names a
+# recipient, whose next message must not look like this one).
+SENDER_KINDS = frozenset({"send", "invoke", "upstream", "server-connection"})
+_OUTBOUND = frozenset({Lifeline.CLIENT, Lifeline.OTHERS})
 _MAX_LOOSE = 500
 
 
@@ -86,12 +93,19 @@ class Journey:
         self._keys.insert(index, key)
         self.hops.insert(index, hop)
         self.last_at = max(self.last_at, hop.at)
-        if hop.connection_id is not None and hop.flow_id is not None:
+        if hop.connection_id is not None and hop.flow_id is not None and hop.kind in SENDER_KINDS:
             self.connection_ids.add(hop.connection_id)
 
-    def _open_at(self, at: float) -> bool:
+    def _takes(self, hop: Hop) -> bool:
+        """Whether ``hop`` (no flow id) happened while this journey was open: an inbound hop (a client's frame or
+        request on its way in) near the journey's start, an outbound one (towards clients) up to LINGER seconds after
+        its last hop."""
         started = self.started
-        return started is not None and started - LEAD <= at <= self.last_at + LINGER
+        if started is None or hop.at < started - LEAD:
+            return False
+        if hop.target in _OUTBOUND:
+            return hop.at <= self.last_at + LINGER
+        return hop.at <= started + LEAD
 
 
 class JourneyBook:
@@ -180,7 +194,7 @@ class JourneyBook:
         first."""
         fallback: Journey | None = None
         for journey in reversed(self._journeys.values()):
-            if not journey._open_at(hop.at):
+            if not journey._takes(hop):
                 continue
             if hop.connection_id is not None and hop.connection_id in journey.connection_ids:
                 return journey
@@ -195,7 +209,7 @@ class JourneyBook:
             return
         kept: deque[Hop] = deque()
         for hop in self._waiting:
-            if journey._open_at(hop.at) and (hop.connection_id is None or hop.connection_id in journey.connection_ids):
+            if journey._takes(hop) and (hop.connection_id is None or hop.connection_id in journey.connection_ids):
                 journey._insert(hop)
             else:
                 kept.append(hop)

@@ -155,3 +155,33 @@ def test_a_waiting_hop_of_an_unknown_connection_joins_the_open_journey_once_sett
     book.add(hop("deliver", LEAD + 0.1, flow_id=F1, connection_id=ALICE))
     assert [h.label for h in journey.hops] == ["frame to carol", "invoke", "deliver"]
     assert book.connection_hops() == []
+
+
+def relay_out(at: float, connection: str | None, label: str) -> Hop:
+    return Hop.make("apim", "apim", "others", "relay", label, at=T0 + at, connection_id=connection)
+
+
+def test_a_clients_next_message_never_joins_its_previous_one() -> None:
+    book = JourneyBook()
+    second = flow_id(ALICE, "2")
+    book.add(hop("invoke", 0.000, flow_id=F1, connection_id=ALICE))
+    book.add(hop("fan-out", 0.002, flow_id=F1, count=2))
+    book.add(hop("deliver", 0.003, flow_id=F1, connection_id=BOB))  # bob received it
+    assert book.add(relay_out(0.004, BOB, "frame to bob")) is book.get(F1)
+    # One second later: alice's and bob's next frames on their way in (the services have not spoken yet).
+    assert book.add(hop("relay", 1.000, connection_id=ALICE, label="alice's next frame")) is None
+    assert book.add(hop("relay", 1.001, connection_id=BOB, label="bob's first frame")) is None
+    book.add(hop("invoke", 1.002, flow_id=second, connection_id=ALICE))
+    j1, j2 = book.get(F1), book.get(second)
+    assert j1 is not None and j2 is not None
+    assert [h.label for h in j1.hops] == ["invoke", "fan-out", "deliver", "frame to bob"]
+    assert [h.label for h in j2.hops] == ["alice's next frame", "invoke"]
+    assert j1.connection_ids == {ALICE}  # a recipient's connection does not make the journey bob's
+
+
+def test_frames_towards_clients_join_until_the_journey_lingers_out() -> None:
+    book = JourneyBook()
+    book.add(hop("invoke", 0.0, flow_id=F1, connection_id=ALICE))
+    book.add(hop("fan-out", 0.01, flow_id=F1, count=2))
+    assert book.add(relay_out(0.01 + LINGER - 0.1, "conn-carol", "slow frame to carol")) is book.get(F1)
+    assert book.add(relay_out(0.01 + 2 * LINGER + 1, "conn-carol", "much later")) is None
