@@ -17,6 +17,7 @@ import sys
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from flow.publisher import add_flow_argument
 from signalr.http_limits import HttpLimits, add_limit_arguments, install_bad_request_log_filter, limits_from_args
 from signalr.redact import redact_url
 from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
@@ -115,6 +116,7 @@ def _parser() -> _Parser:
         "the Host is not the service's, so a proxy that does not rewrite Host shows (e.g. apim-gateway --keep-host); "
         "the connection string then names NAME (default: every Host is served)",
     )
+    add_flow_argument(parser)
     add_limit_arguments(parser)
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return parser
@@ -139,6 +141,8 @@ async def _run(settings: EmulatorSettings, limits: HttpLimits) -> None:
         log.info("listening on %s (mode: %s, upstream: %s)", running.url, settings.service_mode, upstreams)
         if settings.public_host:
             log.info("serving only Host %s (--public-host); other Host names get 404", settings.public_host)
+        if settings.flow_to is not None:
+            log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
         await stop.wait()
         log.info("shutting down")
 
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             max_buffer_size=args.max_buffer,
             max_message_size=args.max_message_size,
             public_host=args.public_host,
+            flow_to=args.flow_to,
         ).from_env()
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")

@@ -26,6 +26,7 @@ from signalr.messages import HubMessage
 from signalr.redact import redact_text
 
 from .connection import ClientConnection, ClientRoute, InboundMessage, TimerWheel
+from .flow import EmulatorFlow, ProtocolCounts
 from .server_connections import NO_SERVER_ERROR, ServerPool
 from .settings import EmulatorSettings
 from .upstream import UpstreamDispatcher
@@ -128,8 +129,14 @@ class Hub:
     # --- sending -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _deliver(message: HubMessage, targets: Iterable[ClientConnection], excluded: Iterable[str] = ()) -> int:
-        """Queue ``message`` to ``targets`` but ``excluded`` ids; returns how many accepted it.
+    def _deliver(
+        message: HubMessage,
+        targets: Iterable[ClientConnection],
+        excluded: Iterable[str] = (),
+        counts: ProtocolCounts | None = None,
+    ) -> int:
+        """Queue ``message`` to ``targets`` but ``excluded`` ids; returns how many accepted it. ``counts`` (given
+        only while flow is on) gets how many accepted it per hub protocol.
 
         Raises :class:`ValueError`, before anything is queued, when a recipient's protocol cannot carry it.
         """
@@ -147,22 +154,28 @@ class Hub:
         for connection, protocol in recipients:
             if connection.send(encoded[protocol.name]):
                 count += 1
+        if counts is not None:
+            for connection, protocol in recipients:
+                if not connection.closed:
+                    counts[protocol.name] = counts.get(protocol.name, 0) + 1
         return count
 
-    def broadcast(self, message: HubMessage, excluded: Iterable[str] = ()) -> int:
+    def broadcast(self, message: HubMessage, excluded: Iterable[str] = (), counts: ProtocolCounts | None = None) -> int:
         """Queue ``message`` to every connection but ``excluded``; returns how many accepted it. Raises
         :class:`ValueError` (nothing sent) when a recipient's protocol cannot carry it."""
-        return self._deliver(message, self.connections.values(), excluded)
+        return self._deliver(message, self.connections.values(), excluded, counts)
 
-    def send_to_user(self, user: str, message: HubMessage) -> int:
-        return self._deliver(message, self.user_connections(user))
+    def send_to_user(self, user: str, message: HubMessage, counts: ProtocolCounts | None = None) -> int:
+        return self._deliver(message, self.user_connections(user), (), counts)
 
-    def send_to_connection(self, connection_id: str, message: HubMessage) -> int:
+    def send_to_connection(self, connection_id: str, message: HubMessage, counts: ProtocolCounts | None = None) -> int:
         connection = self.connections.get(connection_id)
-        return self._deliver(message, [connection] if connection else [])
+        return self._deliver(message, [connection] if connection else [], (), counts)
 
-    def send_to_group(self, group: str, message: HubMessage, excluded: Iterable[str] = ()) -> int:
-        return self._deliver(message, self.group_connections(group), excluded)
+    def send_to_group(
+        self, group: str, message: HubMessage, excluded: Iterable[str] = (), counts: ProtocolCounts | None = None
+    ) -> int:
+        return self._deliver(message, self.group_connections(group), excluded, counts)
 
     def close_connections(
         self, targets: Iterable[ClientConnection], error: str | None, excluded: Iterable[str] = ()
@@ -183,7 +196,9 @@ class SignalRService:
 
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
-        self.upstream = UpstreamDispatcher(settings)
+        # Hop events (--flow-to); off, hot paths check ``flow.enabled`` and nothing else.
+        self.flow = EmulatorFlow(settings.flow_to)
+        self.upstream = UpstreamDispatcher(settings, self.flow)
         self.servers = ServerPool()
         self._hubs: dict[str, Hub] = {}
         self._by_token: dict[str, ClientConnection] = {}
@@ -209,6 +224,7 @@ class SignalRService:
                 await self._maintenance
             self._maintenance = None
         await self.upstream.stop()
+        self.flow.close()
 
     async def _run_timers(self) -> None:
         """Every tick, the timers of the connections with one due (:class:`TimerWheel`), not a sweep over all."""
@@ -302,7 +318,8 @@ class SignalRService:
             self.upstream.connected(connection)
 
     async def message(self, connection: ClientConnection, message: InboundMessage) -> None:
-        await self.upstream.message(connection, message)
+        flow = self.flow.invoked(connection, message) if self.flow.enabled else None
+        await self.upstream.message(connection, message, flow)
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:
         self.hub(connection.hub).remove(connection)

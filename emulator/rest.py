@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from flow.ids import FLOW_ID_HEADER, parse_flow_id
 from signalr.json_protocol import load_json
 from signalr.messages import Invocation, ProtocolError
 from signalr.redact import redact_url
 
 from .auth import Unauthorized, authenticate_rest
+from .flow import ProtocolCounts
 from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, Hub, SignalRService
 
 __all__ = ["add_rest_routes", "rest_error", "rest_errors_middleware"]
@@ -128,14 +130,33 @@ async def _payload(request: web.Request) -> Invocation:
     return Invocation(target, tuple(arguments))
 
 
-def _send(deliver: Callable[[], int]) -> web.Response:
+def _send(request: web.Request, what: str, deliver: Callable[[ProtocolCounts | None], int]) -> web.Response:
     """Run a send; 202 once queued (also to nobody), 400 when a recipient's protocol cannot carry the arguments
-    (e.g. an integer beyond 64 bits for MessagePack): then nobody got it."""
+    (e.g. an integer beyond 64 bits for MessagePack): then nobody got it.
+
+    While flow is on, the send is reported (``rest``, with the ``X-Flow-Id`` the app server carried back) with its one
+    ``fan-out`` hop (``what`` names the send); off, that costs the one ``enabled`` check."""
+    flow = _service(request).flow
+    counts: ProtocolCounts | None = {} if flow.enabled else None
     try:
-        deliver()
+        deliver(counts)
     except (ValueError, RecursionError):
+        if counts is not None:
+            _report(request, 400, None)
         raise RestError(400, "The 'arguments' cannot be sent as a hub message.", "arguments") from None
+    if counts is not None:
+        _report(request, 202, (what, counts))
     return _status(202)
+
+
+def _report(request: web.Request, status: int, fan_out: tuple[str, ProtocolCounts] | None) -> None:
+    """Flow on: the REST send received and, when it was queued, its fan-out."""
+    flow = _service(request).flow
+    flow_id = parse_flow_id(request.headers.get(FLOW_ID_HEADER))
+    flow.rest_received(request.method, request.path, status, flow_id, request.content_length or 0)
+    if fan_out is not None:
+        what, counts = fan_out
+        flow.fanned_out(what, counts, flow_id, "serverless")
 
 
 def _excluded(request: web.Request) -> list[str]:
@@ -156,25 +177,27 @@ def _status(code: int) -> web.Response:
 async def broadcast(request: web.Request) -> web.Response:
     hub = _hub(request)
     message = await _payload(request)
-    return _send(lambda: hub.broadcast(message, _excluded(request)))
+    return _send(request, "broadcast", lambda counts: hub.broadcast(message, _excluded(request), counts))
 
 
 async def send_to_user(request: web.Request) -> web.Response:
     hub = _hub(request)
     message = await _payload(request)
-    return _send(lambda: hub.send_to_user(request.match_info["user"], message))
+    return _send(request, "to user", lambda counts: hub.send_to_user(request.match_info["user"], message, counts))
 
 
 async def send_to_connection(request: web.Request) -> web.Response:
     hub = _hub(request)
     message = await _payload(request)
-    return _send(lambda: hub.send_to_connection(request.match_info["connection"], message))
+    connection_id = request.match_info["connection"]
+    return _send(request, "to connection", lambda counts: hub.send_to_connection(connection_id, message, counts))
 
 
 async def send_to_group(request: web.Request) -> web.Response:
     hub = _hub(request)
     message = await _payload(request)
-    return _send(lambda: hub.send_to_group(request.match_info["group"], message, _excluded(request)))
+    group = request.match_info["group"]
+    return _send(request, "to group", lambda counts: hub.send_to_group(group, message, _excluded(request), counts))
 
 
 def _missing_connection(connection_id: str) -> RestError:

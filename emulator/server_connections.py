@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from flow.ids import flow_id_from_tracing_id, tracing_id
 from signalr.handshake import encode_handshake_response
 from signalr.messages import Close
 from signalr.service_protocol import (
@@ -59,6 +60,8 @@ from signalr.service_protocol import (
     UserLeaveGroupWithAck,
     encode,
 )
+
+from .flow import EmulatorFlow
 
 if TYPE_CHECKING:
     from .connection import ClientConnection
@@ -146,8 +149,12 @@ class ServerConnection:
     with its code and call :meth:`dropped`.
     """
 
-    def __init__(self, hub: Hub, server_id: str, ping_interval: float, timeout: float) -> None:
+    def __init__(
+        self, hub: Hub, server_id: str, ping_interval: float, timeout: float, flow: EmulatorFlow | None = None
+    ) -> None:
+        """``flow``: the service's hop events (off when None or disabled)."""
         self.hub = hub
+        self.flow = flow if flow is not None else EmulatorFlow(None)
         self.server_id = server_id
         self.connection_id = str(uuid.uuid4())
         self.handshaken = False
@@ -236,9 +243,22 @@ class ServerConnection:
         )
 
     async def forward(self, connection: ClientConnection, data: bytes) -> None:
-        self.send(ConnectionData(connection.connection_id, data))
+        flow = self.flow
+        if flow.enabled:
+            self._forward_traced(connection, data)
+        else:
+            self.send(ConnectionData(connection.connection_id, data))
         # Backpressure: while the app server is not reading, stop reading its clients.
         await self._drained.wait()
+
+    def _forward_traced(self, connection: ClientConnection, data: bytes) -> None:
+        """Flow on: the client's invocation gets its flow id as the tracing id of its ConnectionData, and both the
+        invocation and the forwarding are reported."""
+        minted = self.flow.routed_invocation(connection, data)
+        ext: dict[int, Any] = {int(Ext.TRACING_ID): tracing_id(minted)} if minted is not None else {}
+        self.send(ConnectionData(connection.connection_id, data, ext))
+        if minted is not None:
+            self.flow.forwarded(connection, minted, len(data))
 
     def client_closed(self, connection: ClientConnection, error: str | None) -> None:
         if self.clients.pop(connection.connection_id, None) is not None:
@@ -280,17 +300,18 @@ class ServerConnection:
                 client = self.clients.get(cid) or self.hub.connections.get(cid)
                 if client is not None:
                     client.deliver(payload)
+                if self.flow.enabled and message.tracing_id is not None:
+                    self.flow.service_message(
+                        "ConnectionData", flow_id_from_tracing_id(message.tracing_id), len(payload)
+                    )
             case CloseConnection(connection_id=cid, error=error):
                 client = self.clients.pop(cid, None)
                 if client is not None:
                     # The app server already sent the hub Close message as data: deliver it, then end the transport.
                     client.close(error or None, by_peer=True)
             case MultiConnectionData(connection_ids=ids, payloads=payloads):
-                for cid in ids:
-                    target = self.hub.connections.get(cid)
-                    record = _payload(payloads, target) if target else None
-                    if target is not None and record is not None:
-                        target.send(record)
+                connections = self.hub.connections
+                self._fan_out(message, payloads, [connections[cid] for cid in ids if cid in connections])
             case _:
                 self._handle_hub_operation(message)
 
@@ -329,12 +350,12 @@ class ServerConnection:
         hub = self.hub
         match message:
             case UserData(user_id=user, payloads=payloads):
-                self._fan_out(payloads, hub.user_connections(user))
+                self._fan_out(message, payloads, hub.user_connections(user))
             case MultiUserData(user_ids=users, payloads=payloads):
-                self._fan_out(payloads, [c for user in set(users) for c in hub.user_connections(user)])
+                self._fan_out(message, payloads, [c for user in set(users) for c in hub.user_connections(user)])
             case BroadcastData(excluded=excluded, payloads=payloads):
                 skip = set(excluded)
-                self._fan_out(payloads, [c for c in hub.connections.values() if c.connection_id not in skip])
+                self._fan_out(message, payloads, [c for c in hub.connections.values() if c.connection_id not in skip])
             case GroupBroadcastData(group=group, excluded=excluded, payloads=payloads, excluded_users=users):
                 skip, skip_users = set(excluded), set(users)
                 targets = [
@@ -342,10 +363,10 @@ class ServerConnection:
                     for c in hub.group_connections(group)
                     if c.connection_id not in skip and c.user_id not in skip_users
                 ]
-                self._fan_out(payloads, targets)
+                self._fan_out(message, payloads, targets)
             case MultiGroupBroadcastData(groups=groups, payloads=payloads):
                 unique = {c.connection_id: c for group in groups for c in hub.group_connections(group)}
-                self._fan_out(payloads, unique.values())
+                self._fan_out(message, payloads, unique.values())
             case JoinGroup(connection_id=cid, group=group):
                 hub.add_to_group(group, cid)
             case LeaveGroup(connection_id=cid, group=group):
@@ -392,13 +413,32 @@ class ServerConnection:
                     self._ignored.add(name)
                     log.debug("server connection %s: %s is not served, ignored", self.connection_id, name)
 
-    @staticmethod
-    def _fan_out(payloads: Mapping[str, bytes], targets: Iterable[ClientConnection]) -> None:
+    def _fan_out(
+        self, message: ServiceMessage, payloads: Mapping[str, bytes], targets: Iterable[ClientConnection]
+    ) -> None:
         # Every recipient of one protocol gets the same bytes object: nothing is copied per client.
-        for connection in list(targets):
+        recipients = list(targets)
+        for connection in recipients:
             record = _payload(payloads, connection)
             if record is not None:
                 connection.send(record)
+        if self.flow.enabled:
+            self._report_fan_out(message, payloads, recipients)
+
+    def _report_fan_out(
+        self, message: ServiceMessage, payloads: Mapping[str, bytes], recipients: list[ClientConnection]
+    ) -> None:
+        """Flow on: the service message received and its one fan-out hop (recipients counted per protocol)."""
+        tracing = getattr(message, "tracing_id", None)  # every send message carries the extension map
+        flow = flow_id_from_tracing_id(tracing if isinstance(tracing, int) else None)
+        name = type(message).__name__
+        self.flow.service_message(name, flow, sum(len(p) for p in payloads.values()))
+        counts: dict[str, int] = {}
+        for connection in recipients:
+            protocol = connection.protocol
+            if protocol is not None and not connection.closed and _payload(payloads, connection) is not None:
+                counts[protocol.name] = counts.get(protocol.name, 0) + 1
+        self.flow.fanned_out(name, counts, flow, "default")
 
     def _ack(self, ack_id: int, found: bool) -> None:
         self.send(Ack(ack_id, int(AckStatus.OK if found else AckStatus.NOT_FOUND)))

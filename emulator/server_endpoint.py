@@ -64,7 +64,9 @@ async def server_connect(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return plain_text(400, "Not a valid WebSocket request.")
     server_id = str(claims.get("nameid") or request.headers.get("X-ASRS-Server-Id") or "-")
-    server = ServerConnection(service.hub(hub_name), server_id, settings.server_ping_interval, settings.server_timeout)
+    server = ServerConnection(
+        service.hub(hub_name), server_id, settings.server_ping_interval, settings.server_timeout, service.flow
+    )
     log.info(
         "server connection %s opened hub=%s server=%s (X-ASRS-Server-Id: %s) cid=%s",
         server.connection_id,

@@ -74,6 +74,8 @@ class EmulatorSettings:
     max_service_message_size: int = MIB
     # --public-host: the only Host name served (any port); None serves every Host (emulator/public_host.py).
     public_host: str | None = None
+    # --flow-to: where hop events go (a loopback UDP address, emulator/flow.py); None publishes nothing.
+    flow_to: tuple[str, int] | None = None
 
     @property
     def endpoint_host(self) -> str:

@@ -161,6 +161,9 @@ async def negotiate(request: web.Request) -> web.Response:
     )
     connection.owner = identity.owner
     log.info("negotiate hub=%s id=%s version=%d", hub, connection.connection_id, version)
+    flow = _service(request).flow
+    if flow.enabled:
+        flow.negotiated(connection, version)
     body = service_negotiate_response(connection.connection_id, connection.connection_token, version)
     return web.Response(body=body, content_type="application/json")
 
@@ -219,6 +222,8 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     writer: asyncio.Task[None] | None = None
     try:
         await ws.prepare(request)
+        if service.flow.enabled:
+            service.flow.connected(connection)
         writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
         max_size = service.settings.max_message_size
         async for message in ws:
@@ -328,6 +333,8 @@ async def _server_sent_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         await response.write(SSE_PREAMBLE)
+        if service.flow.enabled:
+            service.flow.connected(connection)
         while True:
             data = connection.take_outgoing()
             if data:
@@ -364,6 +371,8 @@ async def _long_poll(request: web.Request) -> web.StreamResponse:
     if connection.transport is None:
         _start_transport(connection, TransportType.LONG_POLLING, request, identity)
         connection.end_poll(connection.begin_poll())
+        if service.flow.enabled:
+            service.flow.connected(connection)
         return _poll_response(b"")
     generation = connection.begin_poll()
     deadline = time.monotonic() + service.settings.poll_timeout
@@ -373,6 +382,8 @@ async def _long_poll(request: web.Request) -> web.StreamResponse:
                 return _poll_response(None)
             data = connection.take_outgoing()
             if data:
+                if service.flow.enabled:
+                    service.flow.polled(connection, len(data))
                 return _poll_response(data)
             if connection.closed:
                 service.forget(connection)

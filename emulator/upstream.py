@@ -23,17 +23,20 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from flow.ids import FLOW_ID_HEADER
 from signalr.hub_protocol import HubProtocol
 from signalr.messages import Completion, HubMessage, ProtocolError, StreamInvocation
 from signalr.redact import redact_text, redact_url
 from signalr.upstream import MEDIA_TYPES, UpstreamTemplate, protocol_for_media_type, signature_header
 
+from .flow import EmulatorFlow
 from .settings import EmulatorSettings
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ class _Event:
     body: bytes
     invocation_id: str | None = None
     content_type: str = JSON_MEDIA_TYPE
+    flow_id: str | None = None  # only while flow is on (emulator/flow.py)
 
     @property
     def is_message(self) -> bool:
@@ -99,8 +103,9 @@ class UpstreamDispatcher:
     Call :meth:`start` inside the event loop before use and :meth:`stop` on shutdown.
     """
 
-    def __init__(self, settings: EmulatorSettings) -> None:
+    def __init__(self, settings: EmulatorSettings, flow: EmulatorFlow | None = None) -> None:
         self._settings = settings
+        self._flow = flow if flow is not None else EmulatorFlow(None)
         self._templates: tuple[UpstreamTemplate, ...] = settings.upstreams
         self._keys = [settings.access_key]
         self._session: aiohttp.ClientSession | None = None
@@ -132,8 +137,9 @@ class UpstreamDispatcher:
         worker.task = asyncio.create_task(self._run(worker), name=f"upstream-{connection.connection_id}")
         worker.queue.put_nowait(_Event("connections", "connected", CONNECTED_BODY))
 
-    async def message(self, connection: ClientConnection, message: InboundMessage) -> None:
-        """Queue an invocation for the upstream; waits while the connection already has too many in flight."""
+    async def message(self, connection: ClientConnection, message: InboundMessage, flow_id: str | None = None) -> None:
+        """Queue an invocation for the upstream; waits while the connection already has too many in flight.
+        ``flow_id`` (flow on) rides on the POST as ``X-Flow-Id``."""
         worker = self._workers.get(connection.connection_id)
         protocol = connection.protocol
         if worker is None or protocol is None:
@@ -155,7 +161,7 @@ class UpstreamDispatcher:
             worker.slots.release()
             raise ProtocolError("The message is nested too deeply to be passed on to the upstream.") from None
         content_type = MEDIA_TYPES.get(protocol.name, "application/octet-stream")
-        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, content_type))
+        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, content_type, flow_id))
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:
         worker = self._workers.get(connection.connection_id)
@@ -194,6 +200,7 @@ class UpstreamDispatcher:
             self._no_upstream(connection, event)
             return
         url = template.url(connection.hub, event.category, event.event)
+        started = time.monotonic()
         failure: str | None = None  # the completion error for an invocation with an id (§6.4)
         status = 0
         body = b""
@@ -213,6 +220,8 @@ class UpstreamDispatcher:
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # Exception texts may name the URL, and a Functions URL carries ?code=<key>: redact.
             failure = f"Invocation failed, error: {redact_text(str(exc)) or type(exc).__name__}."
+        if self._flow.enabled:
+            self._flow.upstream(connection, event.category, event.event, status, started, event.flow_id, failure)
         where = f"{event.category}/{event.event} hub={connection.hub} id={connection.connection_id}"
         if failure is not None:
             reason = failure.removeprefix("Invocation failed, ")
@@ -239,6 +248,8 @@ class UpstreamDispatcher:
             "X-ASRS-User-Claims": user_claims_header(connection.claims),
             "X-ASRS-Client-Query": connection.client_query,
         }
+        if event.flow_id is not None:
+            headers[FLOW_ID_HEADER] = event.flow_id
         if connection.user_id is not None:
             headers["X-ASRS-User-Id"] = _CONTROL.sub(" ", connection.user_id)
         limit = self._settings.max_upstream_response
