@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from flow.hops import Hop
 from flow.ids import flow_id
 from flow.journey import Journey, JourneyBook
 from flow.mermaid import LIFELINE_NAMES, arrow_text, escape_text, sequence_diagram
-from tests.support.mermaid import mermaid_blocks, parse_mermaid
+from tests.support.mermaid import PARSE_SCRIPT, mermaid_blocks, parse_mermaid, parse_mermaid_async
 
 T0 = 1_800_000_000.0
 HOSTILE = [
@@ -171,3 +172,26 @@ def test_mermaid_blocks() -> None:
     markdown = "# t\n\n```mermaid\nsequenceDiagram\n    a->>b: x\n```\n\ntext\n\n```mermaid\nsequenceDiagram\n```\n"
     assert mermaid_blocks(markdown) == ["sequenceDiagram\n    a->>b: x\n", "sequenceDiagram\n"]
     assert mermaid_blocks("```python\nx\n```") == []
+
+
+def test_each_diagram_of_a_batch_is_parsed_on_its_own() -> None:
+    one = "sequenceDiagram\n    a->>b: first\n    b->>a: second\n"
+    two = "sequenceDiagram\n    title Two\n    c->>d: third\n"
+    first, second, again = parse_mermaid([one, two, one])
+    assert [m["text"] for m in first["messages"]] == ["first", "second"]
+    assert [m["text"] for m in second["messages"]] == ["third"] and second["title"] == "Two"
+    assert [a[0] for a in second["actors"]] == ["c", "d"]
+    assert again == first
+
+
+async def test_parse_mermaid_async() -> None:
+    [result] = await parse_mermaid_async("sequenceDiagram\n    a->>b: x #35; y\n")
+    assert result["ok"] and result["messages"][0]["text"] == "x # y"
+
+
+def test_the_parse_script_refuses_what_is_not_a_list() -> None:
+    done = subprocess.run(
+        ["node", str(PARSE_SCRIPT)], input=b'{"not": "a list"}', capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert b"JSON array" in done.stderr
