@@ -31,14 +31,28 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Select, Static
 
+from flow.hops import Hop, Lifeline
+from flow.journey import Journey, JourneyBook
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
 from signalr.hub_protocol import HubProtocol
 from signalr.json_protocol import JSON
 from signalr.redact import SECRET_HEADERS, redact_text, redact_url
 from webpubsub.subprotocol import RELIABLE_JSON_SUBPROTOCOL
 
+from .client_hops import ClientSide, deliver_hop, send_hop
 from .connection import ChatConnection, ConnectionFactory, webpubsub_protocol_of
-from .messages import ConnectionFailed, MessageArrived, ProbeFinished, ProbeStepDone, StateChanged, TraceRecorded
+from .flow_feed import FlowFeed
+from .flow_view import OUTSIDE_THE_DEMO, FlowContext, FlowPanel
+from .messages import (
+    ConnectionFailed,
+    FlowStateChanged,
+    HopArrived,
+    MessageArrived,
+    ProbeFinished,
+    ProbeStepDone,
+    StateChanged,
+    TraceRecorded,
+)
 from .names import SYSTEM_SENDER, random_default_name
 from .probe import DEFAULT_TIMEOUT, SUBSCRIPTION_KEY_HEADER, ProbeOptions, StepResult, run_probe, summary_line
 from .probe_panel import ProbeRun, ProbeScreen
@@ -80,6 +94,8 @@ ECHO_SUFFIX = " (echo from server)"
 MAX_IN_FLIGHT = 256
 # How long a message may wait for the hub's completion before the chat calls it undelivered.
 DELIVERY_TIMEOUT = 15.0
+REPLAY_STEP = 0.12
+"""Seconds between two hops when the Flow view replays a selected message's journey."""
 """Sent messages remembered for round-trip timing; older ones are forgotten (a peer may never echo them back)."""
 
 
@@ -132,6 +148,9 @@ class ChatApp(App[None]):
     transport that cannot carry it (ServerSentEvents for MessagePack) is not offered; the caller must not pass one.
     ``connection_factory`` builds the connection (tests inject their own); ``clock`` stamps the lines.
     ``probe_timeout`` bounds each wait of "Probe this connection" (F2), as ``chat probe --timeout`` does.
+    ``flow_url`` is the app server's hop stream (``…/flow``, served in the local demo): the Flow view (F11) then draws
+    every hop of a message's journey; without it, only the chat's own hops, and a sentence saying why. ``journeys`` is
+    the book the hops go into (``chat-demo --record`` shares it with its recorder); a new one by default.
     ``service`` is ``webpubsub`` when the caller knows the app server answers for Azure Web PubSub (the demo); the app
     also learns it from the connection (the negotiate answer). On Web PubSub there is one transport (a WebSocket) and
     one subprotocol: the transport and protocol selectors are disabled and the status bar names the subprotocol.
@@ -146,6 +165,9 @@ class ChatApp(App[None]):
         Binding("ctrl+t", "choose_transport", "Transport", priority=True),
         Binding("ctrl+o", "choose_protocol", "Protocol", priority=True),
         Binding("f12", "toggle_trace", "Trace", priority=True),
+        Binding("f11", "toggle_flow", "Flow", priority=True),
+        Binding("alt+up", "flow_previous", "Previous journey", show=False, priority=True),
+        Binding("alt+down", "flow_next", "Next journey", show=False, priority=True),
         Binding("ctrl+r", "reconnect", "Reconnect", priority=True),
         Binding("f5", "resend", "Resend", priority=True),
         Binding("f1", "help", "Help"),
@@ -153,7 +175,20 @@ class ChatApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
     _MAIN_ONLY = frozenset(
-        {"echo", "choose_transport", "choose_protocol", "toggle_trace", "reconnect", "help", "clear", "resend", "probe"}
+        {
+            "echo",
+            "choose_transport",
+            "choose_protocol",
+            "toggle_trace",
+            "toggle_flow",
+            "flow_previous",
+            "flow_next",
+            "reconnect",
+            "help",
+            "clear",
+            "resend",
+            "probe",
+        }
     )
 
     def __init__(
@@ -173,6 +208,8 @@ class ChatApp(App[None]):
         protocol: HubProtocol = JSON,
         probe_timeout: float = DEFAULT_TIMEOUT,
         service: str | None = None,
+        flow_url: str | None = None,
+        journeys: JourneyBook | None = None,
     ) -> None:
         super().__init__()
         self.hub_url = url
@@ -207,6 +244,17 @@ class ChatApp(App[None]):
         self.probe_timeout = probe_timeout
         self.probe_run: ProbeRun | None = None
         """The latest probe of this connection (running or ended), ``None`` before the first."""
+        self.flow_url = flow_url
+        self.journeys = journeys if journeys is not None else JourneyBook()
+        """Every hop seen (the stream's and the chat's own), grouped into journeys (shared with a recorder)."""
+        self.flow_pinned: str | None = None
+        """The flow id of the journey the Flow view replays (a selected line), ``None`` while it follows the newest."""
+        self.flow_feed: FlowFeed | None = None
+        self._flow_state = OUTSIDE_THE_DEMO if flow_url is None else "connecting to the flow stream…"
+        self._flow_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        self._sending: tuple[str, tuple[str, str]] | None = None
+        self._flow_redraw_due = False
+        self._replay_shown: int | None = None
 
     # ----------------------------------------------------------------------------------------------- layout
 
@@ -215,6 +263,7 @@ class ChatApp(App[None]):
         yield StatusBar(id="status")
         yield ChatLog(id="chat-log")
         yield TracePanel(id="trace")
+        yield FlowPanel(id="flow")
         with Horizontal(id="compose-bar"):
             yield Input(placeholder="Message — Enter broadcasts, ctrl+e echoes", id="message")
             yield Button("Send", id="send", variant="primary")
@@ -233,6 +282,10 @@ class ChatApp(App[None]):
         return self.query_one("#trace", TracePanel)
 
     @property
+    def flow_panel(self) -> FlowPanel:
+        return self.query_one("#flow", FlowPanel)
+
+    @property
     def status_bar(self) -> StatusBar:
         return self.query_one("#status", StatusBar)
 
@@ -240,6 +293,9 @@ class ChatApp(App[None]):
         self._loop = asyncio.get_running_loop()
         self._ui_thread = threading.get_ident()
         self.trace_panel.display = False
+        self.flow_panel.display = False
+        if self.flow_url is not None:
+            self._follow_flow(self.flow_url)
         self._title_trace()
         self.sub_title = self._subtitle()
         if self.service == WEBPUBSUB:
@@ -315,6 +371,25 @@ class ChatApp(App[None]):
 
     def _trace(self, event: TraceEvent) -> None:
         self._post(TraceRecorded(self._generation, event))
+        sending = self._sending
+        if sending is not None and event.kind == "send":
+            self._own_send(event, sending)
+
+    def _own_send(self, event: TraceEvent, sending: tuple[str, tuple[str, str]]) -> None:
+        """The frame of the message being sent left: its hop, with the flow id every role computes for it."""
+        found = send_hop(event, self._client_side())
+        if found is None:
+            return
+        hop, flow, target = found
+        if target != sending[0]:
+            return
+        self._sending = None  # one message, one send hop (a frame sent again after a reconnect is not the message)
+        sender, text = sending[1]
+        key = (sender, text + ECHO_SUFFIX if target == "echo" else text)
+        self._flow_keys[key] = (flow, target)
+        while len(self._flow_keys) > MAX_IN_FLIGHT:
+            self._flow_keys.pop(next(iter(self._flow_keys)))
+        self._post(HopArrived(hop, key))
 
     @work(exclusive=True, group="connection", exit_on_error=False)
     async def _connect(self) -> None:
@@ -495,12 +570,15 @@ class ChatApp(App[None]):
                 continue
             started = time.monotonic()
             self._expect_return(target, arguments, started)  # the broadcast may come back before the completion
+            self._sending = (target, arguments)  # the trace of its frame names the invocation id: the flow id
             try:
                 await connection.invoke(target, *arguments, timeout=DELIVERY_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._undelivered(target, arguments, describe_error(exc))
+            finally:
+                self._sending = None
 
     def _undelivered(self, target: str, arguments: tuple[str, str], reason: str) -> None:
         """Say that a message did not reach the hub, and keep it for :meth:`action_resend`."""
@@ -549,6 +627,12 @@ class ChatApp(App[None]):
             # Client → gateway → service → upstream → app server → REST → service → client: the chat's round trip.
             self._round_trip_ms = (time.monotonic() - started) * 1000.0
             self._refresh_status()
+        flow = self._flow_keys.pop((message.sender, message.text), None)
+        if flow is not None:
+            rtt = self._round_trip_ms if started is not None else None
+            hop = deliver_hop(flow[0], flow[1], self._client_side(), rtt, time.time())
+            if hop is not None:
+                self.on_hop_arrived(HopArrived(hop))
         at = datetime.fromtimestamp(message.at)
         with contextlib.suppress(NoMatches):  # late messages while the app shuts down
             self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
@@ -572,6 +656,177 @@ class ChatApp(App[None]):
         clean = dataclasses.replace(event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail))
         with contextlib.suppress(NoMatches):  # the close of a connection stopped while the app shuts down
             self.trace_panel.record(clean)
+
+    # ----------------------------------------------------------------------------------------------- flow
+
+    @work(group="flow", exit_on_error=False)
+    async def _follow_flow(self, url: str) -> None:
+        """Follow the app server's hop stream for as long as the app runs (it reconnects by itself)."""
+        feed = self.flow_feed = FlowFeed(
+            url, lambda hop: self._post(HopArrived(hop)), lambda text: self._post(FlowStateChanged(text))
+        )
+        await feed.run()
+
+    def _client_side(self) -> ClientSide:
+        """What the chat's own hops say of its connection: id, transport, where it goes, service and mode."""
+        connection = self.connection
+        connected = connection.connected_url if connection is not None else None
+        label = self._host_label(connected) if connected else ("via gateway" if self.gateway_profile else "")
+        # A ClientEndpoint other than the service's own host is how APIM is put in front of the service.
+        lifelines = {"(app server)": Lifeline.APP, "via gateway": Lifeline.APIM, "via ClientEndpoint": Lifeline.APIM}
+        towards = lifelines.get(label, Lifeline.SERVICE)
+        return ClientSide(
+            connection_id=connection.connection_id if connection is not None else None,
+            transport=connection.transport_name if connection is not None else None,
+            towards=towards,
+            service=WEBPUBSUB if self.service == WEBPUBSUB else "signalr",
+            mode=self.service_mode,
+        )
+
+    def on_hop_arrived(self, message: HopArrived) -> None:
+        """Keep the hop in its journey; the Flow view follows it (or goes on replaying the selected line)."""
+        hop = message.hop
+        self.journeys.add(hop)
+        if message.message is not None and hop.flow_id is not None:
+            self.journeys.label_message(hop.flow_id, *message.message)
+        self._schedule_flow_redraw()
+
+    def on_flow_state_changed(self, message: FlowStateChanged) -> None:
+        self._flow_state = message.text
+        self._schedule_flow_redraw()
+
+    def _schedule_flow_redraw(self) -> None:
+        """Redraw the Flow view soon (a burst of hops costs one redraw); nothing while it is hidden."""
+        if self._flow_redraw_due:
+            return
+        with contextlib.suppress(NoMatches):
+            if self.flow_panel.display:
+                self._flow_redraw_due = True
+                self.set_timer(0.05, self.refresh_flow)
+
+    def shown_journey(self) -> Journey | None:
+        """The journey the Flow view draws: the selected line's, else the newest."""
+        if self.flow_pinned is not None:
+            return self.journeys.get(self.flow_pinned)
+        return self.journeys.latest()
+
+    def flow_context(self) -> FlowContext:
+        """The chat's own connection, for the facts the hops do not say."""
+        connection = self.connection
+        transport = connection.transport_name if connection is not None else None
+        side = self._client_side()
+        return FlowContext(
+            service=side.service,
+            mode=self.service_mode,
+            transport=transport or (None if self.service == WEBPUBSUB else self.transport.label),
+            via_gateway=side.towards is Lifeline.APIM,
+        )
+
+    def refresh_flow(self) -> None:
+        """Draw the shown journey in the Flow view now (when the view is shown)."""
+        self._flow_redraw_due = False
+        try:
+            panel = self.flow_panel
+        except NoMatches:
+            return
+        if not panel.display:
+            return
+        journey = self.shown_journey()
+        hops: list[Hop] = list(journey.hops) if journey is not None else []
+        if self._replay_shown is not None:
+            hops = hops[: self._replay_shown]
+        panel.show(hops, self._flow_caption(journey), self.flow_context(), self._flow_note())
+
+    def _flow_caption(self, journey: Journey | None) -> str:
+        if journey is None:
+            return "Flow: no message yet — send one and watch its hops"
+        flow_id = journey.flow_id or "?"
+        if journey.name is not None and journey.text is not None:
+            line = f' "{self._scrub(journey.text)[:60]}" by {journey.name[:32]}'
+        else:
+            line = " a message this chat did not send"
+        duration = journey.duration_ms
+        took = f" in {duration:.1f} ms" if duration is not None and len(journey.hops) > 1 else ""
+        how = "replaying" if self.flow_pinned is not None else "live"
+        return f"Flow {flow_id} ·{line} · {len(journey.hops)} hops{took} · {how}"
+
+    def _flow_note(self) -> str:
+        keys = "alt+↓ back to live" if self.flow_pinned is not None else "click a line or alt+↑: replay"
+        return f"{self._flow_state} · {keys}"
+
+    def action_toggle_flow(self) -> None:
+        panel = self.flow_panel
+        panel.display = not panel.display
+        if panel.display:
+            self.refresh_flow()
+
+    def show_journey_of(self, sender: str, text: str) -> bool:
+        """Replay the journey of the chat line ``(sender, text)`` in the Flow view; ``False`` when none is known."""
+        journey = self.journeys.for_message(sender, text)
+        if journey is None or journey.flow_id is None:
+            return False
+        self.replay(journey.flow_id)
+        return True
+
+    def replay(self, flow_id: str | None) -> None:
+        """Show the journey ``flow_id`` hop by hop (``None``: follow the newest message again)."""
+        self.flow_pinned = flow_id
+        self.flow_panel.display = True
+        self._replay_shown = 0 if flow_id is not None else None
+        self.refresh_flow()
+        if flow_id is not None:
+            self.set_timer(REPLAY_STEP, partial(self._replay_step, flow_id))
+
+    def _replay_step(self, flow_id: str) -> None:
+        if self.flow_pinned != flow_id or self._replay_shown is None:
+            return
+        journey = self.journeys.get(flow_id)
+        total = len(journey.hops) if journey is not None else 0
+        self._replay_shown += 1
+        if self._replay_shown >= total:
+            self._replay_shown = None  # the whole journey: new hops of it show at once from now on
+        else:
+            self.set_timer(REPLAY_STEP, partial(self._replay_step, flow_id))
+        self.refresh_flow()
+
+    def _journey_lines(self) -> list[str]:
+        """Flow ids of the chat lines whose journey is known, top to bottom (each once)."""
+        seen: list[str] = []
+        for line in self.chat_log.records:
+            journey = self.journeys.for_message(line.sender, line.text)
+            if journey is not None and journey.flow_id is not None and journey.flow_id not in seen:
+                seen.append(journey.flow_id)
+        return seen
+
+    def action_flow_previous(self) -> None:
+        """Replay the journey of the chat line above the one shown (the newest one first)."""
+        flows = self._journey_lines()
+        if not flows:
+            self._note("No journey to replay yet: send a message (the chat knows the journeys of its own messages)")
+            return
+        index = flows.index(self.flow_pinned) if self.flow_pinned in flows else len(flows)
+        self.replay(flows[max(0, index - 1)])
+
+    def action_flow_next(self) -> None:
+        """Replay the journey of the chat line below the one shown; past the newest, follow new messages again."""
+        flows = self._journey_lines()
+        if self.flow_pinned not in flows:
+            self.replay(None)
+            return
+        index = flows.index(self.flow_pinned) + 1
+        self.replay(flows[index] if index < len(flows) else None)
+
+    @on(ChatLog.Selected)
+    def _line_selected(self, event: ChatLog.Selected) -> None:
+        line = event.line
+        if not self.show_journey_of(line.sender, line.text):
+            self.flow_panel.display = True
+            self.refresh_flow()
+            self.notify(
+                "No journey known for this line: the chat follows the journeys of its own messages",
+                title="Flow",
+                timeout=4,
+            )
 
     def on_connection_failed(self, message: ConnectionFailed) -> None:
         if message.generation != self._generation or message.generation == self._reported_failure:
@@ -803,6 +1058,7 @@ class ChatApp(App[None]):
         """Close the connection cleanly (bounded), then exit."""
         self.workers.cancel_group(self, "connection")
         self.workers.cancel_group(self, "probe")
+        self.workers.cancel_group(self, "flow")
         await self._drop_connection()
         self.exit()
 
@@ -834,6 +1090,11 @@ class ChatApp(App[None]):
             )
         yield SystemCommand(
             "Toggle network trace", "Show or hide the network trace panel (F12)", self.action_toggle_trace
+        )
+        yield SystemCommand(
+            "Toggle flow view",
+            "Show or hide the hop-by-hop sequence diagram of the newest message (F11; alt+↑/↓ replays earlier ones)",
+            self.action_toggle_flow,
         )
         yield SystemCommand("Clear messages", "Remove all lines from the message view", self.action_clear)
         yield SystemCommand("Reconnect", "Drop the connection and connect again (ctrl+r)", self.action_reconnect)

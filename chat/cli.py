@@ -1,7 +1,7 @@
 """``chat``: the terminal chat. Options come from the command line, then the environment, then ``./.env``.
 
     chat [--url http://localhost:5000/chat] [--transport websockets|sse|longpolling|sse-lp]
-         [--protocol json|messagepack] [--name NAME] [--subscription-key KEY]
+         [--protocol json|messagepack] [--name NAME] [--subscription-key KEY] [--flow-url URL]
     chat probe [--url …] [--subscription-key KEY] [--origin URL] [--no-echo] [--json] [--timeout S]
 
 ``chat probe`` checks the app server and the APIM in front of the service transport by transport
@@ -10,6 +10,9 @@
 When the app server answers negotiate for Azure Web PubSub, the chat goes on over Web PubSub with the client access
 URL it returned (``chat/service_connection.py``): one WebSocket, reliable JSON subprotocol; ``--transport`` and
 ``--protocol`` do not apply there.
+
+``--flow-url`` (``chat-demo`` passes it) is the app server's hop stream (``http://127.0.0.1:PORT/flow``): the Flow view
+(F11) then shows every hop of a message, not only the chat's own.
 
 Environment: ``CHAT_URL``, ``CHAT_TRANSPORT``, ``CHAT_PROTOCOL``, ``CHAT_NAME``, ``APIM_SUBSCRIPTION_KEY``. A bad option
 prints one line on stderr and exits 2; so does MessagePack with ``--transport sse`` (ServerSentEvents carries only
@@ -58,6 +61,8 @@ class ChatOptions:
     subscription_key: str | None = field(default=None, repr=False)
     protocol: HubProtocol = JSON
     """The hub protocol to speak (``--protocol``; JSON by default)."""
+    flow_url: str | None = None
+    """The app server's hop stream (``--flow-url``), followed by the Flow view; ``None`` outside the local demo."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -89,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--subscription-key",
         help="APIM subscription key, sent as the Ocp-Apim-Subscription-Key header (env APIM_SUBSCRIPTION_KEY)",
+    )
+    parser.add_argument(
+        "--flow-url",
+        help="the app server's hop stream, e.g. http://127.0.0.1:5000/flow (chat-demo passes it): the Flow view (F11) "
+        "then shows the server hops too",
     )
     return parser
 
@@ -131,7 +141,12 @@ def parse_options(argv: list[str] | None, environ: dict[str, str] | None = None)
     key = args.subscription_key if args.subscription_key is not None else env.get("APIM_SUBSCRIPTION_KEY")
     if key is not None and (not key.strip() or any(c in key for c in "\r\n")):
         raise OptionError("--subscription-key must be a non-empty single-line value")
-    return ChatOptions(url=url, transport=transport, name=name, subscription_key=key or None, protocol=protocol)
+    flow_url = args.flow_url
+    if flow_url is not None and not is_http_url(flow_url):
+        raise OptionError("--flow-url must be an absolute http:// URL of the app server's /flow stream")
+    return ChatOptions(
+        url=url, transport=transport, name=name, subscription_key=key or None, protocol=protocol, flow_url=flow_url
+    )
 
 
 def _protocol(name: str) -> HubProtocol:
@@ -158,7 +173,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import ChatApp  # imported late so `chat --help` and option errors stay fast
 
-    app = ChatApp(options.url, options.transport, name=options.name, headers=options.headers, protocol=options.protocol)
+    app = ChatApp(
+        options.url,
+        options.transport,
+        name=options.name,
+        headers=options.headers,
+        protocol=options.protocol,
+        flow_url=options.flow_url,
+    )
     try:
         app.run()
     except KeyboardInterrupt:

@@ -97,26 +97,32 @@ def _label_width(layout: Layout, width: int) -> int:
     return max(12, width - fixed)
 
 
+def _split_point(word: str, room: int) -> int:
+    """Where to cut ``word`` so that its head fits in ``room`` cells: after the last ``/``, ``?``, ``&`` or ``=`` that
+    allows it (a URL path breaks between segments), else 0."""
+    cut = max(word.rfind(mark, 0, room) for mark in "/?&=")
+    return cut + 1 if cut > 0 else 0
+
+
 def _wrap(text: str, width: int, lines: int = _LABEL_LINES) -> list[str]:
-    """``text`` printable, in rows of at most ``width`` cells (words kept whole when they fit), at most ``lines`` rows;
-    the last row ends with ``…`` when text was left out."""
-    words = printable(" ".join(text.split()), 400).split(" ")
+    """``text`` printable, in rows of at most ``width`` cells, at most ``lines`` rows; words are kept whole when they
+    fit, and a long one (a URL) breaks after a ``/``; the last row ends with ``…`` when text was left out."""
     rows: list[str] = []
     current = ""
-    for word in words:
-        while len(word) > width:  # a word longer than the column is split
-            if current:
-                rows.append(current)
-                current = ""
-            rows.append(word[:width])
-            word = word[width:]
-        if not current:
-            current = word
-        elif len(current) + 1 + len(word) <= width:
-            current = f"{current} {word}"
-        else:
+    for word in printable(" ".join(text.split()), 400).split(" "):
+        while word:
+            room = width - len(current) - (1 if current else 0)
+            if len(word) <= room:
+                current = f"{current} {word}" if current else word
+                break
+            cut = _split_point(word, room) if len(word) > width // 2 else 0
+            if cut:
+                current = f"{current} {word[:cut]}" if current else word[:cut]
+                word = word[cut:]
+            elif not current:
+                current, word = word[:width], word[width:]
             rows.append(current)
-            current = word
+            current = ""
     if current or not rows:
         rows.append(current)
     if len(rows) > lines:
@@ -236,20 +242,20 @@ class FlowContext:
 
 
 _SERVICE_NAMES = {"signalr": "Azure SignalR Service", "webpubsub": "Azure Web PubSub"}
+# What happens behind the service, and what the transport does, in a few words each (two lines at 80 columns).
 _PATHS = {
-    "default": "Default mode: the service hands the message to the app server over a server connection the app "
-    "server opened (no HTTP request per message); the hub's broadcast comes back the same way",
-    "serverless": "Serverless mode: the service POSTs the invocation to the app server's /upstream webhook; the "
-    "hub's broadcast comes back as a REST call to the service",
-    "webpubsub": "Web PubSub: the service POSTs the user event (a CloudEvent) to the app server's event handler; "
-    "the app server sends to everyone through the service's REST API",
+    "default": "the service passes it to the app server over its server connection (no HTTP per message); the "
+    "broadcast comes back on it",
+    "serverless": "the service POSTs it to the app server's /upstream; the broadcast comes back as a REST call",
+    "webpubsub": "the service POSTs the event (a CloudEvent) to the app server's event handler; the broadcast comes "
+    "back as a REST call",
 }
 _TRANSPORTS = {
-    "WebSockets": "WebSockets: one upgraded connection carries the frames both ways",
-    "ServerSentEvents": "ServerSentEvents: the service pushes on one event stream; each message sent is its own POST",
-    "LongPolling": "LongPolling: each message sent is a POST; messages arrive as answers to the client's next poll",
+    "WebSockets": "one connection carries frames both ways",
+    "ServerSentEvents": "an event stream down, a POST per message up",
+    "LongPolling": "a POST per message up, the next poll brings it down",
 }
-_WEBPUBSUB_TRANSPORT = "one WebSocket, reliable JSON subprotocol (acks, sequence ids)"
+_WEBPUBSUB_TRANSPORT = "one WebSocket, reliable JSON subprotocol (acks)"
 
 
 def _first(hops: Sequence[Hop], attribute: str) -> str | None:
@@ -275,14 +281,14 @@ def journey_facts(hops: Sequence[Hop], context: FlowContext) -> tuple[str, str]:
     if service == "webpubsub":
         parts.append("event handler")
         parts.append(f"WebSocket{via}")
-        path = _PATHS["webpubsub"] + "; " + _WEBPUBSUB_TRANSPORT
+        path = _PATHS["webpubsub"] + " · " + _WEBPUBSUB_TRANSPORT
     else:
         parts.append(f"{mode.capitalize()} mode" if mode else "mode unknown")
         parts.append(f"{transport or 'transport unknown'}{via}")
         explained = [_PATHS[mode]] if mode in _PATHS else []
         if transport in _TRANSPORTS:
             explained.append(_TRANSPORTS[transport])
-        path = "; ".join(explained)
+        path = " · ".join(explained)
     return " · ".join(parts), path
 
 
@@ -320,7 +326,8 @@ class FlowPanel(Vertical):
 
     @property
     def view_width(self) -> int:
-        """The cells a row may use (the panel's content width, at least 60; 80 before the first layout)."""
+        """The cells a row may use (the panel's content width less the scrollbar, at least 60; 80 before the first
+        layout)."""
         width = self.content_region.width
         return max(60, width - 1) if width else 80
 

@@ -13,11 +13,21 @@ import time
 
 from textual.message import Message
 
+from flow.hops import Hop
 from signalr.client import ConnectionState, TraceEvent
 
 from .probe import ProbeReport, StepResult
 
-__all__ = ["ConnectionFailed", "MessageArrived", "ProbeFinished", "ProbeStepDone", "StateChanged", "TraceRecorded"]
+__all__ = [
+    "ConnectionFailed",
+    "FlowStateChanged",
+    "HopArrived",
+    "MessageArrived",
+    "ProbeFinished",
+    "ProbeStepDone",
+    "StateChanged",
+    "TraceRecorded",
+]
 
 
 class MessageArrived(Message):
@@ -78,3 +88,21 @@ class ProbeFinished(Message):
         self.run = run
         self.report = report
         self.error = error
+
+
+class HopArrived(Message):
+    """One hop of a journey: from the flow stream, or the chat's own (``message`` is the ``(name, text)`` of the chat
+    line it belongs to, when the chat knows it)."""
+
+    def __init__(self, hop: Hop, message: tuple[str, str] | None = None) -> None:
+        super().__init__()
+        self.hop = hop
+        self.message = message
+
+
+class FlowStateChanged(Message):
+    """The flow stream opened or failed; ``text`` says which (for the Flow view's note)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -18,6 +18,7 @@ from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import OptionList, RichLog, Select, Static
 
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
@@ -131,7 +132,17 @@ class ChatLog(RichLog):
     Call :meth:`add` for every line. Lines are written on later turns of the widget's message loop, at most
     :data:`FLUSH_BUDGET_S` of rendering per turn, so a burst of thousands of messages never freezes the keyboard:
     keys are handled between slices, and a burst costs one scroll per slice, not one per line.
+
+    A click on a line posts :class:`ChatLog.Selected` with the :class:`ChatLine` drawn there (the Flow view replays
+    that message's journey).
     """
+
+    class Selected(Message):
+        """The user clicked ``line`` in the message view."""
+
+        def __init__(self, line: ChatLine) -> None:
+            super().__init__()
+            self.line = line
 
     DEFAULT_CSS = """
     ChatLog { scrollbar-gutter: stable; overflow-x: hidden; }
@@ -147,6 +158,10 @@ class ChatLog(RichLog):
         self._pending: deque[ChatLine] = deque(maxlen=max_lines)
         self._flush_scheduled = False
         self._rendered_width = 0
+        # Which ChatLine each rendered row belongs to (aligned with the end of ``self.lines``), and the lines written
+        # but not rendered yet (RichLog defers writes until its size is known).
+        self._owners: deque[ChatLine] = deque(maxlen=max_lines)
+        self._unrendered: deque[ChatLine] = deque()
 
     def add(self, line: ChatLine) -> None:
         """Queue ``line`` for display; it appears within a few frames, after the current burst was handled."""
@@ -159,6 +174,47 @@ class ChatLog(RichLog):
         self.records.clear()
         self._pending.clear()
         self.clear()
+
+    def clear(self) -> ChatLog:
+        self._owners.clear()
+        self._unrendered.clear()
+        super().clear()
+        return self
+
+    def _write_line(self, line: ChatLine, scroll_end: bool) -> None:
+        self._unrendered.append(line)
+        self.write(render_chat_line(line), expand=True, scroll_end=scroll_end)
+
+    def write(
+        self,
+        content: object,
+        width: int | None = None,
+        expand: bool = False,
+        shrink: bool = True,
+        scroll_end: bool | None = None,
+        animate: bool = False,
+    ) -> ChatLog:
+        before = len(self.lines) + self._start_line
+        super().write(content, width, expand, shrink, scroll_end, animate)
+        # RichLog drops rows beyond max_lines from the top (counted in _start_line): what it made is the difference.
+        added = len(self.lines) + self._start_line - before
+        if self._size_known and self._unrendered:
+            owner = self._unrendered.popleft()
+            self._owners.extend([owner] * added)
+        return self
+
+    def line_at(self, row: int) -> ChatLine | None:
+        """The chat line drawn on content row ``row`` (0 = the first row held), ``None`` past the end."""
+        owners = list(self._owners)[-len(self.lines) :] if self.lines else []
+        return owners[row] if 0 <= row < len(owners) else None
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        line = self.line_at(offset.y + round(self.scroll_offset.y))
+        if line is not None:
+            self.post_message(self.Selected(line))
 
     @property
     def plain_lines(self) -> list[str]:
@@ -180,7 +236,7 @@ class ChatLog(RichLog):
         deadline = time.monotonic() + FLUSH_BUDGET_S
         written = 0
         while self._pending:
-            self.write(render_chat_line(self._pending.popleft()), expand=True, scroll_end=False)
+            self._write_line(self._pending.popleft(), scroll_end=False)
             written += 1
             if written % 16 == 0 and time.monotonic() > deadline:
                 break
