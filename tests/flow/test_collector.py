@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -13,6 +15,7 @@ from flow.collector import FlowCollector
 from flow.hops import Hop
 from flow.ids import flow_id
 from flow.publisher import FlowPublisher
+from tests.support.processes import REPO
 
 
 def hop(n: int = 0, kind: str = "invoke") -> Hop:
@@ -165,3 +168,49 @@ async def test_address_before_start_and_bad_arguments() -> None:
         FlowCollector(capacity=0)
     with pytest.raises(ValueError):
         FlowCollector(70000)
+
+
+async def test_hops_from_another_process(collector: FlowCollector) -> None:
+    """A server process publishing with --flow-to's publisher: the collector gets every hop, in order."""
+    host, port = collector.address
+    script = (
+        "import sys\n"
+        "from flow.hops import Hop\n"
+        "from flow.publisher import FlowPublisher\n"
+        f"p = FlowPublisher(({host!r}, {port}))\n"
+        "for n in range(50):\n"
+        "    p.emit(Hop.make('service', 'service', 'others', 'fan-out', f'hop {n}', count=n))\n"
+        "p.close()\n"
+        "print(p.sent, p.errors)\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, cwd=REPO
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert out.split() == [b"50", b"0"]
+    await until(lambda: collector.stats["received"] == 50)
+    assert [h.count for h in collector.hops()] == list(range(50))
+
+
+async def test_any_loopback_sender_is_accepted(collector: FlowCollector) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.2", 0))
+        sender.sendto(hop(7).to_json(), collector.address)
+        await until(lambda: collector.stats["received"] == 1)
+    assert collector.stats["foreign"] == 0
+
+
+async def test_a_flood_of_garbage_then_a_hop(collector: FlowCollector, raw_sender: socket.socket) -> None:
+    rng = random.Random(16)
+    for n in range(500):
+        raw_sender.sendto(rng.randbytes(rng.randint(0, 600)), collector.address)
+        if n % 100 == 99:
+            await asyncio.sleep(0.01)
+    raw_sender.sendto(hop(1).to_json(), collector.address)
+    await until(lambda: collector.stats["received"] == 1)
+    assert 450 <= collector.stats["invalid"] <= 500  # every datagram before the hop was read (a few may be lost)
