@@ -101,7 +101,7 @@ class Recorder:
         if journey.name is not None and journey.text is not None:
             heading = f"{markdown_text(journey.name, 40)}: {markdown_text(journey.text)}"
         else:
-            heading = "a message of another client"
+            heading = "a message (hops carry no text: only its clients know it)"
         took = f" · {journey.duration_ms:.1f} ms end to end" if journey.duration_ms is not None else ""
         when = datetime.fromtimestamp(journey.hops[0].at, UTC).strftime("%H:%M:%S")
         return (

@@ -42,7 +42,7 @@ def test_journeys_are_written_as_they_complete_and_parse(tmp_path: Path) -> None
     assert recorder.close() == path
     recorder.close()
     text = path.read_text()
-    assert "## 2. a message of another client" in text and second in text
+    assert "## 2. a message (hops carry no text: only its clients know it)" in text and second in text
     assert recorder.written == 2
     blocks = mermaid_blocks(text)
     assert len(blocks) == 2
