@@ -938,6 +938,9 @@
 
   // Hops that set a connection up never join a message's journey (flow/journey.py CONNECTION_KINDS).
   const CONNECTION_KINDS = ["negotiate", "redirect", "connect", "upgrade"];
+  // Hops whose connection id is the sender's (a deliver hop names a recipient), and the lifelines towards clients.
+  const SENDER_KINDS = ["send", "invoke", "upstream", "server-connection"];
+  const OUTBOUND = ["client", "others"];
   // Seconds a hop without a flow id may precede the journey's first hop, and follow its last (flow/journey.py).
   const LEAD_S = 0.5;
   const LINGER_S = 2.0;
@@ -952,7 +955,7 @@
 
   // The latest message's hops, as flow/journey.py files them: those with its flow id; then hops without a flow id
   // (the gateway's relays) that happened while it travelled (not before the page sent it), of its connection or of
-  // none known, not the set-up of a connection, and not of a connection another message's hops name. The page's own
+  // none known, not the set-up of a connection, and not of a connection that sent another message. The page's own
   // hops join them.
   function journeyHops() {
     const mine = flow.mine;
@@ -964,7 +967,7 @@
       const ours = new Set(mine.connectionId ? [mine.connectionId] : []);
       const theirs = new Set();
       for (const hop of flow.hops) {
-        if (hop.flow_id && hop.connection_id) {
+        if (hop.flow_id && hop.connection_id && SENDER_KINDS.indexOf(hop.kind) !== -1) {
           (hop.flow_id === mine.flowId ? ours : theirs).add(hop.connection_id);
         }
       }
@@ -983,7 +986,9 @@
           !hop.flow_id &&
           CONNECTION_KINDS.indexOf(hop.kind) === -1 &&
           hop.at >= Math.max(first - LEAD_S, mine.sentAt - CLOCK_SLOP_S) &&
-          hop.at <= last + LINGER_S &&
+          // Towards the clients until a while after the journey's last hop; on the way in only near its start, so
+          // the page's next message never joins this one.
+          hop.at <= (OUTBOUND.indexOf(hop.target) !== -1 ? last + LINGER_S : first + LEAD_S) &&
           (!hop.connection_id || ours.has(hop.connection_id) || !theirs.has(hop.connection_id))
         ) {
           hops.push(hop);

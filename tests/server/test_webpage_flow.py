@@ -17,7 +17,7 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ from aiohttp import web
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from flow.hops import Hop
 from flow.ids import flow_id
+from flow.mermaid import arrow_text
 from tests.support.browser import (
     CHROMIUM_INSTALLED,
     DriverFactory,
@@ -37,6 +39,7 @@ from tests.support.browser import (
     text_of,
     until,
 )
+from tests.support.processes import Process, script
 from tests.support.stack import Stack, start_stack
 
 pytestmark = pytest.mark.skipif(
@@ -220,7 +223,10 @@ async def test_the_page_draws_its_own_message_and_nothing_else(
         hop(mine, "service", "app", "invoke", "x" * 9000, at=at),
         hop("0123456789abcdef", "service", "others", "fan-out", "NOT MINE", at=at + 0.001, count=9),
         hop(mine, "service", "service", "invoke", "invocation broadcastMessage", at=at + 0.002),
-        hop(mine, "service", "app", "upstream", "POST /upstream", status=200, duration_ms=3.14, at=at + 0.003),
+        upstream := hop(
+            mine, "service", "app", "upstream", "POST /upstream", status=200, duration_ms=3.14, at=at + 0.003
+        ),
+        upstream,  # a stream that starts again replays hops the page has: drawn once
         hop(mine, "app", "service", "rest", evil_label, role="app", status=202, duration_ms=2.5, at=at + 0.004),
         hop(mine, "service", "others", "fan-out", "broadcastMessage to all", count=3, at=at + 0.005),
     ):
@@ -234,7 +240,7 @@ async def test_the_page_draws_its_own_message_and_nothing_else(
     joined = "\n".join(texts)
     assert "broadcastMessage #0 (invoke)" in joined  # the page's own send
     assert f"alice: {hostile}" in texts  # the title: the chat line, as text
-    assert "POST /upstream · 200 · 3.1 ms" in joined
+    assert texts.count("POST /upstream · 200 · 3.1 ms") == 1
     assert "invocation broadcastMessage" in joined
     assert "broadcastMessage to all · ×3" in joined
     assert "broadcastMessage arrived back, " in joined and "completion of #0, " in joined
@@ -282,3 +288,110 @@ async def test_a_flow_info_that_answers_404_gives_the_same_note(front: FlowFront
     note = await until(lambda: page.find_element(By.ID, "flow-note").is_displayed() and text_of(page, "flow-note"), "")
     assert note.startswith(NO_LOCAL_STACK), note
     assert front.subscriptions == 0
+
+
+# ---- The whole local stack: chat-demo --no-tui ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def chat_demo() -> Iterator[Callable[..., dict[str, Any]]]:
+    """Start ``chat-demo --no-tui [args]``; returns its JSON line. Stopped at teardown."""
+    started: list[Process] = []
+
+    def start(*args: str) -> dict[str, Any]:
+        process = Process([script("chat-demo"), "--no-tui", *args])
+        started.append(process)
+        info: dict[str, Any] = json.loads(process.readline(timeout=60))
+        return info
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+async def stream_hops(flow_url: str, quiet: float = 0.7, limit: float = 10) -> list[Hop]:
+    """The hops ``GET /flow`` replays (its last 200), read until it has been quiet for ``quiet`` seconds."""
+    hops: list[Hop] = []
+    timeout = aiohttp.ClientTimeout(total=limit + 5)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(flow_url) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        deadline = asyncio.get_running_loop().time() + limit
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                line = await asyncio.wait_for(response.content.readline(), quiet)
+            except TimeoutError:
+                break
+            if line.startswith(b"data: "):
+                hops.append(Hop.from_json(line[len(b"data: ") :].rstrip(b"\r\n")))
+    return hops
+
+
+@pytest.mark.parametrize(
+    ("demo_args", "query", "message_id", "transport"),
+    [
+        (("--transport", "websockets"), "&transport=websockets", "0", "WebSockets"),
+        (("--transport", "longpolling", "--service-mode", "serverless"), "&transport=longpolling", "0", "LongPolling"),
+        (("--service", "webpubsub"), "", "2", "WebSockets"),  # ackId 1 is the JOINED line's
+    ],
+    ids=["signalr-websockets-default", "signalr-longpolling-serverless", "webpubsub"],
+)
+async def test_the_page_draws_the_journey_the_local_stack_reports(
+    chat_demo: Callable[..., dict[str, Any]],
+    browser: DriverFactory,
+    tmp_path: Path,
+    demo_args: tuple[str, ...],
+    query: str,
+    message_id: str,
+    transport: str,
+) -> None:
+    info = chat_demo(*demo_args)
+    assert info["flow_url"] == info["web_url"] + "flow"
+    page = browser()
+    page.set_window_size(960, 1200)
+    page.get(info["web_url"] + "?name=webby" + query)
+    await connected_status(page, timeout=30)
+    await until(lambda: text_of(page, "flow-note") == "Send a message to see its journey.", "the flow panel")
+
+    page.find_element(By.ID, "message").send_keys("where do I go? <b>;#</b>\n")
+    mine = await sent_flow_id(page, message_id)
+    await until(lambda: ("mine", "webby where do I go? <b>;#</b>") in entries(page), "the message back", timeout=20)
+
+    # The journey as the collector has it: the service's and the app server's hops with this message's flow id, and
+    # the gateway's hops of that time (they carry no flow id).
+    hops: list[Hop] = []
+    relays: list[Hop] = []
+    for _ in range(20):
+        streamed = await stream_hops(info["flow_url"])
+        hops = [h for h in streamed if h.flow_id == mine]
+        if {h.kind for h in hops} >= {"invoke", "fan-out"} and any(h.role == "app" for h in hops):
+            first, last = min(h.started for h in hops), max(h.at for h in hops)
+            relays = [
+                h
+                for h in streamed
+                if h.role == "apim" and h.flow_id is None and h.kind == "relay" and first - 0.5 <= h.at <= last + 2
+            ]
+            break
+        await asyncio.sleep(0.5)
+    described = [(h.role, h.kind, h.label) for h in hops]
+    assert {"invoke", "fan-out"} <= {h.kind for h in hops}, described
+    # The service hands the message to the app server, and the app server's send comes back to the service.
+    assert any(h.source == "service" and h.target == "app" for h in hops), described
+    assert any(h.source == "app" and h.target == "service" for h in hops), described
+    assert {h.service for h in hops} == {"webpubsub" if "--service" in demo_args else "signalr"}
+    assert relays, "the gateway relayed the message"
+
+    # Every one of them is an arrow of the page's diagram, with the text flow/mermaid.py gives it.
+    expected = {" ".join(arrow_text(h).split()) for h in hops}
+    await until(lambda: expected <= set(svg_texts(page)), "every hop of the journey in the diagram", timeout=15)
+    texts = svg_texts(page)
+    for name in LIFELINE_NAMES:
+        assert texts.count(name) == 2, (name, texts)
+    assert "webby: where do I go? <b>;#</b>" in texts  # the title
+    assert any(t.startswith(f"broadcastMessage #{message_id} (") for t in texts)  # the page's own send
+    assert any(t.startswith("broadcastMessage arrived back, ") for t in texts)
+    facts = next(t for t in texts if f"flow {mine}" in t)
+    assert transport in facts, facts
+    assert {" ".join(arrow_text(h).split()) for h in relays} & set(texts), "a gateway relay drawn"
+    assert page.find_elements(By.CSS_SELECTOR, "#flow b, #messages b") == []
+    screenshot(page, tmp_path, "chatroom-flow-" + "-".join(a.removeprefix("--") for a in demo_args))
