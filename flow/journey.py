@@ -15,26 +15,29 @@ A :class:`JourneyBook` takes every hop (:meth:`JourneyBook.add`) and files it:
 - connection set-up (``negotiate``, ``redirect``, ``connect``, ``upgrade``) and hops no journey claims stay
   *connection hops* (:meth:`JourneyBook.connection_hops`).
 
-The book is bounded (:data:`MAX_JOURNEYS` journeys, the oldest forgotten first). Hops carry no chat text: whoever
-knows a message's text (the client that sent or received it) registers it with :meth:`JourneyBook.label_message`,
-and :meth:`JourneyBook.for_message` finds the journey of a chat line from it.
+The book is bounded (:data:`MAX_JOURNEYS` journeys, the oldest forgotten first; :data:`MAX_HOPS` hops a journey).
+Hops carry no chat text: whoever knows a message's text (the client that sent or received it) registers it with
+:meth:`JourneyBook.label_message`, and :meth:`JourneyBook.for_message` finds the journey of a chat line from it.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .hops import Hop, Lifeline
 
-__all__ = ["CONNECTION_KINDS", "LEAD", "LINGER", "MAX_JOURNEYS", "SENDER_KINDS", "Journey", "JourneyBook"]
+__all__ = ["CONNECTION_KINDS", "LEAD", "LINGER", "MAX_HOPS", "MAX_JOURNEYS", "SENDER_KINDS", "Journey", "JourneyBook"]
 
 # Seconds a hop without a flow id may precede the first hop of the journey it belongs to.
 LEAD = 0.5
 # Seconds after a journey's last hop during which a hop without a flow id still joins it.
 LINGER = 2.0
 MAX_JOURNEYS = 500
+# The most hops a journey keeps; later ones are only counted (Journey.more).
+MAX_HOPS = 2000
 # Hops that set a connection up: they never join a message's journey.
 CONNECTION_KINDS = frozenset({"negotiate", "redirect", "connect", "upgrade"})
 # Hops whose connection id is the sender's: a journey is "of" the connections these name (a ``deliver`` hop names a
@@ -42,6 +45,9 @@ CONNECTION_KINDS = frozenset({"negotiate", "redirect", "connect", "upgrade"})
 SENDER_KINDS = frozenset({"send", "invoke", "upstream", "server-connection"})
 _OUTBOUND = frozenset({Lifeline.CLIENT, Lifeline.OTHERS})
 _MAX_LOOSE = 500
+# How many of the newest journeys a hop without a flow id is matched against (a broadcast to many clients through the
+# gateway is one such hop per recipient: each costs at most this many checks).
+_SCAN = 64
 
 
 @dataclass(eq=False)
@@ -59,6 +65,8 @@ class Journey:
     connection_ids: set[str] = field(default_factory=set)
     # The greatest ``at`` among the hops: when the journey last moved.
     last_at: float = 0.0
+    # Hops past :data:`MAX_HOPS` that were counted, not kept (a broadcast to thousands of clients through the gateway).
+    more: int = 0
     _keys: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -88,11 +96,14 @@ class Journey:
         return out
 
     def _insert(self, hop: Hop) -> None:
+        self.last_at = max(self.last_at, hop.at)
+        if len(self.hops) >= MAX_HOPS:
+            self.more += 1
+            return
         key = hop.started
         index = bisect.bisect_right(self._keys, key)
         self._keys.insert(index, key)
         self.hops.insert(index, hop)
-        self.last_at = max(self.last_at, hop.at)
         if hop.connection_id is not None and hop.flow_id is not None and hop.kind in SENDER_KINDS:
             self.connection_ids.add(hop.connection_id)
 
@@ -193,7 +204,7 @@ class JourneyBook:
         """The journey open in time at ``hop.at`` that ``hop`` belongs to: its connection's first, else any; newest
         first."""
         fallback: Journey | None = None
-        for journey in reversed(self._journeys.values()):
+        for journey in itertools.islice(reversed(self._journeys.values()), _SCAN):
             if not journey._takes(hop):
                 continue
             if hop.connection_id is not None and hop.connection_id in journey.connection_ids:

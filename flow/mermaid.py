@@ -12,7 +12,10 @@ from __future__ import annotations
 from .hops import Hop, Lifeline
 from .journey import Journey
 
-__all__ = ["LIFELINE_NAMES", "arrow_text", "escape_text", "sequence_diagram"]
+__all__ = ["LIFELINE_NAMES", "MAX_ARROWS", "arrow_text", "escape_text", "sequence_diagram"]
+
+# The most arrows a diagram draws; the hops past them are counted in a note.
+MAX_ARROWS = 80
 
 # The lifelines, in the order they are drawn, and the names shown on them.
 LIFELINE_NAMES: dict[Lifeline, str] = {
@@ -73,7 +76,9 @@ def sequence_diagram(journey: Journey, title: str | None = None) -> str:
     """The Mermaid ``sequenceDiagram`` of ``journey`` (no fence, ends with a newline): ``title`` (by default the chat
     line, when known) as its title, the five lifelines in their fixed order, a note with the service, mode,
     transport and flow id, the chat line as a note when the title is something else, then one arrow per hop in the
-    journey's order (the service's pushes to clients as asynchronous arrows)."""
+    journey's order (the service's pushes to clients as asynchronous arrows). A run of alike gateway hops (one
+    broadcast relayed to many clients) is one arrow that says how many; past :data:`MAX_ARROWS` arrows a note
+    counts the hops left out."""
     lines = ["sequenceDiagram"]
     said = f"{journey.name}: {journey.text}" if journey.name is not None and journey.text is not None else None
     if title is None:
@@ -87,9 +92,38 @@ def sequence_diagram(journey: Journey, title: str | None = None) -> str:
         lines.append(f"    Note over {Lifeline.CLIENT.value},{Lifeline.OTHERS.value}: {escape_text(facts)}")
     if said is not None:
         lines.append(f"    Note right of {Lifeline.CLIENT.value}: {escape_text(said)}")
-    for hop in journey.hops:
+    groups = _groups(journey.hops)
+    for group in groups[:MAX_ARROWS]:
+        hop = group[0]
+        text = arrow_text(hop)
+        if len(group) > 1:
+            text += f" · {len(group)} hops like it"
+            sizes = [h.bytes for h in group if h.bytes is not None]
+            if sizes:
+                text += f", {sum(sizes)} B in all"
         arrow = "-)" if hop.kind in _ASYNC_KINDS else "->>"
-        lines.append(f"    {hop.source.value}{arrow}{hop.target.value}: {escape_text(arrow_text(hop))}")
+        lines.append(f"    {hop.source.value}{arrow}{hop.target.value}: {escape_text(text)}")
+    left = sum(len(g) for g in groups[MAX_ARROWS:]) + journey.more
+    if left:
+        lines.append(f"    Note over {Lifeline.CLIENT.value},{Lifeline.OTHERS.value}: {left} more hops not drawn")
     if not journey.hops:
         lines.append(f"    Note over {Lifeline.CLIENT.value}: no hop reported yet")
     return "\n".join(lines) + "\n"
+
+
+def _groups(hops: list[Hop]) -> list[list[Hop]]:
+    """Hops in order, with each run of alike hops without a flow id (the gateway relaying one broadcast to many
+    clients: same kind, same arrow) as one group."""
+    groups: list[list[Hop]] = []
+    for hop in hops:
+        if groups:
+            last = groups[-1][0]
+            if (
+                hop.flow_id is None
+                and last.flow_id is None
+                and (hop.kind, hop.source, hop.target) == (last.kind, last.source, last.target)
+            ):
+                groups[-1].append(hop)
+                continue
+        groups.append([hop])
+    return groups

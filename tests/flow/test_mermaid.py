@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from flow.hops import Hop
 from flow.ids import flow_id
 from flow.journey import Journey, JourneyBook
-from flow.mermaid import LIFELINE_NAMES, arrow_text, escape_text, sequence_diagram
+from flow.mermaid import LIFELINE_NAMES, MAX_ARROWS, arrow_text, escape_text, sequence_diagram
 from tests.support.mermaid import PARSE_SCRIPT, mermaid_blocks, parse_mermaid, parse_mermaid_async
 
 T0 = 1_800_000_000.0
@@ -195,3 +195,34 @@ def test_the_parse_script_refuses_what_is_not_a_list() -> None:
     )
     assert done.returncode != 0
     assert b"JSON array" in done.stderr
+
+
+def test_a_broadcast_to_many_clients_stays_a_readable_diagram() -> None:
+    book = JourneyBook()
+    f = flow_id("conn", "big")
+    book.add(Hop.make("service", "client", "service", "invoke", "broadcastMessage", at=T0, flow_id=f))
+    book.add(Hop.make("service", "service", "others", "fan-out", "to 2500", at=T0 + 0.01, flow_id=f, count=2500))
+    for n in range(2500):  # the gateway relays the frame to each client: one hop each
+        book.add(Hop.make("apim", "apim", "client", "relay", "frame", at=T0 + 0.02, connection_id=f"r{n}", bytes=100))
+    journey = book.get(f)
+    assert journey is not None
+    assert len(journey.hops) == 2000 and journey.more == 502  # the journey keeps MAX_HOPS, counts the rest
+    [result] = parse_mermaid(sequence_diagram(journey))
+    assert result["ok"], result
+    texts = [m["text"] for m in result["messages"]]
+    assert texts == ["broadcastMessage", "to 2500 · ×2500", "frame · 100 B · 1998 hops like it, 199800 B in all"]
+    assert result["notes"][-1]["text"] == "502 more hops not drawn"
+
+
+def test_past_the_most_arrows_a_note_counts_the_rest() -> None:
+    journey = Journey(flow_id("c", "many"))
+    book = JourneyBook()
+    for n in range(MAX_ARROWS + 20):
+        kind = "send" if n % 2 else "invoke"
+        book.add(Hop.make("client", "client", "service", kind, f"hop {n}", at=T0 + n * 0.001, flow_id=journey.flow_id))
+    drawn = book.get(str(journey.flow_id))
+    assert drawn is not None
+    [result] = parse_mermaid(sequence_diagram(drawn))
+    assert result["ok"], result
+    assert len(result["messages"]) == MAX_ARROWS
+    assert result["notes"][-1]["text"] == "20 more hops not drawn"
