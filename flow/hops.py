@@ -33,6 +33,8 @@ __all__ = [
     "InvalidHop",
     "Lifeline",
     "Role",
+    "clean_label",
+    "might_hold_secret",
 ]
 
 
@@ -315,13 +317,13 @@ def _build(f: dict[str, Any]) -> Hop:
     ):
         raise InvalidHop(f"hop connection_id must be a printable string of 1..{MAX_CONNECTION_ID} characters")
     transport = f["transport"]
-    if transport is not None and transport not in TRANSPORTS:
+    if transport is not None and (not isinstance(transport, str) or transport not in TRANSPORTS):
         raise InvalidHop(f"hop has unknown transport {_short(transport)}")
     mode = f["mode"]
-    if mode is not None and mode not in MODES:
+    if mode is not None and (not isinstance(mode, str) or mode not in MODES):
         raise InvalidHop(f"hop has unknown mode {_short(mode)}")
     service = f["service"]
-    if service not in SERVICES:
+    if not isinstance(service, str) or service not in SERVICES:
         raise InvalidHop(f"hop has unknown service {_short(service)}")
     count = f["count"]
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < _MAX_COUNT):

@@ -144,6 +144,12 @@ def test_every_kind_is_accepted() -> None:
         ("connection_id", 7, "connection_id"),
         ("connection_id", "c" * 129, "connection_id"),
         ("transport", "Carrier pigeon", "transport"),
+        ("transport", ["WebSockets"], "transport"),
+        ("mode", {"a": 1}, "mode"),
+        ("service", ["signalr"], "service"),
+        ("role", ["app"], "unknown role"),
+        ("source", {"x": 1}, "unknown lifeline"),
+        ("kind", ["send"], "unknown kind"),
         ("mode", "classic", "mode"),
         ("service", "pubnub", "service"),
         ("service", None, "service"),
@@ -218,3 +224,31 @@ def test_the_redaction_shortcut_skips_only_text_redaction_cannot_change(text: st
 def test_the_redaction_shortcut_never_skips_a_secret(secret: str) -> None:
     assert might_hold_secret(f"label {secret} end")
     assert redact_text(f"label {secret} end") != f"label {secret} end"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.sampled_from([*valid_dict(), "x"]), JSON_VALUES, max_size=16), st.booleans())
+def test_from_json_raises_only_invalid_hop(fields: dict[str, Any], merge: bool) -> None:
+    """Any JSON a sender can make is a hop or an InvalidHop: never another exception that would reach the socket."""
+    obj = {**valid_dict(), **fields} if merge else fields
+    try:
+        raw = json.dumps(obj).encode()
+    except ValueError:
+        return
+    try:
+        hop = Hop.from_json(raw)
+    except InvalidHop:
+        return
+    assert Hop.from_json(hop.to_json()) == hop
+
+
+@given(st.binary(max_size=600))
+def test_from_json_of_random_bytes(data: bytes) -> None:
+    with pytest.raises(InvalidHop):
+        Hop.from_json(data)
