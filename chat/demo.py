@@ -8,6 +8,10 @@ opens the terminal chat, or with ``--no-tui`` prints one JSON line and serves un
 chat server's ``/eventhandler``, on a port picked before anything starts), ``apim-gateway --profile webpubsub`` and
 ``chat-server --service webpubsub``; the terminal chat learns the service from the negotiate answer.
 
+Every server publishes its hop events (``--flow-to 127.0.0.1:PORT``) to the collector ``chat-server`` hosts
+(``--flow-port PORT``, a UDP port picked here), which serves them as ``GET /flow``: the terminal chat's Flow view (F11)
+follows that stream, and ``--record FILE`` writes every journey as Markdown with Mermaid sequence diagrams.
+
 The servers are started as console scripts, not imported: each role stays its own process, as in Azure.
 """
 
@@ -30,8 +34,11 @@ from typing import IO
 
 import aiohttp
 
+from flow.journey import JourneyBook
+from flow.record import Recorder
 from signalr.client import TransportChoice
 
+from .flow_feed import FlowFeed
 from .protocol_choice import PROTOCOL_NAMES, protocol_named, why_not
 
 PROFILES = ("websocket", "sse-lp")
@@ -40,6 +47,8 @@ SERVICES = ("signalr", "webpubsub")
 WEBPUBSUB_PROFILE = "webpubsub"
 SIGNALR_ONLY = ("--transport", "--protocol", "--service-mode", "--strict-apim", "--with-delete")
 START_TIMEOUT = 30.0
+RECORD_FLUSH_INTERVAL = 1.0
+"""Seconds between two looks for journeys complete enough to be written to the ``--record`` file."""
 
 
 class DemoError(Exception):
@@ -48,6 +57,12 @@ class DemoError(Exception):
 
 def _free_port() -> int:
     with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -97,7 +112,19 @@ class Demo:
     service_connection_string: str = ""
     service: str = "signalr"
     """``signalr`` (Azure SignalR Service) or ``webpubsub`` (Azure Web PubSub)."""
+    flow_port: int = 0
+    """The UDP port of chat-server's hop collector; every other server publishes its hops there."""
     children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def flow_to(self) -> list[str]:
+        """The option that makes a server publish its hops to the collector."""
+        return ["--flow-to", f"127.0.0.1:{self.flow_port}"]
+
+    @property
+    def flow_url(self) -> str:
+        """chat-server's hop stream (Server-Sent Events)."""
+        return f"http://127.0.0.1:{self.server_port}/flow"
 
     @property
     def service_command(self) -> str:
@@ -128,6 +155,7 @@ class Demo:
             "service_url": self.service_url,
             "profile": self.profile,
             "service": self.service,
+            "flow_url": self.flow_url,
         }
         if self.service == "signalr":
             info["service_mode"] = self.service_mode
@@ -171,6 +199,7 @@ class Demo:
         # The emulator makes a fresh AccessKey and prints it in its connection string, which goes to the app
         # server through its environment: the key never stands on a command line, where `ps` would show it.
         argv = [_script("signalr-emulator"), "--port", str(self.service_port), "--service-mode", self.service_mode]
+        argv += self.flow_to
         if self.service_mode == "serverless":
             # Serverless: client invocations reach the app server as upstream webhooks.
             argv += ["--upstream", f"http://127.0.0.1:{self.server_port}/upstream/{{hub}}/{{category}}/{{event}}"]
@@ -186,6 +215,7 @@ class Demo:
         SignalR, the fresh AccessKey goes to the app server through its environment, never a command line."""
         handler = f"http://127.0.0.1:{self.server_port}/eventhandler"
         argv = [_script("webpubsub-emulator"), "--port", str(self.service_port), "--event-handler", handler]
+        argv += self.flow_to
         child = await self._spawn("webpubsub-emulator", argv)
         match = re.search(r"Port=(\d+);", child.ready_line)
         if match is None or "AccessKey=" not in child.ready_line:
@@ -202,6 +232,7 @@ class Demo:
             self.profile,
             "--port",
             str(self.gateway_port),
+            *self.flow_to,
         ]
         if self.with_delete:
             argv.append("--with-delete")
@@ -209,16 +240,17 @@ class Demo:
 
     async def start_server(self) -> None:
         connection_string = f"{self.service_connection_string}ClientEndpoint={self.gateway_url};"
+        flow = ["--flow-port", str(self.flow_port)]
         if self.service == "webpubsub":
             await self._spawn(
                 "chat-server",
-                [_script("chat-server"), "--service", "webpubsub", "--port", str(self.server_port)],
+                [_script("chat-server"), "--service", "webpubsub", "--port", str(self.server_port), *flow],
                 env={"Azure__WebPubSub__ConnectionString": connection_string},
             )
             return
         await self._spawn(
             "chat-server",
-            [_script("chat-server"), "--port", str(self.server_port), "--service-mode", self.service_mode],
+            [_script("chat-server"), "--port", str(self.server_port), "--service-mode", self.service_mode, *flow],
             env={"Azure__SignalR__ConnectionString": connection_string},
         )
         if self.service_mode == "default":
@@ -301,6 +333,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--service-port", type=int, default=0)
     parser.add_argument("--gateway-port", type=int, default=0)
     parser.add_argument("--server-port", type=int, default=0)
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="write every message's journey to FILE as Markdown with Mermaid sequence diagrams while the demo runs",
+    )
     return parser
 
 
@@ -334,6 +372,28 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str]:
     return args.profile, args.transport
 
 
+def _record_title(args: argparse.Namespace) -> str:
+    if args.service == "webpubsub":
+        return "chat-demo: Azure Web PubSub through APIM"
+    mode = (args.service_mode or "default").capitalize()
+    return f"chat-demo: Azure SignalR Service, {mode} mode, {args.transport} through APIM (profile {args.profile})"
+
+
+async def _record(recorder: Recorder, feed: FlowFeed | None) -> None:
+    """Write the journeys as they complete; with ``feed``, follow the app server's hop stream into the recording
+    (without the terminal chat, which otherwise shares its journeys with the recorder)."""
+    follow = asyncio.ensure_future(feed.run()) if feed is not None else None
+    try:
+        while True:
+            await asyncio.sleep(RECORD_FLUSH_INTERVAL)
+            recorder.flush()
+    finally:
+        if follow is not None:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
+
+
 async def _serve(demo: Demo) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -350,13 +410,19 @@ async def _serve(demo: Demo) -> None:
         raise DemoError(f"{', '.join(crashed)} exited unexpectedly")
 
 
-async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
+async def _run_tui(demo: Demo, args: argparse.Namespace, journeys: JourneyBook | None) -> None:
     from .app import ChatApp
 
     if demo.service == "webpubsub":
         # One WebSocket API at the gateway: no profile to switch; the app server's negotiate answers for Web PubSub.
         webpubsub = ChatApp(
-            demo.chat_url, TransportChoice.WEBSOCKETS, name=args.name, gateway_profile=demo.profile, service="webpubsub"
+            demo.chat_url,
+            TransportChoice.WEBSOCKETS,
+            name=args.name,
+            gateway_profile=demo.profile,
+            service="webpubsub",
+            flow_url=demo.flow_url,
+            journeys=journeys,
         )
         await webpubsub.run_async()
         return
@@ -370,12 +436,21 @@ async def _run_tui(demo: Demo, args: argparse.Namespace) -> None:
         strict_apim=args.strict_apim,
         service_mode=demo.service_mode,
         protocol=protocol_named(args.protocol),
+        flow_url=demo.flow_url,
+        journeys=journeys,
     )
     await app.run_async()
 
 
 async def _main(args: argparse.Namespace) -> int:
     ports = {k: getattr(args, k) or _free_port() for k in ("gateway_port", "server_port")}
+    flow_port = _free_udp_port()
+    recorder: Recorder | None = None
+    if args.record is not None:
+        try:
+            recorder = Recorder(args.record, title=_record_title(args))
+        except OSError as exc:
+            raise DemoError(f"cannot write the recording {args.record}: {exc.strerror or exc}") from None
     log: IO[str] | None = None
     if not args.no_tui:
         # The terminal belongs to the chat UI: the servers' logs go to a file instead.
@@ -389,18 +464,31 @@ async def _main(args: argparse.Namespace) -> int:
         log,
         service_mode=args.service_mode or "default",
         service=args.service,
+        flow_port=flow_port,
     )
+    recording: asyncio.Task[None] | None = None
     try:
         await demo.start()
+        if recorder is not None:
+            recorder_feed = FlowFeed(demo.flow_url, recorder.add) if args.no_tui else None
+            recording = asyncio.ensure_future(_record(recorder, recorder_feed))
         if args.no_tui:
             await _serve(demo)
         else:
-            await _run_tui(demo, args)
+            await _run_tui(demo, args, recorder.book if recorder is not None else None)
     finally:
+        if recording is not None:
+            recording.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recording
         await demo.stop()
         if log is not None:
             log.close()
             print(f"server logs: {log.name}", file=sys.stderr)
+        if recorder is not None:
+            path = recorder.close()
+            problem = f" (not complete: {recorder.error})" if recorder.error is not None else ""
+            print(f"flow recording: {path} ({recorder.written} journeys){problem}", file=sys.stderr)
     return 0
 
 
