@@ -83,7 +83,16 @@ async def test_demo_websocket_profile_node_browser_and_tui_chat_together(
     chat_demo: DemoFactory, browser: DriverFactory, js_peer: JsPeerFactory, tmp_path: Path, mode: str
 ) -> None:
     demo, info = chat_demo() if mode == "default" else chat_demo("--service-mode", mode)
-    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile", "service", "service_mode"}
+    assert set(info) == {
+        "chat_url",
+        "web_url",
+        "gateway_url",
+        "service_url",
+        "profile",
+        "service",
+        "service_mode",
+        "flow_url",
+    }
     assert (info["service"], info["profile"], info["service_mode"]) == ("signalr", "websocket", mode)
     await _three_way_chat(info, "websockets", browser, js_peer, tmp_path)
 

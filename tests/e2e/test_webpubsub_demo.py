@@ -105,7 +105,7 @@ def status(app: ChatApp) -> str:
 @pytest.mark.timeout(180)
 async def test_webpubsub_demo_node_python_and_tui_chat_together(chat_demo: DemoFactory) -> None:
     demo, info = chat_demo("--service", "webpubsub")
-    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile", "service"}
+    assert set(info) == {"chat_url", "web_url", "gateway_url", "service_url", "profile", "service", "flow_url"}
     assert (info["service"], info["profile"]) == ("webpubsub", "webpubsub")
     gateway = info["gateway_url"].removeprefix("http://")
 
