@@ -33,7 +33,11 @@ class _Protocol(asyncio.DatagramProtocol):
         self._collector = collector
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._collector.receive(data, addr)
+        try:
+            self._collector.receive(data, addr)
+        except Exception:  # a bug here must cost one datagram, never the socket
+            self._collector.stats["invalid"] += 1
+            log.exception("flow: a datagram could not be handled")
 
     def error_received(self, exc: Exception) -> None:
         self._collector.stats["socket_errors"] += 1
