@@ -14,19 +14,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer, make_mocked_request
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from flow.collector import FlowCollector
 from flow.hops import Hop
 from flow.ids import flow_id
+from server import flow as server_flow
 from server.app import create_app
 from server.config import ServiceMode, Settings, load_settings
-from server.flow import handle_flow, handle_flow_info, is_loopback
+from server.flow import MAX_STREAMS, QUEUE_LIMIT, handle_flow, handle_flow_info, is_loopback
 from signalr import service_protocol as sp
 from signalr.client import HubConnection
 from signalr.client.transport_choice import TransportChoice
 from signalr.upstream import signature_header
-from tests.server.test_flow_support import FlowReader, HeaderRecorder, HopCatcher, free_udp_port
+from tests.server.test_flow_support import WAIT, FlowReader, HeaderRecorder, HopCatcher, free_udp_port
 from tests.server.test_server_connections import HANDSHAKE, Dialled, FakeService
 from tests.support.processes import Process, free_port, script
 from tests.support.stack import (
@@ -432,4 +433,109 @@ async def test_flow_port_errors_are_one_line(tmp_path: Path) -> None:
         finally:
             holder.close()
     finally:
+        emulator.stop()
+
+
+# -- the stream's limits, in process ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def flow_client() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], FlowCollector]]:
+    collector = FlowCollector(0)
+    await collector.start()
+    client = TestClient(TestServer(create_app(_settings(), collector=collector), host="127.0.0.1"))
+    await client.start_server()
+    yield client, collector
+    await client.close()
+
+
+def _hop(n: int) -> Hop:
+    return Hop.make("service", "service", "others", "fan-out", f"fan-out {n}", count=n, service="signalr")
+
+
+async def test_the_stream_replays_the_last_200_then_follows(
+    flow_client: tuple[TestClient[web.Request, web.Application], FlowCollector],
+) -> None:
+    client, collector = flow_client
+    for n in range(250):
+        collector.add(_hop(n))
+    async with client.get("/flow") as response:
+        assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Cache-Control"] == "no-cache"
+        counts: list[int] = []
+        async with asyncio.timeout(WAIT):
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    counts.append(json.loads(line[6:])["count"])
+                    if len(counts) == 200:
+                        collector.add(_hop(1000))
+                    if len(counts) == 201:
+                        break
+    assert counts == [*range(50, 250), 1000]
+
+
+async def test_a_reader_that_falls_behind_is_ended_and_others_go_on(
+    flow_client: tuple[TestClient[web.Request, web.Application], FlowCollector],
+) -> None:
+    client, collector = flow_client
+    async with client.get("/flow") as slow:
+        await slow.content.readline()  # "retry: …": the stream is open and subscribed
+        for n in range(QUEUE_LIMIT + 50):  # no await in between: the stream's queue overflows
+            collector.add(_hop(n))
+        async with asyncio.timeout(WAIT):
+            body = await slow.content.read()
+    assert body.endswith(b": this reader fell behind; reconnect for the latest hops\n\n")
+    assert body.count(b"data: ") <= QUEUE_LIMIT
+    async with client.get("/flow") as again:
+        assert again.status == 200
+        async with asyncio.timeout(WAIT):
+            assert (await again.content.readline()).startswith(b"retry: ")
+
+
+async def test_too_many_streams_get_503(
+    flow_client: tuple[TestClient[web.Request, web.Application], FlowCollector],
+) -> None:
+    client, _ = flow_client
+    open_streams = []
+    try:
+        for _ in range(MAX_STREAMS):
+            response = await client.get("/flow")
+            assert response.status == 200
+            await response.content.readline()
+            open_streams.append(response)
+        async with client.get("/flow") as refused:
+            assert refused.status == 503 and "too many hop streams" in await refused.text()
+        async with client.get("/healthz") as health:
+            assert health.status == 200
+    finally:
+        for response in open_streams:
+            response.close()
+
+
+async def test_mermaid_bundle_is_served_or_explained(
+    flow_client: tuple[TestClient[web.Request, web.Application], FlowCollector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = flow_client
+    async with client.get("/lib/mermaid.min.js") as response:
+        if server_flow.MERMAID_JS.is_file():
+            assert response.status == 200 and response.content_type == "application/javascript"
+            assert (await response.read()) == server_flow.MERMAID_JS.read_bytes()
+    monkeypatch.setattr(server_flow, "MERMAID_JS", Path("/nonexistent/mermaid.min.js"))
+    async with client.get("/lib/mermaid.min.js") as response:
+        assert response.status == 404 and "make node" in await response.text()
+
+
+async def test_open_streams_end_when_the_server_stops(tmp_path: Path) -> None:
+    emulator = start_emulator("--service-mode", "serverless")
+    server = start_chat_server(
+        emulator.connection_string, "--service-mode", "serverless", "--flow-port", "0", cwd=tmp_path
+    )
+    try:
+        async with FlowReader(server.url + "flow") as reader:
+            started = asyncio.get_running_loop().time()
+            assert await asyncio.to_thread(server.stop) == 0
+            assert asyncio.get_running_loop().time() - started < 4
+            assert reader.lines[:1] == [b"retry: 2000\n"]
+    finally:
+        server.stop()
         emulator.stop()
