@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import NoReturn
 
+from flow.publisher import add_flow_argument
 from signalr.http_limits import HttpLimits, add_limit_arguments, install_bad_request_log_filter, limits_from_args
 from signalr.redact import redact_url
 
@@ -95,6 +96,7 @@ def _parser() -> _Parser:
         metavar="SECONDS",
         help="how long a dropped reliable connection waits to be resumed (default 60)",
     )
+    add_flow_argument(parser)
     add_limit_arguments(parser)
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return parser
@@ -119,6 +121,8 @@ async def _run(settings: WebPubSubSettings, limits: HttpLimits) -> None:
             (f"{h.hub}=" if h.hub else "") + redact_url(h.url_template) for h in settings.event_handlers
         )
         log.info("listening on %s (event handlers: %s)", running.url, handlers or "none")
+        if settings.flow_to is not None:
+            log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
         await stop.wait()
         log.info("shutting down")
 
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         event_handlers=tuple(args.event_handler),
         event_handler_timeout=args.event_handler_timeout,
         reconnect_window=args.reconnect_window,
+        flow_to=args.flow_to,
     )
     if not settings.access_key or any(c in settings.access_key for c in ";= \t"):
         sys.stderr.write(f"{PROG}: error: invalid --access-key: it must be non-empty without ';', '=' or spaces\n")

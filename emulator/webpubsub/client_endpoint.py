@@ -62,6 +62,7 @@ from webpubsub.tokens import TokenError, verify_client_token
 
 from .connection import ClientConnection, Dialect, Outgoing, new_connection_id
 from .event_handler import EventTarget, HandlerFailed
+from .flow import dialect_counts
 from .service import SERVICE_KEY, WebPubSubService
 from .settings import HUB_NAME, INVALID_HUB_NAME
 
@@ -221,9 +222,11 @@ async def _connect(request: web.Request, hub: str) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return _text(400, "Not a valid WebSocket request.")
     await ws.prepare(request)
+    if service.flow.enabled:
+        service.flow.upgraded(connection, resumed=False)
     generation = connection.attach(resumed=False)
     service.register(connection, dict.fromkeys(g for g in groups if 0 < len(g) <= MAX_GROUP_NAME))
-    await _serve(service, connection, ws, generation)
+    await _serve(service, request, connection, ws, generation)
     return ws
 
 
@@ -249,8 +252,10 @@ async def _resume(request: web.Request, hub: str, connection_id: str) -> web.Str
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"The connection no longer exists.")
         return ws
     log.info("resumed hub=%s id=%s (%d messages to resend)", hub, connection_id, len(connection.unacked))
+    if service.flow.enabled:
+        service.flow.upgraded(connection, resumed=True)
     generation = connection.attach(resumed=True)
-    await _serve(service, connection, ws, generation)
+    await _serve(service, request, connection, ws, generation)
     return ws
 
 
@@ -284,14 +289,20 @@ class _ClientWebSocket(web.WebSocketResponse):
 
 
 async def _serve(
-    service: WebPubSubService, connection: ClientConnection, ws: web.WebSocketResponse, generation: int
+    service: WebPubSubService,
+    request: web.Request,
+    connection: ClientConnection,
+    ws: web.WebSocketResponse,
+    generation: int,
 ) -> None:
     """Run the writer and read frames until the socket or the connection ends; then end or detach it."""
     if isinstance(ws, _ClientWebSocket):
         ws.connection = connection
-    transport = ws._req.transport if ws._req is not None else None
+    transport = request.transport
     connection.abort_socket = transport.abort if transport is not None else None
-    writer = asyncio.create_task(_writer(ws, connection, generation), name=f"wps-writer-{connection.connection_id}")
+    writer = asyncio.create_task(
+        _writer(ws, request, connection, generation), name=f"wps-writer-{connection.connection_id}"
+    )
     try:
         async for message in ws:
             if connection.closed or connection.socket_generation != generation:
@@ -324,14 +335,22 @@ async def _serve(
             writer.cancel()
 
 
-async def _writer(ws: web.WebSocketResponse, connection: ClientConnection, generation: int) -> None:
-    """Send queued frames; once the connection closes, send what is left and close the socket with its code."""
+async def _writer(
+    ws: web.WebSocketResponse, request: web.Request, connection: ClientConnection, generation: int
+) -> None:
+    """Write queued frames (complete WebSocket frames, built once per broadcast) straight to the socket, waiting while
+    it is congested; once the connection closes, write what is left and close the socket with its code."""
+    transport = request.transport
+    protocol = request.protocol
     try:
         while connection.socket_generation == generation:
-            frames = connection.take_outgoing()
-            if frames:
-                for data, binary in frames:
-                    await ws.send_frame(data, WSMsgType.BINARY if binary else WSMsgType.TEXT)
+            data = connection.take_outgoing()
+            if data:
+                if transport is None or transport.is_closing():
+                    break
+                transport.write(data)
+                if protocol.writing_paused:
+                    await protocol._drain_helper()  # as aiohttp's own writers wait for a congested socket
                 continue
             if connection.closed or not connection.socket_attached:
                 break
@@ -428,7 +447,12 @@ async def _handle_request(service: WebPubSubService, connection: ClientConnectio
         if request.no_echo:
             members = [m for m in members if m is not connection]
         message = Outgoing(request.data_type, request.data, group=request.group, from_user_id=connection.user_id)
-        service.deliver(members, message)
+        if service.flow.enabled:
+            flow = service.flow.invoked(connection, f"sendToGroup {request.group[:40]}", request.ack_id, None)
+            service.deliver(members, message)
+            service.flow.fanned_out(f"group {request.group[:40]}", dialect_counts(members), flow)
+        else:
+            service.deliver(members, message)
         connection.ack(request.ack_id)
     elif isinstance(request, SendEvent):
         if _duplicate(connection, request.ack_id):
@@ -454,9 +478,17 @@ async def _user_event(service: WebPubSubService, connection: ClientConnection, r
         return
     await service.wait_for_connected_event(connection)
     content_type, body = encode_user_data(request.data_type, request.data)
+    flow: str | None = None
+    if service.flow.enabled:
+        flow = service.flow.invoked(connection, f"event {request.event[:64]}", request.ack_id, len(body))
     try:
         answer = await service.events.post(
-            service.target(connection), EventKind.USER, body, event_name=request.event, content_type=content_type
+            service.target(connection),
+            EventKind.USER,
+            body,
+            event_name=request.event,
+            content_type=content_type,
+            flow_id=flow,
         )
         reply = parse_user_event_response(answer.status, answer.content_type, answer.body)
     except (HandlerFailed, InvalidEvent) as exc:
@@ -486,6 +518,8 @@ async def _plain_message(
         content_type, body = CONTENT_TYPE_BINARY, bytes(data) if isinstance(data, bytes) else data.encode()
     else:
         content_type, body = CONTENT_TYPE_TEXT + "; charset=utf-8", data.encode() if isinstance(data, str) else data
+    if service.flow.enabled:
+        service.flow.invoked(connection, "message (simple WebSocket)", None, len(body))
     try:
         answer = await service.events.post(
             service.target(connection), EventKind.USER, body, event_name="message", content_type=content_type

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
 import aiohttp
 
+from flow.ids import FLOW_ID_HEADER
 from signalr.redact import redact_url
 from webpubsub.events import (
     ABUSE_PROTECTION_METHOD,
@@ -35,6 +37,7 @@ from webpubsub.events import (
     event_headers,
 )
 
+from .flow import WebPubSubFlow
 from .settings import EventHandlerTemplate, WebPubSubSettings
 
 __all__ = ["EventAnswer", "EventHandlerClient", "HandlerFailed"]
@@ -77,8 +80,10 @@ class EventTarget:
 class EventHandlerClient:
     """One HTTP client for every event handler of the emulator; :meth:`close` it when the service stops."""
 
-    def __init__(self, settings: WebPubSubSettings, origin: str) -> None:
+    def __init__(self, settings: WebPubSubSettings, origin: str, flow: WebPubSubFlow | None = None) -> None:
+        """``flow``: the service's hop events (off when None or disabled)."""
         self._settings = settings
+        self._flow = flow if flow is not None else WebPubSubFlow(None)
         self._origin = origin
         self._session: aiohttp.ClientSession | None = None
         self._allowed: set[tuple[str, str]] = set()
@@ -144,10 +149,36 @@ class EventHandlerClient:
         *,
         event_name: str = "",
         content_type: str = "application/json; charset=utf-8",
+        flow_id: str | None = None,
     ) -> EventAnswer:
         """Deliver one event and return the handler's 2xx answer. Raises :class:`HandlerFailed` when there is no
         handler for the hub, abuse protection fails, the handler cannot be reached in time, answers non-2xx (its
-        status and body are kept) or answers more than :data:`MAX_EVENT_BODY` bytes."""
+        status and body are kept) or answers more than :data:`MAX_EVENT_BODY` bytes.
+
+        While flow is on the POST is reported (``upstream``, status and ms) and ``flow_id`` rides on it as
+        ``X-Flow-Id``."""
+        flow = self._flow
+        if not flow.enabled:
+            return await self._post(target, kind, body, event_name, content_type, None)
+        name = event_name if kind is EventKind.USER else kind.value
+        started = time.monotonic()
+        try:
+            answer = await self._post(target, kind, body, event_name, content_type, flow_id)
+        except HandlerFailed as exc:
+            flow.event_posted(target.connection_id, name, exc.status, started, flow_id, failed=True)
+            raise
+        flow.event_posted(target.connection_id, name, answer.status, started, flow_id)
+        return answer
+
+    async def _post(
+        self,
+        target: EventTarget,
+        kind: EventKind,
+        body: bytes,
+        event_name: str,
+        content_type: str,
+        flow_id: str | None,
+    ) -> EventAnswer:
         handler = self._settings.handler_for(target.hub)
         name = event_name if kind is EventKind.USER else kind.value
         if handler is None:
@@ -168,6 +199,8 @@ class EventHandlerClient:
             states=target.states,
             content_type=content_type,
         )
+        if flow_id is not None:
+            headers[FLOW_ID_HEADER] = flow_id
         timeout = aiohttp.ClientTimeout(total=self._settings.event_handler_timeout)
         try:
             async with self._client().post(

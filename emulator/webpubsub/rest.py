@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flow.ids import FLOW_ID_HEADER, parse_flow_id
 from signalr.json_protocol import load_json
 from signalr.messages import ProtocolError
 from signalr.redact import redact_url
@@ -25,6 +26,7 @@ from webpubsub.tokens import TokenError, mint_client_token, verify_rest_token
 
 from .client_endpoint import MAX_GROUP_NAME
 from .connection import ClientConnection, Outgoing
+from .flow import dialect_counts
 from .odata_filter import FilterError, compile_filter
 from .service import SERVICE_KEY, Hub, Predicate, WebPubSubService
 from .settings import HUB_NAME, INVALID_HUB_NAME
@@ -156,7 +158,7 @@ async def _message(request: web.Request) -> Outgoing:
             "application/octet-stream.",
         )
     try:
-        _ = message.json_frame, message.plain_frame  # encoded once here; a body JSON cannot carry is refused now
+        _ = message.json_wire, message.plain_wire  # encoded once here; a body JSON cannot carry is refused now
     except (InvalidMessage, ValueError, RecursionError) as exc:
         raise RestError(400, f"The request body cannot be sent: {exc}") from None
     return message
@@ -168,6 +170,19 @@ def _connection(hub: Hub, request: web.Request) -> ClientConnection | None:
 
 def _accepted() -> web.Response:
     return web.Response(status=202)
+
+
+def _send(request: web.Request, what: str, recipients: list[ClientConnection], message: Outgoing) -> web.Response:
+    """Deliver a REST send and answer 202. While flow is on, the send is reported (``rest``, with the ``X-Flow-Id``
+    the app server carried back) with its one ``fan-out`` hop; off, that costs the one ``enabled`` check."""
+    service = _service(request)
+    service.deliver(recipients, message)
+    flow = service.flow
+    if flow.enabled:
+        flow_id = parse_flow_id(request.headers.get(FLOW_ID_HEADER))
+        flow.rest_received(request.method, request.path, 202, flow_id, request.content_length or 0)
+        flow.fanned_out(what, dialect_counts(recipients), flow_id)
+    return _accepted()
 
 
 def _no_content() -> web.Response:
@@ -184,8 +199,7 @@ def _exists(found: bool) -> web.Response:
 async def send_to_all(request: web.Request) -> web.Response:
     hub = _hub(request)
     recipients = WebPubSubService.select(hub.connections.values(), _excluded(request), _predicate(request))
-    _service(request).deliver(recipients, await _message(request))
-    return _accepted()
+    return _send(request, "to all", recipients, await _message(request))
 
 
 async def close_all(request: web.Request) -> web.Response:
@@ -236,9 +250,7 @@ async def close_connection(request: web.Request) -> web.Response:
 async def send_to_connection(request: web.Request) -> web.Response:
     connection = _connection(_hub(request), request)
     message = await _message(request)
-    if connection is not None:
-        _service(request).deliver([connection], message)
-    return _accepted()
+    return _send(request, "to connection", [connection] if connection is not None else [], message)
 
 
 async def remove_connection_from_all_groups(request: web.Request) -> web.Response:
@@ -268,8 +280,7 @@ async def send_to_group(request: web.Request) -> web.Response:
     hub = _hub(request)
     group = _group(request)
     members = WebPubSubService.select(hub.group_connections(group), _excluded(request), _predicate(request))
-    _service(request).deliver(members, await _message(request))
-    return _accepted()
+    return _send(request, "to group", members, await _message(request))
 
 
 async def list_connections(request: web.Request) -> web.Response:
@@ -378,8 +389,7 @@ async def close_user(request: web.Request) -> web.Response:
 async def send_to_user(request: web.Request) -> web.Response:
     hub = _hub(request)
     members = WebPubSubService.select(hub.user_connections(request.match_info["user_id"]), (), _predicate(request))
-    _service(request).deliver(members, await _message(request))
-    return _accepted()
+    return _send(request, "to user", members, await _message(request))
 
 
 async def remove_user_from_all_groups(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from webpubsub.events import EventKind, disconnected_body
 
 from .connection import ClientConnection, Outgoing
 from .event_handler import EventHandlerClient, EventTarget, HandlerFailed
+from .flow import WebPubSubFlow
 from .odata_filter import Subject
 from .settings import WebPubSubSettings
 
@@ -94,7 +95,9 @@ class WebPubSubService:
         self.settings = settings
         self.origin = origin
         self.hubs: dict[str, Hub] = {}
-        self.events = EventHandlerClient(settings, origin)
+        # Hop events (--flow-to); off, hot paths check ``flow.enabled`` and nothing else.
+        self.flow = WebPubSubFlow(settings.flow_to)
+        self.events = EventHandlerClient(settings, origin, self.flow)
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -112,6 +115,7 @@ class WebPubSubService:
         if self._background:
             await asyncio.wait(self._background, timeout=2)
         await self.events.close()
+        self.flow.close()
 
     def hub(self, name: str) -> Hub:
         """The hub ``name`` (case-insensitive), created on first use."""

@@ -98,6 +98,8 @@ class WebPubSubSettings:
     max_message_size: int = MAX_MESSAGE_SIZE
     # Outbound bytes queued per WebSocket before a client that stops reading is dropped.
     max_buffer_size: int = 4 * MIB
+    # --flow-to: where hop events go (a loopback UDP address, emulator/webpubsub/flow.py); None publishes nothing.
+    flow_to: tuple[str, int] | None = None
 
     def handler_for(self, hub: str) -> EventHandlerTemplate | None:
         """The event handler of ``hub`` (lower-cased): its own, else the first without a hub, else None."""

@@ -228,7 +228,7 @@ async def test_one_broadcast_gives_the_service_hops_with_one_flow_id(
         assert b"access_token" not in datagram
 
 
-def _udp_socket_inodes() -> set[str]:
+def udp_socket_inodes() -> set[str]:
     inodes: set[str] = set()
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
@@ -240,8 +240,8 @@ def _udp_socket_inodes() -> set[str]:
     return inodes
 
 
-def _has_udp_socket(pid: int) -> bool:
-    udp = _udp_socket_inodes()
+def has_udp_socket(pid: int) -> bool:
+    udp = udp_socket_inodes()
     fd_dir = f"/proc/{pid}/fd"
     for name in os.listdir(fd_dir):
         try:
@@ -266,7 +266,7 @@ async def test_flow_off_sends_nothing_and_serves_as_before(
         assert await listener_inbox.next(10) == ("broadcastMessage", ("bob", "no flow"))
         assert await sender_inbox.next(10) == ("broadcastMessage", ("bob", "no flow"))
     # Not one hop published: the emulator has no UDP socket to publish with, and the collector heard nothing.
-    assert not _has_udp_socket(stack.emulator.process.pid)
+    assert not has_udp_socket(stack.emulator.process.pid)
     await asyncio.sleep(0.2)
     assert collector.raw == [] and collector.stats["received"] == 0
 
