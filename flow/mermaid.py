@@ -48,7 +48,7 @@ def escape_text(text: str, limit: int = _MAX_TEXT) -> str:
 
 def arrow_text(hop: Hop) -> str:
     """The unescaped text of ``hop``'s arrow: its label, then its status, latency, recipients and size."""
-    parts = [hop.label or hop.kind]
+    parts = [hop.label.strip() or hop.kind]
     if hop.status is not None and str(hop.status) not in hop.label:
         parts.append(str(hop.status))
     if hop.duration_ms is not None:
