@@ -253,6 +253,7 @@ class ChatApp(App[None]):
         self._flow_state = OUTSIDE_THE_DEMO if flow_url is None else "connecting to the flow stream…"
         self._flow_keys: dict[tuple[str, str], tuple[str, str]] = {}
         self._sending: tuple[str, tuple[str, str]] | None = None
+        self._sending_since = 0.0
         self._flow_redraw_due = False
         self._replay_shown: int | None = None
 
@@ -377,7 +378,7 @@ class ChatApp(App[None]):
 
     def _own_send(self, event: TraceEvent, sending: tuple[str, tuple[str, str]]) -> None:
         """The frame of the message being sent left: its hop, with the flow id every role computes for it."""
-        found = send_hop(event, self._client_side())
+        found = send_hop(event, self._client_side(), self._sending_since)
         if found is None:
             return
         hop, flow, target = found
@@ -571,6 +572,7 @@ class ChatApp(App[None]):
             started = time.monotonic()
             self._expect_return(target, arguments, started)  # the broadcast may come back before the completion
             self._sending = (target, arguments)  # the trace of its frame names the invocation id: the flow id
+            self._sending_since = time.time()
             try:
                 await connection.invoke(target, *arguments, timeout=DELIVERY_TIMEOUT)
             except asyncio.CancelledError:

@@ -70,10 +70,12 @@ def _make(side: ClientSide, source: Lifeline, target: Lifeline, kind: str, label
         return None
 
 
-def send_hop(event: TraceEvent, side: ClientSide) -> tuple[Hop, str, str] | None:
+def send_hop(event: TraceEvent, side: ClientSide, since: float | None = None) -> tuple[Hop, str, str] | None:
     """The hop of a ``send`` trace event that carried an invocation, with its flow id and target, else ``None``.
 
-    Needs the connection id (the flow id is made from it); without one there is no hop.
+    ``since`` is when the chat handed the message to the connection (a ``time.time()`` value): the hop lasts from
+    then until the frame left, so it is drawn before what the gateway and the service did with it. Needs the
+    connection id (the flow id is made from it); without one there is no hop.
     """
     found = invocation_of(event)
     if found is None or not side.connection_id:
@@ -83,6 +85,9 @@ def send_hop(event: TraceEvent, side: ClientSide) -> tuple[Hop, str, str] | None
     how = event.method or "frame"
     size = f", {event.bytes} B" if event.bytes is not None else ""
     label = f"{target} #{invocation_id} ({how}{size})"
+    duration = event.duration_ms
+    if since is not None and event.at >= since:
+        duration = (event.at - since) * 1000.0
     hop = _make(
         side,
         Lifeline.CLIENT,
@@ -90,7 +95,7 @@ def send_hop(event: TraceEvent, side: ClientSide) -> tuple[Hop, str, str] | None
         "send",
         label,
         status=event.status,
-        duration_ms=event.duration_ms,
+        duration_ms=duration,
         flow_id=flow,
         bytes=event.bytes,
         at=event.at,

@@ -376,7 +376,8 @@ def _record_title(args: argparse.Namespace) -> str:
     if args.service == "webpubsub":
         return "chat-demo: Azure Web PubSub through APIM"
     mode = (args.service_mode or "default").capitalize()
-    return f"chat-demo: Azure SignalR Service, {mode} mode, {args.transport} through APIM (profile {args.profile})"
+    transport = TransportChoice(args.transport).label
+    return f"chat-demo: Azure SignalR Service, {mode} mode, {transport} through APIM (profile {args.profile})"
 
 
 async def _record(recorder: Recorder, feed: FlowFeed | None) -> None:
