@@ -226,7 +226,7 @@ async def _connect(request: web.Request, hub: str) -> web.StreamResponse:
         service.flow.upgraded(connection, resumed=False)
     generation = connection.attach(resumed=False)
     service.register(connection, dict.fromkeys(g for g in groups if 0 < len(g) <= MAX_GROUP_NAME))
-    await _serve(service, connection, ws, generation)
+    await _serve(service, request, connection, ws, generation)
     return ws
 
 
@@ -255,7 +255,7 @@ async def _resume(request: web.Request, hub: str, connection_id: str) -> web.Str
     if service.flow.enabled:
         service.flow.upgraded(connection, resumed=True)
     generation = connection.attach(resumed=True)
-    await _serve(service, connection, ws, generation)
+    await _serve(service, request, connection, ws, generation)
     return ws
 
 
@@ -289,14 +289,24 @@ class _ClientWebSocket(web.WebSocketResponse):
 
 
 async def _serve(
-    service: WebPubSubService, connection: ClientConnection, ws: web.WebSocketResponse, generation: int
+    service: WebPubSubService,
+    request: web.Request,
+    connection: ClientConnection,
+    ws: web.WebSocketResponse,
+    generation: int,
 ) -> None:
     """Run the writer and read frames until the socket or the connection ends; then end or detach it."""
     if isinstance(ws, _ClientWebSocket):
         ws.connection = connection
-    transport = ws._req.transport if ws._req is not None else None
+    transport = request.transport
     connection.abort_socket = transport.abort if transport is not None else None
-    writer = asyncio.create_task(_writer(ws, connection, generation), name=f"wps-writer-{connection.connection_id}")
+    writer_ready = isinstance(transport, asyncio.Transport)
+    writer = asyncio.create_task(
+        _writer(ws, request, connection, generation), name=f"wps-writer-{connection.connection_id}"
+    )
+    if writer_ready:
+        # Frames queued before now (connected, resent ones) go first, through the writer; later ones directly.
+        connection.use_transport(transport, request.protocol)
     try:
         async for message in ws:
             if connection.closed or connection.socket_generation != generation:
@@ -329,14 +339,22 @@ async def _serve(
             writer.cancel()
 
 
-async def _writer(ws: web.WebSocketResponse, connection: ClientConnection, generation: int) -> None:
-    """Send queued frames; once the connection closes, send what is left and close the socket with its code."""
+async def _writer(
+    ws: web.WebSocketResponse, request: web.Request, connection: ClientConnection, generation: int
+) -> None:
+    """Write queued frames (complete WebSocket frames, built once per broadcast) straight to the socket, waiting while
+    it is congested; once the connection closes, write what is left and close the socket with its code."""
+    transport = request.transport
+    protocol = request.protocol
     try:
         while connection.socket_generation == generation:
-            frames = connection.take_outgoing()
-            if frames:
-                for data, binary in frames:
-                    await ws.send_frame(data, WSMsgType.BINARY if binary else WSMsgType.TEXT)
+            data = connection.take_outgoing()
+            if data:
+                if transport is None or transport.is_closing():
+                    break
+                transport.write(data)
+                if protocol.writing_paused:
+                    await protocol._drain_helper()  # as aiohttp's own writers wait for a congested socket
                 continue
             if connection.closed or not connection.socket_attached:
                 break

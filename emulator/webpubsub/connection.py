@@ -35,12 +35,35 @@ from webpubsub.subprotocol import (
     encode_response,
 )
 
-__all__ = ["ClientConnection", "Dialect", "Frame", "Outgoing", "new_connection_id"]
+__all__ = ["ClientConnection", "Dialect", "Outgoing", "new_connection_id", "ws_frame"]
 
 log = logging.getLogger("webpubsub.emulator")
 
-Frame = tuple[bytes, bool]
-"""One WebSocket message: its bytes and whether it is a binary frame (else text)."""
+_TEXT = 0x81  # FIN + text opcode
+_BINARY = 0x82  # FIN + binary opcode
+
+
+def ws_frame(payload: bytes, binary: bool = False) -> bytes:
+    """``payload`` as one complete, unmasked WebSocket frame (RFC 6455 §5.2), as a server sends it. The bytes are the
+    same for every recipient, so a broadcast builds them once and writes them to each socket as they are."""
+    first = _BINARY if binary else _TEXT
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 65536:
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
+def _header(size: int) -> bytes:
+    if size < 126:
+        return bytes((_TEXT, size))
+    if size < 65536:
+        return bytes((_TEXT, 126)) + size.to_bytes(2, "big")
+    return bytes((_TEXT, 127)) + size.to_bytes(8, "big")
+
 
 _ROLE_JOIN = "webpubsub.joinLeaveGroup"
 _ROLE_SEND = "webpubsub.sendToGroup"
@@ -72,7 +95,7 @@ class Outgoing:
     """One message for many recipients (a group, a user, the hub, or one connection), encoded lazily once per dialect:
     every recipient of a dialect gets the same bytes object."""
 
-    __slots__ = ("_json", "_plain", "data", "data_type", "from_user_id", "group")
+    __slots__ = ("_json", "_json_wire", "_plain", "data", "data_type", "from_user_id", "group")
 
     def __init__(self, data_type: DataType, data: Any, *, group: str | None = None, from_user_id: str | None = None):
         self.data_type = data_type
@@ -80,7 +103,8 @@ class Outgoing:
         self.group = group
         self.from_user_id = from_user_id
         self._json: bytes | None = None
-        self._plain: Frame | None = None
+        self._json_wire: bytes | None = None
+        self._plain: bytes | None = None
 
     @property
     def json_frame(self) -> bytes:
@@ -95,23 +119,35 @@ class Outgoing:
             frame = self._json = encode_response(response).encode("utf-8")
         return frame
 
-    def reliable_frame(self, sequence_id: int) -> bytes:
-        """The ``message`` response with ``sequenceId`` first (the shared encoding with a per-recipient prefix)."""
-        return b'{"sequenceId":%d,' % sequence_id + self.json_frame[1:]
+    @property
+    def json_wire(self) -> bytes:
+        """:attr:`json_frame` as a complete WebSocket text frame."""
+        wire = self._json_wire
+        if wire is None:
+            wire = self._json_wire = ws_frame(self.json_frame)
+        return wire
+
+    def reliable_wire(self, sequence_id: int) -> bytes:
+        """The ``message`` response with ``sequenceId`` first, as a WebSocket text frame: the shared encoding with a
+        per-recipient prefix."""
+        prefix = b'{"sequenceId":%d,' % sequence_id
+        tail = memoryview(self.json_frame)[1:]
+        return b"".join((_header(len(prefix) + len(tail)), prefix, tail))
 
     @property
-    def plain_frame(self) -> Frame:
-        """What a simple WebSocket client gets: text as text, JSON as its text, binary as a binary frame."""
-        frame = self._plain
-        if frame is None:
+    def plain_wire(self) -> bytes:
+        """What a simple WebSocket client gets, as a frame: text as text, JSON as its text, binary as binary."""
+        wire = self._plain
+        if wire is None:
             if self.data_type is DataType.BINARY:
-                frame = (bytes(self.data), True)
+                wire = ws_frame(bytes(self.data), binary=True)
             elif self.data_type is DataType.TEXT:
-                frame = (str(self.data).encode("utf-8", "surrogatepass"), False)
+                wire = ws_frame(str(self.data).encode("utf-8", "surrogatepass"))
             else:
-                frame = (json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), False)
-            self._plain = frame
-        return frame
+                text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                wire = ws_frame(text.encode("utf-8", "surrogatepass"))
+            self._plain = wire
+        return wire
 
 
 class ClientConnection:
@@ -125,6 +161,8 @@ class ClientConnection:
         "_buffered",
         "_loop",
         "_outbox",
+        "_protocol",
+        "_transport",
         "_waiter",
         "abort_socket",
         "ack_ids",
@@ -189,7 +227,11 @@ class ClientConnection:
         # The connected event's task: later events of this connection wait for it (they go out in order).
         self.system_events: asyncio.Task[None] | None = None
         self.abort_socket: Callable[[], None] | None = None
-        self._outbox: list[Frame] = []
+        self._outbox: list[bytes] = []
+        # The socket's transport and aiohttp protocol while one is attached (:meth:`use_transport`): a frame goes
+        # straight to the socket when nothing is queued before it and the socket is not congested.
+        self._transport: asyncio.Transport | None = None
+        self._protocol: Any = None
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,22 +263,22 @@ class ClientConnection:
             return
         dialect = self.dialect
         if dialect == Dialect.JSON:
-            self._queue((message.json_frame, False))
+            self._queue(message.json_wire)
         elif dialect == Dialect.RELIABLE:
             sequence_id = self.next_sequence_id
             self.next_sequence_id = sequence_id + 1
-            frame = message.reliable_frame(sequence_id)
-            self.unacked.append((sequence_id, frame))
+            wire = message.reliable_wire(sequence_id)
+            self.unacked.append((sequence_id, wire))
             if self.socket_attached:
-                self._queue((frame, False))
+                self._queue(wire)
         else:
-            self._queue(message.plain_frame)
+            self._queue(message.plain_wire)
 
     def respond(self, response: Response) -> None:
         """Queue a response that is not a data message (ack, connected, disconnected, pong); dropped for simple
         clients, which have no protocol to carry it."""
         if self.dialect != Dialect.PLAIN and self.socket_attached:
-            self._queue((encode_response(response).encode("utf-8"), False), bounded=False)
+            self._queue(ws_frame(encode_response(response).encode("utf-8")), bounded=False)
 
     def ack(self, ack_id: int | None, error: AckError | None = None) -> None:
         """Answer a request that carried ``ack_id`` (nothing when it carried none)."""
@@ -249,26 +291,45 @@ class ClientConnection:
         while unacked and unacked[0][0] <= sequence_id:
             unacked.popleft()
 
-    def _queue(self, frame: Frame, *, bounded: bool = True) -> None:
-        if bounded and self._outbox and self._buffered + len(frame[0]) > self.max_buffer_size:
+    def use_transport(self, transport: asyncio.Transport | None, protocol: Any) -> None:
+        """Write frames straight to ``transport`` (None: only through the writer) while ``protocol`` (aiohttp's,
+        with ``writing_paused``) does not say the socket is congested."""
+        self._transport = transport
+        self._protocol = protocol
+
+    def _queue(self, wire: bytes, *, bounded: bool = True) -> None:
+        transport = self._transport
+        if (
+            transport is not None
+            and not self._outbox
+            and self.socket_attached
+            and not self.closed
+            and not self._protocol.writing_paused
+            and not transport.is_closing()
+        ):
+            # The common case under load: no task switch, no queue, one write per frame.
+            transport.write(wire)
+            return
+        if bounded and self._outbox and self._buffered + len(wire) > self.max_buffer_size:
             self.drop(f"send buffer exceeded {self.max_buffer_size} bytes")
             return
-        self._outbox.append(frame)
-        self._buffered += len(frame[0])
+        self._outbox.append(wire)
+        self._buffered += len(wire)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
-    def take_outgoing(self) -> list[Frame]:
-        """Every frame queued since the last call, in order (empty if none)."""
-        if not self._outbox:
-            return []
-        frames = self._outbox
+    def take_outgoing(self) -> bytes:
+        """Every frame queued since the last call, in order, as the bytes to write to the socket (empty if none)."""
+        outbox = self._outbox
+        if not outbox:
+            return b""
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
         self._outbox = []
         self._buffered = 0
-        return frames
+        return data
 
     def idle(self) -> asyncio.Future[None] | None:
         """None when the writer has work (frames queued, or the connection closed or its socket detached); else the
@@ -298,6 +359,7 @@ class ClientConnection:
         abort = self.abort_socket
         if abort is not None:  # a socket still thought open (a half-open TCP connection): the new one replaces it
             abort()
+        self._transport = None
         self.socket_generation += 1
         self._outbox = []
         self._buffered = 0
@@ -305,8 +367,8 @@ class ClientConnection:
         self.detached_at = None
         self.respond(Connected(self.user_id, self.connection_id, self.reconnection_token))
         if resumed:
-            for _, frame in self.unacked:
-                self._queue((frame, False), bounded=False)
+            for _, wire in self.unacked:
+                self._queue(wire, bounded=False)
         return self.socket_generation
 
     def detach(self, generation: int, now: float) -> None:
@@ -317,6 +379,7 @@ class ClientConnection:
         self.socket_attached = False
         self.detached_at = now
         self.abort_socket = None
+        self._transport = None
         self._outbox = []
         self._buffered = 0
         self._wake()
