@@ -224,6 +224,8 @@ class CarriedClient:
                 message = event.message
                 if isinstance(message, Invocation | StreamInvocation):
                     await self._invoke(message, tracing, received)
+                    # The service traces one message per ConnectionData: later ones of a batch get their own id.
+                    tracing = None
             elif isinstance(event, ConnectionClosed):
                 if event.by_peer:
                     # The client sent Close: the connection ends normally.

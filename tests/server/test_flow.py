@@ -340,14 +340,20 @@ async def test_default_mode_service_messages_carry_the_tracing_id_only_with_flow
         await dialled.send(sp.ConnectionData("k1", invoke, {int(sp.Ext.TRACING_ID): trace}))
         broadcast = await dialled.next(sp.BroadcastData)
         completion = await dialled.next(sp.ConnectionData)
+        # Two invocations in one ConnectionData: the service traced the first; the second gets its own id.
+        second = invoke.replace(b'"invocationId":"1"', b'"invocationId":"2"')
+        third = invoke.replace(b'"invocationId":"1"', b'"invocationId":"3"')
+        await dialled.send(sp.ConnectionData("k1", second + third, {int(sp.Ext.TRACING_ID): trace + 1}))
+        later = [await dialled.next(sp.BroadcastData) for _ in range(2)]
         if flow_on:
             assert broadcast.tracing_id == trace and completion.tracing_id == trace
+            assert [b.tracing_id for b in later] == [trace + 1, int(flow_id("k1", "3"), 16)]
             hop = await catcher.wait_for(lambda h: "BroadcastData" in h.label, "BroadcastData hop")
             assert hop.flow_id == "0123456789abcdef" and hop.mode == "default"
         else:
-            assert broadcast.ext == {} and completion.ext == {
-                int(sp.Ext.DATA_MESSAGE_TYPE): int(sp.DataMessageType.INVOCATION)
-            }
+            invocation = {int(sp.Ext.DATA_MESSAGE_TYPE): int(sp.DataMessageType.INVOCATION)}
+            assert broadcast.ext == {} and completion.ext == invocation
+            assert [b.ext for b in later] == [{}, {}]
             await asyncio.sleep(0.2)
             assert catcher.hops() == []
     finally:
