@@ -299,10 +299,19 @@ def chat_demo() -> Iterator[Callable[..., dict[str, Any]]]:
     started: list[Process] = []
 
     def start(*args: str) -> dict[str, Any]:
-        process = Process([script("chat-demo"), "--no-tui", *args])
-        started.append(process)
-        info: dict[str, Any] = json.loads(process.readline(timeout=60))
-        return info
+        # chat-demo picks free ports, which another program on this machine may take before a server binds them:
+        # that one failure is tried again, twice at most.
+        for attempt in range(3):
+            process = Process([script("chat-demo"), "--no-tui", *args])
+            started.append(process)
+            try:
+                info: dict[str, Any] = json.loads(process.readline(timeout=60))
+            except EOFError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                continue
+            return info
+        raise AssertionError("unreachable")
 
     yield start
     for process in started:
