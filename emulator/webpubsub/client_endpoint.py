@@ -330,6 +330,7 @@ async def _serve(
                     ws.close_code,
                 )
                 connection.detach(generation, time.monotonic())
+                service.detached(connection)
             else:
                 code = ws.close_code
                 service.end(connection, None if code in (None, 1000, 1001) else f"WebSocket closed with code {code}.")

@@ -99,6 +99,8 @@ class WebPubSubService:
         self.flow = WebPubSubFlow(settings.flow_to)
         self.events = EventHandlerClient(settings, origin, self.flow)
         self._sweeper: asyncio.Task[None] | None = None
+        # Reliable sessions between WebSockets: only these are looked at by the sweeper (an idle service does nothing).
+        self._detached: set[ClientConnection] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -193,17 +195,25 @@ class WebPubSubService:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({task})
 
+    def detached(self, connection: ClientConnection) -> None:
+        """A reliable session lost its WebSocket: end it unless it is resumed within the reconnect window."""
+        self._detached.add(connection)
+
     async def _sweep(self) -> None:
         """End reliable sessions whose reconnect window passed."""
         window = self.settings.reconnect_window
         while True:
             await asyncio.sleep(_SWEEP_INTERVAL)
+            if not self._detached:
+                continue
             now = time.monotonic()
-            for hub in list(self.hubs.values()):
-                for connection in list(hub.connections.values()):
-                    detached = connection.detached_at
-                    if not connection.socket_attached and detached is not None and now - detached >= window:
-                        self.end(connection, "The connection was not resumed in time.")
+            for connection in list(self._detached):
+                detached_at = connection.detached_at
+                if connection.closed or connection.socket_attached or detached_at is None:
+                    self._detached.discard(connection)
+                elif now - detached_at >= window:
+                    self._detached.discard(connection)
+                    self.end(connection, "The connection was not resumed in time.")
 
     # --- sends ----------------------------------------------------------------------------------------------------
 

@@ -211,3 +211,36 @@ async def test_plain_client_without_event_handler_is_dropped_with_a_reason(emula
         assert closed.data == 1008 and "No event handler" in (closed.extra or "")
     finally:
         await client.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_others_unaffected(emulator: WebPubSubEmulator) -> None:
+    import base64
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(client_url(emulator, user_id="sleepy"))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", emulator.port))
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    sock.sendall(
+        f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {JSON}\r\n\r\n".encode()
+    )
+    assert b"101" in sock.recv(1024).split(b"\r\n")[0]
+    awake = await RawClient.connect(client_url(emulator, user_id="awake"), JSON)
+    rest = service(emulator)
+    try:
+        assert rest.user_exists("sleepy")
+        chunk = "z" * (512 * 1024)
+        for _ in range(40):  # 20 MB for a client that reads nothing
+            rest.send_to_all(chunk, content_type="text/plain")
+            if not rest.user_exists("sleepy"):
+                break
+        await eventually(lambda: not rest.user_exists("sleepy"), what="the sleepy client dropped")
+        assert "send buffer exceeded" in emulator.stderr()
+        rest.send_to_user("awake", "fine", content_type="text/plain")
+        await awake.wait_for(lambda m: m.get("data") == "fine", timeout=20)
+    finally:
+        sock.close()
+        await awake.close()

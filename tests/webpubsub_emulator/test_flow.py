@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from azure.messaging.webpubsubclient.aio import WebPubSubClient, WebPubSubClientCredential
 from azure.messaging.webpubsubclient.models import (
     CallbackType,
@@ -35,6 +36,8 @@ from tests.emulator.test_flow import RawCollector, has_udp_socket, service_hops,
 from tests.support.processes import free_port, script
 from tests.support.wps_emulator import WebPubSubEmulator, start_webpubsub_emulator
 from tests.support.wps_server import WebPubSubChatServer, start_webpubsub_chat_server
+
+from .helpers import RawClient, async_service, client_url, eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -217,3 +220,115 @@ def test_flow_to_refuses_anything_but_a_loopback_ip_and_port(address: str) -> No
     )
     assert done.returncode == 2 and done.stdout == ""
     assert "error: argument --flow-to:" in done.stderr and done.stderr.count("\n") == 1
+
+
+@dataclass
+class HandlerCall:
+    event: str
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def event_handler() -> AsyncIterator[tuple[str, list[HandlerCall]]]:
+    """An event handler stand-in (abuse protection allowed, every event answered 200 without a body) that records
+    each POST's event name and headers."""
+    calls: list[HandlerCall] = []
+
+    async def options(request: web.Request) -> web.Response:
+        return web.Response(status=200, headers={"WebHook-Allowed-Origin": "*"})
+
+    async def post(request: web.Request) -> web.Response:
+        await request.read()
+        calls.append(HandlerCall(request.match_info["event"], {k.lower(): v for k, v in request.headers.items()}))
+        return web.Response(status=200 if request.match_info["event"] == "connect" else 204)
+
+    app = web.Application()
+    app.router.add_route("OPTIONS", "/eventhandler/{event}", options)
+    app.router.add_route("POST", "/eventhandler/{event}", post)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/eventhandler/{{event}}", calls
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("flow_on", [True, False], ids=["flow-on", "flow-off"])
+async def test_the_event_handler_post_carries_the_flow_id_only_for_an_event_with_an_ack_id(
+    collector: RawCollector, event_handler: tuple[str, list[HandlerCall]], flow_on: bool
+) -> None:
+    template, calls = event_handler
+    host, port = collector.address
+    flow_args = ["--flow-to", f"{host}:{port}"] if flow_on else []
+    with start_webpubsub_emulator(*flow_args, event_handler=template) as emulator:
+        client = await RawClient.connect(
+            client_url(emulator, roles=["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"])
+        )
+        try:
+            await client.send({"type": "sendEvent", "event": "one", "dataType": "text", "data": "a", "ackId": 3})
+            await client.ack(3)
+            await client.send({"type": "sendEvent", "event": "two", "dataType": "text", "data": "b"})
+            await eventually(lambda: any(c.event == "two" for c in calls), what="the event without ackId")
+            await client.send({"type": "joinGroup", "group": "g", "ackId": 4})
+            await client.ack(4)
+            await client.send({"type": "sendToGroup", "group": "g", "dataType": "text", "data": "c", "ackId": 5})
+            await client.ack(5)
+        finally:
+            await client.close()
+        one = next(c for c in calls if c.event == "one")
+        two = next(c for c in calls if c.event == "two")
+        if not flow_on:
+            assert "x-flow-id" not in one.headers and "x-flow-id" not in two.headers
+            await asyncio.sleep(0.2)
+            assert collector.raw == []
+            return
+        connection_id = client.connection_id
+        assert one.headers["x-flow-id"] == flow_id(connection_id, 3)
+        assert "x-flow-id" not in two.headers
+        hops = await wait_for_hops(collector, lambda hops: len(service_hops(hops, "fan-out")) == 1)
+        invoked = service_hops(hops, "invoke", connection_id=connection_id)
+        assert [(h.flow_id, h.label) for h in invoked] == [
+            (flow_id(connection_id, 3), "event one ackId 3"),
+            (None, "event two (no ackId)"),
+            (flow_id(connection_id, 5), "sendToGroup g ackId 5"),
+        ]
+        (fan_out,) = service_hops(hops, "fan-out")
+        assert fan_out.flow_id == flow_id(connection_id, 5) and fan_out.count == 1
+        assert fan_out.label.startswith("group g → 1 connection (json.webpubsub.azure.v1 1)")
+        posted = {h.label: h for h in service_hops(hops, "upstream", connection_id=connection_id)}
+        assert posted["POST event handler one 204"].flow_id == flow_id(connection_id, 3)
+        assert posted["POST event handler two 204"].flow_id is None
+        assert posted["POST event handler connect 200"].duration_ms is not None
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("fedcba9876543210", "fedcba9876543210"),
+        ("FEDCBA9876543210", "fedcba9876543210"),
+        ("fedcba98765432100", None),
+        ("not a flow id", None),
+        ("", None),
+        ("f" * 3000, None),
+    ],
+    ids=["valid", "upper", "long", "words", "empty", "huge"],
+)
+async def test_a_hostile_x_flow_id_on_a_rest_send_is_ignored_and_the_send_served(
+    collector: RawCollector, header: str, expected: str | None
+) -> None:
+    host, port = collector.address
+    with start_webpubsub_emulator("--flow-to", f"{host}:{port}") as emulator:
+        client = await RawClient.connect(client_url(emulator))
+        try:
+            async with async_service(emulator) as sdk:
+                await sdk.send_to_all({"n": 1}, content_type="application/json", headers={"X-Flow-Id": header})
+            message = await client.wait_for(lambda m: m.get("type") == "message")
+            assert message["data"] == {"n": 1}
+        finally:
+            await client.close()
+        hops = await wait_for_hops(collector, lambda hops: bool(service_hops(hops, "fan-out")))
+    (rest,) = service_hops(hops, "rest")
+    (fan_out,) = service_hops(hops, "fan-out")
+    assert rest.flow_id == expected and fan_out.flow_id == expected
+    assert rest.status == 202 and rest.label == "POST /api/hubs/chat/:send 202" and fan_out.count == 1
