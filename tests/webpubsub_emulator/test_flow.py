@@ -266,9 +266,9 @@ async def test_the_event_handler_post_carries_the_flow_id_only_for_an_event_with
             client_url(emulator, roles=["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"])
         )
         try:
-            await client.send({"type": "sendEvent", "event": "one", "dataType": "text", "data": "a", "ackId": 3})
+            await client.send({"type": "event", "event": "one", "dataType": "text", "data": "a", "ackId": 3})
             await client.ack(3)
-            await client.send({"type": "sendEvent", "event": "two", "dataType": "text", "data": "b"})
+            await client.send({"type": "event", "event": "two", "dataType": "text", "data": "b"})
             await eventually(lambda: any(c.event == "two" for c in calls), what="the event without ackId")
             await client.send({"type": "joinGroup", "group": "g", "ackId": 4})
             await client.ack(4)
