@@ -280,6 +280,48 @@ async def test_without_a_flow_stream_the_page_says_where_server_hops_come_from(
     assert flow_data(page, "flow-id") is None
 
 
+async def test_a_flood_of_hops_is_drawn_bounded_and_the_chat_goes_on(front: FlowFront, browser: DriverFactory) -> None:
+    """More hops for one message than the page keeps or a diagram can show: the stream's last 2000 hops are kept, of
+    those the first 60 (by when they began) are drawn, and the page still chats and draws the next message."""
+    page = browser()
+    page.get(front.url + "?name=flo&transport=websockets")
+    await connected_status(page, timeout=20)
+    await until(lambda: front.subscriptions == 1, "the page to subscribe to /flow")
+    page.find_element(By.ID, "message").send_keys("many\n")
+    mine = await sent_flow_id(page, "0")
+    await until(lambda: any("completion of #0" in t for t in svg_texts(page)), "the page's own hops")
+    at = await asyncio.to_thread(lambda: float(page.execute_script("return Date.now() / 1000")))
+    for i in range(2500):
+        front.push(hop(mine, "service", "others", "fan-out", f"copy {i}", count=1, at=at + i / 1000))
+    # Hops 0-499 went out of the page's 2000; 3 of the 60 arrows are the page's own hops, 57 are copies 500-556.
+    await until(lambda: any(t.startswith("copy 556 ") for t in svg_texts(page)), "the flood drawn", timeout=30)
+    await until(lambda: page.find_element(By.ID, "flow-diagram").get_attribute("data-hops") == "60", "60 arrows")
+    copies = [t for t in svg_texts(page) if t.startswith("copy ")]
+    assert copies == [f"copy {i} · ×1" for i in range(500, 557)]
+    assert page.execute_script("return document.querySelectorAll('#flow-diagram svg').length") == 1
+
+    page.find_element(By.ID, "message").send_keys("after the flood\n")
+    await until(lambda: ("mine", "flo after the flood") in entries(page), "the next message")
+    await sent_flow_id(page, "1")
+    await until(lambda: any("broadcastMessage #1 (invoke)" in t for t in svg_texts(page)), "the next diagram")
+
+
+async def test_without_the_diagram_library_the_page_says_how_to_get_it(
+    front: FlowFront, browser: DriverFactory
+) -> None:
+    page = browser()
+    page.execute_cdp_cmd("Network.enable", {})
+    page.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/lib/mermaid.min.js"]})
+    page.get(front.url + "?name=lib&transport=websockets")
+    await connected_status(page, timeout=20)
+    page.find_element(By.ID, "message").send_keys("no library\n")
+    await until(lambda: "diagram library is missing" in text_of(page, "flow-note"), "the library note")
+    assert text_of(page, "flow-note") == (
+        "The diagram library is missing: run make node in the project directory, then reload this page."
+    )
+    await until(lambda: ("mine", "lib no library") in entries(page), "the chat still works")
+
+
 async def test_a_flow_info_that_answers_404_gives_the_same_note(front: FlowFront, browser: DriverFactory) -> None:
     front.enabled = False
     page = browser()
