@@ -102,11 +102,15 @@ class WebPubSubService:
         # Reliable sessions between WebSockets: only these are looked at by the sweeper (an idle service does nothing).
         self._detached: set[ClientConnection] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="webpubsub-sessions")
 
     async def stop(self) -> None:
+        """Close every connection (``disconnected``, code 1001) and wait briefly for events still being posted; no
+        event is posted once stopping began."""
+        self._stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -158,7 +162,7 @@ class WebPubSubService:
             connection.close(reason)
         hub.remove(connection)
         log.info("disconnected hub=%s id=%s: %s", connection.hub, connection.connection_id, reason or "normal close")
-        if self.events.handles(connection.hub):
+        if self.events.handles(connection.hub) and not self._stopping:
             body = disconnected_body(reason)
             self._spawn(self._post_system(connection, EventKind.DISCONNECTED, body, after=connection.system_events))
 

@@ -76,3 +76,21 @@ async def test_no_secret_in_the_logs() -> None:
     for secret in (emulator.access_key, token, reconnection, token[:20]):
         assert secret not in logs
     assert "connected hub=chat" in logs and "resumed hub=chat" in logs
+
+
+async def test_sigterm_with_clients_says_goodbye_and_exits_0() -> None:
+    emulator = start_webpubsub_emulator()
+    try:
+        client = await RawClient.connect(client_url(emulator, user_id="stays"), RELIABLE)
+        emulator.process.signal(signal.SIGTERM)
+        closed = await client.wait_closed(timeout=10)
+        assert closed.data == 1001
+        assert client.messages()[-1] == {
+            "type": "system",
+            "event": "disconnected",
+            "message": "The service is shutting down.",
+        }
+        await client.close()
+        assert emulator.process.popen.wait(10) == 0
+    finally:
+        emulator.stop()
