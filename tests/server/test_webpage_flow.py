@@ -265,6 +265,15 @@ async def test_the_page_draws_its_own_message_and_nothing_else(
     front.push(hop(second, "service", "others", "fan-out", "second fan-out", count=1, at=at + 5))
     await until(lambda: any("second fan-out · ×1" in t for t in svg_texts(page)), "the second message's fan-out")
 
+    # Echo is invocation "2"; it comes back to its caller with the server's suffix, and that is its arrival.
+    page.find_element(By.ID, "message").send_keys("ping")
+    page.find_element(By.ID, "echo").click()
+    await sent_flow_id(page, "2")
+    await until(lambda: any(t.startswith("echo arrived back, ") for t in svg_texts(page)), "the echo back")
+    texts = svg_texts(page)
+    assert "echo #2 (invoke)" in texts and "alice: ping" in texts
+    assert not any("second fan-out" in t for t in texts)
+
 
 async def test_without_a_flow_stream_the_page_says_where_server_hops_come_from(
     stack: Stack, browser: DriverFactory
