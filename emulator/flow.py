@@ -135,12 +135,12 @@ class EmulatorFlow(FlowPublisher):
         flow = flow_id(connection.connection_id, invocation_id) if invocation_id is not None else None
         protocol = connection.protocol.name if connection.protocol is not None else "?"
         what = "stream invocation" if isinstance(message, StreamInvocation) else "invocation"
-        ident = f" id {invocation_id}" if invocation_id is not None else " (no id: fire and forget)"
+        ident = f" id {invocation_id[:40]}" if invocation_id is not None else " (no id: fire and forget)"
         self.hop(
             Lifeline.CLIENT,
             Lifeline.SERVICE,
             "invoke",
-            f"{what} {message.target}{ident} ({protocol})",
+            f"{what} {message.target[:64]}{ident} ({protocol})",
             flow=flow,
             connection_id=connection.connection_id,
             transport=_transport(connection),
