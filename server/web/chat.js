@@ -900,13 +900,19 @@
       scheduleDraw();
       return;
     }
-    flowIdOf(connectionId, messageId).then(function (id) {
-      mine.flowId = id;
-      if (flow.mine === mine) {
-        document.getElementById("flow").dataset.flowId = id;
-        scheduleDraw();
+    flowIdOf(connectionId, messageId).then(
+      function (id) {
+        mine.flowId = id;
+        if (flow.mine === mine) {
+          document.getElementById("flow").dataset.flowId = id;
+          scheduleDraw();
+        }
+      },
+      function () {
+        // crypto.subtle exists only in a secure context: https, or this machine (127.0.0.1, localhost).
+        showFlowNote("This page cannot compute the flow id here: open it as http://127.0.0.1 or over https.");
       }
-    });
+    );
   }
 
   // The page's own message came back (the broadcast, or the echo to its caller).
