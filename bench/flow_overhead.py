@@ -54,6 +54,7 @@ from ._harness import (
     Services,
     _script,
     arrival,
+    cpu_seconds,
     measured_cpu,
     median,
     negotiate,
@@ -73,6 +74,7 @@ MAX_CLIENTS = 200
 DRAIN_TIMEOUT = 15.0  # after the last write of a burst, how long its deliveries may take before they count as lost
 CONNECT_TIMEOUT = 20.0  # until every server connection of the app server is open
 PROFILE = "websocket"
+PROCESS_NAMES = ("emulator", "gateway", "app server")  # the order of Arm.processes
 MODE = "default"
 
 
@@ -108,6 +110,7 @@ class Arm:
     room: Room
     clients: list[RawWebSocketClient] = field(default_factory=list)
     hops_read: int = 0
+    reconnects: int = 0
     _reader: asyncio.Task[None] | None = None
 
     async def connect(self, session: aiohttp.ClientSession, count: int) -> None:
@@ -139,14 +142,17 @@ class Arm:
 
     async def _read_flow(self, session: aiohttp.ClientSession) -> None:
         """Follow ``GET /flow`` as the Flow view does, counting the hops (their decoding is the viewer's cost, in
-        another process; here they are only counted)."""
+        another process; here they are only counted). The app server ends a stream whose reader fell too far
+        behind; like an EventSource, the reader comes back at once (each return replays the latest hops)."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=REPLY_TIMEOUT)
-        async with session.get(f"{self.server_url}flow", timeout=timeout) as response:
-            if response.status != 200:
-                raise BenchError(f"{self.name}: GET /flow answered {response.status}")
-            async for line in response.content:
-                if line.startswith(b"data: "):
-                    self.hops_read += 1
+        while True:
+            async with session.get(f"{self.server_url}flow", timeout=timeout) as response:
+                if response.status != 200:
+                    raise BenchError(f"{self.name}: GET /flow answered {response.status}")
+                async for line in response.content:
+                    if line.startswith(b"data: "):
+                        self.hops_read += 1
+            self.reconnects += 1
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -171,6 +177,7 @@ class ArmResult:
     burst_delivered: list[int] = field(default_factory=list)
     deliveries_per_s: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    cpu_us_by_process: dict[str, list[float]] = field(default_factory=dict)
     completion_errors: int = 0
 
 
@@ -304,6 +311,7 @@ class FlowBench:
                     await asyncio.sleep(0)  # let the readers run, so the senders never starve them
 
         senders = arm.clients[: max(1, min(self.counts.senders, k))]
+        before = [cpu_seconds(p.pid) for p in arm.processes]
         with measured_cpu(arm.processes) as cpu:
             started = time.perf_counter()
             try:
@@ -317,6 +325,7 @@ class FlowBench:
             except BenchError:
                 finished = room.delivered.last_arrival
             delivered = room.delivered.count - base
+        spent = [cpu_seconds(p.pid) - b for p, b in zip(arm.processes, before, strict=True)]
         # The Completions come back after the broadcasts; wait for them so the next phase starts quiet.
         with contextlib.suppress(BenchError):
             await arrival(room.completions.reaches(completions_before + issued), "", timeout=DRAIN_TIMEOUT)
@@ -333,6 +342,8 @@ class FlowBench:
             rate = delivered / elapsed
             result.deliveries_per_s.append(rate)
             result.cpu_us.append(cpu[0] / issued * 1e6)
+            for name, seconds in zip(PROCESS_NAMES, spent, strict=True):
+                result.cpu_us_by_process.setdefault(name, []).append(seconds / issued * 1e6)
             self._record("deliveries", arm.name, rate)
             self._record("cpu", arm.name, cpu[0] / issued * 1e6)
 
@@ -344,6 +355,7 @@ class FlowBench:
             arms[arm.name] = {
                 "flow": arm.flow,
                 "hops_read": arm.hops_read,
+                "flow_reconnects": arm.reconnects,
                 "paced": {
                     "sent": r.paced_sent,
                     "complete": r.paced_complete,
@@ -357,6 +369,7 @@ class FlowBench:
                     "delivered": r.burst_delivered,
                     "deliveries_per_s": r.deliveries_per_s,
                     "cpu_us_per_broadcast": r.cpu_us,
+                    "cpu_us_per_broadcast_by_process": r.cpu_us_by_process,
                 },
             }
         return {
@@ -375,11 +388,17 @@ class FlowBench:
         for arm in self.arms:
             r = self.results[arm.name]
             sent = sum(r.paced_sent) + sum(r.burst_sent)
-            hops = f", {arm.hops_read / sent:.1f} hops per broadcast read from /flow" if arm.flow and sent else ""
+            hops = ""
+            if arm.flow and sent:
+                hops = (
+                    f"; {arm.hops_read / sent:.1f} hops per broadcast read from /flow (replays included), the reader "
+                    f"cut off as too slow {arm.reconnects} times"
+                )
+            by_process = ", ".join(f"{n} {median(v):.0f}" for n, v in r.cpu_us_by_process.items())
             print(
-                f"{arm.name}: burst CPU {median(r.cpu_us):.0f} µs per broadcast; round trips complete at all "
-                f"clients {sum(r.paced_complete)} of {sum(r.paced_sent)}, burst deliveries {sum(r.burst_delivered)} "
-                f"of {sum(r.burst_expected)}, completion errors {r.completion_errors}{hops}",
+                f"{arm.name}: burst CPU {median(r.cpu_us):.0f} µs per broadcast ({by_process}); round trips "
+                f"complete at all clients {sum(r.paced_complete)} of {sum(r.paced_sent)}, burst deliveries "
+                f"{sum(r.burst_delivered)} of {sum(r.burst_expected)}, completion errors {r.completion_errors}{hops}",
                 flush=True,
             )
         print_capped(self.capped)
@@ -389,8 +408,10 @@ class FlowBench:
 
 
 def _command(name: str, module: str, source: Path | None) -> list[str]:
-    """The console script ``name``, or ``python -m <module>`` run in the source tree ``source``."""
-    return [sys.executable, "-m", module] if source is not None else [_script(name)]
+    """The console script ``name``, or its ``main`` (in ``module``) run from the source tree ``source``."""
+    if source is None:
+        return [_script(name)]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
 def _spawn(services: Services, argv: list[str], source: Path | None, env: dict[str, str] | None = None) -> Process:
@@ -399,7 +420,7 @@ def _spawn(services: Services, argv: list[str], source: Path | None, env: dict[s
     try:
         process = Process(argv, env=env, cwd=source)
     except OSError as exc:
-        raise BenchError(f"cannot start {argv[2]} from {source}: {exc.strerror or exc}") from None
+        raise BenchError(f"cannot start a server from {source}: {exc.strerror or exc}") from None
     services.processes.append(process)
     return process
 
