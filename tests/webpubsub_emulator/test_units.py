@@ -173,3 +173,14 @@ def test_event_handler_templates() -> None:
     for bad in ["ftp://h/{event}", "http://h/{category}", "http://{event}.h/", "1hub=http://h", "http://h/{event"]:
         with pytest.raises(SettingsError):
             EventHandlerTemplate.parse(bad)
+
+
+def test_each_hub_gets_its_own_event_handler_else_the_shared_one() -> None:
+    from emulator.webpubsub.settings import WebPubSubSettings
+
+    shared = EventHandlerTemplate.parse("http://h/shared/{hub}/{event}")
+    chat = EventHandlerTemplate.parse("chat=http://h/chat/{event}")
+    settings = WebPubSubSettings(event_handlers=(shared, chat))
+    assert settings.handler_for("chat") is chat
+    assert settings.handler_for("other") is shared
+    assert WebPubSubSettings(event_handlers=(chat,)).handler_for("other") is None
