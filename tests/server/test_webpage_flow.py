@@ -392,9 +392,10 @@ async def stream_hops(flow_url: str, quiet: float = 0.7, limit: float = 10) -> l
     [
         (("--transport", "websockets"), "&transport=websockets", "0", "WebSockets"),
         (("--transport", "longpolling", "--service-mode", "serverless"), "&transport=longpolling", "0", "LongPolling"),
+        (("--transport", "websockets"), "&transport=websockets&protocol=messagepack", "0", "WebSockets"),
         (("--service", "webpubsub"), "", "2", "WebSockets"),  # ackId 1 is the JOINED line's
     ],
-    ids=["signalr-websockets-default", "signalr-longpolling-serverless", "webpubsub"],
+    ids=["signalr-websockets-default", "signalr-longpolling-serverless", "signalr-messagepack", "webpubsub"],
 )
 async def test_the_page_draws_the_journey_the_local_stack_reports(
     chat_demo: Callable[..., dict[str, Any]],
@@ -404,6 +405,7 @@ async def test_the_page_draws_the_journey_the_local_stack_reports(
     query: str,
     message_id: str,
     transport: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     info = chat_demo(*demo_args)
     assert info["flow_url"] == info["web_url"] + "flow"
@@ -454,4 +456,4 @@ async def test_the_page_draws_the_journey_the_local_stack_reports(
     assert transport in facts, facts
     assert {" ".join(arrow_text(h).split()) for h in relays} & set(texts), "a gateway relay drawn"
     assert page.find_elements(By.CSS_SELECTOR, "#flow b, #messages b") == []
-    screenshot(page, tmp_path, "chatroom-flow-" + "-".join(a.removeprefix("--") for a in demo_args))
+    screenshot(page, tmp_path, f"chatroom-flow-{request.node.callspec.id}")
