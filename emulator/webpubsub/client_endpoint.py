@@ -312,7 +312,11 @@ async def _serve(
             if connection.closed or connection.socket_generation != generation:
                 break
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await _handle_frame(service, connection, message.data, message.type is WSMsgType.BINARY)
+                try:
+                    await _handle_frame(service, connection, message.data, message.type is WSMsgType.BINARY)
+                except Exception:  # a bug must end this connection, never the emulator or other connections
+                    log.exception("internal error hub=%s id=%s", connection.hub, connection.connection_id)
+                    _decline(service, connection, "InternalServerError: the request could not be processed.")
             elif message.type is WSMsgType.ERROR:
                 log.info("websocket error id=%s: %s", connection.connection_id, redact_text(str(ws.exception())))
                 break
@@ -482,7 +486,11 @@ async def _user_event(service: WebPubSubService, connection: ClientConnection, r
         )
         return
     await service.wait_for_connected_event(connection)
-    content_type, body = encode_user_data(request.data_type, request.data)
+    try:
+        content_type, body = encode_user_data(request.data_type, request.data)
+    except (ValueError, UnicodeError) as exc:  # e.g. text holding a lone surrogate ("\udcff"), not UTF-8
+        _fail(service, connection, request.ack_id, "BadRequest", f"The event's data cannot be delivered: {exc}")
+        return
     flow: str | None = None
     if service.flow.enabled:
         flow = service.flow.invoked(connection, f"event {request.event[:64]}", request.ack_id, len(body))

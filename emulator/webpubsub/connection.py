@@ -142,10 +142,15 @@ class Outgoing:
             if self.data_type is DataType.BINARY:
                 wire = ws_frame(bytes(self.data), binary=True)
             elif self.data_type is DataType.TEXT:
-                wire = ws_frame(str(self.data).encode("utf-8", "surrogatepass"))
+                # A text frame must be UTF-8: a lone surrogate (JSON "\udcff" decodes to one) becomes U+FFFD.
+                wire = ws_frame(str(self.data).encode("utf-8", "replace"))
             else:
                 text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-                wire = ws_frame(text.encode("utf-8", "surrogatepass"))
+                try:
+                    payload = text.encode("utf-8")
+                except UnicodeEncodeError:
+                    payload = json.dumps(self.data, separators=(",", ":"), allow_nan=False).encode("ascii")
+                wire = ws_frame(payload)
             self._plain = wire
         return wire
 

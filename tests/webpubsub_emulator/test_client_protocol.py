@@ -244,3 +244,22 @@ async def test_a_client_that_stops_reading_is_dropped_others_unaffected(emulator
     finally:
         sock.close()
         await awake.close()
+
+
+async def test_lone_surrogates_get_a_clear_answer(emulator: WebPubSubEmulator) -> None:
+    roles = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
+    sender = await RawClient.connect(client_url(emulator, user_id="surrogate", roles=roles), RELIABLE)
+    plain = await RawClient.connect(client_url(emulator, user_id="plain-reader"), None)
+    try:
+        service(emulator).add_user_to_group("s", "plain-reader")
+        await sender.ws.send_str('{"type":"event","event":"e","dataType":"text","data":"\\udcff","ackId":1}')
+        ack = await sender.ack(1)
+        assert ack["success"] is False and ack["error"]["name"] in ("BadRequest", "InvocationFailed")
+        await sender.ws.send_str('{"type":"sendToGroup","group":"s","dataType":"text","data":"a\\udcffb","ackId":2}')
+        assert (await sender.ack(2))["success"] is True
+        await eventually(lambda: bool(plain.data_frames()))
+        frame = plain.data_frames()[0]
+        assert frame.type is aiohttp.WSMsgType.TEXT and frame.data == "a?b"
+    finally:
+        await sender.close()
+        await plain.close()
