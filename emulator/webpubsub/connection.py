@@ -142,7 +142,7 @@ class Outgoing:
             if self.data_type is DataType.BINARY:
                 wire = ws_frame(bytes(self.data), binary=True)
             elif self.data_type is DataType.TEXT:
-                # A text frame must be UTF-8: a lone surrogate (JSON "\udcff" decodes to one) becomes U+FFFD.
+                # A text frame must be UTF-8: a lone surrogate (JSON "\udcff" decodes to one) becomes "?".
                 wire = ws_frame(str(self.data).encode("utf-8", "replace"))
             else:
                 text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
