@@ -33,7 +33,7 @@ from flow.hops import Hop, Lifeline, Role
 from signalr.query import split_query
 from signalr.redact import connection_token_tag
 
-__all__ = ["MAX_NEGOTIATE_BODY", "GatewayFlow", "HopPublisher", "RelayFlow"]
+__all__ = ["MAX_KEEPALIVE_BODY", "MAX_NEGOTIATE_BODY", "GatewayFlow", "HopPublisher", "RelayFlow", "is_keepalive"]
 
 # A negotiate answer is a few hundred bytes; a larger body is not read for its connection id.
 MAX_NEGOTIATE_BODY = 16 * 1024
@@ -44,6 +44,27 @@ _MAX_CONNECTED_MESSAGE = 4096
 # (https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-reliable-webpubsub-subprotocol).
 _KEEPALIVE_TEXT = ('{"type":6}\x1e', '{"type":"ping"', '{"type":"pong"', '{"type":"sequenceAck"')
 _KEEPALIVE_BINARY = b"\x02\x91\x06"
+# The same over HTTP: a client's Ping POSTed on Server-Sent Events, and an event stream's Ping event or comment
+# (signalr/sse.py frames events with CRLF; an event stream may also start with a comment).
+_KEEPALIVE_BLOCKS = frozenset(
+    {
+        b'{"type":6}\x1e',
+        _KEEPALIVE_BINARY,
+        b'data: {"type":6}\x1e\r\n\r\n',
+        b'data: {"type":6}\x1e\n\n',
+        b":\r\n",
+        b":\n",
+    }
+)
+# A request body at most this long is read before it is forwarded (flow on only), to tell a Ping from a message.
+MAX_KEEPALIVE_BODY = 64
+
+
+def is_keepalive(data: bytes) -> bool:
+    """Whether a request body or an event-stream block is only a keep-alive (never reported)."""
+    return data in _KEEPALIVE_BLOCKS
+
+
 _MAX_CONNECTIONS = 4096
 _MAX_ID = 128
 
@@ -194,8 +215,12 @@ class GatewayFlow:
             transport=transport,
         )
 
-    def stream_block(self, connection_id: str | None, size: int, started: float) -> None:
-        """One block of an event stream written to the client (``started``: when the write began)."""
+    def stream_block(self, connection_id: str | None, data: bytes, started: float) -> None:
+        """One block of an event stream written to the client (``started``: when the write began); keep-alives are
+        not reported."""
+        if is_keepalive(data):
+            return
+        size = len(data)
         self._emit(
             "relay",
             Lifeline.APIM,

@@ -42,7 +42,7 @@ from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.flow import MAX_NEGOTIATE_BODY, GatewayFlow, HopPublisher, RelayFlow
+from gateway.flow import MAX_KEEPALIVE_BODY, MAX_NEGOTIATE_BODY, GatewayFlow, HopPublisher, RelayFlow, is_keepalive
 from gateway.misconfig import Misconfigurations
 from gateway.model import DEFAULT_TIMEOUT_S, Api, ApimModel
 from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redact_target
@@ -272,6 +272,7 @@ class _Exchange:
     size: int = 0  # bytes written to the client
     transport: str | None = None  # LongPolling or ServerSentEvents, from a GET's Accept header
     upgrade: bool = False  # a WebSocket handshake
+    keepalive: bool = False  # the request body was only a Ping: not reported
 
     def explained(self) -> str:
         """The detail and the notes, as the access line shows them in parentheses ("" when there are none)."""
@@ -443,6 +444,8 @@ class ApimGateway:
 
     def _report(self, flow: GatewayFlow, exchange: _Exchange) -> None:
         """The hop of one request, once its access line is written (flow on only)."""
+        if exchange.keepalive:
+            return
         if exchange.upgrade:
             if exchange.status != 101:
                 note = f"refused by the backend ({exchange.status})" if exchange.forwarded else exchange.explained()
@@ -549,7 +552,12 @@ class ApimGateway:
         policy = match.operation.forward_request
         # An upgrade request to an HTTP API reaches the backend as a plain request (docs/apim.md §2, item 5).
         url, headers = _to_backend(request, match, keep_host=self.reproduce.keep_host)
-        data = request.content if request.body_exists else None
+        data: aiohttp.StreamReader | bytes | None = request.content if request.body_exists else None
+        length = request.content_length
+        if self._flow is not None and data is not None and length is not None and length <= MAX_KEEPALIVE_BODY:
+            # Flow on: a body this small is read first, so that a client's Ping is not reported as a message.
+            data = await request.read()
+            exchange.keepalive = is_keepalive(data)
         try:
             async with asyncio.timeout(policy.timeout_s):
                 backend = await self._session.request(
@@ -573,10 +581,10 @@ class ApimGateway:
         sent = 0
         stall = _Stall()
         flow = self._flow
-        block: Callable[[int, float], None] | None = None
+        block: Callable[[bytes, float], None] | None = None
         negotiate: bytearray | None = None
         if flow is not None:
-            block, negotiate = self._flow_response(flow, request, match, exchange, backend)
+            block, negotiate = self._flow_response(flow, request, exchange, backend)
 
         async def write(data: bytes) -> None:
             nonlocal sent
@@ -587,7 +595,7 @@ class ApimGateway:
                 await response.write(data)
             sent += len(data)
             if block is not None:
-                block(len(data), started)
+                block(data, started)
             if negotiate is not None and len(negotiate) <= MAX_NEGOTIATE_BODY:
                 negotiate.extend(data[: MAX_NEGOTIATE_BODY + 1 - len(negotiate)])
 
@@ -666,8 +674,8 @@ class ApimGateway:
         return response
 
     def _flow_response(
-        self, flow: GatewayFlow, request: web.Request, match: Route, exchange: _Exchange, backend: ClientResponse
-    ) -> tuple[Callable[[int, float], None] | None, bytearray | None]:
+        self, flow: GatewayFlow, request: web.Request, exchange: _Exchange, backend: ClientResponse
+    ) -> tuple[Callable[[bytes, float], None] | None, bytearray | None]:
         """Flow on: what a forwarded response reports. Returns the hop to make per block written (an event stream)
         and the buffer that collects a SignalR negotiate's answer (its connection id), each None when not needed."""
         exchange.forwarded = True
@@ -677,14 +685,8 @@ class ApimGateway:
             if event_stream:
                 flow.stream_opened(request.method, exchange.path, exchange.raw_query, backend.status, exchange.started)
                 connection_id, _, _ = flow.connection(exchange.raw_query)
-                return (lambda size, started: flow.stream_block(connection_id, size, started)), None
-        operation = match.operation
-        if (
-            request.method == "POST"
-            and operation is not None
-            and operation.name == "negotiate"
-            and 200 <= backend.status < 300
-        ):
+                return (lambda data, started: flow.stream_block(connection_id, data, started)), None
+        if request.method == "POST" and exchange.path.rstrip("/").endswith("/negotiate") and backend.status == 200:
             return None, bytearray()
         return None, None
 

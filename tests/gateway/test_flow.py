@@ -16,7 +16,7 @@ import pytest
 from yarl import URL
 
 from flow.hops import Hop
-from gateway.flow import GatewayFlow
+from gateway.flow import GatewayFlow, is_keepalive
 from signalr.client import HubConnection
 from signalr.client.transport_choice import TransportChoice
 from signalr.negotiate import connect_url, negotiate_url
@@ -54,13 +54,15 @@ async def test_signalr_relay_hops_per_transport(
     tmp_path: Path, catcher: HopCatcher, choice: TransportChoice, profile: str, transport: str
 ) -> None:
     server_port = free_port()
-    emulator = start_emulator("--service-mode", "serverless", "--upstream", upstream_template(server_port))
+    # Pings every 0.3 s both ways, so that the test sees keep-alives are left out.
+    fast = {"SIGNALR_EMULATOR_KEEPALIVE": "0.3"}
+    emulator = start_emulator("--service-mode", "serverless", "--upstream", upstream_template(server_port), env=fast)
     gateway = start_gateway(emulator.base, "--profile", profile, "--flow-to", catcher.flow_to)
     server = start_chat_server(
         emulator.connection_string_to(gateway.url), "--service-mode", "serverless", port=server_port, cwd=tmp_path
     )
     try:
-        client = HubConnection(server.hub_url, transport=choice)
+        client = HubConnection(server.hub_url, transport=choice, keep_alive_interval=0.3)
         got: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         client.on("broadcastMessage", lambda name, text: got.put_nowait((name, text)))
         await client.start()
@@ -68,6 +70,7 @@ async def test_signalr_relay_hops_per_transport(
             await client.invoke("broadcastMessage", "zoltan", "through apim")
             assert await asyncio.wait_for(got.get(), 10) == ("zoltan", "through apim")
             connection_id = client.connection_id
+            await asyncio.sleep(1.5)  # several pings each way
         finally:
             await client.stop()
         assert connection_id is not None
@@ -98,6 +101,12 @@ async def test_signalr_relay_hops_per_transport(
             lambda h: _apim(h, "relay", "client") and mine(h) and (h.bytes or 0) > 20, "the broadcast relayed down"
         )
         assert "↓" in down.label
+        # Up went the handshake, the invocation and (WebSockets) the client's Close, not its five or more pings; and
+        # no hop down is the service's Ping.
+        ups = [h for h in catcher.hops() if _apim(h, "relay", "service") and mine(h) and "negotiate" not in h.label]
+        assert 2 <= len(ups) <= 3, [h.label for h in ups]
+        ping_sizes = {11, len(b'data: {"type":6}\x1e\r\n\r\n')}
+        assert not [h for h in catcher.hops() if _apim(h, "relay", "client") and mine(h) and h.bytes in ping_sizes]
         # The gateway reads no message: its hops carry no flow id and no payload text.
         hops = catcher.hops()
         assert all(h.flow_id is None for h in hops)
@@ -300,6 +309,22 @@ def test_webpubsub_connection_id_from_the_first_message_only(first: str, learned
     relay.message(False, '{"type":"system","event":"connected","connectionId":"later"}')
     assert relay.connection_id == learned
     assert "reconnectionToken" not in "".join(h.label for h in publisher.hops)
+
+
+@pytest.mark.parametrize(
+    ("data", "keepalive"),
+    [
+        (b'{"type":6}\x1e', True),
+        (b"\x02\x91\x06", True),
+        (b'data: {"type":6}\x1e\r\n\r\n', True),
+        (b":\r\n", True),
+        (b'{"type":6}\x1e{"type":6}\x1e', False),
+        (b'{"type":1,"target":"x","arguments":[]}\x1e', False),
+        (b"", False),
+    ],
+)
+def test_http_keepalives(data: bytes, keepalive: bool) -> None:
+    assert is_keepalive(data) is keepalive
 
 
 def test_keepalives_are_not_reported() -> None:
