@@ -66,12 +66,16 @@ Keys
   ctrl+t     choose the transport: WebSockets, ServerSentEvents, LongPolling, SSE→LongPolling
   ctrl+o     choose the hub protocol: JSON or MessagePack (shown after the transport in the status)
   F12        show or hide the network trace (negotiate, redirect, connect, polls, sends)
+  F11        show or hide the Flow view: the newest message hop by hop across Client, App server,
+             APIM, Service and Other clients, with each hop's status and latency. A click on a chat
+             line (or alt+↑/↓) replays that message's journey; alt+↓ past the newest goes live again.
+             The server hops come from the local demo (chat-demo); against Azure only your own show
   ctrl+r     reconnect
   F5         resend the messages shown as not delivered (each waits for the hub's completion)
   F2         probe this connection: each transport through the app server's redirect (and APIM), whether
              it works, the cause of each failure and the fix; the chat stays connected meanwhile. The
              first F2 starts a probe, later ones show the latest (r in it probes again, Escape closes)
-  ctrl+p     command palette (switch transport or protocol, toggle trace, clear messages, probe)
+  ctrl+p     command palette (switch transport or protocol, toggle trace or flow, clear messages, probe)
   F1         this help          ctrl+q   quit
 
 How a connection is made

@@ -319,3 +319,12 @@ async def test_the_palette_toggles_the_flow_view(make_app: Callable[..., ChatApp
         next(c for c in app.get_system_commands(app.screen) if c.title == "Toggle flow view").callback()
         await pilot.pause()
         assert app.flow_panel.display
+
+
+async def test_the_help_explains_the_flow_view(make_app: Callable[..., ChatApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: bool(app.screen.query("#help-text")), what="the help")
+        text = " ".join(str(app.screen.query_one("#help-text").render()).split())
+        assert "F11 show or hide the Flow view" in text and "replays that message's journey" in text
