@@ -192,6 +192,7 @@ class ClientConnection:
         "subprotocol",
         "system_events",
         "unacked",
+        "unacked_bytes",
         "user_id",
     )
 
@@ -223,6 +224,7 @@ class ClientConnection:
         self.reconnection_token = secrets.token_urlsafe(32) if self.dialect == Dialect.RELIABLE else None
         self.next_sequence_id = 1
         self.unacked: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.unacked_bytes = 0
         self.socket_attached = False
         self.socket_generation = 0
         self.detached_at: float | None = None
@@ -274,6 +276,7 @@ class ClientConnection:
             self.next_sequence_id = sequence_id + 1
             wire = message.reliable_wire(sequence_id)
             self.unacked.append((sequence_id, wire))
+            self.unacked_bytes += len(wire)
             if self.socket_attached:
                 self._queue(wire)
         else:
@@ -294,7 +297,7 @@ class ClientConnection:
         """A ``sequenceAck``: forget every kept frame up to ``sequence_id``."""
         unacked = self.unacked
         while unacked and unacked[0][0] <= sequence_id:
-            unacked.popleft()
+            self.unacked_bytes -= len(unacked.popleft()[1])
 
     def use_transport(self, transport: asyncio.Transport | None, protocol: Any) -> None:
         """Write frames straight to ``transport`` (None: only through the writer) while ``protocol`` (aiohttp's,

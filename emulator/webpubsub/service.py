@@ -225,15 +225,18 @@ class WebPubSubService:
         """Queue ``message`` for each recipient; a reliable session over its limit of unacknowledged messages is
         ended. Returns the number of recipients."""
         limit = self.settings.max_unacked_messages
+        limit_bytes = self.settings.max_unacked_bytes
         count = 0
         ended: list[ClientConnection] = []
         for connection in recipients:
             connection.deliver(message)
             count += 1
-            if connection.closed or len(connection.unacked) > limit:
+            if connection.closed or len(connection.unacked) > limit or connection.unacked_bytes > limit_bytes:
                 ended.append(connection)
         for connection in ended:
-            reason = connection.close_reason or f"More than {limit} messages were not acknowledged (sequenceAck)."
+            reason = connection.close_reason or (
+                f"More than {limit} messages or {limit_bytes} bytes were not acknowledged (sequenceAck)."
+            )
             self.end(connection, reason)
         return count
 

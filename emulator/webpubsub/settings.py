@@ -95,6 +95,7 @@ class WebPubSubSettings:
     reconnect_window: float = 60.0
     # Messages a reliable session keeps without a sequenceAck; more ends the session (howto-develop-reliable-clients).
     max_unacked_messages: int = 10_000
+    max_unacked_bytes: int = 16 * MIB
     max_message_size: int = MAX_MESSAGE_SIZE
     # Outbound bytes queued per WebSocket before a client that stops reading is dropped.
     max_buffer_size: int = 4 * MIB

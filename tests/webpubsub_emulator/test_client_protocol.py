@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.wps_emulator import WebPubSubEmulator
 
-from .helpers import JSON, RELIABLE, RawClient, client_url, eventually, service
+from .helpers import JSON, RELIABLE, RawClient, async_service, client_url, eventually, service
 
 ROLES = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"]
 
@@ -263,3 +263,25 @@ async def test_lone_surrogates_get_a_clear_answer(emulator: WebPubSubEmulator) -
     finally:
         await sender.close()
         await plain.close()
+
+
+async def test_a_reliable_client_that_never_acknowledges_is_ended(emulator: WebPubSubEmulator) -> None:
+    client = await RawClient.connect(client_url(emulator, user_id="no-acks"), RELIABLE)
+    acking = await RawClient.connect(client_url(emulator, user_id="acks"), RELIABLE)
+    try:
+        chunk = "q" * (512 * 1024)
+        async with async_service(emulator) as rest:
+            for _ in range(40):  # 20 MB; the service keeps at most 16 MiB unacknowledged per session
+                await rest.send_to_all(chunk, content_type="text/plain")
+                await eventually(lambda: acking.messages()[-1].get("sequenceId") is not None)
+                await acking.send({"type": "sequenceAck", "sequenceId": acking.messages()[-1]["sequenceId"]})
+                if not await rest.user_exists("no-acks"):
+                    break
+            closed = await client.wait_closed(timeout=10)
+            assert closed.data == 1008
+            assert "not acknowledged" in client.messages()[-1]["message"]
+            assert len(client.messages()) < 40
+            assert await rest.user_exists("acks")
+    finally:
+        await client.close()
+        await acking.close()
