@@ -162,9 +162,11 @@ class GatewayFlow:
         size: int,
         transport: str | None,
         downward: bool,
+        answered: float | None = None,
     ) -> None:
         """A request forwarded to the backend and answered (``status``, ``size`` bytes back to the client).
-        ``downward``: a poll (``transport`` LongPolling), which carries the service's data to the client."""
+        ``downward``: a poll (``transport`` LongPolling), which carries the service's data to the client: its hop
+        begins when the backend answered (``answered``, ``time.monotonic()``), not when the poll was sent and held."""
         connection_id, transport, first = self.connection(raw_query, transport)
         kind = "relay"
         if downward and size == 0:
@@ -175,6 +177,7 @@ class GatewayFlow:
         elif downward:
             label = f"{method} {path} {status}: {size} bytes ↓"
             source, target = Lifeline.APIM, Lifeline.CLIENT
+            started = answered if answered is not None else started
         else:
             label = f"{method} {path} {status}{self._host_note}"
             source, target = Lifeline.APIM, Lifeline.SERVICE
@@ -294,8 +297,9 @@ class RelayFlow:
         self.connection_id = connection_id
         self._first_down = True
 
-    def message(self, upward: bool, data: str | bytes) -> None:
-        """One message relayed, once written to the other side."""
+    def message(self, upward: bool, data: str | bytes, received: float | None = None) -> None:
+        """One message relayed, once written to the other side; ``received`` (``time.monotonic()``) is when the
+        gateway read it, so the hop begins before the next role reports the message."""
         if self._first_down and not upward:
             self._first_down = False
             if self.connection_id is None and isinstance(data, str):
@@ -314,6 +318,7 @@ class RelayFlow:
             Lifeline.APIM,
             target,
             f"WebSocket {kind} message: {size} bytes {arrow}",
+            duration_ms=None if received is None else _now_ms(received),
             connection_id=self.connection_id,
             transport=WEBSOCKETS,
             size=size,

@@ -273,6 +273,7 @@ class _Exchange:
     transport: str | None = None  # LongPolling or ServerSentEvents, from a GET's Accept header
     upgrade: bool = False  # a WebSocket handshake
     keepalive: bool = False  # the request body was only a Ping: not reported
+    answered: float | None = None  # when the backend's response headers came (time.monotonic())
 
     def explained(self) -> str:
         """The detail and the notes, as the access line shows them in parentheses ("" when there are none)."""
@@ -463,6 +464,7 @@ class ApimGateway:
                 size=exchange.size,
                 transport=exchange.transport,
                 downward=downward,
+                answered=exchange.answered,
             )
         else:
             why = exchange.explained().partition(":")[0] or "answered by the gateway"
@@ -679,6 +681,7 @@ class ApimGateway:
         """Flow on: what a forwarded response reports. Returns the hop to make per block written (an event stream)
         and the buffer that collects a SignalR negotiate's answer (its connection id), each None when not needed."""
         exchange.forwarded = True
+        exchange.answered = time.monotonic()
         if request.method == "GET" and "id=" in exchange.raw_query:
             event_stream = backend.headers.get("Content-Type", "").lower().startswith("text/event-stream")
             exchange.transport = "ServerSentEvents" if event_stream else "LongPolling"
@@ -867,8 +870,11 @@ class _Relay:
 
     async def _pump(self, source: _Socket, sink: _Socket, upward: bool) -> _PumpEnd:
         flow = self._flow
+        received = 0.0
         while True:
             msg = await source.receive()
+            if flow is not None:
+                received = time.monotonic()  # the hop begins when the gateway has the message
             try:
                 if msg.type is WSMsgType.TEXT:
                     async with self._stalls[upward].writing():
@@ -892,7 +898,7 @@ class _Relay:
             else:
                 self.down += 1
             if flow is not None:
-                flow.message(upward, msg.data)
+                flow.message(upward, msg.data, received)
 
     async def _close(self, ws: _Socket, code: int, reason: bytes) -> None:
         """Send a close frame and wait at most `CLOSE_GRACE_S` for the answer; then cut the connection."""

@@ -88,7 +88,7 @@ async def test_signalr_relay_hops_per_transport(
             opened = await catcher.wait_for(lambda h: _apim(h, "upgrade", "service") and mine(h), "upgrade")
             assert opened.status == 101
             up = await catcher.wait_for(lambda h: _apim(h, "relay", "service") and mine(h), "message up")
-            assert up.label.startswith("WebSocket text message") and up.bytes
+            assert up.label.startswith("WebSocket text message") and up.bytes and up.duration_ms is not None
         else:
             opened = await catcher.wait_for(lambda h: _apim(h, "connect", "service") and mine(h), "connect")
             assert opened.status == 200
@@ -215,12 +215,14 @@ async def test_no_secret_in_any_hop(tmp_path: Path, catcher: HopCatcher) -> None
             # Without the key, the gateway answers itself: reported towards the client with its status.
             async with http.post(f"{gateway.url}/client/negotiate?hub=chat") as response:
                 assert response.status == 401
-        await catcher.wait_for(lambda h: h.role == "app" and h.kind == "rest" and h.status == 202, "REST send")
+        rest = await catcher.wait_for(lambda h: h.role == "app" and h.kind == "rest" and h.status == 202, "REST send")
         poll = await catcher.wait_for(
             lambda h: _apim(h, "relay", "client") and h.connection_id == answer["connectionId"] and bool(h.bytes),
             "poll carrying the broadcast",
         )
         assert poll.transport == "LongPolling"
+        # The poll was sent (and held) before the message; its hop begins when the service answered it.
+        assert poll.started > rest.started
         denied = await catcher.wait_for(lambda h: _apim(h, "relay", "client") and h.status == 401, "401 hop")
         assert "Access Denied" in denied.label
         secrets = [
