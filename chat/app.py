@@ -42,7 +42,7 @@ from webpubsub.subprotocol import RELIABLE_JSON_SUBPROTOCOL
 from .client_hops import ClientSide, deliver_hop, send_hop
 from .connection import ChatConnection, ConnectionFactory, webpubsub_protocol_of
 from .flow_feed import FlowFeed
-from .flow_view import OUTSIDE_THE_DEMO, FlowContext, FlowPanel
+from .flow_view import OUTSIDE_THE_DEMO, FlowContext, FlowPanel, diagram_order, message_span_ms
 from .messages import (
     ConnectionFailed,
     FlowStateChanged,
@@ -734,7 +734,7 @@ class ChatApp(App[None]):
         if not panel.display:
             return
         journey = self.shown_journey()
-        hops: list[Hop] = list(journey.hops) if journey is not None else []
+        hops: list[Hop] = diagram_order(journey.hops) if journey is not None else []
         if self._replay_shown is not None:
             hops = hops[: self._replay_shown]
         panel.show(hops, self._flow_caption(journey), self.flow_context(), self._flow_note())
@@ -747,8 +747,8 @@ class ChatApp(App[None]):
             line = f' "{self._scrub(journey.text)[:60]}" by {journey.name[:32]}'
         else:
             line = " a message this chat did not send"
-        duration = journey.duration_ms
-        took = f" in {duration:.1f} ms" if duration is not None and len(journey.hops) > 1 else ""
+        span = message_span_ms(journey.hops)
+        took = f" in {span:.1f} ms" if span is not None else ""
         how = "replaying" if self.flow_pinned is not None else "live"
         return f"Flow {flow_id} ·{line} · {len(journey.hops)} hops{took} · {how}"
 

@@ -31,8 +31,11 @@ __all__ = [
     "FlowContext",
     "FlowPanel",
     "Layout",
+    "diagram_order",
     "journey_facts",
     "layout_for",
+    "message_span_ms",
+    "origin",
     "render_diagram",
     "render_header",
     "render_hop",
@@ -177,9 +180,40 @@ def _arrow(hop: Hop, layout: Layout) -> str:
     return "".join(cells)
 
 
+def origin(hops: Sequence[Hop]) -> float | None:
+    """When the message set out: the start of the first hop that carries its flow id (of the first hop if none does)."""
+    own = [hop.started for hop in hops if hop.flow_id is not None] or [hop.started for hop in hops]
+    return min(own) if own else None
+
+
+def _moment(hop: Hop, start: float | None) -> float:
+    """Where ``hop`` sits in the diagram: when it began, or when it ended if it began before the message set out (a
+    LongPolling poll or an SSE stream already waiting: its arrow is the answer that carried the message)."""
+    return hop.at if start is not None and hop.started < start else hop.started
+
+
+def diagram_order(hops: Sequence[Hop]) -> list[Hop]:
+    """``hops`` in the order the diagram draws them: by :func:`_moment` (a request before what its handler did, a
+    waiting poll at the moment it answered), arrival order among equals."""
+    start = origin(hops)
+    return sorted(hops, key=lambda hop: _moment(hop, start))
+
+
+def message_span_ms(hops: Sequence[Hop]) -> float | None:
+    """From when the message set out to the end of its last hop, in ms (None without two hops)."""
+    start = origin(hops)
+    if start is None or len(hops) < 2:
+        return None
+    return max(0.0, (max(hop.at for hop in hops) - start) * 1000)
+
+
+def _offset(ms: float) -> str:
+    return f"+{ms / 1000:.2f}s" if ms >= 10_000 else f"+{ms:.1f}"
+
+
 def render_hop(hop: Hop, width: int, first_at: float | None = None) -> Text:
     """One hop: the arrow across the lanes, the label, the status and the hop's own latency (``took``); on a wide view
-    also when it began, in ms after ``first_at``.
+    also when it is drawn (:func:`diagram_order`), in ms after ``first_at``.
 
     A label longer than its column goes on under itself, beside the bare lifelines (at most three rows).
     """
@@ -194,7 +228,7 @@ def render_hop(hop: Hop, width: int, first_at: float | None = None) -> Text:
     text = Text(_arrow(hop, layout), style=style)
     text.append(" ")
     if layout.offsets:
-        offset = "" if first_at is None else f"+{max(0.0, (hop.started - first_at) * 1000):.1f}"
+        offset = "" if first_at is None else _offset(max(0.0, (_moment(hop, first_at) - first_at) * 1000))
         text.append(f"{offset:>{_TIME_WIDTH}} ", style="dim")
     text.append(f"{rows[0]:<{label_width}} ", style="red" if failed else "")
     status = "" if hop.status is None else str(hop.status)
@@ -218,10 +252,10 @@ def _lifelines(layout: Layout) -> str:
 
 
 def render_diagram(hops: Sequence[Hop], width: int) -> Text:
-    """Every hop of a journey in the order each began (``Hop.started``), one row each; ``+ms`` (wide views) counts from
-    the first hop's start. The header is :func:`render_header`."""
-    ordered = sorted(hops, key=lambda hop: hop.started)
-    first = ordered[0].started if ordered else None
+    """Every hop of a journey in :func:`diagram_order`, one row each; ``+ms`` (wide views) counts from when the message
+    set out (:func:`origin`). The header is :func:`render_header`."""
+    ordered = diagram_order(hops)
+    first = origin(hops)
     rows = Text("\n").join(render_hop(hop, width, first) for hop in ordered)
     rows.no_wrap = True
     return rows
@@ -317,7 +351,7 @@ class FlowPanel(Vertical):
 
     def show(self, hops: Sequence[Hop], caption: str, context: FlowContext, note: str = "") -> None:
         """Draw ``hops`` (one journey, any order) under ``caption``; ``note`` is the line under the diagram."""
-        self.hops = tuple(sorted(hops, key=lambda hop: hop.started))
+        self.hops = tuple(diagram_order(hops))
         self.caption = caption
         self.context = context
         self.note = note

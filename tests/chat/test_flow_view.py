@@ -7,8 +7,10 @@ import pytest
 from chat.flow_view import (
     LIFELINES,
     FlowContext,
+    diagram_order,
     journey_facts,
     layout_for,
+    message_span_ms,
     render_diagram,
     render_header,
     render_hop,
@@ -150,3 +152,16 @@ def test_facts_tell_the_service_the_mode_and_the_transport_apart() -> None:
 def test_without_hops_the_facts_come_from_the_chat() -> None:
     facts, _ = journey_facts([], FlowContext(service="signalr", mode="default", transport="ServerSentEvents"))
     assert facts == "Azure SignalR Service · Default mode · ServerSentEvents through APIM"
+
+
+def test_a_poll_that_was_already_waiting_is_drawn_when_it_answered_and_the_span_starts_with_the_message() -> None:
+    flow = "0123456789abcdef"
+    waiting = hop("apim", "client", "relay", "GET /client/ 200 ↓", "apim", 7.6, status=200, duration_ms=7590.0)
+    send = hop("client", "apim", "send", "broadcastMessage #1 (POST)", "client", 7.5, flow_id=flow, duration_ms=1.0)
+    fan_out = hop("service", "others", "fan-out", "to 1", at=7.55, flow_id=flow, count=1)
+    hops = [waiting, send, fan_out]  # the order a journey keeps them: by when each began
+    assert diagram_order(hops) == [send, fan_out, waiting]
+    assert message_span_ms(hops) == pytest.approx(101.0, abs=0.01)
+    rows = render_diagram(hops, 126).plain.splitlines()
+    assert "GET /client/" in rows[-1] and "+101.0" in rows[-1] and rows[-1].rstrip().endswith("7.6 s")
+    assert "+0.0" in rows[0]
