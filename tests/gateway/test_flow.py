@@ -21,7 +21,7 @@ from signalr.client import HubConnection
 from signalr.client.transport_choice import TransportChoice
 from signalr.negotiate import connect_url, negotiate_url
 from tests.server.test_flow_support import HopCatcher
-from tests.support.processes import free_port
+from tests.support.processes import Process, free_port, script
 from tests.support.stack import start_chat_server, start_emulator, start_gateway, upstream_template
 from tests.support.wps_emulator import start_webpubsub_emulator
 from tests.support.wps_server import start_webpubsub_chat_server
@@ -342,3 +342,30 @@ def test_keepalives_are_not_reported() -> None:
     assert (up.target, up.bytes, up.connection_id) == ("service", 61, "c1")
     assert (down.target, down.bytes, down.label) == ("client", 11, "WebSocket binary message: 11 bytes ↓")
     assert "broadcastMessage" not in up.label
+
+
+# -- the command line -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1:9999", "localhost:9999", "127.0.0.1", "127.0.0.1:0", "[::1]:9999"])
+def test_flow_to_must_be_a_loopback_address(address: str) -> None:
+    process = Process([script("apim-gateway"), "--backend", "http://127.0.0.1:9", "--flow-to", address])
+    assert process.popen.wait(20) == 2
+    lines = process.stderr().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("apim-gateway: error: argument --flow-to: flow address")
+
+
+async def test_the_ready_line_is_unchanged_and_the_log_says_where_hops_go(catcher: HopCatcher) -> None:
+    gateway = start_gateway("http://127.0.0.1:9", "--profile", "websocket", "--flow-to", catcher.flow_to)
+    try:
+        assert (
+            gateway.ready_line == f"APIM gateway listening on {gateway.url} (profile websocket) -> http://127.0.0.1:9"
+        )
+        assert f"flow: publishing hop events to udp://{catcher.flow_to}" in gateway.stderr()
+        # A backend that cannot be reached: the gateway's own 500, reported towards the client.
+        async with aiohttp.ClientSession() as http, http.post(f"{gateway.url}/client/negotiate?hub=chat") as response:
+            assert response.status == 500
+        failed = await catcher.wait_for(lambda h: _apim(h, "relay", "client") and h.status == 500, "500 hop")
+        assert failed.label.startswith("POST /client/negotiate 500: Internal server error")
+    finally:
+        gateway.stop()
