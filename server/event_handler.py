@@ -184,7 +184,8 @@ _ARRIVED = web.RequestKey("flow_arrived", float)
 async def handle_event(request: web.Request) -> web.Response:
     """``POST /eventhandler[/…]``: one CloudEvent; see the module docstring for the checks and each status.
 
-    Flow on (``server/flow.py``): a chat event is reported as it arrives, every other request once answered."""
+    Flow on (``server/flow.py``): a chat event is reported as it arrives, every other request once answered: a
+    system event (connect, connected, disconnected) as ``connect``, a refusal as ``upstream`` with its status."""
     flow = request.app.get(FLOW)
     if flow is None:
         return await _handle(request)
@@ -192,11 +193,13 @@ async def handle_event(request: web.Request) -> web.Response:
     response = await _handle(request)
     if not request.get(_REPORTED, False):
         headers = request.headers
-        event = f"{headers.get('ce-type', '?')[:64]}"
+        event = headers.get("ce-type", "?")[:64]
+        # A connection's system events set it up or end it: they never belong to a message's journey.
+        system = event.startswith("azure.webpubsub.sys.") and response.status < 300
         flow.emit(
             Lifeline.SERVICE,
             Lifeline.APP,
-            "upstream",
+            "connect" if system else "upstream",
             f"POST /eventhandler {event} {response.status}",
             started=started,
             status=response.status,

@@ -77,7 +77,7 @@ async def handle_upstream(request: web.Request) -> web.Response:
     """One upstream request; see the module docstring for the checks and what each status means.
 
     Flow on (``server/flow.py``): an invocation is reported as it arrives (before the hub's sends), every other
-    request (connection events, refusals) once answered."""
+    request once answered: a connection event as ``connect``, a refusal as ``upstream`` with its status."""
     flow = request.app.get(FLOW)
     if flow is None:
         return await _handle(request)
@@ -85,11 +85,14 @@ async def handle_upstream(request: web.Request) -> web.Response:
     response = await _handle(request)
     if not request.get(_REPORTED, False):
         headers = request.headers
-        what = f"{headers.get(CATEGORY, '?')[:32]}/{headers.get(EVENT, '?')[:48]}"
+        category = headers.get(CATEGORY, "?")
+        what = f"{category[:32]}/{headers.get(EVENT, '?')[:48]}"
+        # A connection's events set it up or end it: they never belong to a message's journey.
+        kind = "connect" if category.lower() == "connections" and response.status == 200 else "upstream"
         flow.emit(
             Lifeline.SERVICE,
             Lifeline.APP,
-            "upstream",
+            kind,
             f"POST /upstream {what} {response.status}",
             started=started,
             status=response.status,

@@ -107,6 +107,9 @@ async def test_serverless_hops_stream_on_get_flow(tmp_path: Path) -> None:
             arrived = await reader.wait_for(lambda h: _of(h, "app", "upstream") and h.flow_id == flow, "upstream")
             assert (arrived.source, arrived.target, arrived.connection_id) == ("service", "app", connection_id)
             assert "broadcastMessage" in arrived.label and arrived.service == "signalr"
+            # The connection's own events are set-up hops, not a message's.
+            connected = await reader.wait_for(lambda h: _of(h, "app", "connect"), "connected event")
+            assert "connections/connected 200" in connected.label and connected.connection_id == connection_id
             rest = await reader.wait_for(lambda h: _of(h, "app", "rest") and h.flow_id == flow, "REST send")
             assert (rest.source, rest.target, rest.status) == ("app", "service", 202)
             assert "/api/hubs/chat/:send" in rest.label and rest.duration_ms is not None and rest.duration_ms >= 0
@@ -210,7 +213,7 @@ async def test_webpubsub_hops(tmp_path: Path) -> None:
             assert (send.status, send.target, send.flow_id) == (202, "service", event.flow_id)
             assert send.duration_ms is not None
             await reader.wait_for(
-                lambda h: _of(h, "app", "upstream") and "sys.connect" in h.label and h.status == 200, "connect event"
+                lambda h: _of(h, "app", "connect") and "sys.connect" in h.label and h.status == 200, "connect event"
             )
     finally:
         server.stop()
