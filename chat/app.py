@@ -741,7 +741,7 @@ class ChatApp(App[None]):
 
     def _flow_caption(self, journey: Journey | None) -> str:
         if journey is None:
-            return "Flow: no message yet — send one and watch its hops"
+            return "Live · no message yet: send one and watch its hops"
         flow_id = journey.flow_id or "?"
         if journey.name is not None and journey.text is not None:
             line = f' "{self._scrub(journey.text)[:60]}" by {journey.name[:32]}'
@@ -749,8 +749,8 @@ class ChatApp(App[None]):
             line = " a message this chat did not send"
         span = message_span_ms(journey.hops)
         took = f" in {span:.1f} ms" if span is not None else ""
-        how = "replaying" if self.flow_pinned is not None else "live"
-        return f"Flow {flow_id} ·{line} · {len(journey.hops)} hops{took} · {how}"
+        how = "Replaying" if self.flow_pinned is not None else "Live"
+        return f"{how} · {len(journey.hops)} hops{took} ·{line} · flow {flow_id}"
 
     def _flow_note(self) -> str:
         keys = "alt+↓ back to live" if self.flow_pinned is not None else "click a line or alt+↑: replay"

@@ -326,6 +326,16 @@ def journey_facts(hops: Sequence[Hop], context: FlowContext) -> tuple[str, str]:
     return " · ".join(parts), path
 
 
+MIN_DIAGRAM_ROWS = 10
+"""Rows the diagram keeps before the path sentence is given room above it."""
+_FIXED_ROWS = 4  # caption, facts, lifeline header, note
+
+
+def _line(text: str, style: str) -> Text:
+    """``text`` printable on one line, cut with ``…`` at the view's edge."""
+    return Text(printable(" ".join(text.split()), 300), style=style, no_wrap=True, overflow="ellipsis")
+
+
 class FlowPanel(Vertical):
     """The Flow view: a title line, the service/mode/transport line, the lifeline header and the hop rows.
 
@@ -340,6 +350,7 @@ class FlowPanel(Vertical):
         self.context = FlowContext()
         self.note = ""
         self._drawn_width = 0
+        self._drawn_height = 0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="flow-caption")
@@ -366,23 +377,31 @@ class FlowPanel(Vertical):
         return max(60, width - 1) if width else 80
 
     def redraw(self) -> None:
-        """Render the current hops at the current width."""
+        """Render the current hops at the current size.
+
+        The caption, the facts and the note take one line each (cut with ``…``); the sentence explaining the path
+        behind the service is shown when the diagram keeps at least :data:`MIN_DIAGRAM_ROWS` rows beside it (not on
+        an 80×24 terminal, where the facts line still names service, mode and transport).
+        """
         width = self.view_width
         self._drawn_width = width
+        self._drawn_height = self.content_region.height
         facts, path = journey_facts(self.hops, self.context)
-        self.query_one("#flow-caption", Static).update(Text(printable(self.caption, 300), style="bold"))
-        facts_text = Text(facts, style="bold magenta")
-        if path:
-            facts_text.append("\n" + path, style="italic")
+        self.query_one("#flow-caption", Static).update(_line(self.caption, "bold"))
+        facts_text = _line(facts, "bold magenta")
+        path_rows = -(-len(path) // width) if path else 0
+        if path and self._drawn_height - _FIXED_ROWS - path_rows >= MIN_DIAGRAM_ROWS:
+            facts_text = Text.assemble(facts_text, "\n", (path, "italic"))
         self.query_one("#flow-facts", Static).update(facts_text)
         self.query_one("#flow-header", Static).update(render_header(width))
         rows = render_diagram(self.hops, width) if self.hops else Text("no hop yet: send a message", style="dim")
         self.query_one("#flow-rows", Static).update(rows)
-        self.query_one("#flow-note", Static).update(Text(printable(self.note, 300), style="dim italic"))
+        self.query_one("#flow-note", Static).update(_line(self.note, "dim italic"))
         self.query_one("#flow-body", VerticalScroll).scroll_end(animate=False, immediate=False)
 
     def on_resize(self) -> None:
-        if self.display and self.is_mounted and self.view_width != self._drawn_width:
+        resized = (self.view_width, self.content_region.height) != (self._drawn_width, self._drawn_height)
+        if self.display and self.is_mounted and resized:
             self.redraw()
 
     @property

@@ -200,7 +200,7 @@ async def test_the_stream_adds_the_server_hops_and_the_view_follows_each_new_mes
         facts = panel_text(app, "#flow-facts")
         assert "Azure SignalR Service · Serverless mode · WebSockets through APIM" in facts
         assert "following the flow stream" in panel_text(app, "#flow-note")
-        assert panel_text(app, "#flow-caption").endswith("· live")
+        assert panel_text(app, "#flow-caption").startswith("Live ·")
 
 
 async def test_a_clicked_line_replays_its_journey_and_alt_keys_step_through_them(
@@ -222,7 +222,7 @@ async def test_a_clicked_line_replays_its_journey_and_alt_keys_step_through_them
         await pilot.click("#chat-log", offset=(60, row + 1))  # + the border
         await wait_until(pilot, lambda: app.flow_pinned == first.flow_id, what="the click to select the line")
         assert app.flow_panel.display
-        assert panel_text(app, "#flow-caption").endswith("· replaying")
+        assert panel_text(app, "#flow-caption").startswith("Replaying ·")
         assert '"one" by alice' in panel_text(app, "#flow-caption")
         await wait_until(pilot, lambda: len(app.flow_panel.hops) == 2, what="the replay to draw every hop")
 
@@ -235,7 +235,7 @@ async def test_a_clicked_line_replays_its_journey_and_alt_keys_step_through_them
         assert "alice JOINED" in panel_text(app, "#flow-caption")
         await pilot.press("alt+down", "alt+down", "alt+down", "alt+down")
         assert app.flow_pinned is None
-        assert panel_text(app, "#flow-caption").endswith("· live")
+        assert panel_text(app, "#flow-caption").startswith("Live ·")
         assert '"three" by alice' in panel_text(app, "#flow-caption")
 
 
@@ -328,3 +328,19 @@ async def test_the_help_explains_the_flow_view(make_app: Callable[..., ChatApp])
         await wait_until(pilot, lambda: bool(app.screen.query("#help-text")), what="the help")
         text = " ".join(str(app.screen.query_one("#help-text").render()).split())
         assert "F11 show or hide the Flow view" in text and "replays that message's journey" in text
+
+
+async def test_on_an_80_by_24_terminal_the_diagram_keeps_its_rows_and_the_facts_their_line(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    app = make_app(connection_factory=numbered_factory(hub), service_mode="default")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: seen(app, "alice JOINED"))
+        await pilot.press("f11")
+        await pilot.pause(0.1)
+        facts = panel_text(app, "#flow-facts")
+        assert facts == "Azure SignalR Service · Default mode · WebSockets through APIM"  # no path sentence
+        body = app.flow_panel.query_one("#flow-body")
+        assert body.size.height >= 7
+        await pilot.resize_terminal(130, 44)
+        await wait_until(pilot, lambda: "server connection" in panel_text(app, "#flow-facts"), what="the sentence")
