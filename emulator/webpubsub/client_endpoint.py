@@ -74,6 +74,11 @@ log = logging.getLogger("webpubsub.emulator")
 INVOCATION_FAILED = "InvocationFailed"
 MAX_GROUP_NAME = 1024  # "Target group name, which length should be greater than 0 and less than 1025" (REST API)
 _CLOSE_TIMEOUT = 5.0
+# A reliable client that closes with 1000, or with no status (1005, which aiohttp reports as 0 or 1005), has ended its
+# session; any other end keeps the session for --reconnect-window. That includes 1001: a gateway that loses the client
+# without a close frame (apim-gateway, and a relay such as APIM) ends the service side with 1001 "going away", and the
+# client comes back through it with awps_connection_id and awps_reconnection_token.
+_DELIBERATE_CLOSE_CODES = frozenset({0, 1000, 1005})
 _SECRET_QUERY = frozenset({"access_token", "awps_reconnection_token"})
 _SECRET_HEADERS = frozenset({"authorization", "cookie", "ocp-apim-subscription-key"})
 
@@ -326,7 +331,7 @@ async def _serve(
         if connection.socket_generation == generation:
             if connection.closed:
                 service.end(connection, connection.close_reason)
-            elif connection.dialect == Dialect.RELIABLE and ws.close_code not in (1000, 1001):
+            elif connection.dialect == Dialect.RELIABLE and ws.close_code not in _DELIBERATE_CLOSE_CODES:
                 log.info(
                     "socket dropped hub=%s id=%s (code %s): session kept",
                     connection.hub,

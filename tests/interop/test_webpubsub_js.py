@@ -237,16 +237,7 @@ async def test_a_bad_token_is_refused_before_the_upgrade(
     assert peer.user_id == "alice"
 
 
-# Through the gateway the session is gone when the client comes back: apim-gateway closes the service side of a relayed
-# WebSocket with 1001 when it loses the client without a close frame, and webpubsub-emulator ends a reliable session on
-# a 1000/1001 close. One of them has to change (the gateway aborting the service side as the client's connection was,
-# or the emulator keeping a reliable session on 1001); strict, so the mark goes once it works.
-GATEWAY_DROP = pytest.mark.xfail(
-    strict=True, reason="the gateway relays a lost client as a 1001 close, which ends the reliable session"
-)
-
-
-@pytest.mark.parametrize("route", ["direct", pytest.param("gateway", marks=GATEWAY_DROP)])
+@pytest.mark.parametrize("route", ["direct", "gateway"])
 async def test_a_reliable_connection_recovers_after_a_drop_without_loss_or_duplicates(
     service: Service, rest: WebPubSubServiceClient, peers: list[WpsJsPeer], route: str
 ) -> None:
