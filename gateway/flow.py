@@ -27,6 +27,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flow.hops import Hop, Lifeline, Role
@@ -73,6 +74,25 @@ SERVER_SENT_EVENTS = "ServerSentEvents"
 LONG_POLLING = "LongPolling"
 
 
+@dataclass
+class _Connection:
+    """What the gateway knows of one SignalR connection: its id, its transport once seen, and whether its first
+    message each way (the hub handshake and its answer, docs/protocol.md) has passed."""
+
+    connection_id: str
+    transport: str | None = None
+    handshake_up: bool = False
+    handshake_down: bool = False
+
+    def first(self, upward: bool) -> bool:
+        """True for the connection's first message that way (then never again)."""
+        if upward:
+            first, self.handshake_up = not self.handshake_up, True
+        else:
+            first, self.handshake_down = not self.handshake_down, True
+        return first
+
+
 class HopPublisher(Protocol):
     """Where hops go (``flow.publisher.FlowPublisher``)."""
 
@@ -112,8 +132,8 @@ class GatewayFlow:
         # The gateway's own scrubber (its subscription keys and custom key query names) runs before the hop's.
         self._scrub = scrub
         self._host_note = " (Host rewritten)" if host_rewritten else " (Host kept)"
-        # connection token tag → [connection id, transport once seen]; oldest forgotten first.
-        self._connections: OrderedDict[str, list[str | None]] = OrderedDict()
+        # connection token tag → the connection; oldest forgotten first.
+        self._connections: OrderedDict[str, _Connection] = OrderedDict()
 
     # -- connection ids -----------------------------------------------------------------------------------------
 
@@ -130,7 +150,7 @@ class GatewayFlow:
         token = answer.get("connectionToken", connection_id)
         if not isinstance(connection_id, str) or not isinstance(token, str) or not _plain_id(connection_id):
             return
-        self._connections[connection_token_tag(token)] = [connection_id, None]
+        self._connections[connection_token_tag(token)] = _Connection(connection_id)
         while len(self._connections) > _MAX_CONNECTIONS:
             self._connections.popitem(last=False)
 
@@ -138,16 +158,23 @@ class GatewayFlow:
         """The connection id and transport of a SignalR request whose query carries ``id=<token>``, as far as known,
         and whether this is the connection's first request with a ``transport`` (seen on a GET or an upgrade, and
         remembered for its later requests; true for an unknown connection)."""
-        token = _connection_token(raw_query)
-        if token is None:
-            return None, transport, True
-        known = self._connections.get(connection_token_tag(token))
+        known = self._known(raw_query)
         if known is None:
             return None, transport, True
-        first = transport is not None and known[1] is None
+        first = transport is not None and known.transport is None
         if transport is not None:
-            known[1] = transport
-        return known[0], known[1], first
+            known.transport = transport
+        return known.connection_id, known.transport, first
+
+    def _known(self, raw_query: str) -> _Connection | None:
+        token = _connection_token(raw_query)
+        return None if token is None else self._connections.get(connection_token_tag(token))
+
+    def handshake(self, raw_query: str, upward: bool) -> bool:
+        """Whether a message that way on this SignalR connection (over HTTP) is its first: the hub handshake (up) or
+        its answer (down), connection set-up rather than a message; False for an unknown connection."""
+        known = self._known(raw_query)
+        return known is not None and known.first(upward)
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
 
@@ -178,9 +205,13 @@ class GatewayFlow:
             label = f"{method} {path} {status}: {size} bytes ↓"
             source, target = Lifeline.APIM, Lifeline.CLIENT
             started = answered if answered is not None else started
+            if self.handshake(raw_query, upward=False):
+                kind, label = "connect", f"{method} {path} {status}: handshake answer, {size} bytes ↓"
         else:
             label = f"{method} {path} {status}{self._host_note}"
             source, target = Lifeline.APIM, Lifeline.SERVICE
+            if method == "POST" and transport is not None and self.handshake(raw_query, upward=True):
+                kind, label = "connect", f"{method} {path} {status}: handshake{self._host_note}"
         self._emit(
             kind,
             source,
@@ -218,17 +249,18 @@ class GatewayFlow:
             transport=transport,
         )
 
-    def stream_block(self, connection_id: str | None, data: bytes, started: float) -> None:
+    def stream_block(self, raw_query: str, connection_id: str | None, data: bytes, started: float) -> None:
         """One block of an event stream written to the client (``started``: when the write began); keep-alives are
-        not reported."""
+        not reported, the first block (the handshake answer) is the connection's set-up."""
         if is_keepalive(data):
             return
         size = len(data)
+        first = self.handshake(raw_query, upward=False)
         self._emit(
-            "relay",
+            "connect" if first else "relay",
             Lifeline.APIM,
             Lifeline.CLIENT,
-            f"event stream: {size} bytes ↓",
+            f"event stream: {'handshake answer, ' if first else ''}{size} bytes ↓",
             duration_ms=_now_ms(started),
             connection_id=connection_id,
             transport=SERVER_SENT_EVENTS,
@@ -255,7 +287,7 @@ class GatewayFlow:
 
     def relay(self, connection_id: str | None) -> RelayFlow:
         """The hops of one relayed WebSocket."""
-        return RelayFlow(self, connection_id)
+        return RelayFlow(self, connection_id, handshake=self.service == "signalr")
 
     def _emit(
         self,
@@ -290,20 +322,19 @@ class GatewayFlow:
 
 
 class RelayFlow:
-    """The hops of one relayed WebSocket: one per message, each way (keep-alives left out)."""
+    """The hops of one relayed WebSocket: one per message, each way (keep-alives left out). The first message down
+    (SignalR's handshake answer, Web PubSub's ``connected``) and, with ``handshake`` (SignalR), the first up (the hub
+    handshake) set the connection up: they are ``connect`` hops, never part of a message's journey."""
 
-    def __init__(self, flow: GatewayFlow, connection_id: str | None) -> None:
+    def __init__(self, flow: GatewayFlow, connection_id: str | None, *, handshake: bool = False) -> None:
         self._flow = flow
         self.connection_id = connection_id
         self._first_down = True
+        self._first_up = handshake
 
     def message(self, upward: bool, data: str | bytes, received: float | None = None) -> None:
         """One message relayed, once written to the other side; ``received`` (``time.monotonic()``) is when the
         gateway read it, so the hop begins before the next role reports the message."""
-        if self._first_down and not upward:
-            self._first_down = False
-            if self.connection_id is None and isinstance(data, str):
-                self.connection_id = _webpubsub_connected(data)
         if isinstance(data, str):
             if data.startswith(_KEEPALIVE_TEXT):
                 return
@@ -312,12 +343,22 @@ class RelayFlow:
             if data == _KEEPALIVE_BINARY:
                 return
             size, kind = len(data), "binary"
+        first = False
+        if upward and self._first_up:
+            self._first_up, first = False, True
+        elif not upward and self._first_down:
+            self._first_down, first = False, True
+            if self.connection_id is None and isinstance(data, str):
+                self.connection_id = _webpubsub_connected(data)
         arrow, target = ("↑", Lifeline.SERVICE) if upward else ("↓", Lifeline.CLIENT)
+        what = f"{kind} message"
+        if first:
+            what = "handshake" if upward else "handshake answer" if self._flow.service == "signalr" else "connected"
         self._flow._emit(
-            "relay",
+            "connect" if first else "relay",
             Lifeline.APIM,
             target,
-            f"WebSocket {kind} message: {size} bytes {arrow}",
+            f"WebSocket {what}: {size} bytes {arrow}",
             duration_ms=None if received is None else _now_ms(received),
             connection_id=self.connection_id,
             transport=WEBSOCKETS,

@@ -688,7 +688,8 @@ class ApimGateway:
             if event_stream:
                 flow.stream_opened(request.method, exchange.path, exchange.raw_query, backend.status, exchange.started)
                 connection_id, _, _ = flow.connection(exchange.raw_query)
-                return (lambda data, started: flow.stream_block(connection_id, data, started)), None
+                raw_query = exchange.raw_query
+                return (lambda data, started: flow.stream_block(raw_query, connection_id, data, started)), None
         if request.method == "POST" and exchange.path.rstrip("/").endswith("/negotiate") and backend.status == 200:
             return None, bytearray()
         return None, None

@@ -101,10 +101,12 @@ async def test_signalr_relay_hops_per_transport(
             lambda h: _apim(h, "relay", "client") and mine(h) and (h.bytes or 0) > 20, "the broadcast relayed down"
         )
         assert "↓" in down.label
-        # Up went the handshake, the invocation and (WebSockets) the client's Close, not its five or more pings; and
-        # no hop down is the service's Ping.
+        # The hub handshake and its answer are the connection's set-up; then up went the invocation and (WebSockets)
+        # the client's Close, not its five or more pings; and no hop down is the service's Ping.
+        handshakes = [h for h in catcher.hops() if h.kind == "connect" and mine(h) and "handshake" in h.label]
+        assert sorted(h.target for h in handshakes) == ["client", "service"], [h.label for h in handshakes]
         ups = [h for h in catcher.hops() if _apim(h, "relay", "service") and mine(h) and "negotiate" not in h.label]
-        assert 2 <= len(ups) <= 3, [h.label for h in ups]
+        assert 1 <= len(ups) <= 2, [h.label for h in ups]
         ping_sizes = {11, len(b'data: {"type":6}\x1e\r\n\r\n')}
         assert not [h for h in catcher.hops() if _apim(h, "relay", "client") and mine(h) and h.bytes in ping_sizes]
         # The gateway reads no message: its hops carry no flow id and no payload text.
@@ -152,6 +154,9 @@ async def test_webpubsub_relay_hops(tmp_path: Path, catcher: HopCatcher) -> None
         opened = await catcher.wait_for(lambda h: _apim(h, "upgrade", "service"), "upgrade")
         assert (opened.status, opened.service, opened.transport) == (101, "webpubsub", "WebSockets")
         assert opened.label.startswith("GET /client/hubs/chat 101")
+        # The service's first message, "connected", named the connection: it is the connection's set-up.
+        connected = await catcher.wait_for(lambda h: _apim(h, "connect", "client"), "connected message")
+        assert connected.connection_id == connection_id and connected.label.startswith("WebSocket connected:")
         up = await catcher.wait_for(
             lambda h: _apim(h, "relay", "service") and h.connection_id == connection_id, "event relayed up"
         )
@@ -329,16 +334,24 @@ def test_http_keepalives(data: bytes, keepalive: bool) -> None:
     assert is_keepalive(data) is keepalive
 
 
-def test_keepalives_are_not_reported() -> None:
+def test_keepalives_are_not_reported_and_the_handshake_is_set_up() -> None:
     publisher = _Publisher()
     relay = GatewayFlow(publisher, "signalr", host_rewritten=False).relay("c1")
     for message in ('{"type":6}\x1e', b"\x02\x91\x06", '{"type":"ping"}', '{"type":"sequenceAck","sequenceId":3}'):
         relay.message(True, message)
         relay.message(False, message)
     assert publisher.hops == []
+    relay.message(True, '{"protocol":"json","version":1}\x1e')
+    relay.message(False, "{}\x1e")
+    assert [(h.kind, h.label) for h in publisher.hops] == [
+        ("connect", "WebSocket handshake: 32 bytes ↑"),
+        ("connect", "WebSocket handshake answer: 3 bytes ↓"),
+    ]
+    publisher.hops.clear()
     relay.message(True, '{"type":1,"target":"broadcastMessage","arguments":["a","b"]}\x1e')
     relay.message(False, b"\x10\x95\x01\x80\xc0\xa4echo\x92")
     up, down = publisher.hops
+    assert up.kind == down.kind == "relay"
     assert (up.target, up.bytes, up.connection_id) == ("service", 61, "c1")
     assert (down.target, down.bytes, down.label) == ("client", 11, "WebSocket binary message: 11 bytes ↓")
     assert "broadcastMessage" not in up.label
