@@ -344,3 +344,14 @@ async def test_on_an_80_by_24_terminal_the_diagram_keeps_its_rows_and_the_facts_
         assert body.size.height >= 7
         await pilot.resize_terminal(130, 44)
         await wait_until(pilot, lambda: "server connection" in panel_text(app, "#flow-facts"), what="the sentence")
+
+
+async def test_a_long_caption_stays_on_one_line_at_80_columns(make_app: Callable[..., ChatApp], hub: FakeHub) -> None:
+    app = make_app(connection_factory=numbered_factory(hub))
+    async with app.run_test(size=(80, 30)) as pilot:
+        await wait_until(pilot, lambda: seen(app, "alice JOINED"))
+        await pilot.press("f11", *"a message long enough to push the flow id off the caption", "enter")
+        await wait_until(pilot, lambda: "long enough" in panel_text(app, "#flow-caption"), what="the caption")
+        await pilot.pause(0.1)
+        assert app.flow_panel.query_one("#flow-caption").size.height == 1
+        assert app.flow_panel.query_one("#flow-note").size.height == 1
