@@ -265,6 +265,7 @@ class GatewayFlow:
             connection_id=connection_id,
             transport=SERVER_SENT_EVENTS,
             size=size,
+            generated=True,
         )
 
     # -- WebSockets ---------------------------------------------------------------------------------------------
@@ -301,14 +302,17 @@ class GatewayFlow:
         connection_id: str | None = None,
         transport: str | None = None,
         size: int | None = None,
+        generated: bool = False,
     ) -> None:
+        """Publish one hop. ``generated``: the label is only this module's words and numbers (a relayed message's),
+        so the gateway's own scrubber is skipped (``Hop.make`` still redacts)."""
         try:
             hop = Hop.make(
                 Role.APIM,
                 source,
                 target,
                 kind,
-                self._scrub(label),
+                label if generated else self._scrub(label),
                 status=status if status is None or 100 <= status <= 4999 else None,
                 duration_ms=duration_ms,
                 connection_id=connection_id,
@@ -363,6 +367,7 @@ class RelayFlow:
             connection_id=self.connection_id,
             transport=WEBSOCKETS,
             size=size,
+            generated=True,
         )
 
 
