@@ -54,6 +54,9 @@ OUTSIDE_THE_DEMO = "Server hops need the local stack (chat-demo): a real Azure s
 """What the view says when the chat has no flow stream (a real Azure service): only the client's own hops show."""
 
 _ROLE_STYLES = {"client": "cyan", "app": "green", "apim": "magenta", "service": "yellow"}
+_REPORTERS = {"client": "you", "app": "app", "apim": "apim", "service": "svc"}
+"""Who reported a hop, in the wide view's ``by`` column (the arrow's colour says it at any width)."""
+_BY_WIDTH = 4
 _STATUS_WIDTH = 4
 _TIME_WIDTH = 7
 
@@ -65,7 +68,7 @@ class Layout:
     lane: int
     names: tuple[str, ...]
     offsets: bool
-    """Whether each row also shows the time since the journey's first hop (``+12.3``)."""
+    """Whether each row also shows the time since the message set out (``+12.3``) and who reported the hop."""
 
     @property
     def lanes_width(self) -> int:
@@ -96,7 +99,7 @@ def layout_for(width: int) -> Layout:
 def _label_width(layout: Layout, width: int) -> int:
     fixed = layout.lanes_width + 1 + 1 + _STATUS_WIDTH + 1 + _TIME_WIDTH
     if layout.offsets:
-        fixed += _TIME_WIDTH + 1
+        fixed += _TIME_WIDTH + 1 + _BY_WIDTH + 1
     return max(12, width - fixed)
 
 
@@ -160,7 +163,7 @@ def render_header(width: int) -> Text:
     label_width = _label_width(layout, width)
     text = Text("".join(cells) + " ", style="bold")
     if layout.offsets:
-        text.append(f"{'at':>{_TIME_WIDTH}} ", style="bold")
+        text.append(f"{'at':>{_TIME_WIDTH}} {'by':<{_BY_WIDTH}} ", style="bold")
     text.append(f"{'hop':<{label_width}} {'stat':>{_STATUS_WIDTH}} {'took':>{_TIME_WIDTH}}", style="bold")
     text.no_wrap = True
     return text
@@ -230,6 +233,7 @@ def render_hop(hop: Hop, width: int, first_at: float | None = None) -> Text:
     if layout.offsets:
         offset = "" if first_at is None else _offset(max(0.0, (_moment(hop, first_at) - first_at) * 1000))
         text.append(f"{offset:>{_TIME_WIDTH}} ", style="dim")
+        text.append(f"{_REPORTERS.get(str(hop.role.value), '?'):<{_BY_WIDTH}} ", style=style)
     text.append(f"{rows[0]:<{label_width}} ", style="red" if failed else "")
     status = "" if hop.status is None else str(hop.status)
     text.append(f"{status:>{_STATUS_WIDTH}} ", style="bold red" if failed else "dim")
@@ -238,7 +242,7 @@ def render_hop(hop: Hop, width: int, first_at: float | None = None) -> Text:
     for row in rows[1:]:
         text.append("\n" + lifelines + " ", style="dim")
         if layout.offsets:
-            text.append(" " * (_TIME_WIDTH + 1))
+            text.append(" " * (_TIME_WIDTH + 1 + _BY_WIDTH + 1))
         text.append(row, style="red" if failed else "")
     text.no_wrap = True
     return text

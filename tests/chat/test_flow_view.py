@@ -165,3 +165,12 @@ def test_a_poll_that_was_already_waiting_is_drawn_when_it_answered_and_the_span_
     rows = render_diagram(hops, 126).plain.splitlines()
     assert "GET /client/" in rows[-1] and "+101.0" in rows[-1] and rows[-1].rstrip().endswith("7.6 s")
     assert "+0.0" in rows[0]
+
+
+def test_the_wide_view_says_who_reported_each_hop() -> None:
+    assert " by " in render_header(126).plain and " by " not in render_header(75).plain
+    rows = render_diagram(SERVERLESS, 126).plain.splitlines()
+    assert any(" svc  POST /upstream/" in row for row in rows)
+    assert any(" app  POST /api/v1/hubs/chat" in row for row in rows)
+    assert any(" apim POST /client/" in row for row in rows)
+    assert any(" you  broadcastMessage #2" in row for row in rows)
