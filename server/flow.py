@@ -36,7 +36,7 @@ from aiohttp import web
 
 from flow.collector import FlowCollector
 from flow.hops import Hop, Lifeline, Role
-from flow.ids import flow_id, parse_flow_id
+from flow.ids import FLOW_ID_HEADER, flow_id, parse_flow_id
 from flow.publisher import FlowPublisher
 
 __all__ = [
@@ -102,7 +102,7 @@ class AppFlow:
                 status=status if status is None or 100 <= status <= 4999 else None,
                 duration_ms=duration,
                 flow_id=flow,
-                connection_id=connection_id if connection_id and len(connection_id) <= 128 else None,
+                connection_id=connection_id if _plain_id(connection_id) else None,
                 mode=self.mode,
                 service=self.service,
                 count=count,
@@ -124,8 +124,13 @@ class AppFlow:
                 status=status,
             )
         else:
-            label = f"{method} {path} {status}: refused"
+            label = f"{method} {path} {status}: no redirect"
             self.emit(Lifeline.APP, Lifeline.CLIENT, "negotiate", label, started=started, status=status)
+
+
+def _plain_id(value: str | None) -> bool:
+    """Whether a connection id (from a request header) can ride a hop: 1 to 128 printable characters."""
+    return value is not None and 0 < len(value) <= 128 and value.isprintable()
 
 
 def message_flow_id(passed: str | None, connection_id: str, invocation_id: str | None) -> str | None:
@@ -141,7 +146,7 @@ def message_flow_id(passed: str | None, connection_id: str, invocation_id: str |
 
 def header_flow_id(request: web.Request) -> str | None:
     """The ``X-Flow-Id`` a request carries, when it is a flow id (anything else counts as none)."""
-    return parse_flow_id(request.headers.get("X-Flow-Id"))
+    return parse_flow_id(request.headers.get(FLOW_ID_HEADER))
 
 
 def redirect_host(url: str) -> str:

@@ -271,6 +271,12 @@ async def test_serverless_rest_send_carries_the_flow_id_only_with_flow_on(tmp_pa
                 assert r.status == 401
             refused = await catcher.wait_for(lambda h: h.kind == "upstream" and h.status == 401, "refused upstream")
             assert refused.flow_id is None
+            # A refused negotiate (a key the service reads itself) is reported with its status, not as a redirect.
+            async with http.post(on.url + "chat/negotiate?access_token=eyJhbGciOiJIUzI1NiJ9.e30.x") as r:
+                assert r.status == 400
+            negotiate = await catcher.wait_for(lambda h: h.kind == "negotiate", "refused negotiate")
+            assert (negotiate.status, negotiate.label) == (400, "POST /chat/negotiate 400: no redirect")
+            assert not any(b"eyJ" in raw for raw in catcher.raw)
     finally:
         on.stop()
         off.stop()
