@@ -382,6 +382,9 @@ class ClientTable:
                 self.protocol_of,
                 self._flow,
             )
+            if self._flow is not None:
+                label = f"OpenConnection ({message.protocol or 'protocol not announced'})"
+                self._flow.emit(Lifeline.SERVICE, Lifeline.APP, "connect", label, connection_id=message.connection_id)
         elif isinstance(message, sp.ConnectionData):
             client = self._clients.get(message.connection_id)
             if client is not None:
@@ -392,6 +395,11 @@ class ClientTable:
             client = self._clients.pop(message.connection_id, None)
             if client is not None:
                 client.closed_by_service(message.error)
+                if self._flow is not None:
+                    label = "CloseConnection" + (f": {message.error}" if message.error else "")
+                    self._flow.emit(
+                        Lifeline.SERVICE, Lifeline.APP, "connect", label, connection_id=client.connection_id
+                    )
 
     def link_lost(self, link: ServerLink) -> int:
         """``link`` ended: the service ends the clients it carried, so forget them. Returns how many."""

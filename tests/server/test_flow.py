@@ -158,6 +158,10 @@ async def test_default_mode_hops_carry_the_flow_id(tmp_path: Path) -> None:
                 "invocation over a server connection",
             )
             assert arrived.connection_id == connection_id and arrived.mode == "default"
+            opened = await reader.wait_for(
+                lambda h: _of(h, "app", "connect") and h.connection_id == connection_id, "open"
+            )
+            assert opened.label == "OpenConnection (messagepack)" and opened.started < arrived.started
             sent = await reader.wait_for(
                 lambda h: _of(h, "app", "server-connection") and "BroadcastData" in h.label and h.flow_id == flow,
                 "BroadcastData",
