@@ -463,8 +463,9 @@ async def _handle_request(service: WebPubSubService, connection: ClientConnectio
         message = Outgoing(request.data_type, request.data, group=request.group, from_user_id=connection.user_id)
         if service.flow.enabled:
             flow = service.flow.invoked(connection, f"sendToGroup {request.group[:40]}", request.ack_id, None)
+            started = time.monotonic()
             service.deliver(members, message)
-            service.flow.fanned_out(f"group {request.group[:40]}", dialect_counts(members), flow)
+            service.flow.fanned_out(f"group {request.group[:40]}", dialect_counts(members), flow, started)
         else:
             service.deliver(members, message)
         connection.ack(request.ack_id)

@@ -144,8 +144,10 @@ class WebPubSubFlow(FlowPublisher):
         label = f"{method} {path} {status}"
         self.hop(Lifeline.APP, Lifeline.SERVICE, "rest", label, status=status, flow=flow, size=size)
 
-    def fanned_out(self, what: str, counts: Mapping[str, int], flow: str | None) -> None:
-        """One send queued to its recipients: one hop, ``count`` = how many got it."""
+    def fanned_out(self, what: str, counts: Mapping[str, int], flow: str | None, started: float | None = None) -> None:
+        """One send queued to its recipients: one hop, ``count`` = how many got it. ``started``
+        (``time.monotonic()``, taken before the first frame was written) makes the hop begin before the gateway
+        relays what it wrote: frames may go straight to the sockets before this hop is published."""
         total = sum(counts.values())
         self.hop(
             Lifeline.SERVICE,
@@ -154,4 +156,5 @@ class WebPubSubFlow(FlowPublisher):
             f"{what} → {total} connection{'s' if total != 1 else ''} ({_note(counts)}), one encoding each",
             flow=flow,
             count=total,
+            started=started,
         )

@@ -12,6 +12,7 @@ Auth: ``Authorization: Bearer`` with a JWT signed by the AccessKey whose ``aud``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -176,12 +177,17 @@ def _send(request: web.Request, what: str, recipients: list[ClientConnection], m
     """Deliver a REST send and answer 202. While flow is on, the send is reported (``rest``, with the ``X-Flow-Id``
     the app server carried back) with its one ``fan-out`` hop; off, that costs the one ``enabled`` check."""
     service = _service(request)
-    service.deliver(recipients, message)
     flow = service.flow
-    if flow.enabled:
-        flow_id = parse_flow_id(request.headers.get(FLOW_ID_HEADER))
-        flow.rest_received(request.method, request.path, 202, flow_id, request.content_length or 0)
-        flow.fanned_out(what, dialect_counts(recipients), flow_id)
+    if not flow.enabled:
+        service.deliver(recipients, message)
+        return _accepted()
+    # The send is reported received, then its fan-out begins before the first frame is written: frames may go
+    # straight to the sockets, and the gateway may relay them before this process publishes another hop.
+    flow_id = parse_flow_id(request.headers.get(FLOW_ID_HEADER))
+    flow.rest_received(request.method, request.path, 202, flow_id, request.content_length or 0)
+    started = time.monotonic()
+    service.deliver(recipients, message)
+    flow.fanned_out(what, dialect_counts(recipients), flow_id, started)
     return _accepted()
 
 
