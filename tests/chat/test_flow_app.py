@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from textual.widgets import Input
 
 from chat.app import ChatApp
 from chat.flow_view import OUTSIDE_THE_DEMO
@@ -355,3 +356,28 @@ async def test_a_long_caption_stays_on_one_line_at_80_columns(make_app: Callable
         await pilot.pause(0.1)
         assert app.flow_panel.query_one("#flow-caption").size.height == 1
         assert app.flow_panel.query_one("#flow-note").size.height == 1
+
+
+async def test_a_click_on_any_row_of_a_wrapped_line_selects_that_line(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    app = make_app(connection_factory=numbered_factory(hub))
+    long = "a long message " * 12
+    async with app.run_test(size=(80, 40)) as pilot:
+        await wait_until(pilot, lambda: seen(app, "alice JOINED"))
+        app.query_one("#message", Input).value = long.strip()
+        await pilot.press("enter", *"short", "enter")
+        await wait_until(pilot, lambda: seen(app, "alice (you): short"))
+        lines = app.chat_log.plain_lines
+        rows = [i for i, line in enumerate(lines) if "a long message" in line]
+        assert len(rows) >= 2  # it wraps
+        for row in rows:
+            selected = app.chat_log.line_at(row)
+            assert selected is not None and selected.text == long.strip()
+        short_row = next(i for i, line in enumerate(lines) if "alice (you): short" in line)
+        assert app.chat_log.line_at(short_row).text == "short"  # type: ignore[union-attr]
+        assert app.chat_log.line_at(len(lines)) is None
+        await wait_until(pilot, lambda: app.journeys.for_message("alice", long.strip()) is not None)
+        await pilot.click("#chat-log", offset=(40, rows[-1] + 1))
+        journey = app.journeys.for_message("alice", long.strip())
+        await wait_until(pilot, lambda: journey is not None and app.flow_pinned == journey.flow_id, what="the replay")
