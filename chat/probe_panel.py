@@ -40,13 +40,12 @@ from .probe import (
     ProbeOptions,
     ProbeReport,
     StepResult,
-    Target,
     TransportReport,
     Works,
     step_line,
     summary_line,
 )
-from .probe.report import duration_text, mentions_guide, ms_text, same_finding, shown_url, step_summary
+from .probe.report import header_facts, mentions_guide, ms_text, no_gateway_line, same_finding
 from .widgets import printable
 
 __all__ = [
@@ -174,33 +173,7 @@ def render_verdict_table(report: ProbeReport, scrub: Scrub) -> Table:
 
 
 def _header_rows(report: ProbeReport, scrub: Scrub) -> list[tuple[str, Text]]:
-    found = report.negotiate
-    step = found.step
-    took = f" in {ms_text(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
-    if found.redirect:
-        app = f"{step_summary(step)}{took}: redirect to {shown_url(found.redirect_url)}"
-    else:
-        app = f"{step_summary(step)}{took}" + (f": {step.detail}" if step.detail else "")
-    rows = [("app server", _text(scrub, app))]
-    if found.redirect:
-        kind = f"{found.host_kind.value}; " if found.host_kind is not None else ""
-        evidence = f" ({found.target_evidence})" if found.target_evidence else ""
-        rows.append(("redirect", _text(scrub, f"{found.redirect_host}: {kind}{found.target.value}{evidence}")))
-        key = "in the redirect's query" if found.query_key else "not in the redirect's query"
-        rows.append(("key", Text(f"subscription key {key}")))
-    token = found.token
-    if token is not None:
-        parts = []
-        if token.expires_in_s is not None:
-            parts.append(f"expires in {duration_text(token.expires_in_s)}")
-        if token.lifetime_s is not None:
-            parts.append(f"lifetime {duration_text(token.lifetime_s)}")
-        if token.audience is not None:
-            parts.append(f"audience {token.audience}")
-        if token.problem:
-            parts.append(f"problem: {token.problem}")
-        rows.append(("token", _text(scrub, ", ".join(parts) or "no claims")))
-    return rows
+    return [(label, _text(scrub, text)) for label, text in header_facts(report, always_key=True)]
 
 
 def render_problem(finding: Finding, scrub: Scrub) -> Table:
@@ -218,8 +191,9 @@ def render_verdict(report: ProbeReport, scrub: Scrub) -> Group:
     else:
         parts.append(render_verdict_table(report, scrub))
     parts.append(Text(""))
-    if report.negotiate.target is Target.SERVICE:
-        parts.append(Text("No gateway in between: the app server's redirect goes straight to the service."))
+    gateway = no_gateway_line(report)
+    if gateway is not None:
+        parts.append(Text(gateway))
     style = "bold green" if report.working_profiles else "bold red"
     parts.append(Text(summary_line(report), style=style))
     if mentions_guide(report):

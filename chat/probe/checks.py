@@ -50,6 +50,7 @@ from signalr.negotiate import (
     NegotiateRedirect,
     NegotiateResult,
     TransportType,
+    WebPubSubAnswer,
     connect_url,
     negotiate_url,
     parse_negotiate_response,
@@ -69,6 +70,7 @@ from .model import (
     Outcome,
     ProbeOptions,
     ProbeReport,
+    Service,
     Step,
     StepResult,
     Target,
@@ -147,13 +149,16 @@ def _snippet(body: bytes) -> str:
 
 
 def host_kind(hostname: str) -> HostKind:
-    """What a host name looks like: APIM's default ``*.azure-api.net``, the service's ``*.service.signalr.net``, a
-    local or private address, or a custom domain (which may front APIM or anything else)."""
+    """What a host name looks like: APIM's default ``*.azure-api.net``, the service's ``*.service.signalr.net`` (or
+    Web PubSub's ``*.webpubsub.azure.com``), a local or private address, or a custom domain (which may front APIM or
+    anything else)."""
     name = hostname.lower().rstrip(".")
     if name.endswith(".azure-api.net"):
         return HostKind.APIM
     if name.endswith(".service.signalr.net") or ".service.signalr." in name:
         return HostKind.SERVICE
+    if name.endswith(".webpubsub.azure.com") or ".webpubsub.azure." in name:
+        return HostKind.WEBPUBSUB
     if name == "localhost" or name.endswith(".localhost"):
         return HostKind.LOCAL
     try:
@@ -264,6 +269,8 @@ class _Probe:
         self.timeout = options.timeout
         self._on_step = on_step
         self.steps: dict[TransportType | None, list[StepResult]] = {None: []}
+        self.webpubsub: WebPubSubAnswer | None = None
+        """Set by :meth:`app_negotiate` when the app server answers for Azure Web PubSub."""
 
     # --- recording ------------------------------------------------------------------------------------------
 
@@ -384,9 +391,15 @@ class _Probe:
             return NegotiateFindings(step=step), None, None
         try:
             reply = parse_negotiate_response(answer.body)
+        except WebPubSubAnswer as exc:
+            self.webpubsub = exc
+            detail = f"Azure Web PubSub, hub {exc.hub!r}: a client access URL"
+            step = self.result(None, Step.APP_NEGOTIATE, "POST", url, answer, ok=True, detail=detail)
+            return NegotiateFindings(step=step, service=Service.WEBPUBSUB, hub=exc.hub), None, None
         except NegotiateError as exc:
             step = self.result(None, Step.APP_NEGOTIATE, "POST", url, answer, ok=False, detail=str(exc))
-            return NegotiateFindings(step=step), None, None
+            service = Service.WEBPUBSUB if str(exc).startswith("The Web PubSub") else Service.SIGNALR
+            return NegotiateFindings(step=step, service=service), None, None
         if isinstance(reply, NegotiateResult):
             # No redirect: a self-hosted ASP.NET Core SignalR server (no Azure SignalR, no APIM in between).
             step = self.result(
@@ -1016,6 +1029,11 @@ async def run_probe(options: ProbeOptions, on_step: OnStep | None = None) -> Pro
     context = HttpContext(headers=None, access_token=None, tracer=Tracer(None))
     try:
         findings, base, token = await probe.app_negotiate(context)
+        if probe.webpubsub is not None:
+            # Imported here: chat.probe.webpubsub_checks builds on this module's _Probe.
+            from .webpubsub_checks import probe_webpubsub
+
+            return await probe_webpubsub(probe, context, findings, probe.webpubsub, started)
     finally:
         await context.close()
     findings = replace(findings, checks=tuple(s for s in probe.steps[None] if s is not findings.step))

@@ -20,6 +20,7 @@ __all__ = [
     "ALL_TRANSPORTS",
     "DEFAULT_TIMEOUT",
     "PROFILE_TRANSPORTS",
+    "WEBPUBSUB_TRANSPORT",
     "Cause",
     "Cors",
     "Finding",
@@ -32,6 +33,7 @@ __all__ = [
     "ProbeOptions",
     "ProbeReport",
     "Profile",
+    "Service",
     "Step",
     "StepResult",
     "Target",
@@ -44,13 +46,25 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 10.0
 ALL_TRANSPORTS = (TransportType.WEBSOCKETS, TransportType.SERVER_SENT_EVENTS, TransportType.LONG_POLLING)
+WEBPUBSUB_TRANSPORT = TransportType.WEBSOCKETS
+"""Web PubSub's one transport: the row of a Web PubSub report."""
+
+
+class Service(StrEnum):
+    """What the app server's negotiate answers for: Azure SignalR Service (a redirect) or Azure Web PubSub (a client
+    access URL, ``{"service": "webpubsub", "hub", "url"}``)."""
+
+    SIGNALR = "signalr"
+    WEBPUBSUB = "webpubsub"
 
 
 class Profile(StrEnum):
-    """The two APIM configurations of the guide (docs/apim.md §1): one serves WebSockets, the other SSE and LP."""
+    """The APIM configurations ``apim-gateway`` knows: the guide's two for SignalR (docs/apim.md §1; one serves
+    WebSockets, the other SSE and LP) and Web PubSub's one WebSocket API ``client/hubs/<hub>`` (docs/apim.md §9)."""
 
     WEBSOCKET = "websocket"
     SSE_LP = "sse-lp"
+    WEBPUBSUB = "webpubsub"
 
 
 PROFILE_TRANSPORTS: dict[Profile, tuple[TransportType, ...]] = {
@@ -76,6 +90,10 @@ class Step(StrEnum):
     CLOSE = "close message"
     DELETE_PREFLIGHT = "delete preflight"
     DELETE = "delete"
+    CONNECTED = "connected message"
+    """Web PubSub: the service's ``connected`` system message after the upgrade."""
+    SOCKET_CLOSE = "close"
+    """Web PubSub: the client's WebSocket close (code 1000)."""
 
 
 class Outcome(StrEnum):
@@ -131,6 +149,7 @@ class StepResult:
     cors: Cors | None = None
     first_byte_ms: float | None = None
     detail: str = ""
+    error_name: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -169,6 +188,10 @@ class Cause(StrEnum):
     TRANSPORT_NOT_OFFERED = "transport-not-offered"
     HANDSHAKE_FAILED = "handshake-failed"
     ECHO_FAILED = "echo-failed"
+    SUBPROTOCOL_MISSING = "subprotocol-not-returned"
+    CONNECTED_MISSING = "no-connected-message"
+    EVENT_HANDLER_FAILED = "event-handler-failed"
+    TIMED_OUT = "timed-out"
     UNEXPECTED = "unexpected"
 
 
@@ -229,6 +252,7 @@ class HostKind(StrEnum):
 
     APIM = "APIM default host (*.azure-api.net)"
     SERVICE = "Azure SignalR Service (*.service.signalr.net)"
+    WEBPUBSUB = "Azure Web PubSub (*.webpubsub.azure.com)"
     LOCAL = "local address"
     CUSTOM = "custom domain"
 
@@ -238,6 +262,7 @@ class Target(StrEnum):
 
     GATEWAY = "APIM gateway"
     SERVICE = "SignalR Service"
+    WEBPUBSUB = "Web PubSub Service"
     APP_SERVER = "the app server itself"
     OTHER = "neither APIM nor SignalR Service"
     UNREACHABLE = "unreachable"
@@ -259,13 +284,14 @@ class TokenInfo:
 
 @dataclass(frozen=True)
 class NegotiateFindings:
-    """The app server's negotiate and what its redirect says.
+    """The app server's negotiate and what its redirect (for Web PubSub: its client access URL) says.
 
     ``redirect_url`` is redacted; ``redirect_host`` is ``host:port``. ``target`` is what answered there (APIM is
     recognised by its own 404 envelope on a route no operation serves), ``target_evidence`` says how that was told.
     ``query_key`` is whether the redirect URL carries a subscription key in its query (what browsers need).
     ``checks`` are the other requests of this phase: the app server's preflight (for a page on another origin) and
-    the route check on the redirect's host.
+    the route check on the redirect's host. ``service`` is what the app server answers for; ``hub`` is the Web PubSub
+    hub it named (empty for SignalR).
     """
 
     step: StepResult
@@ -278,6 +304,8 @@ class NegotiateFindings:
     token: TokenInfo | None = None
     query_key: bool = False
     checks: tuple[StepResult, ...] = ()
+    service: Service = Service.SIGNALR
+    hub: str = ""
 
 
 @dataclass(frozen=True)
@@ -300,7 +328,8 @@ class ProbeOptions:
 @dataclass(frozen=True)
 class ProbeReport:
     """Everything one probe run found. ``problem`` is set when the run stopped before the transports (the app server
-    is unreachable or did not redirect); ``transports`` then carry that same problem."""
+    is unreachable or did not redirect); ``transports`` then carry that same problem. For Web PubSub (``service``)
+    ``transports`` holds one WebSockets report: the service's only transport."""
 
     url: str
     origin: str
@@ -310,18 +339,22 @@ class ProbeReport:
     transports: tuple[TransportReport, ...]
     problem: Finding | None = None
     elapsed_ms: float = 0.0
+    service: Service = Service.SIGNALR
 
     @property
     def working_profiles(self) -> tuple[Profile, ...]:
-        return working_profiles(self.transports)
+        return working_profiles(self.transports, self.service)
 
     def transport(self, kind: TransportType) -> TransportReport | None:
         return next((t for t in self.transports if t.transport is kind), None)
 
 
-def working_profiles(transports: Sequence[TransportReport]) -> tuple[Profile, ...]:
-    """The profiles whose transports all work (for browsers too)."""
+def working_profiles(transports: Sequence[TransportReport], service: Service = Service.SIGNALR) -> tuple[Profile, ...]:
+    """The profiles whose transports all work (for browsers too); for Web PubSub, ``webpubsub`` when its WebSocket
+    works."""
     works = {t.transport for t in transports if t.works is Works.YES}
+    if service is Service.WEBPUBSUB:
+        return (Profile.WEBPUBSUB,) if TransportType.WEBSOCKETS in works else ()
     return tuple(p for p, kinds in PROFILE_TRANSPORTS.items() if all(k in works for k in kinds))
 
 

@@ -20,6 +20,7 @@ from .model import (
     Finding,
     Outcome,
     ProbeReport,
+    Service,
     Step,
     StepResult,
     Target,
@@ -28,7 +29,7 @@ from .model import (
 )
 from .verdict import GUIDE_URL
 
-__all__ = ["WIDTH", "exit_code", "render_table", "report_json"]
+__all__ = ["WIDTH", "exit_code", "header_facts", "no_gateway_line", "render_table", "report_json"]
 
 WIDTH = 100
 _NAME = 18
@@ -98,25 +99,31 @@ def _path(url: str) -> str:
     return path.split("?", 1)[0]
 
 
-def _header(report: ProbeReport) -> list[str]:
-    echo = "" if report.echo else ", no echo"
-    lines = _wrap("chat probe ", f"{report.url} (origin {report.origin}, timeout {report.timeout_s:g} s{echo})", "")
+def header_facts(report: ProbeReport, *, always_key: bool = False) -> list[tuple[str, str]]:
+    """``(label, text)`` rows about the app server's negotiate: its answer (the redirect, or for Web PubSub the hub
+    and the client access URL), where that points, the subscription key in its query (``always_key``: also say when
+    it is not there) and the token's claims. The table and the TUI's panel both show these."""
     found = report.negotiate
     step = found.step
     took = f" in {ms_text(step.elapsed_ms)}" if step.elapsed_ms is not None else ""
-    if found.redirect:
+    webpubsub = found.service is Service.WEBPUBSUB and found.redirect
+    if webpubsub:
+        what = f"{step_summary(step)}{took}: Azure Web PubSub, hub {found.hub}, client access URL {found.redirect_url}"
+    elif found.redirect:
         what = f"{step_summary(step)}{took}: redirect to {shown_url(found.redirect_url)}"
     else:
         what = f"{step_summary(step)}{took}" + (f": {step.detail}" if step.detail else "")
-    lines += _wrap("app server   ", what, indent="")
+    rows = [("app server", what)]
     if found.redirect:
         kind = f"{found.host_kind.value}; " if found.host_kind is not None else ""
         evidence = f" ({found.target_evidence})" if found.target_evidence else ""
-        lines += _wrap("redirect     ", f"{found.redirect_host}: {kind}{found.target.value}{evidence}", indent="")
+        label = "client URL" if webpubsub else "redirect"
+        rows.append((label, f"{found.redirect_host}: {kind}{found.target.value}{evidence}"))
+        where = "the client access URL's" if webpubsub else "the redirect's"
         if found.query_key:
-            lines += _wrap(
-                "key          ", "a subscription key is in the redirect's query (browsers can pass APIM)", ""
-            )
+            rows.append(("key", f"a subscription key is in {where} query (browsers can pass APIM)"))
+        elif always_key:
+            rows.append(("key", f"subscription key not in {where} query"))
     token = found.token
     if token is not None:
         parts = []
@@ -128,8 +135,25 @@ def _header(report: ProbeReport) -> list[str]:
             parts.append(f"audience {token.audience}")
         if token.problem:
             parts.append(f"problem: {token.problem}")
-        lines += _wrap("token        ", ", ".join(parts) or "no claims", indent="")
+        rows.append(("token", ", ".join(parts) or "no claims"))
+    return rows
+
+
+def _header(report: ProbeReport) -> list[str]:
+    echo = "" if report.echo else ", no echo"
+    lines = _wrap("chat probe ", f"{report.url} (origin {report.origin}, timeout {report.timeout_s:g} s{echo})", "")
+    for label, text in header_facts(report):
+        lines += _wrap(f"{label:<13}", text, indent="")
     return lines
+
+
+def no_gateway_line(report: ProbeReport) -> str | None:
+    """The sentence saying that no gateway is in between, when the redirect goes straight to the service."""
+    if report.negotiate.target is Target.SERVICE:
+        return "No gateway in between: the app server's redirect goes straight to the service."
+    if report.negotiate.target is Target.WEBPUBSUB:
+        return "No gateway in between: the client access URL goes straight to the service."
+    return None
 
 
 def _command_lines(command: str, indent: str) -> list[str]:
@@ -209,6 +233,10 @@ def summary_line(report: ProbeReport) -> str:
         return f"Works as APIM profile {' and '.join(p.value for p in profiles)}."
     if report.problem is not None:
         return f"No transport was tried: {report.problem.what}."
+    if report.service is Service.WEBPUBSUB:
+        broken = next((t.problem for t in report.transports if t.problem is not None), None)
+        what = broken.what if broken is not None else "it did not connect"
+        return f"Web PubSub's WebSocket does not work: {what}."
     server_side = [
         p.value
         for p, kinds in PROFILE_TRANSPORTS.items()
@@ -240,8 +268,9 @@ def render_table(report: ProbeReport) -> str:
     lines.append("")
     if mentions_guide(report):
         lines.append(f"The guide: {GUIDE_URL}")
-    if report.negotiate.target is Target.SERVICE:
-        lines.append("No gateway in between: the app server's redirect goes straight to the service.")
+    gateway = no_gateway_line(report)
+    if gateway is not None:
+        lines.append(gateway)
     lines += _wrap("", f"{summary_line(report)} Exit {exit_code(report)}.", "")
     text = "\n".join(line.rstrip() for line in lines) + "\n"
     return redact_text(text)

@@ -32,6 +32,7 @@ from .model import (
     ProbeOptions,
     ProbeReport,
     Profile,
+    Service,
     Step,
     StepResult,
     Target,
@@ -575,12 +576,17 @@ def app_problem(negotiate: NegotiateFindings, options: ProbeOptions) -> Finding 
             Cause.APP_NEGOTIATE_FAILED, step.step, what, cause, Fix("check --url: the hub URL ends in /chat")
         )
     detail = step.detail or f"status {step.status}"
+    setting = (
+        "Azure Web PubSub connection string (Azure__WebPubSub__ConnectionString)"
+        if negotiate.service is Service.WEBPUBSUB
+        else "Azure SignalR connection string"
+    )
     return Finding(
         Cause.APP_NEGOTIATE_FAILED,
         step.step,
         what,
         f"the app server's negotiate failed: {detail}",
-        Fix("check the app server's log and its Azure SignalR connection string"),
+        Fix(f"check the app server's log and its {setting}"),
     )
 
 
@@ -627,4 +633,5 @@ def _report(
         transports=transports,
         problem=problem,
         elapsed_ms=elapsed_ms,
+        service=negotiate.service,
     )
