@@ -4,7 +4,10 @@ differently for each mode, transport and service — and recorded as Markdown wi
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tests.support.tui import seen, wait_until
 from .conftest import DemoFactory
 
 SIZE = (130, 44)
+PARSE_MERMAID = Path(__file__).parents[1] / "flow" / "js" / "parse_mermaid.mjs"
 CASES = [
     pytest.param(
         [],
@@ -131,6 +135,17 @@ async def test_one_broadcast_is_drawn_hop_by_hop_and_recorded(
     assert text.startswith("# chat-demo: ")
     assert text.count("```mermaid\nsequenceDiagram") >= 2
     assert f"flow `{journey.flow_id}`" in text
+    # The npm mermaid package parses every recorded diagram (as GitHub and slide tools would draw them).
+    blocks = re.findall(r"```mermaid\n(.*?)```", text, re.S)
+    node = shutil.which("node")
+    assert node is not None and PARSE_MERMAID.exists()
+    parser = await asyncio.create_subprocess_exec(
+        node, str(PARSE_MERMAID), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(parser.communicate(json.dumps(blocks).encode()), 60)
+    assert parser.returncode == 0
+    results = json.loads(out)
+    assert len(results) == len(blocks) and all(result["ok"] for result in results), results
 
 
 def test_a_recording_that_cannot_be_written_stops_the_demo_before_it_starts(tmp_path: Path) -> None:
