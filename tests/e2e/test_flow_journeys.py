@@ -286,24 +286,17 @@ def in_order(journey: Journey, steps: tuple[Step, ...]) -> list[Hop]:
     return found
 
 
-def check_relays_down(journey: Journey, fan_out: Hop, recipients: list[str]) -> bool:
+def check_relays_down(journey: Journey, fan_out: Hop, recipients: list[str]) -> None:
     """The gateway relayed the message down to every recipient (by connection id), after the service's fan-out:
-    each relay ended after the fan-out began, and the journey draws it after the fan-out. Returns True when the only
-    fault is the known one: a LongPolling poll's relay drawn before the fan-out."""
+    each relay ended after the fan-out began, and the journey draws it after the fan-out (a LongPolling poll too,
+    though the poll began long before the message)."""
     at = journey.hops.index(fan_out)
-    known_fault = False
     for connection in recipients:
         relays = [h for h in journey.hops if RELAY_DOWN.matches(h) and h.connection_id == connection]
         assert relays, f"no relay down to {connection} in the journey:\n" + "\n".join(_show(h) for h in journey.hops)
         assert any(h.at >= fan_out.started for h in relays), [_show(h) for h in relays]
         drawn_after = [h for h in relays if journey.hops.index(h) > at]
-        if not drawn_after and relays[0].transport == "LongPolling":
-            # A poll's relay hop carries the poll's whole duration, so it sorts by when the poll began, before
-            # the message was sent: the diagram draws the delivery first.
-            known_fault = True
-            continue
         assert drawn_after, f"the relay down to {connection} is drawn before the fan-out: {[_show(h) for h in relays]}"
-    return known_fault
 
 
 def check_journey(
@@ -340,7 +333,7 @@ def check_journey(
     assert relay_up.connection_id == sender, _show(relay_up)
     fan_out = found[steps.index(FAN_OUT)]
     assert fan_out.count == len(recipients), _show(fan_out)
-    poll_drawn_first = check_relays_down(journey, fan_out, recipients)
+    check_relays_down(journey, fan_out, recipients)
     assert {h.role for h in journey.hops if h.flow_id == flow} >= {Role.SERVICE, Role.APP}
 
     # Timings: each hop ended within the test's window; requests and their answers carry how long they took.
@@ -363,9 +356,6 @@ def check_journey(
     for secret in forbidden:
         assert secret not in stream.raw, f"a secret ({secret[:4]}…) is in the /flow stream"
     assert "eyJ" not in stream.raw, "a JWT is in the /flow stream"
-    if poll_drawn_first:
-        # Known, reported: everything else of the journey holds; the test passes once the order is fixed.
-        pytest.xfail("a LongPolling poll's relay down is drawn before the message it carried (ordered by poll start)")
     return journey
 
 
