@@ -34,7 +34,15 @@ from flow.hops import Hop, Lifeline, Role
 from signalr.query import split_query
 from signalr.redact import connection_token_tag
 
-__all__ = ["MAX_KEEPALIVE_BODY", "MAX_NEGOTIATE_BODY", "GatewayFlow", "HopPublisher", "RelayFlow", "is_keepalive"]
+__all__ = [
+    "MAX_KEEPALIVE_BODY",
+    "MAX_NEGOTIATE_BODY",
+    "GatewayFlow",
+    "HopPublisher",
+    "RelayFlow",
+    "is_close",
+    "is_keepalive",
+]
 
 # A negotiate answer is a few hundred bytes; a larger body is not read for its connection id.
 MAX_NEGOTIATE_BODY = 16 * 1024
@@ -45,6 +53,8 @@ _MAX_CONNECTED_MESSAGE = 4096
 # (https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-reliable-webpubsub-subprotocol).
 _KEEPALIVE_TEXT = ('{"type":6}\x1e', '{"type":"ping"', '{"type":"pong"', '{"type":"sequenceAck"')
 _KEEPALIVE_BINARY = b"\x02\x91\x06"
+# SignalR's Close message (JSON), the end of a connection.
+_CLOSE_TEXT = '{"type":7'
 # The same over HTTP: a client's Ping POSTed on Server-Sent Events, and an event stream's Ping event or comment
 # (signalr/sse.py frames events with CRLF; an event stream may also start with a comment).
 _KEEPALIVE_BLOCKS = frozenset(
@@ -64,6 +74,11 @@ MAX_KEEPALIVE_BODY = 64
 def is_keepalive(data: bytes) -> bool:
     """Whether a request body or an event-stream block is only a keep-alive (never reported)."""
     return data in _KEEPALIVE_BLOCKS
+
+
+def is_close(data: bytes) -> bool:
+    """Whether a request body is SignalR's Close message (JSON): the end of a connection, not a chat message."""
+    return data.startswith(b'{"type":7')
 
 
 _MAX_CONNECTIONS = 4096
@@ -190,10 +205,13 @@ class GatewayFlow:
         transport: str | None,
         downward: bool,
         answered: float | None = None,
+        closing: bool = False,
     ) -> None:
         """A request forwarded to the backend and answered (``status``, ``size`` bytes back to the client).
         ``downward``: a poll (``transport`` LongPolling), which carries the service's data to the client: its hop
-        begins when the backend answered (``answered``, ``time.monotonic()``), not when the poll was sent and held."""
+        begins when the backend answered (``answered``, ``time.monotonic()``), not when the poll was sent and held.
+        ``closing``: the body was SignalR's Close message. A connection's set-up and end (its first poll, the hub
+        handshake and its answer, the Close, LongPolling's DELETE) are ``connect`` hops."""
         connection_id, transport, first = self.connection(raw_query, transport)
         kind = "relay"
         if downward and size == 0:
@@ -212,6 +230,10 @@ class GatewayFlow:
             source, target = Lifeline.APIM, Lifeline.SERVICE
             if method == "POST" and transport is not None and self.handshake(raw_query, upward=True):
                 kind, label = "connect", f"{method} {path} {status}: handshake{self._host_note}"
+            elif method == "DELETE":  # LongPolling's stop
+                kind, label = "connect", f"{method} {path} {status}: connection stopped{self._host_note}"
+            elif closing:
+                kind, label = "connect", f"{method} {path} {status}: close message{self._host_note}"
         self._emit(
             kind,
             source,
@@ -224,15 +246,19 @@ class GatewayFlow:
             size=size,
         )
 
-    def answered(self, method: str, path: str, status: int, why: str, started: float) -> None:
-        """A request the gateway answered itself (no route, no subscription, backend unreachable, bad request)."""
+    def answered(self, method: str, path: str, raw_query: str, status: int, why: str, started: float) -> None:
+        """A request the gateway answered itself (no route, no subscription, backend unreachable, bad request). A
+        ``DELETE`` (LongPolling's stop) ends a connection: a ``connect`` hop, never part of a message's journey."""
+        connection_id, transport, _ = self.connection(raw_query)
         self._emit(
-            "relay",
+            "connect" if method == "DELETE" else "relay",
             Lifeline.APIM,
             Lifeline.CLIENT,
             f"{method} {path} {status}: {why}",
             status=status,
             duration_ms=_now_ms(started),
+            connection_id=connection_id,
+            transport=transport,
         )
 
     def stream_opened(self, method: str, path: str, raw_query: str, status: int, started: float) -> None:
@@ -356,7 +382,9 @@ class RelayFlow:
                 self.connection_id = _webpubsub_connected(data)
         arrow, target = ("↑", Lifeline.SERVICE) if upward else ("↓", Lifeline.CLIENT)
         what = f"{kind} message"
-        if first:
+        if self._flow.service == "signalr" and isinstance(data, str) and data.startswith(_CLOSE_TEXT):
+            first, what = True, "close message"  # the connection's end, never part of a message's journey
+        elif first:
             what = "handshake" if upward else "handshake answer" if self._flow.service == "signalr" else "connected"
         self._flow._emit(
             "connect" if first else "relay",

@@ -42,7 +42,15 @@ from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.flow import MAX_KEEPALIVE_BODY, MAX_NEGOTIATE_BODY, GatewayFlow, HopPublisher, RelayFlow, is_keepalive
+from gateway.flow import (
+    MAX_KEEPALIVE_BODY,
+    MAX_NEGOTIATE_BODY,
+    GatewayFlow,
+    HopPublisher,
+    RelayFlow,
+    is_close,
+    is_keepalive,
+)
 from gateway.misconfig import Misconfigurations
 from gateway.model import DEFAULT_TIMEOUT_S, Api, ApimModel
 from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redact_target
@@ -273,6 +281,7 @@ class _Exchange:
     transport: str | None = None  # LongPolling or ServerSentEvents, from a GET's Accept header
     upgrade: bool = False  # a WebSocket handshake
     keepalive: bool = False  # the request body was only a Ping: not reported
+    closing: bool = False  # the request body was SignalR's Close message
     answered: float | None = None  # when the backend's response headers came (time.monotonic())
 
     def explained(self) -> str:
@@ -445,8 +454,8 @@ class ApimGateway:
 
     def _report(self, flow: GatewayFlow, exchange: _Exchange) -> None:
         """The hop of one request, once its access line is written (flow on only)."""
-        if exchange.keepalive:
-            return
+        if exchange.keepalive or exchange.status == 0:
+            return  # a Ping, or a request whose client left before any answer: nothing travelled
         if exchange.upgrade:
             if exchange.status != 101:
                 note = f"refused by the backend ({exchange.status})" if exchange.forwarded else exchange.explained()
@@ -465,10 +474,11 @@ class ApimGateway:
                 transport=exchange.transport,
                 downward=downward,
                 answered=exchange.answered,
+                closing=exchange.closing,
             )
         else:
             why = exchange.explained().partition(":")[0] or "answered by the gateway"
-            flow.answered(exchange.method, exchange.path, exchange.status, why, exchange.started)
+            flow.answered(exchange.method, exchange.path, exchange.raw_query, exchange.status, why, exchange.started)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         exchange = _Exchange(method=request.method, target="?", started=time.monotonic())
@@ -557,9 +567,9 @@ class ApimGateway:
         data: aiohttp.StreamReader | bytes | None = request.content if request.body_exists else None
         length = request.content_length
         if self._flow is not None and data is not None and length is not None and length <= MAX_KEEPALIVE_BODY:
-            # Flow on: a body this small is read first, so that a client's Ping is not reported as a message.
+            # Flow on: a body this small is read first, so that a client's Ping or Close is not reported as a message.
             data = await request.read()
-            exchange.keepalive = is_keepalive(data)
+            exchange.keepalive, exchange.closing = is_keepalive(data), is_close(data)
         try:
             async with asyncio.timeout(policy.timeout_s):
                 backend = await self._session.request(
