@@ -52,8 +52,11 @@ def test_flow_overhead_smoke_run_delivers_every_message_with_flow_off_and_on(tmp
     # flow off has no stream to read.
     assert summary["arms"]["on"]["hops_read"] >= 2 * (PACED + BURST)
     assert summary["arms"]["off"]["hops_read"] == 0
-    for name in ("p50", "p99", "deliveries", "cpu"):
-        assert summary["ratios"]["on/off"][name] is not None and summary["ratios"]["on/off"][name] > 0, name
+    ratios = summary["ratios"]["on/off"]
+    assert set(ratios) == {"p50", "p99", "deliveries", "cpu"}
+    for name in ("p50", "p99", "deliveries"):
+        assert ratios[name] is not None and ratios[name] > 0, name
+    # CPU is read in 10 ms ticks: at these counts the off arm's burst may measure 0, and then there is no ratio.
     assert summary["capped"] == []
 
 
