@@ -265,6 +265,7 @@ class Target(StrEnum):
     WEBPUBSUB = "Web PubSub Service"
     APP_SERVER = "the app server itself"
     OTHER = "neither APIM nor SignalR Service"
+    NOT_WEBPUBSUB = "neither APIM nor Web PubSub Service"
     UNREACHABLE = "unreachable"
     UNKNOWN = "unknown"
 

@@ -151,7 +151,7 @@ async def _url_findings(
     elif host_of(http_url(url)) == host_of(probe.options.url):
         target, evidence = Target.APP_SERVER, "the client access URL points back at the app server"
     else:
-        target, evidence = Target.OTHER, f"GET {path} answered {check.status}, not APIM's 404 envelope"
+        target, evidence = Target.NOT_WEBPUBSUB, f"GET {path} answered {check.status}, not APIM's 404 envelope"
     probe.result(
         None,
         Step.ROUTE_CHECK,
@@ -258,7 +258,7 @@ class _WebPubSubRun:
         error: NetError | None = None,
         error_name: str | None = None,
     ) -> None:
-        method, url = ("GET", redact_url(self.url)) if step is Step.CONNECT else ("", "")
+        method, url = {Step.CONNECT: ("GET", redact_url(self.url)), Step.ECHO: ("event", "")}.get(step, ("", ""))
         self.probe.record(
             StepResult(
                 KIND,

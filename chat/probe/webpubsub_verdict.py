@@ -204,7 +204,7 @@ def _upgrade_finding(step: StepResult, ctx: Context) -> Finding:
                 command=False,
             ),
         )
-    if target in (Target.OTHER, Target.APP_SERVER):
+    if target in (Target.NOT_WEBPUBSUB, Target.APP_SERVER):
         found = ctx.negotiate
         return Finding(
             Cause.CLIENT_ENDPOINT_WRONG,
@@ -262,23 +262,30 @@ def _step_finding(step: StepResult, ctx: Context) -> Finding:
             ),
         )
     if step.step is Step.ECHO and step.error_name == "InvocationFailed":
-        missing = "no event handler" in step.detail.lower() or "not registered" in step.detail.lower()
-        why = (
-            f"no event handler is configured for hub {ctx.hub!r} on the Web PubSub resource"
-            if missing
-            else "the service could not deliver it to the app server's event handler, or the handler answered an error"
-        )
+        if "no event handler" in step.detail.lower() or "not registered" in step.detail.lower():
+            return Finding(
+                Cause.EVENT_HANDLER_FAILED,
+                step.step,
+                what,
+                f"the service answered the echo event with InvocationFailed: no event handler is configured for "
+                f"hub {ctx.hub!r} on the Web PubSub resource, so no event reaches the app server",
+                Fix(
+                    f"add an event handler for hub {ctx.hub!r} on the Web PubSub resource (Settings): URL template "
+                    "https://<app-server>/eventhandler, user events *, system events connect, connected and "
+                    f"disconnected ({EVENT_HANDLER_DOC}); locally: webpubsub-emulator --event-handler "
+                    f"{ctx.hub}=http://<app-server>/eventhandler"
+                ),
+            )
         return Finding(
             Cause.EVENT_HANDLER_FAILED,
             step.step,
             what,
-            f"the service answered the echo event with InvocationFailed: {why} ({step.detail})",
+            "the service answered the echo event with InvocationFailed: its event handler did not answer with a "
+            "success status (the app server is unreachable from the service, refused the request's signature, or "
+            "failed)",
             Fix(
-                f"add an event handler for hub {ctx.hub!r} on the Web PubSub resource (Settings): URL template "
-                "https://<app-server>/eventhandler, user events *, system events connect, connected and "
-                f"disconnected ({EVENT_HANDLER_DOC}); the app server must be reachable from the service and check "
-                "the same AccessKey; locally: webpubsub-emulator --event-handler "
-                f"{ctx.hub}=http://<app-server>/eventhandler"
+                "check the app server's log for the echo event; its AccessKey must be the service's, and the event "
+                f"handler URL on the resource must reach its /eventhandler ({EVENT_HANDLER_DOC})"
             ),
         )
     if step.step is Step.ECHO and step.error is NetError.TIMEOUT:
