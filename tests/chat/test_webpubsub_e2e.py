@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import pytest
+from azure.messaging.webpubsubservice import WebPubSubServiceClient
 from textual.widgets import Input
 
 from chat.app import ChatApp
@@ -99,17 +100,44 @@ async def test_a_dropped_connection_is_resumed(stack: WpsStack) -> None:
         await pilot.pause()
 
 
-async def test_a_closed_connection_is_replaced_from_a_fresh_negotiate(stack: WpsStack) -> None:
+async def test_a_gateway_restart_resumes_the_same_connection(stack: WpsStack) -> None:
+    """A clean gateway stop ends the service side with 1001 "going away": the service keeps the reliable session, and
+    the chat resumes it through the new gateway (same connection id, nothing lost)."""
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="rae", gateway_profile="webpubsub")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "rae JOINED"), timeout=20, what="the JOINED line")
+        assert app.connection is not None
+        first = app.connection.connection_id
+        stack.gateway.stop()
+        await wait_until(pilot, lambda: "Reconnecting" in status(app), timeout=10, what="Reconnecting")
+        stack.restart_gateway()
+        await wait_until(pilot, lambda: "Connected" in status(app), timeout=30, what="Connected again")
+        assert app.connection.connection_id == first
+        app.query_one("#message", Input).value = "on the same connection"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen(app, "rae (you): on the same connection"), timeout=10)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
+async def test_a_connection_the_service_closes_is_replaced_from_a_fresh_negotiate(stack: WpsStack) -> None:
+    """The service closes the connection (the REST API's close, code 1008): nothing to resume, so the chat asks the
+    app server for a fresh client access URL and goes on over a new connection."""
     app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="sam", gateway_profile="webpubsub")
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: seen(app, "sam JOINED"), timeout=20, what="the JOINED line")
         assert app.connection is not None
         first = app.connection.connection_id
-        stack.gateway.stop()  # a clean stop closes the service side too: nothing to resume
-        await wait_until(pilot, lambda: "Reconnecting" in status(app), timeout=10, what="Reconnecting")
-        stack.restart_gateway()
+        assert first is not None
+        service = WebPubSubServiceClient.from_connection_string(stack.emulator.connection_string, hub="chat")
+        service.close_connection(first, reason="closed by the test")
+        await wait_until(
+            pilot,
+            lambda: app.connection is not None and app.connection.connection_id not in (None, first),
+            timeout=30,
+            what="a new connection",
+        )
         await wait_until(pilot, lambda: "Connected" in status(app), timeout=30, what="Connected again")
-        assert app.connection.connection_id != first
         app.query_one("#message", Input).value = "on a new connection"
         await pilot.press("enter")
         await wait_until(pilot, lambda: seen(app, "sam (you): on a new connection"), timeout=10)
