@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -55,16 +56,36 @@ class DemoError(Exception):
     """A server of the demo could not start; the message says which and why."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out for ``bind(port 0)`` (Linux's default when it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A free loopback port of ``kind`` that a server started later can still have.
+
+    The port is picked below the kernel's ephemeral range: a port the kernel handed out for ``bind(0)`` could be handed
+    out again to the emulator (which listens on port 0) or to any client socket before the server that needs it binds
+    it. Falls back to the kernel's pick when no port below the range is free after a few tries.
+    """
+    low, _ = _ephemeral_range()
+    candidates = random.sample(range(max(1024, low - 12000), low), k=32) if low > 2048 else []
+    for port in [*candidates, 0]:
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise DemoError("no free port on 127.0.0.1")
 
 
 def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_port(socket.SOCK_DGRAM)
 
 
 def _script(name: str) -> str:
