@@ -1,11 +1,13 @@
 """``chat probe``: run every request a SignalR client makes through the app server's redirect (and so through APIM),
-per transport, and say which transports work, which APIM setting breaks the others, and how to fix it.
+per transport, and say which transports work, which APIM setting breaks the others, and how to fix it. When the app
+server answers for Azure Web PubSub, probe its one transport instead: the WebSocket through the client access URL
+(:mod:`chat.probe.webpubsub_checks`, :mod:`chat.probe.webpubsub_verdict`).
 
 Public API (stable; the TUI and the command line use only this)::
 
     report = await run_probe(ProbeOptions(url="http://localhost:5000/chat"), on_step=print_step)
     print(render_table(report))       # or json.dumps(report_json(report))
-    sys.exit(exit_code(report))       # 0: one APIM profile works entirely; 1: none does
+    sys.exit(exit_code(report))       # 0: one APIM profile (webpubsub for Web PubSub) works entirely; 1: none does
 
 :mod:`chat.probe.model` holds the records (no I/O), :mod:`chat.probe.checks` the requests, :mod:`chat.probe.verdict`
 the conclusions (pure) and :mod:`chat.probe.report` the rendering.
@@ -25,6 +27,7 @@ from .model import (
     ProbeOptions,
     ProbeReport,
     Profile,
+    Service,
     Step,
     StepResult,
     Target,
@@ -48,6 +51,7 @@ __all__ = [
     "ProbeOptions",
     "ProbeReport",
     "Profile",
+    "Service",
     "Step",
     "StepResult",
     "Target",

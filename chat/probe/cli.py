@@ -1,11 +1,13 @@
-"""``chat probe``: check an app server and the APIM in front of its SignalR Service, transport by transport.
+"""``chat probe``: check an app server and the APIM in front of its SignalR Service, transport by transport (or,
+for an app server on Azure Web PubSub, the one WebSocket through its client access URL).
 
     chat probe [--url http://localhost:5000/chat] [--subscription-key KEY] [--origin URL] [--no-echo] [--json]
                [--timeout S]
 
 ``--url`` and ``--subscription-key`` fall back to ``CHAT_URL`` and ``APIM_SUBSCRIPTION_KEY`` (and ``./.env``) as for
 ``chat``. Prints the verdict table (or, with ``--json``, one JSON document) on stdout. Exit 0 when every transport of
-at least one APIM profile works, 1 otherwise, 2 for bad options. Keys and tokens are never printed.
+at least one APIM profile works (Web PubSub: its WebSocket, echo included), 1 otherwise, 2 for bad options. Keys and
+tokens are never printed.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="chat probe",
         description="Run every request a SignalR client makes through the app server's redirect (and the APIM in "
         "front of the service), per transport, and say which transports work, what breaks the others and how to "
-        "fix it. Exit 0 when the transports of one APIM profile (websocket, or sse-lp) all work, 1 otherwise.",
+        "fix it. Exit 0 when the transports of one APIM profile (websocket, or sse-lp) all work, 1 otherwise. An app "
+        "server on Azure Web PubSub is checked through its client access URL: the WebSocket with the subprotocol "
+        "json.reliable.webpubsub.azure.v1, the connected message and an echo event (profile webpubsub).",
     )
     parser.add_argument("--url", help=f"the app server's hub URL (env CHAT_URL; default {DEFAULT_URL})")
     parser.add_argument(
@@ -53,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         "browsers cannot send it on preflights: put ?subscription-key=KEY in --url to probe the browser path",
     )
     parser.add_argument("--origin", help="the web page's origin for the CORS checks (default: the app server's)")
-    parser.add_argument("--no-echo", action="store_true", help="skip the echo round trip (for hubs other than Chat)")
+    parser.add_argument(
+        "--no-echo", action="store_true", help="skip the echo round trip (for hubs or app servers other than Chat's)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     parser.add_argument(
         "--timeout",
