@@ -12,6 +12,7 @@ HTTP API on the path; a 101 without ``Sec-WebSocket-Protocol`` something in betw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -42,6 +43,8 @@ __all__ = ["SERVICE_PLACEHOLDER", "conclude", "export_command", "judge", "servic
 SERVICE_PLACEHOLDER = "https://<resource>.webpubsub.azure.com"
 SETTING = "Azure__WebPubSub__ConnectionString"
 EVENT_HANDLER_DOC = "https://learn.microsoft.com/azure/azure-web-pubsub/howto-develop-eventhandler"
+_HUB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
+"""A hub name as the service's SDK describes it (a letter, then letters, digits or ``_``)."""
 _CONNECTION_ERRORS = frozenset({NetError.REFUSED, NetError.DNS, NetError.CONNECT_TIMEOUT})
 
 
@@ -59,10 +62,12 @@ def service_url_for(audience: str | None) -> str:
 
 
 def export_command(service_url: str = SERVICE_PLACEHOLDER, hub: str = "chat", *, subscription: bool = False) -> str:
-    """The ``apim-gateway export`` command that writes the ``webpubsub`` profile (``--hub`` unless it is ``chat``)."""
+    """The ``apim-gateway export`` command that writes the ``webpubsub`` profile (``--hub`` unless it is ``chat``; a
+    hub that is not a valid hub name, which the app server should never send, becomes ``<hub>``, so the command is
+    always safe to paste)."""
     parts = ["apim-gateway", "export", "--profile", "webpubsub"]
     if hub and hub != "chat":
-        parts += ["--hub", hub]
+        parts += ["--hub", hub if _HUB_NAME.fullmatch(hub) else "<hub>"]
     parts += ["--format", "bicep", "--service-url", service_url]
     if subscription:
         parts.append("--subscription-required")

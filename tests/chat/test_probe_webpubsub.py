@@ -161,6 +161,7 @@ def test_hosts_addresses_and_commands() -> None:
         "apim-gateway export --profile webpubsub --format bicep --service-url https://<resource>.webpubsub.azure.com"
     )
     assert "--hub lobby --format" in export_command(hub="lobby")
+    assert "--hub <hub> --format" in export_command(hub="chat; rm -rf ~")
 
 
 # --- the stand-in service -----------------------------------------------------------------------------------------
