@@ -23,8 +23,9 @@ Hops carry no chat text: whoever knows a message's text (the client that sent or
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .hops import Hop, Lifeline
@@ -95,6 +96,27 @@ class Journey:
                     out[key].append(value)
         return out
 
+    def arrows(self) -> list[Hop]:
+        """The hops to draw, one arrow per hop, in order.
+
+        A hop both of its ends report (the service's upstream POST and the app server's receipt of it, the app
+        server's REST call and the service's receipt, a server-connection message and its receipt) is drawn once, from
+        the sender's report, which timed it: per arrow and kind, as many receiver reports are left out as there are
+        sender reports. A hop towards the other clients that names the sender's own connection (the answer to its
+        LongPolling poll) is drawn to the client.
+        """
+        sent = Counter(_arrow(hop) for hop in self.hops if hop.role.value == hop.source.value)
+        drawn: list[Hop] = []
+        for hop in self.hops:
+            key = _arrow(hop)
+            if hop.role.value == hop.target.value != hop.source.value and sent[key] > 0:
+                sent[key] -= 1
+                continue
+            if hop.target is Lifeline.OTHERS and hop.kind != "fan-out" and hop.connection_id in self.connection_ids:
+                hop = dataclasses.replace(hop, target=Lifeline.CLIENT)
+            drawn.append(hop)
+        return drawn
+
     def _insert(self, hop: Hop) -> None:
         self.last_at = max(self.last_at, hop.at)
         if len(self.hops) >= MAX_HOPS:
@@ -117,6 +139,10 @@ class Journey:
         if hop.target in _OUTBOUND:
             return hop.at <= self.last_at + LINGER
         return hop.at <= started + LEAD
+
+
+def _arrow(hop: Hop) -> tuple[Lifeline, Lifeline, str]:
+    return hop.source, hop.target, hop.kind
 
 
 class JourneyBook:

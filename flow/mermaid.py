@@ -92,7 +92,7 @@ def sequence_diagram(journey: Journey, title: str | None = None) -> str:
         lines.append(f"    Note over {Lifeline.CLIENT.value},{Lifeline.OTHERS.value}: {escape_text(facts)}")
     if said is not None:
         lines.append(f"    Note right of {Lifeline.CLIENT.value}: {escape_text(said)}")
-    groups = _groups(journey.hops)
+    groups = _groups(journey.arrows())
     for group in groups[:MAX_ARROWS]:
         hop = group[0]
         text = arrow_text(hop)

@@ -106,7 +106,7 @@ class Recorder:
         when = datetime.fromtimestamp(journey.hops[0].at, UTC).strftime("%H:%M:%S")
         return (
             f"\n## {number}. {heading}\n\n"
-            f"{when} UTC · flow `{journey.flow_id}` · {len(journey.hops)} hops{took}\n\n"
+            f"{when} UTC · flow `{journey.flow_id}` · {len(journey.arrows())} hops{took}\n\n"
             f"```mermaid\n{sequence_diagram(journey)}```\n"
         )
 

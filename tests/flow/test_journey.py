@@ -185,3 +185,40 @@ def test_frames_towards_clients_join_until_the_journey_lingers_out() -> None:
     book.add(hop("fan-out", 0.01, flow_id=F1, count=2))
     assert book.add(relay_out(0.01 + LINGER - 0.1, "conn-carol", "slow frame to carol")) is book.get(F1)
     assert book.add(relay_out(0.01 + 2 * LINGER + 1, "conn-carol", "much later")) is None
+
+
+def test_a_hop_both_ends_report_is_one_arrow_from_the_senders_report() -> None:
+    """The service reports its upstream POST (timed) and the app server its receipt; the app server its REST call
+    (timed) and the service its receipt: each is drawn once, as the sender reported it. Hops only one end reports (the
+    service's invoke, the fan-out) stay."""
+    book = JourneyBook()
+    for h in serverless_broadcast():
+        book.add(h)
+    book.add(Hop.make("app", "service", "app", "upstream", "received: 1 send(s)", flow_id=F1, at=T0 + 0.004))
+    book.add(Hop.make("service", "app", "service", "rest", "received :send", flow_id=F1, at=T0 + 0.007))
+    journey = book.get(F1)
+    assert journey is not None
+    arrows = journey.arrows()
+    labels = [a.label for a in arrows]
+    assert "received: 1 send(s)" not in labels and "received :send" not in labels
+    assert [a.kind for a in arrows if a.kind in ("upstream", "rest")] == ["upstream", "rest"]
+    assert all(a.duration_ms is not None for a in arrows if a.kind in ("upstream", "rest"))
+    assert len(arrows) == len(journey.hops) - 2
+    # A receiver's report without a sender's report is drawn.
+    book.add(Hop.make("app", "service", "app", "server-connection", "ConnectionData", flow_id=F1, at=T0 + 0.005))
+    assert "ConnectionData" in [a.label for a in journey.arrows()]
+
+
+def test_an_answer_to_the_senders_own_poll_is_drawn_to_the_client() -> None:
+    book = JourneyBook()
+    for h in serverless_broadcast():
+        book.add(h)
+    book.add(
+        Hop.make("service", "service", "others", "poll", "poll 200 (77 bytes)", connection_id=ALICE, at=T0 + 0.009)
+    )
+    book.add(Hop.make("service", "service", "others", "poll", "poll 200 (77 bytes)", connection_id=BOB, at=T0 + 0.009))
+    journey = book.get(F1)
+    assert journey is not None
+    polls = [a for a in journey.arrows() if a.kind == "poll"]
+    assert sorted((a.connection_id, a.target.value) for a in polls) == [(ALICE, "client"), (BOB, "others")]
+    assert all(a.target.value == "others" for a in journey.arrows() if a.kind == "fan-out")
