@@ -734,7 +734,7 @@ class ChatApp(App[None]):
         if not panel.display:
             return
         journey = self.shown_journey()
-        hops: list[Hop] = diagram_order(journey.hops) if journey is not None else []
+        hops: list[Hop] = diagram_order(journey.arrows()) if journey is not None else []
         if self._replay_shown is not None:
             hops = hops[: self._replay_shown]
         panel.show(hops, self._flow_caption(journey), self.flow_context(), self._flow_note())
@@ -750,7 +750,7 @@ class ChatApp(App[None]):
         span = message_span_ms(journey.hops)
         took = f" in {span:.1f} ms" if span is not None else ""
         how = "Replaying" if self.flow_pinned is not None else "Live"
-        return f"{how} · {len(journey.hops)} hops{took} ·{line} · flow {flow_id}"
+        return f"{how} · {len(journey.arrows())} hops{took} ·{line} · flow {flow_id}"
 
     def _flow_note(self) -> str:
         keys = "alt+↓ back to live" if self.flow_pinned is not None else "click a line or alt+↑: replay"
@@ -783,7 +783,7 @@ class ChatApp(App[None]):
         if self.flow_pinned != flow_id or self._replay_shown is None:
             return
         journey = self.journeys.get(flow_id)
-        total = len(journey.hops) if journey is not None else 0
+        total = len(journey.arrows()) if journey is not None else 0
         self._replay_shown += 1
         if self._replay_shown >= total:
             self._replay_shown = None  # the whole journey: new hops of it show at once from now on
@@ -992,9 +992,6 @@ class ChatApp(App[None]):
 
         The probe makes connections of its own: the chat's connection is left alone and keeps working.
         """
-        if self.service == WEBPUBSUB:
-            self._note("The probe checks SignalR's transports; this app server answers for Azure Web PubSub")
-            return
         run = self.probe_run
         if run is None or run.done:
             number = run.number + 1 if run is not None else 1

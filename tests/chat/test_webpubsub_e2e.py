@@ -17,6 +17,7 @@ from azure.messaging.webpubsubservice import WebPubSubServiceClient
 from textual.widgets import Input
 
 from chat.app import ChatApp
+from chat.probe import exit_code
 from chat.service_connection import ServiceConnection
 from chat.webpubsub_connection import WebPubSubConnection
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
@@ -146,6 +147,23 @@ async def test_a_connection_the_service_closes_is_replaced_from_a_fresh_negotiat
         rows = app.trace_panel.plain_rows
         negotiates = [r for r in rows if "negotiate" in r and f"127.0.0.1:{stack.server.port}" in r]
         assert len(negotiates) >= 2, rows  # the first answer, then a fresh client access URL
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+
+async def test_f2_probes_the_web_pubsub_path_beside_the_chat(stack: WpsStack) -> None:
+    """F2 on a Web PubSub chat runs the probe's Web PubSub checks through the gateway; the chat's connection stays."""
+    app = ChatApp(stack.chat_url, TransportChoice.WEBSOCKETS, name="pia", gateway_profile="webpubsub")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: seen(app, "pia JOINED"), timeout=20, what="the JOINED line")
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: app.probe_run is not None and app.probe_run.done, timeout=30, what="the probe")
+        run = app.probe_run
+        assert run is not None and run.error is None and run.report is not None
+        assert exit_code(run.report) == 0, run.report
+        assert [p.value for p in run.report.working_profiles] == ["webpubsub"]
+        await pilot.press("escape")
+        assert app.connection is not None and "Connected" in status(app)
         await pilot.press("ctrl+q")
         await pilot.pause()
 
