@@ -969,8 +969,8 @@
       return [];
     }
     const hops = mine.own.slice();
+    const ours = new Set(mine.connectionId ? [mine.connectionId] : []);
     if (mine.flowId) {
-      const ours = new Set(mine.connectionId ? [mine.connectionId] : []);
       const theirs = new Set();
       for (const hop of flow.hops) {
         if (hop.flow_id && hop.connection_id && SENDER_KINDS.indexOf(hop.kind) !== -1) {
@@ -1008,16 +1008,45 @@
     order.sort(function (a, b) {
       return a[0] - b[0] || a[1] - b[1];
     });
-    return order.slice(0, MAX_DRAWN).map(function (entry) {
+    return arrows(order.map(function (entry) {
       return entry[2];
-    });
+    }), ours).slice(0, MAX_DRAWN);
+  }
+
+  // One arrow per hop, as flow/journey.py Journey.arrows draws them: a hop both ends report (an upstream POST and
+  // its receipt, a REST call and its receipt) once, from the sender's report; the answer to the sender's own poll
+  // towards the client, not the other clients.
+  function arrows(hops, senderConnections) {
+    const key = function (hop) {
+      return hop.source + ">" + hop.target + ">" + hop.kind;
+    };
+    const sent = new Map();
+    for (const hop of hops) {
+      if (hop.role === hop.source) {
+        sent.set(key(hop), (sent.get(key(hop)) || 0) + 1);
+      }
+    }
+    const drawn = [];
+    for (let hop of hops) {
+      const k = key(hop);
+      if (hop.role === hop.target && hop.role !== hop.source && (sent.get(k) || 0) > 0) {
+        sent.set(k, sent.get(k) - 1);
+        continue;
+      }
+      if (hop.target === "others" && hop.kind !== "fan-out" && senderConnections.has(hop.connection_id)) {
+        hop = Object.assign({}, hop, { target: "client" });
+      }
+      drawn.push(hop);
+    }
+    return drawn;
   }
 
   // Text inside a Mermaid statement, as flow/mermaid.py escape_text writes it: letters, digits and a few harmless
   // marks as they are, every other character as the entity code #<code point>; so that user text can never end a
   // statement (; or a newline), open a comment or directive (%%, {}), or start markup (<) or an entity (#).
   // https://mermaid.js.org/syntax/sequenceDiagram.html#entity-codes-to-escape-characters
-  const SAFE_MARKS = " .,:/()[]'?!@$*+=~|^_-\u00b7\u2026\u2192\u2190\u00d7";
+  // No ":" among them: Mermaid reads a leading "wrap:" as a directive and its entity pass cuts text after ":" + ";".
+  const SAFE_MARKS = " .,/()[]'?!@$*+=~|^_-\u00b7\u2026\u2192\u2190\u00d7";
   const MAX_TEXT = 200;
 
   function escapeText(text) {
