@@ -110,9 +110,11 @@ async def test_one_broadcast_is_drawn_hop_by_hop_and_recorded(
             assert timed, "the upstream POST and the REST call are timed"
 
         await wait_until(pilot, lambda: app.shown_journey() is journey, what="the view to follow the message")
-        await wait_until(pilot, lambda: len(app.flow_panel.hops) == len(journey.hops), what="the view to draw it")
+        # One arrow per hop: a hop both ends report (upstream, REST, server connection) is drawn once.
+        await wait_until(pilot, lambda: len(app.flow_panel.hops) == len(journey.arrows()), what="the view to draw it")
+        assert len(journey.arrows()) < len(journey.hops)
         rows = app.flow_panel.plain_rows
-        assert sum(1 for row in rows if "▶" in row or "◀" in row) == len(journey.hops)
+        assert sum(1 for row in rows if "▶" in row or "◀" in row) == len(journey.arrows())
         assert facts in _facts(app)
         assert "watch me travel" not in "\n".join(rows)  # hops carry no message text
         for hop in journey.hops:
