@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -43,7 +44,9 @@ __all__ = [
     "Metric",
     "RawSseClient",
     "RawWebSocketClient",
+    "Reporting",
     "RestBroadcaster",
+    "RoundResult",
     "Services",
     "Tally",
     "arrival",
@@ -51,6 +54,7 @@ __all__ = [
     "broadcast_record",
     "broadcast_seq",
     "broadcast_seq_reader",
+    "check_load",
     "cpu_of",
     "cpu_seconds",
     "measured_cpu",
@@ -58,13 +62,18 @@ __all__ = [
     "negotiate",
     "parse_rounds",
     "percentile",
+    "ping_all",
     "print_capped",
     "print_table",
     "ready_line",
+    "reporter",
     "round_parser",
     "run_benchmark",
     "run_measuring_load",
+    "send_paced",
+    "server_negotiate",
     "with_client_endpoint",
+    "write_burst",
 ]
 
 GATEWAY_READY = re.compile(r"^APIM gateway listening on (http://127\.0\.0\.1:\d+) \(profile ([\w-]+)\) -> ")
@@ -579,3 +588,140 @@ def measured_cpu(processes: Sequence[Process]) -> Iterator[list[float]]:
         yield used
     finally:
         used[0] = cpu_of(processes) - before
+
+
+# --- what the app-server benchmarks (modes, flow_overhead) share ---------------------------------------------------
+
+
+async def server_negotiate(session: aiohttp.ClientSession, server_url: str, who: str) -> NegotiateRedirect:
+    """The app server's negotiate (§3.1): ``{"url", "accessToken"}`` pointing at the service; ``who`` names the
+    stack in errors."""
+    url = f"{server_url}chat/negotiate?negotiateVersion=1"
+    async with asyncio.timeout(REPLY_TIMEOUT):
+        async with session.post(url) as response:
+            body = await response.read()
+    if response.status != 200:
+        raise BenchError(f"{who}: the app server's negotiate answered {response.status}: {body[:200]!r}")
+    redirect = parse_negotiate_response(body)
+    if not isinstance(redirect, NegotiateRedirect):
+        raise BenchError(f"{who}: the app server's negotiate did not redirect to the service")
+    return redirect
+
+
+async def ping_all(groups: Iterable[Sequence[RawWebSocketClient]]) -> None:
+    """A hub Ping from every client of every group: a client silent for 30 s is closed, and the idle groups' clients
+    wait through the others' phases."""
+    for clients in groups:
+        for client in clients:
+            await client.ping()
+
+
+async def send_paced(count: int, rate: float, deadline: float, send_one: Callable[[], Awaitable[None]]) -> int:
+    """Call ``send_one`` up to ``count`` times at ``rate`` per second, stopping at ``deadline`` (monotonic); returns
+    how many were sent."""
+    interval = 1.0 / rate
+    started = time.monotonic()
+    sent = 0
+    for i in range(count):
+        wait = started + i * interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if time.monotonic() > deadline:
+            break
+        await send_one()
+        sent += 1
+    return sent
+
+
+async def write_burst(
+    senders: Sequence[RawWebSocketClient],
+    seqs: Sequence[int],
+    deadline: float,
+    record: Callable[[int], bytes],
+    who: str,
+) -> int:
+    """The records of ``seqs`` written back to back, shared out over ``senders``, until all are written or
+    ``deadline`` (monotonic) passes; returns how many were written. Writes still blocked ``REPLY_TIMEOUT`` after the
+    deadline are a :class:`BenchError` naming ``who``."""
+    issued = 0
+
+    async def sender(client: RawWebSocketClient) -> None:
+        nonlocal issued
+        while issued < len(seqs) and time.monotonic() < deadline:
+            seq = seqs[issued]
+            issued += 1
+            await client.send(record(seq))
+            if issued % 50 == 0:
+                await asyncio.sleep(0)  # let the readers run, so the senders never starve them
+
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic()) + REPLY_TIMEOUT):
+            await asyncio.gather(*(sender(c) for c in senders))
+    except TimeoutError:
+        raise BenchError(f"{who}: the burst's writes did not finish in time") from None
+    return issued
+
+
+@dataclass
+class RoundResult:
+    """The raw numbers, per round, of one stack's paced and burst phases."""
+
+    paced_sent: list[int] = field(default_factory=list)
+    paced_complete: list[int] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    burst_sent: list[int] = field(default_factory=list)
+    burst_expected: list[int] = field(default_factory=list)
+    burst_delivered: list[int] = field(default_factory=list)
+    deliveries_per_s: list[float] = field(default_factory=list)
+    completion_errors: int = 0
+
+    def paced_summary(self) -> dict[str, Any]:
+        return {
+            "sent": self.paced_sent,
+            "complete": self.paced_complete,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "completion_errors": self.completion_errors,
+        }
+
+    def burst_summary(self) -> dict[str, Any]:
+        """The burst numbers every stack has; a benchmark adds its own CPU keys after them."""
+        return {
+            "sent": self.burst_sent,
+            "expected_deliveries": self.burst_expected,
+            "delivered": self.burst_delivered,
+            "deliveries_per_s": self.deliveries_per_s,
+        }
+
+
+def check_load(parser: argparse.ArgumentParser, args: argparse.Namespace, max_clients: int) -> None:
+    """Usage errors (exit 2) for ``--clients``, ``--paced``, ``--burst``, ``--rate`` and ``--senders`` out of range."""
+    if not 2 <= args.clients <= max_clients:
+        parser.error(f"--clients must be between 2 and {max_clients}")
+    if not (1 <= args.paced <= 10000 and 1 <= args.burst <= 100000 and 0 < args.rate <= 1000):
+        parser.error("--paced must be 1–10000, --burst 1–100000, --rate above 0 and at most 1000")
+    if args.senders < 1:
+        parser.error("--senders must be at least 1")
+
+
+class Reporting(Protocol):
+    """A finished benchmark: its printed report and its JSON summary."""
+
+    def report(self) -> None: ...
+
+    def summary(self, load: float) -> dict[str, Any]: ...
+
+
+def reporter(bench: Reporting, load: float, budget: Budget, json_path: str | None) -> Callable[[], None]:
+    """The report :func:`run_benchmark` prints once the children are stopped: the benchmark's own, this process's
+    load, the time measured, and the JSON summary written to ``json_path`` when given."""
+
+    def report() -> None:
+        bench.report()
+        print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as out:
+                json.dump(bench.summary(load), out, indent=2)
+
+    return report

@@ -40,7 +40,6 @@ from typing import Any
 import aiohttp
 
 from signalr.connection_string import parse_connection_string
-from signalr.negotiate import NegotiateRedirect, parse_negotiate_response
 from tests.support.processes import Process
 from tests.support.stack import SERVER_READY
 
@@ -51,21 +50,28 @@ from ._harness import (
     Budget,
     Metric,
     RawWebSocketClient,
+    RoundResult,
     Services,
     _script,
     arrival,
+    check_load,
     cpu_seconds,
     measured_cpu,
     median,
     negotiate,
     parse_rounds,
     percentile,
+    ping_all,
     print_capped,
     print_table,
     ready_line,
+    reporter,
     round_parser,
     run_benchmark,
     run_measuring_load,
+    send_paced,
+    server_negotiate,
+    write_burst,
 )
 from .modes import Room, invocation
 
@@ -118,7 +124,7 @@ class Arm:
 
         async def one() -> None:
             async with limit:
-                redirect = await self._negotiate(session)
+                redirect = await server_negotiate(session, self.server_url, self.name)
                 url = await negotiate(session, redirect)  # the second negotiate, through the gateway
                 client = RawWebSocketClient(self.room.on_record)
                 self.clients.append(client)
@@ -127,18 +133,6 @@ class Arm:
         await asyncio.gather(*(one() for _ in range(count)))
         if self.flow:
             self._reader = asyncio.create_task(self._read_flow(session))
-
-    async def _negotiate(self, session: aiohttp.ClientSession) -> NegotiateRedirect:
-        url = f"{self.server_url}chat/negotiate?negotiateVersion=1"
-        async with asyncio.timeout(REPLY_TIMEOUT):
-            async with session.post(url) as response:
-                body = await response.read()
-        if response.status != 200:
-            raise BenchError(f"{self.name}: the app server's negotiate answered {response.status}: {body[:200]!r}")
-        redirect = parse_negotiate_response(body)
-        if not isinstance(redirect, NegotiateRedirect):
-            raise BenchError(f"{self.name}: the app server's negotiate did not redirect to the service")
-        return redirect
 
     async def _read_flow(self, session: aiohttp.ClientSession) -> None:
         """Follow ``GET /flow`` as the Flow view does, counting the hops (their decoding is the viewer's cost, in
@@ -165,20 +159,11 @@ class Arm:
 
 
 @dataclass
-class ArmResult:
+class ArmResult(RoundResult):
     """One arm's raw numbers, per round."""
 
-    paced_sent: list[int] = field(default_factory=list)
-    paced_complete: list[int] = field(default_factory=list)
-    p50_ms: list[float] = field(default_factory=list)
-    p99_ms: list[float] = field(default_factory=list)
-    burst_sent: list[int] = field(default_factory=list)
-    burst_expected: list[int] = field(default_factory=list)
-    burst_delivered: list[int] = field(default_factory=list)
-    deliveries_per_s: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
     cpu_us_by_process: dict[str, list[float]] = field(default_factory=dict)
-    completion_errors: int = 0
 
 
 class Comparison:
@@ -252,9 +237,7 @@ class FlowBench:
     async def _keep_alive(self) -> None:
         """A hub Ping from every client of every arm: a client silent for 30 s is closed, and the idle arms' clients
         wait through the others' phases."""
-        for arm in self.arms:
-            for client in arm.clients:
-                await client.ping()
+        await ping_all(arm.clients for arm in self.arms)
 
     async def _paced(self, arm: Arm, count: int, deadline: float, *, warmup: bool = False) -> None:
         """``count`` invocations at the fixed rate from the first client, each tracked until all K have it."""
@@ -262,19 +245,13 @@ class FlowBench:
         room.reset_paced()
         completions_before = room.completions.count
         errors_before = len(room.completion_errors)
-        interval = 1.0 / self.counts.rate
-        started = time.monotonic()
-        sent = 0
-        for i in range(count):
-            wait = started + i * interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if time.monotonic() > deadline:
-                break
+
+        async def send_one() -> None:
             seq = next(self._seqs)
             room.track(seq, time.perf_counter())
             await sender.send(invocation(seq, next(self._ids)))
-            sent += 1
+
+        sent = await send_paced(count, self.counts.rate, deadline, send_one)
         await arrival(room.untracked(), f"{arm.name}: the paced broadcasts to every client")
         await arrival(room.completions.reaches(completions_before + sent), f"{arm.name}: the paced Completions")
         if warmup:
@@ -299,26 +276,11 @@ class FlowBench:
         base = room.delivered.count
         completions_before = room.completions.count
         seqs = [next(self._seqs) for _ in range(count)]
-        issued = 0
-
-        async def sender(client: RawWebSocketClient) -> None:
-            nonlocal issued
-            while issued < count and time.monotonic() < deadline:
-                seq = seqs[issued]
-                issued += 1
-                await client.send(invocation(seq, next(self._ids)))
-                if issued % 50 == 0:
-                    await asyncio.sleep(0)  # let the readers run, so the senders never starve them
-
         senders = arm.clients[: max(1, min(self.counts.senders, k))]
         before = [cpu_seconds(p.pid) for p in arm.processes]
         with measured_cpu(arm.processes) as cpu:
             started = time.perf_counter()
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic()) + REPLY_TIMEOUT):
-                    await asyncio.gather(*(sender(c) for c in senders))
-            except TimeoutError:
-                raise BenchError(f"{arm.name}: the burst's writes did not finish in time") from None
+            issued = await write_burst(senders, seqs, deadline, lambda seq: invocation(seq, next(self._ids)), arm.name)
             expected = issued * k
             try:
                 finished = await arrival(room.delivered.reaches(base + expected), "", timeout=DRAIN_TIMEOUT)
@@ -356,18 +318,9 @@ class FlowBench:
                 "flow": arm.flow,
                 "hops_read": arm.hops_read,
                 "flow_reconnects": arm.reconnects,
-                "paced": {
-                    "sent": r.paced_sent,
-                    "complete": r.paced_complete,
-                    "p50_ms": r.p50_ms,
-                    "p99_ms": r.p99_ms,
-                    "completion_errors": r.completion_errors,
-                },
+                "paced": r.paced_summary(),
                 "burst": {
-                    "sent": r.burst_sent,
-                    "expected_deliveries": r.burst_expected,
-                    "delivered": r.burst_delivered,
-                    "deliveries_per_s": r.deliveries_per_s,
+                    **r.burst_summary(),
                     "cpu_us_per_broadcast": r.cpu_us,
                     "cpu_us_per_broadcast_by_process": r.cpu_us_by_process,
                 },
@@ -514,12 +467,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parse_rounds(parser, argv)
-    if not 2 <= args.clients <= MAX_CLIENTS:
-        parser.error(f"--clients must be between 2 and {MAX_CLIENTS}")
-    if not (1 <= args.paced <= 10000 and 1 <= args.burst <= 100000 and 0 < args.rate <= 1000):
-        parser.error("--paced must be 1–10000, --burst 1–100000, --rate above 0 and at most 1000")
-    if args.senders < 1:
-        parser.error("--senders must be at least 1")
+    check_load(parser, args, MAX_CLIENTS)
     if args.before is not None and not (args.before / "server" / "cli.py").is_file():
         parser.error(f"--before {args.before}: not a source tree of this project (no server/cli.py)")
     counts = Counts(args.clients, args.paced, args.rate, args.burst, min(args.senders, args.clients))
@@ -537,15 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         bench, load = run_measuring_load(_measure(arms, budget, counts, args.rounds))
         if not any(arm.hops_read for arm in arms if arm.flow):
             raise BenchError("flow on, but GET /flow carried no hop: the servers published nothing")
-
-        def report() -> None:
-            bench.report()
-            print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
-            if args.json:
-                with open(args.json, "w", encoding="utf-8") as out:
-                    json.dump(bench.summary(load), out, indent=2)
-
-        return report
+        return reporter(bench, load, budget, args.json)
 
     return run_benchmark("bench.flow_overhead", measure)
 

@@ -34,7 +34,6 @@ from typing import Any
 
 import aiohttp
 
-from signalr.negotiate import NegotiateRedirect, parse_negotiate_response
 from tests.support.processes import Process, free_port
 from tests.support.stack import SERVER_READY, upstream_template
 
@@ -44,20 +43,27 @@ from ._harness import (
     Budget,
     Metric,
     RawWebSocketClient,
+    RoundResult,
     Services,
     Tally,
     _script,
     arrival,
+    check_load,
     measured_cpu,
     median,
     parse_rounds,
     percentile,
+    ping_all,
     print_capped,
     print_table,
     ready_line,
+    reporter,
     round_parser,
     run_benchmark,
     run_measuring_load,
+    send_paced,
+    server_negotiate,
+    write_burst,
 )
 
 MODES = ("default", "serverless")
@@ -180,7 +186,7 @@ class Pair:
 
         async def one() -> RawWebSocketClient:
             async with limit:
-                redirect = await self._negotiate(session)
+                redirect = await server_negotiate(session, self.server_url, self.mode)
                 client = RawWebSocketClient(self.room.on_record)
                 self.clients.append(client)
                 await client.open(session, redirect.url, redirect.access_token, handshake=True)
@@ -188,39 +194,17 @@ class Pair:
 
         await asyncio.gather(*(one() for _ in range(count)))
 
-    async def _negotiate(self, session: aiohttp.ClientSession) -> NegotiateRedirect:
-        """The app server's negotiate (§3.1): ``{"url", "accessToken"}`` pointing at the service."""
-        url = f"{self.server_url}chat/negotiate?negotiateVersion=1"
-        async with asyncio.timeout(REPLY_TIMEOUT):
-            async with session.post(url) as response:
-                body = await response.read()
-        if response.status != 200:
-            raise BenchError(f"{self.mode}: the app server's negotiate answered {response.status}: {body[:200]!r}")
-        redirect = parse_negotiate_response(body)
-        if not isinstance(redirect, NegotiateRedirect):
-            raise BenchError(f"{self.mode}: the app server's negotiate did not redirect to the service")
-        return redirect
-
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))
 
 
 @dataclass
-class ModeResult:
+class ModeResult(RoundResult):
     """One mode's raw numbers, per round."""
 
-    paced_sent: list[int] = field(default_factory=list)
-    paced_complete: list[int] = field(default_factory=list)
-    p50_ms: list[float] = field(default_factory=list)
-    p99_ms: list[float] = field(default_factory=list)
-    burst_sent: list[int] = field(default_factory=list)
-    burst_expected: list[int] = field(default_factory=list)
-    burst_delivered: list[int] = field(default_factory=list)
-    deliveries_per_s: list[float] = field(default_factory=list)
     broadcasts_per_s: list[float] = field(default_factory=list)
     emulator_us: list[float] = field(default_factory=list)
     server_us: list[float] = field(default_factory=list)
-    completion_errors: int = 0
 
 
 class ModesBench:
@@ -273,9 +257,7 @@ class ModesBench:
         """A hub Ping from every client of both modes: a client that says nothing for 30 s is closed (by the app server
         in Default mode, by the service in Serverless mode), and the idle mode's clients wait through the other's
         phases."""
-        for pair in self.pairs:
-            for client in pair.clients:
-                await client.ping()
+        await ping_all(pair.clients for pair in self.pairs)
 
     async def _paced(self, pair: Pair, count: int, deadline: float, *, warmup: bool = False) -> None:
         """``count`` invocations at the fixed rate from the first client, each tracked until all K have it."""
@@ -283,20 +265,14 @@ class ModesBench:
         room.reset_paced()
         completions_before = room.completions.count
         errors_before = len(room.completion_errors)
-        interval = 1.0 / self.counts.rate
-        started = time.monotonic()
-        sent = 0
-        for i in range(count):
-            wait = started + i * interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if time.monotonic() > deadline:
-                break
+
+        async def send_one() -> None:
             seq = next(self._seqs)
             record = invocation(seq, next(self._ids))
             room.track(seq, time.perf_counter())
             await sender.send(record)
-            sent += 1
+
+        sent = await send_paced(count, self.counts.rate, deadline, send_one)
         try:
             await arrival(room.untracked(), f"{pair.mode}: the paced broadcasts to every client")
         except BenchError:
@@ -324,25 +300,10 @@ class ModesBench:
         k = len(pair.clients)
         base = room.delivered.count
         seqs = [next(self._seqs) for _ in range(count)]
-        issued = 0
-
-        async def sender(client: RawWebSocketClient) -> None:
-            nonlocal issued
-            while issued < count and time.monotonic() < deadline:
-                seq = seqs[issued]
-                issued += 1
-                await client.send(invocation(seq, None))
-                if issued % 50 == 0:
-                    await asyncio.sleep(0)  # let the readers run, so the senders never starve them
-
         senders = pair.clients[: max(1, min(self.counts.senders, k))]
         with measured_cpu([pair.emulator]) as emulator_cpu, measured_cpu([pair.server]) as server_cpu:
             started = time.perf_counter()
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic()) + REPLY_TIMEOUT):
-                    await asyncio.gather(*(sender(c) for c in senders))
-            except TimeoutError:
-                raise BenchError(f"{pair.mode}: the burst's writes did not finish in time") from None
+            issued = await write_burst(senders, seqs, deadline, lambda seq: invocation(seq, None), pair.mode)
             expected = issued * k
             try:
                 finished = await arrival(room.delivered.reaches(base + expected), "", timeout=DRAIN_TIMEOUT)
@@ -373,18 +334,9 @@ class ModesBench:
         modes: dict[str, Any] = {}
         for mode, r in self.results.items():
             modes[mode] = {
-                "paced": {
-                    "sent": r.paced_sent,
-                    "complete": r.paced_complete,
-                    "p50_ms": r.p50_ms,
-                    "p99_ms": r.p99_ms,
-                    "completion_errors": r.completion_errors,
-                },
+                "paced": r.paced_summary(),
                 "burst": {
-                    "sent": r.burst_sent,
-                    "expected_deliveries": r.burst_expected,
-                    "delivered": r.burst_delivered,
-                    "deliveries_per_s": r.deliveries_per_s,
+                    **r.burst_summary(),
                     "broadcasts_per_s": r.broadcasts_per_s,
                     "emulator_cpu_us_per_broadcast": r.emulator_us,
                     "server_cpu_us_per_broadcast": r.server_us,
@@ -485,12 +437,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parse_rounds(parser, argv)
-    if not 2 <= args.clients <= MAX_CLIENTS:
-        parser.error(f"--clients must be between 2 and {MAX_CLIENTS}")
-    if not (1 <= args.paced <= 10000 and 1 <= args.burst <= 100000 and 0 < args.rate <= 1000):
-        parser.error("--paced must be 1–10000, --burst 1–100000, --rate above 0 and at most 1000")
-    if args.senders < 1:
-        parser.error("--senders must be at least 1")
+    check_load(parser, args, MAX_CLIENTS)
     counts = Counts(args.clients, args.paced, args.rate, args.burst, min(args.senders, args.clients))
     budget = Budget(args.budget, reserve=3.0, phases=args.rounds * len(MODES) * PHASES)
 
@@ -504,15 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         bench, load = run_measuring_load(_measure(pairs, budget, counts, args.rounds))
-
-        def report() -> None:
-            bench.report()
-            print(f"benchmark process CPU {load:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
-            if args.json:
-                with open(args.json, "w", encoding="utf-8") as out:
-                    json.dump(bench.summary(load), out, indent=2)
-
-        return report
+        return reporter(bench, load, budget, args.json)
 
     return run_benchmark("bench.modes", measure)
 
