@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from signalr.http_limits import HttpLimits, limit_connections
+from signalr.http_limits import HttpLimits
 
 from .hub import SERVICE_KEY, SignalRService
+from .process import RunningApp, start_and_stop_with, start_runner
 from .public_host import check_host_middleware, refused_for_host
 from .rest import add_rest_routes, rest_errors_middleware
 from .server_endpoint import server_connect
@@ -24,8 +24,6 @@ from .settings import EmulatorSettings
 from .transports import connect, connect_delete, connect_send, negotiate, preflight
 
 __all__ = ["RunningEmulator", "create_app", "serve"]
-
-SHUTDOWN_TIMEOUT = 5.0
 
 
 async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -58,26 +56,12 @@ def create_app(settings: EmulatorSettings) -> web.Application:
         router.add_route("GET", path, server_connect)
     add_rest_routes(router)
     app.on_response_prepare.append(_cors_headers)
-
-    async def start(_: web.Application) -> None:
-        await service.start()
-
-    async def stop(_: web.Application) -> None:
-        await service.stop()
-
-    app.on_startup.append(start)
-    app.on_shutdown.append(stop)
+    start_and_stop_with(app, service)
     return app
 
 
-@dataclass(frozen=True)
-class RunningEmulator:
-    """Where a served emulator listens, and its connection string."""
-
-    url: str
-    port: int
-    connection_string: str
-    app: web.Application
+class RunningEmulator(RunningApp):
+    """Where a served emulator listens, its connection string, and its service."""
 
     @property
     def service(self) -> SignalRService:
@@ -92,9 +76,7 @@ async def serve(settings: EmulatorSettings, limits: HttpLimits | None = None) ->
     Raises :class:`OSError` when the address cannot be bound.
     """
     app = create_app(settings)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
-    limit_connections(runner, limits or HttpLimits())
+    runner = await start_runner(app, limits)
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

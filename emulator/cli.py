@@ -9,43 +9,24 @@ Bad flags and unusable addresses print one line on stderr and exit 2 or 1; SIGIN
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
-from typing import NoReturn
+from functools import partial
 from urllib.parse import urlsplit
 
 from flow.publisher import add_flow_argument
-from signalr.http_limits import HttpLimits, add_limit_arguments, install_bad_request_log_filter, limits_from_args
+from signalr.http_limits import add_limit_arguments, limits_from_args
 from signalr.redact import redact_url
 from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
 
-from .app import serve
+from .app import RunningEmulator, serve
+from .process import Parser, port, run_until_signal, serve_until_signal, setup_logging
 from .settings import MIB, SERVICE_MODES, EmulatorSettings, SettingsError, new_access_key
 
 __all__ = ["main"]
 
 PROG = "signalr-emulator"
 log = logging.getLogger("emulator")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line a user can act on, no usage dump.
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
-        sys.exit(2)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not a number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {value}: must be 0..65535 (0 = any free port)")
-    return value
 
 
 def _size(text: str) -> int:
@@ -68,8 +49,8 @@ def _upstream(text: str) -> UpstreamTemplate:
         raise argparse.ArgumentTypeError(f"invalid upstream {redact_url(text)!r}: {exc}") from None
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> Parser:
+    parser = Parser(
         prog=PROG,
         description="Local Azure SignalR Service: client negotiate, WebSockets, Server-Sent Events and LongPolling "
         "on /client/, the data-plane REST API on /api/, upstream webhooks (Serverless mode) or app servers' server "
@@ -84,7 +65,7 @@ def _parser() -> _Parser:
         "(default serverless)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8888, help="port to listen on; 0 = any free port (default 8888)")
+    parser.add_argument("--port", type=port, default=8888, help="port to listen on; 0 = any free port (default 8888)")
     parser.add_argument("--access-key", help="AccessKey to sign and check tokens with (default: random per start)")
     parser.add_argument(
         "--upstream",
@@ -122,40 +103,19 @@ def _parser() -> _Parser:
     return parser
 
 
-class _ListenError(Exception):
-    pass
-
-
-async def _run(settings: EmulatorSettings, limits: HttpLimits) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            running = await stack.enter_async_context(serve(settings, limits))
-        except OSError as exc:
-            raise _ListenError(exc.strerror or str(exc)) from None
-        print(running.connection_string, flush=True)
-        upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
-        log.info("listening on %s (mode: %s, upstream: %s)", running.url, settings.service_mode, upstreams)
-        if settings.public_host:
-            log.info("serving only Host %s (--public-host); other Host names get 404", settings.public_host)
-        if settings.flow_to is not None:
-            log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
-        await stop.wait()
-        log.info("shutting down")
+def _log_ready(settings: EmulatorSettings, running: RunningEmulator) -> None:
+    upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
+    log.info("listening on %s (mode: %s, upstream: %s)", running.url, settings.service_mode, upstreams)
+    if settings.public_host:
+        log.info("serving only Host %s (--public-host); other Host names get 404", settings.public_host)
+    if settings.flow_to is not None:
+        log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``signalr-emulator`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    install_bad_request_log_filter()
+    setup_logging(args.log_level)
     try:
         settings = EmulatorSettings(
             host=args.host,
@@ -171,14 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         sys.exit(2)
-    try:
-        asyncio.run(_run(settings, limits_from_args(args)))
-    except _ListenError as exc:
-        sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc}\n")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings))
+    run_until_signal(PROG, settings.host, settings.port, running)
 
 
 if __name__ == "__main__":

@@ -9,20 +9,18 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from signalr.http_limits import HttpLimits, limit_connections
+from signalr.http_limits import HttpLimits
 
+from ..process import RunningApp, start_and_stop_with, start_runner
 from .client_endpoint import client_connect
 from .rest import add_rest_routes, rest_errors_middleware
 from .service import SERVICE_KEY, WebPubSubService
 from .settings import WebPubSubSettings
 
 __all__ = ["RunningEmulator", "create_app", "serve"]
-
-SHUTDOWN_TIMEOUT = 5.0
 
 
 def create_app(settings: WebPubSubSettings, origin: str | None = None) -> web.Application:
@@ -36,26 +34,12 @@ def create_app(settings: WebPubSubSettings, origin: str | None = None) -> web.Ap
     router.add_route("GET", "/client", client_connect)
     router.add_route("GET", "/client/", client_connect)
     add_rest_routes(router)
-
-    async def start(_: web.Application) -> None:
-        await service.start()
-
-    async def stop(_: web.Application) -> None:
-        await service.stop()
-
-    app.on_startup.append(start)
-    app.on_shutdown.append(stop)
+    start_and_stop_with(app, service)
     return app
 
 
-@dataclass(frozen=True)
-class RunningEmulator:
-    """Where a served emulator listens, and its connection string."""
-
-    url: str
-    port: int
-    connection_string: str
-    app: web.Application
+class RunningEmulator(RunningApp):
+    """Where a served emulator listens, its connection string, and its service."""
 
     @property
     def service(self) -> WebPubSubService:
@@ -82,9 +66,7 @@ async def serve(settings: WebPubSubSettings, limits: HttpLimits | None = None) -
             sock = None
             port = settings.port
         app = create_app(settings, f"{settings.endpoint_host}:{port}")
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        limit_connections(runner, limits or HttpLimits())
+        runner = await start_runner(app, limits)
         site: web.BaseSite = (
             web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, settings.host, settings.port)
         )

@@ -9,41 +9,22 @@ Bad flags print one line on stderr and exit 2, an unusable address exits 1; SIGI
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
-from typing import NoReturn
+from functools import partial
 
 from flow.publisher import add_flow_argument
-from signalr.http_limits import HttpLimits, add_limit_arguments, install_bad_request_log_filter, limits_from_args
+from signalr.http_limits import add_limit_arguments, limits_from_args
 from signalr.redact import redact_url
 
-from .app import serve
+from ..process import Parser, port, run_until_signal, serve_until_signal, setup_logging
+from .app import RunningEmulator, serve
 from .settings import EventHandlerTemplate, SettingsError, WebPubSubSettings, new_access_key
 
 __all__ = ["main"]
 
 PROG = "webpubsub-emulator"
 log = logging.getLogger("webpubsub.emulator")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line a user can act on, no usage dump.
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
-        sys.exit(2)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not a number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {value}: must be 0..65535 (0 = any free port)")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -63,15 +44,15 @@ def _event_handler(text: str) -> EventHandlerTemplate:
         raise argparse.ArgumentTypeError(f"{exc} ({redact_url(text)[:200]!r})") from None
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> Parser:
+    parser = Parser(
         prog=PROG,
         description="Local Azure Web PubSub: client WebSockets on /client/hubs/{hub} (json.webpubsub.azure.v1, "
         "json.reliable.webpubsub.azure.v1 or none), the data-plane REST API on /api/hubs/{hub}, and CloudEvents "
         "to event handlers.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8889, help="port to listen on; 0 = any free port (default 8889)")
+    parser.add_argument("--port", type=port, default=8889, help="port to listen on; 0 = any free port (default 8889)")
     parser.add_argument("--access-key", help="AccessKey to sign and check tokens with (default: random per start)")
     parser.add_argument(
         "--event-handler",
@@ -102,40 +83,17 @@ def _parser() -> _Parser:
     return parser
 
 
-class _ListenError(Exception):
-    pass
-
-
-async def _run(settings: WebPubSubSettings, limits: HttpLimits) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            running = await stack.enter_async_context(serve(settings, limits))
-        except OSError as exc:
-            raise _ListenError(exc.strerror or str(exc)) from None
-        print(running.connection_string, flush=True)
-        handlers = ", ".join(
-            (f"{h.hub}=" if h.hub else "") + redact_url(h.url_template) for h in settings.event_handlers
-        )
-        log.info("listening on %s (event handlers: %s)", running.url, handlers or "none")
-        if settings.flow_to is not None:
-            log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
-        await stop.wait()
-        log.info("shutting down")
+def _log_ready(settings: WebPubSubSettings, running: RunningEmulator) -> None:
+    handlers = ", ".join((f"{h.hub}=" if h.hub else "") + redact_url(h.url_template) for h in settings.event_handlers)
+    log.info("listening on %s (event handlers: %s)", running.url, handlers or "none")
+    if settings.flow_to is not None:
+        log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``webpubsub-emulator`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    install_bad_request_log_filter()
+    setup_logging(args.log_level)
     settings = WebPubSubSettings(
         host=args.host,
         port=args.port,
@@ -148,14 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.access_key or any(c in settings.access_key for c in ";= \t"):
         sys.stderr.write(f"{PROG}: error: invalid --access-key: it must be non-empty without ';', '=' or spaces\n")
         sys.exit(2)
-    try:
-        asyncio.run(_run(settings, limits_from_args(args)))
-    except _ListenError as exc:
-        sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc}\n")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings))
+    run_until_signal(PROG, settings.host, settings.port, running)
 
 
 if __name__ == "__main__":
