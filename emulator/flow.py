@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from flow.hops import Hop, Lifeline, Role
 from flow.ids import flow_id
@@ -31,7 +31,7 @@ from signalr.messages import Invocation, ProtocolError, StreamInvocation
 if TYPE_CHECKING:
     from .connection import ClientConnection, InboundMessage
 
-__all__ = ["EmulatorFlow", "ProtocolCounts", "protocol_note"]
+__all__ = ["EmulatorFlow", "ProtocolCounts", "ServiceFlow", "fan_out_label", "protocol_note"]
 
 # Recipients of one send, by hub protocol name (filled by Hub sends only while flow is on).
 ProtocolCounts = dict[str, int]
@@ -52,10 +52,13 @@ def _transport(connection: ClientConnection) -> str | None:
     return connection.transport.value if connection.transport is not None else None
 
 
-class EmulatorFlow(FlowPublisher):
-    """The emulator's hop events, sent to ``address`` (None: off). Call a method only when :attr:`enabled`."""
+class ServiceFlow(FlowPublisher):
+    """A service's hop events (role ``service``, service :attr:`SERVICE`), sent to ``address`` (None: off). Call a
+    method only when :attr:`enabled`."""
 
     __slots__ = ()
+
+    SERVICE: ClassVar[str]
 
     def hop(
         self,
@@ -88,7 +91,7 @@ class EmulatorFlow(FlowPublisher):
                 connection_id=connection_id if connection_id and len(connection_id) <= 128 else None,
                 transport=transport,
                 mode=mode,
-                service="signalr",
+                service=self.SERVICE,
                 count=count,
                 bytes=size,
             )
@@ -96,6 +99,20 @@ class EmulatorFlow(FlowPublisher):
             self.errors += 1
             return
         self.emit(hop)
+
+
+def fan_out_label(what: str, counts: Mapping[str, int]) -> str:
+    """The label of a ``fan-out`` hop: ``what``, how many connections got it and :func:`protocol_note`."""
+    total = sum(counts.values())
+    return f"{what} → {total} connection{'s' if total != 1 else ''} ({protocol_note(counts)}), one encoding each"
+
+
+class EmulatorFlow(ServiceFlow):
+    """The emulator's hop events, sent to ``address`` (None: off). Call a method only when :attr:`enabled`."""
+
+    __slots__ = ()
+
+    SERVICE = "signalr"
 
     # --- the client's side -----------------------------------------------------------------------------------
 
@@ -248,13 +265,12 @@ class EmulatorFlow(FlowPublisher):
 
     def fanned_out(self, what: str, counts: Mapping[str, int], flow: str | None, mode: str) -> None:
         """One send queued to its recipients: one hop, ``count`` = how many accepted it."""
-        total = sum(counts.values())
         self.hop(
             Lifeline.SERVICE,
             Lifeline.OTHERS,
             "fan-out",
-            f"{what} → {total} connection{'s' if total != 1 else ''} ({protocol_note(counts)}), one encoding each",
+            fan_out_label(what, counts),
             flow=flow,
             mode=mode,
-            count=total,
+            count=sum(counts.values()),
         )

@@ -18,13 +18,13 @@ and comes back as ``X-Flow-Id`` on the app server's REST send (the SDK's ``heade
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from flow.hops import Hop, Lifeline, Role
+from flow.hops import Lifeline
 from flow.ids import flow_id
-from flow.publisher import FlowPublisher
+
+from ..flow import ServiceFlow, fan_out_label
 
 if TYPE_CHECKING:
     from .connection import ClientConnection
@@ -41,17 +41,15 @@ def dialect_counts(recipients: Iterable[ClientConnection]) -> dict[str, int]:
     return counts
 
 
-def _note(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "nobody"
-
-
-class WebPubSubFlow(FlowPublisher):
+class WebPubSubFlow(ServiceFlow):
     """The Web PubSub emulator's hop events, sent to ``address`` (None: off). Call a method only when
     :attr:`enabled`."""
 
     __slots__ = ()
 
-    def hop(
+    SERVICE = "webpubsub"
+
+    def ws_hop(
         self,
         source: Lifeline,
         target: Lifeline,
@@ -65,33 +63,26 @@ class WebPubSubFlow(FlowPublisher):
         count: int | None = None,
         size: int | None = None,
     ) -> None:
-        """Publish one service hop; ``started`` (``time.monotonic()``) gives its duration. Never raises."""
-        duration = None if started is None else max(0.0, (time.monotonic() - started) * 1000)
-        try:
-            hop = Hop.make(
-                Role.SERVICE,
-                source,
-                target,
-                kind,
-                label,
-                status=status if status is None or 100 <= status <= 4999 else None,
-                duration_ms=duration,
-                flow_id=flow,
-                connection_id=connection_id if connection_id and len(connection_id) <= 128 else None,
-                transport="WebSockets",
-                service="webpubsub",
-                count=count,
-                bytes=size,
-            )
-        except ValueError:
-            self.errors += 1
-            return
-        self.emit(hop)
+        """Publish one service hop on WebSockets (a status outside 100..4999 is left out); ``started``
+        (``time.monotonic()``) gives its duration. Never raises."""
+        self.hop(
+            source,
+            target,
+            kind,
+            label,
+            status=status if status is None or 100 <= status <= 4999 else None,
+            started=started,
+            flow=flow,
+            connection_id=connection_id,
+            transport="WebSockets",
+            count=count,
+            size=size,
+        )
 
     def upgraded(self, connection: ClientConnection, resumed: bool) -> None:
         """A client's WebSocket upgrade answered 101 (a new connection, or a reliable one resumed)."""
         what = "resumed" if resumed else (connection.subprotocol or "no subprotocol")
-        self.hop(
+        self.ws_hop(
             Lifeline.CLIENT,
             Lifeline.SERVICE,
             "upgrade",
@@ -104,7 +95,7 @@ class WebPubSubFlow(FlowPublisher):
         """A client's event (or group send) arrived: report it and return its flow id (None without an ackId)."""
         flow = flow_id(connection.connection_id, ack_id) if ack_id is not None else None
         ident = f" ackId {ack_id}" if ack_id is not None else " (no ackId)"
-        self.hop(
+        self.ws_hop(
             Lifeline.CLIENT,
             Lifeline.SERVICE,
             "invoke",
@@ -128,7 +119,7 @@ class WebPubSubFlow(FlowPublisher):
         outcome = str(status) if status is not None else "failed"
         if failed and status is not None:
             outcome += " (refused)"
-        self.hop(
+        self.ws_hop(
             Lifeline.SERVICE,
             Lifeline.APP,
             "upstream",
@@ -142,19 +133,18 @@ class WebPubSubFlow(FlowPublisher):
     def rest_received(self, method: str, path: str, status: int, flow: str | None, size: int) -> None:
         """The app server's REST send answered."""
         label = f"{method} {path} {status}"
-        self.hop(Lifeline.APP, Lifeline.SERVICE, "rest", label, status=status, flow=flow, size=size)
+        self.ws_hop(Lifeline.APP, Lifeline.SERVICE, "rest", label, status=status, flow=flow, size=size)
 
     def fanned_out(self, what: str, counts: Mapping[str, int], flow: str | None, started: float | None = None) -> None:
         """One send queued to its recipients: one hop, ``count`` = how many got it. ``started``
         (``time.monotonic()``, taken before the first frame was written) makes the hop begin before the gateway
         relays what it wrote: frames may go straight to the sockets before this hop is published."""
-        total = sum(counts.values())
-        self.hop(
+        self.ws_hop(
             Lifeline.SERVICE,
             Lifeline.OTHERS,
             "fan-out",
-            f"{what} → {total} connection{'s' if total != 1 else ''} ({_note(counts)}), one encoding each",
+            fan_out_label(what, counts),
             flow=flow,
-            count=total,
+            count=sum(counts.values()),
             started=started,
         )
