@@ -15,23 +15,17 @@ carry the peer's stderr with secrets redacted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import shutil
-import signal
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from signalr.redact import redact_text
+from tests.support.nodepeer import NodePeer
 from tests.support.processes import REPO
 
 __all__ = ["PEER_SCRIPT", "REPO", "JsPeer", "JsPeerError", "node_executable"]
 
 PEER_SCRIPT = REPO / "tests" / "interop" / "js" / "peer.mjs"
-_STDERR_TAIL = 4000
 
 
 class JsPeerError(Exception):
@@ -46,35 +40,18 @@ def node_executable() -> str:
     return node
 
 
-class JsPeer:
+class JsPeer(NodePeer):
     """One running ``peer.mjs`` process. Create it with :meth:`start`; always end it with :meth:`stop`."""
 
+    LABEL = "JS peer"
+    ERROR = JsPeerError
+
     def __init__(self, process: asyncio.subprocess.Process, stderr_path: Path, argv: list[str]) -> None:
-        self._process = process
-        self._stderr_path = stderr_path
-        self.argv = argv
-        self.connection_id: str | None = None
+        super().__init__(process, stderr_path, argv)
         self.transport: str | None = None
         self.base_url: str | None = None
-        self.error: str | None = None
-        """The start error text when started with ``expect_start=False`` and the start failed."""
-        self._started: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._closed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._results: dict[int, asyncio.Future[Any]] = {}
         self._messages: list[tuple[str, list[Any]]] = []
-        self._arrived = asyncio.Condition()
-        self._next_id = 0
-        self._stopped = False
-        self._final_stderr: str | None = None
-        self._reader = asyncio.create_task(self._read_events())
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode
 
     @classmethod
     async def start(
@@ -107,32 +84,7 @@ class JsPeer:
         for target in on:
             argv += ["--on", target]
         argv += list(extra_args)
-        fd, name = tempfile.mkstemp(prefix="jspeer-", suffix=".log")
-        stderr_path = Path(name)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=fd,
-                cwd=str(REPO),
-                start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops the peer itself
-            )
-        finally:
-            os.close(fd)
-        peer = cls(process, stderr_path, argv)
-        try:
-            started = await asyncio.wait_for(asyncio.shield(peer._started), timeout)
-        except TimeoutError:
-            await peer.stop()
-            raise JsPeerError(f"JS peer did not start within {timeout}s; {peer._stderr_note()}") from None
-        except JsPeerError as exc:
-            peer.error = str(exc)
-            if expect_start:
-                await peer.stop()
-                raise JsPeerError(f"JS peer failed to start: {exc}; {peer._stderr_note()}") from None
-            await peer._wait_exit(5)
-            return peer
+        peer, started = await cls._launch(argv, "jspeer-", expect_start, timeout)
         peer.connection_id = started.get("connectionId")
         peer.transport = started.get("transport")
         peer.base_url = started.get("baseUrl")
@@ -164,12 +116,6 @@ class JsPeer:
             raise TimeoutError(f"JS peer: no result for {op} {target!r} within {timeout}s") from None
         finally:
             self._results.pop(request_id, None)
-
-    def _write(self, command: Mapping[str, Any]) -> None:
-        stdin = self._process.stdin
-        if stdin is None or stdin.is_closing() or self._process.returncode is not None:
-            raise JsPeerError(f"JS peer is not running (exit code {self._process.returncode})")
-        stdin.write(json.dumps(command).encode() + b"\n")
 
     # -- events -----------------------------------------------------------------------------------------------
 
@@ -219,52 +165,16 @@ class JsPeer:
 
     def stderr(self) -> str:
         """Everything the peer wrote on stderr so far (the client's log with ``log_level`` trace); kept after stop."""
-        if self._final_stderr is not None:
-            return self._final_stderr
-        try:
-            return self._stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return super().stderr()
 
-    def _stderr_note(self) -> str:
-        text = redact_text(self.stderr())
-        if len(text) > _STDERR_TAIL:
-            text = "…" + text[-_STDERR_TAIL:]
-        return f"exit code {self._process.returncode}; stderr:\n{text}"
-
-    async def _read_events(self) -> None:
-        stdout = self._process.stdout
-        assert stdout is not None
-        while True:
-            line = await stdout.readline()
-            if not line:
-                break
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # not ours: peer.mjs writes only JSON lines, anything else is noise
-            await self._dispatch(event)
-        await self._wait_exit(5)
-        gone = JsPeerError(f"JS peer exited; {self._stderr_note()}")
-        if not self._started.done():
-            self._started.set_exception(gone)
-        for future in self._results.values():
-            if not future.done():
-                future.set_exception(gone)
+    def _on_exit(self, gone: Exception) -> None:
         if not self._closed.done():
             self._closed.set_exception(gone)
-        # Nobody may await these futures: retrieve their exceptions so asyncio does not log them as unhandled.
-        for future in (self._started, self._closed):
-            if future.done() and not future.cancelled():
-                future.exception()
+        if not self._closed.cancelled():
+            self._closed.exception()  # retrieved, so asyncio does not log it when nobody awaits it
 
-    async def _dispatch(self, event: Mapping[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "started" and not self._started.done():
-            self._started.set_result(dict(event))
-        elif kind == "error" and not self._started.done():
-            self._started.set_exception(JsPeerError(str(event.get("message"))))
-        elif kind == "message":
+    async def _on_event(self, kind: Any, event: dict[str, Any]) -> None:
+        if kind == "message":
             async with self._arrived:
                 self._messages.append((str(event.get("target")), list(event.get("arguments") or [])))
                 self._arrived.notify_all()
@@ -278,38 +188,3 @@ class JsPeer:
         elif kind == "closed" and not self._closed.done():
             error = event.get("error")
             self._closed.set_result(None if error is None else str(error))
-
-    # -- shutdown ---------------------------------------------------------------------------------------------
-
-    async def _wait_exit(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._process.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def stop(self, timeout: float = 5) -> None:
-        """Ask the client to ``stop()``, wait up to ``timeout`` for the process to exit, then kill it by pid.
-
-        Idempotent; safe after the process died.
-        """
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._process.returncode is None:
-            with contextlib.suppress(JsPeerError, ConnectionError):
-                self._write({"op": "stop"})
-            stdin = self._process.stdin
-            if stdin is not None:
-                stdin.close()
-            if not await self._wait_exit(timeout):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._process.pid, signal.SIGKILL)
-                await self._wait_exit(5)
-        try:
-            await asyncio.wait_for(self._reader, 5)
-        except TimeoutError:
-            self._reader.cancel()
-        self._final_stderr = self.stderr()
-        with contextlib.suppress(FileNotFoundError):
-            self._stderr_path.unlink()

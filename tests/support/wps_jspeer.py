@@ -19,23 +19,17 @@ Error texts carry the peer's stderr with secrets redacted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-import signal
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from signalr.redact import redact_text
 from tests.support.jspeer import node_executable
+from tests.support.nodepeer import NodePeer
 from tests.support.processes import REPO
 
 __all__ = ["WPS_PEER_SCRIPT", "AckFailed", "WpsJsPeer", "WpsJsPeerError"]
 
 WPS_PEER_SCRIPT = REPO / "tests" / "interop" / "js" / "wps_peer.mjs"
-_STDERR_TAIL = 4000
 # What the peer reports as it happens; "result" and "started"/"error" are answered through futures instead.
 EVENT_KINDS = frozenset(
     {"connected", "disconnected", "stopped", "server-message", "group-message", "rejoin-group-failed"}
@@ -56,38 +50,20 @@ class AckFailed(WpsJsPeerError):
         self.detail = detail
 
 
-class WpsJsPeer:
+class WpsJsPeer(NodePeer):
     """One running ``wps_peer.mjs`` process. Create it with :meth:`start`; always end it with :meth:`stop`."""
 
+    LABEL = "Web PubSub JS peer"
+    ERROR = WpsJsPeerError
+
     def __init__(self, process: asyncio.subprocess.Process, stderr_path: Path, argv: list[str]) -> None:
-        self._process = process
-        self._stderr_path = stderr_path
-        self.argv = argv
-        self.connection_id: str | None = None
+        super().__init__(process, stderr_path, argv)
         self.user_id: str | None = None
         self.url: str | None = None
         """The client access URL it connected to, with ``access_token`` redacted."""
-        self.error: str | None = None
-        """The start error when started with ``expect_start=False`` and the start failed."""
-        loop = asyncio.get_running_loop()
-        self._started: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._results: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._events: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
         """Every event in arrival order, taken or not."""
-        self._arrived = asyncio.Condition()
-        self._next_id = 0
-        self._stopped = False
-        self._final_stderr: str | None = None
-        self._reader = asyncio.create_task(self._read_events())
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode
 
     @classmethod
     async def start(
@@ -114,34 +90,7 @@ class WpsJsPeer:
         argv += ["--url", url] if url is not None else ["--negotiate", str(negotiate)]
         if not auto_reconnect:
             argv.append("--no-auto-reconnect")
-        fd, name = tempfile.mkstemp(prefix="wpspeer-", suffix=".log")
-        stderr_path = Path(name)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=fd,
-                cwd=str(REPO),
-                start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops the peer itself
-            )
-        finally:
-            os.close(fd)
-        peer = cls(process, stderr_path, argv)
-        try:
-            started = await asyncio.wait_for(asyncio.shield(peer._started), timeout)
-        except TimeoutError:
-            await peer.stop()
-            raise WpsJsPeerError(f"Web PubSub JS peer did not start within {timeout}s; {peer._stderr_note()}") from None
-        except WpsJsPeerError as exc:
-            peer.error = redact_text(str(exc))
-            if expect_start:
-                await peer.stop()
-                raise WpsJsPeerError(
-                    f"Web PubSub JS peer failed to start: {peer.error}; {peer._stderr_note()}"
-                ) from None
-            await peer._wait_exit(5)
-            return peer
+        peer, started = await cls._launch(argv, "wpspeer-", expect_start, timeout)
         peer.connection_id = started.get("connectionId")
         peer.user_id = started.get("userId")
         peer.url = started.get("url")
@@ -202,12 +151,6 @@ class WpsJsPeer:
         result: dict[str, Any] = answer.get("result") or {}
         return result
 
-    def _write(self, command: Mapping[str, Any]) -> None:
-        stdin = self._process.stdin
-        if stdin is None or stdin.is_closing() or self._process.returncode is not None:
-            raise WpsJsPeerError(f"Web PubSub JS peer is not running (exit code {self._process.returncode})")
-        stdin.write(json.dumps(command).encode() + b"\n")
-
     # -- events -----------------------------------------------------------------------------------------------
 
     async def next_event(self, kind: str | None = None, timeout: float = 10) -> dict[str, Any]:
@@ -236,51 +179,11 @@ class WpsJsPeer:
         """Events received and not yet taken (of ``kind`` when given); use it to assert that nothing arrived."""
         return [e for e in self._events if kind is None or e["event"] == kind]
 
-    def stderr(self) -> str:
-        """Everything the peer wrote on stderr so far (the client's log); kept after stop."""
-        if self._final_stderr is not None:
-            return self._final_stderr
-        try:
-            return self._stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    def _start_error_text(self, exc: Exception) -> str:
+        return redact_text(str(exc))
 
-    def _stderr_note(self) -> str:
-        text = redact_text(self.stderr())
-        if len(text) > _STDERR_TAIL:
-            text = "…" + text[-_STDERR_TAIL:]
-        return f"exit code {self._process.returncode}; stderr:\n{text}"
-
-    async def _read_events(self) -> None:
-        stdout = self._process.stdout
-        assert stdout is not None
-        while True:
-            line = await stdout.readline()
-            if not line:
-                break
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # not ours: wps_peer.mjs writes only JSON lines
-            if isinstance(event, dict):
-                await self._dispatch(event)
-        await self._wait_exit(5)
-        gone = WpsJsPeerError(f"Web PubSub JS peer exited; {self._stderr_note()}")
-        if not self._started.done():
-            self._started.set_exception(gone)
-        for future in self._results.values():
-            if not future.done():
-                future.set_exception(gone)
-        if self._started.done() and not self._started.cancelled():
-            self._started.exception()  # retrieved, so asyncio does not log it when nobody awaits it
-
-    async def _dispatch(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "started" and not self._started.done():
-            self._started.set_result(event)
-        elif kind == "error" and not self._started.done():
-            self._started.set_exception(WpsJsPeerError(str(event.get("message"))))
-        elif kind == "result":
+    async def _on_event(self, kind: Any, event: dict[str, Any]) -> None:
+        if kind == "result":
             future = self._results.get(int(event.get("id", -1)))
             if future is not None and not future.done():
                 future.set_result(event)
@@ -290,37 +193,9 @@ class WpsJsPeer:
                 self.history.append(event)
                 self._arrived.notify_all()
 
-    # -- shutdown ---------------------------------------------------------------------------------------------
-
-    async def _wait_exit(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._process.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
     async def stop(self, timeout: float = 8) -> None:
         """Ask the client to ``stop()``, wait up to ``timeout`` for the process to exit, then kill it by pid.
 
         Idempotent; safe after the process died.
         """
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._process.returncode is None:
-            with contextlib.suppress(WpsJsPeerError, ConnectionError):
-                self._write({"op": "stop"})
-            stdin = self._process.stdin
-            if stdin is not None:
-                stdin.close()
-            if not await self._wait_exit(timeout):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._process.pid, signal.SIGKILL)
-                await self._wait_exit(5)
-        try:
-            await asyncio.wait_for(self._reader, 5)
-        except TimeoutError:
-            self._reader.cancel()
-        self._final_stderr = self.stderr()
-        with contextlib.suppress(FileNotFoundError):
-            self._stderr_path.unlink()
+        await super().stop(timeout)
