@@ -52,6 +52,8 @@ from signalr.negotiate import TransportType
 from signalr.protocols import PROTOCOLS
 from signalr.redact import redact_text
 
+from .waker import Waker
+
 __all__ = [
     "TRANSFER_FORMATS",
     "ClientConnection",
@@ -106,7 +108,7 @@ class ClientRoute(Protocol):
         """The client is gone (any reason); tell the app server unless it closed the client itself."""
 
 
-class ClientConnection:
+class ClientConnection(Waker):
     """A negotiated client connection: protocol state, outbound queue, timers.
 
     The caller (a transport) must :meth:`attach` before exchanging data, pass every received chunk to
@@ -124,7 +126,6 @@ class ClientConnection:
         "_finished",
         "_handshake_buffer",
         "_listener",
-        "_loop",
         "_max_message_size",
         "_opened",
         "_outbox",
@@ -135,7 +136,6 @@ class ClientConnection:
         "_routed_protocol",
         "_timer_slot",
         "_timers",
-        "_waiter",
         "abort_transport",
         "attached_at",
         "claims",
@@ -202,9 +202,8 @@ class ClientConnection:
         self._outbox: list[bytes] = []
         self._buffered = 0
         # The transport's waiter (:meth:`wait`): created only when the transport must sleep, resolved by the next
-        # queued bytes, close or poll. No Event, no ``wait_for``: one future per sleep and nothing per queued record.
-        self._waiter: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # queued bytes, close or poll.
+        Waker.__init__(self)
         self._opened = False
         self._finished = False
         now = time.monotonic()
@@ -483,21 +482,7 @@ class ClientConnection:
         per wake-up). Same one-caller rule as :meth:`wait`."""
         if self._outbox or self.closed_at is not None:
             return None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-        return waiter
-
-    def _wake(self) -> None:
-        """Resolve the transport's waiter, if one sleeps (cheap when none does: the common case under load)."""
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        return self._sleep()
 
     # --- closing -----------------------------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ from webpubsub.subprotocol import (
     encode_response,
 )
 
+from ..waker import Waker
+
 __all__ = ["ClientConnection", "Dialect", "Outgoing", "new_connection_id", "ws_frame"]
 
 log = logging.getLogger("webpubsub.emulator")
@@ -155,7 +157,7 @@ class Outgoing:
         return wire
 
 
-class ClientConnection:
+class ClientConnection(Waker):
     """A connected client (for a reliable one: its session, which may be between WebSockets).
 
     The hub registers it once the connect event accepted it, and forgets it when :meth:`close` is called or a
@@ -164,11 +166,9 @@ class ClientConnection:
 
     __slots__ = (
         "_buffered",
-        "_loop",
         "_outbox",
         "_protocol",
         "_transport",
-        "_waiter",
         "abort_socket",
         "ack_ids",
         "claims",
@@ -240,8 +240,7 @@ class ClientConnection:
         self._transport: asyncio.Transport | None = None
         self._protocol: Any = None
         self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        Waker.__init__(self)
 
     # --- permissions ----------------------------------------------------------------------------------------------
 
@@ -344,20 +343,7 @@ class ClientConnection:
         future to await before looking again. One writer at a time."""
         if self._outbox or self.closed or not self.socket_attached:
             return None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-        return waiter
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        return self._sleep()
 
     # --- the socket -----------------------------------------------------------------------------------------------
 
