@@ -417,6 +417,14 @@ class Tally:
         if waiter is not None and self.count >= self._target and not waiter.done():
             waiter.set_result(arrived)
 
+    async def drained(self, total: int, timeout: float) -> float:
+        """The arrival time of the arrival that makes the count ``total``, or, when it has not come within
+        ``timeout`` seconds, the time of the last arrival so far (the rest count as lost)."""
+        try:
+            return await arrival(self.reaches(total), "", timeout=timeout)
+        except BenchError:
+            return self.last_arrival
+
     def reaches(self, total: int) -> asyncio.Future[float]:
         """Resolves with the arrival time of the arrival that makes the count ``total`` (one waiter at a time)."""
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -684,6 +692,30 @@ class RoundResult:
             "p99_ms": self.p99_ms,
             "completion_errors": self.completion_errors,
         }
+
+    def add_paced(self, sent: int, latencies: Sequence[float]) -> tuple[float, float] | None:
+        """Record one paced phase: ``sent`` writes, ``latencies`` (s) of those that reached every client. Returns
+        their p50 and p99 in ms, None when none did."""
+        self.paced_sent.append(sent)
+        self.paced_complete.append(len(latencies))
+        if not latencies:
+            return None
+        p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+        self.p50_ms.append(p50)
+        self.p99_ms.append(p99)
+        return p50, p99
+
+    def add_burst(self, issued: int, expected: int, delivered: int, elapsed: float) -> float | None:
+        """Record one burst: ``issued`` writes, ``expected`` and ``delivered`` deliveries in ``elapsed`` seconds.
+        Returns the deliveries per second, None when nothing was issued or no time passed."""
+        self.burst_sent.append(issued)
+        self.burst_expected.append(expected)
+        self.burst_delivered.append(delivered)
+        if not (issued and elapsed > 0):
+            return None
+        rate = delivered / elapsed
+        self.deliveries_per_s.append(rate)
+        return rate
 
     def burst_summary(self) -> dict[str, Any]:
         """The burst numbers every stack has; a benchmark adds its own CPU keys after them."""

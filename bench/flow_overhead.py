@@ -60,7 +60,6 @@ from ._harness import (
     median,
     negotiate,
     parse_rounds,
-    percentile,
     ping_all,
     print_capped,
     print_table,
@@ -258,14 +257,11 @@ class FlowBench:
             return
         result = self.results[arm.name]
         result.completion_errors += len(room.completion_errors) - errors_before
-        result.paced_sent.append(sent)
-        result.paced_complete.append(len(room.latencies))
         if sent < count:
             self.capped.append(f"{arm.name} round trip: {sent} of {count}")
-        if room.latencies:
-            p50, p99 = percentile(room.latencies, 50) * 1000, percentile(room.latencies, 99) * 1000
-            result.p50_ms.append(p50)
-            result.p99_ms.append(p99)
+        percentiles = result.add_paced(sent, room.latencies)
+        if percentiles is not None:
+            p50, p99 = percentiles
             self._record("p50", arm.name, p50)
             self._record("p99", arm.name, p99)
 
@@ -282,27 +278,19 @@ class FlowBench:
             started = time.perf_counter()
             issued = await write_burst(senders, seqs, deadline, lambda seq: invocation(seq, next(self._ids)), arm.name)
             expected = issued * k
-            try:
-                finished = await arrival(room.delivered.reaches(base + expected), "", timeout=DRAIN_TIMEOUT)
-            except BenchError:
-                finished = room.delivered.last_arrival
+            finished = await room.delivered.drained(base + expected, DRAIN_TIMEOUT)
             delivered = room.delivered.count - base
         spent = [cpu_seconds(p.pid) - b for p, b in zip(arm.processes, before, strict=True)]
         # The Completions come back after the broadcasts; wait for them so the next phase starts quiet.
         with contextlib.suppress(BenchError):
             await arrival(room.completions.reaches(completions_before + issued), "", timeout=DRAIN_TIMEOUT)
         result = self.results[arm.name]
-        result.burst_sent.append(issued)
-        result.burst_expected.append(expected)
-        result.burst_delivered.append(delivered)
         if issued < count:
             self.capped.append(f"{arm.name} burst: {issued} of {count}")
         if delivered < expected:
             self.capped.append(f"{arm.name} burst: only {delivered} of {expected} deliveries within the drain time")
-        elapsed = finished - started
-        if issued and elapsed > 0:
-            rate = delivered / elapsed
-            result.deliveries_per_s.append(rate)
+        rate = result.add_burst(issued, expected, delivered, finished - started)
+        if rate is not None:
             result.cpu_us.append(cpu[0] / issued * 1e6)
             for name, seconds in zip(PROCESS_NAMES, spent, strict=True):
                 result.cpu_us_by_process.setdefault(name, []).append(seconds / issued * 1e6)

@@ -52,7 +52,6 @@ from ._harness import (
     measured_cpu,
     median,
     parse_rounds,
-    percentile,
     ping_all,
     print_capped,
     print_table,
@@ -283,14 +282,11 @@ class ModesBench:
             return
         result = self.results[pair.mode]
         result.completion_errors += len(room.completion_errors) - errors_before
-        result.paced_sent.append(sent)
-        result.paced_complete.append(len(room.latencies))
         if sent < count:
             self.capped.append(f"{pair.mode} paced: {sent} of {count}")
-        if room.latencies:
-            p50, p99 = percentile(room.latencies, 50) * 1000, percentile(room.latencies, 99) * 1000
-            result.p50_ms.append(p50)
-            result.p99_ms.append(p99)
+        percentiles = result.add_paced(sent, room.latencies)
+        if percentiles is not None:
+            p50, p99 = percentiles
             self._record(self.p50, pair.mode, p50)
             self._record(self.p99, pair.mode, p99)
 
@@ -305,23 +301,15 @@ class ModesBench:
             started = time.perf_counter()
             issued = await write_burst(senders, seqs, deadline, lambda seq: invocation(seq, None), pair.mode)
             expected = issued * k
-            try:
-                finished = await arrival(room.delivered.reaches(base + expected), "", timeout=DRAIN_TIMEOUT)
-            except BenchError:
-                finished = room.delivered.last_arrival
+            finished = await room.delivered.drained(base + expected, DRAIN_TIMEOUT)
             delivered = room.delivered.count - base
         result = self.results[pair.mode]
-        result.burst_sent.append(issued)
-        result.burst_expected.append(expected)
-        result.burst_delivered.append(delivered)
         if issued < count:
             self.capped.append(f"{pair.mode} burst: {issued} of {count}")
         if delivered < expected:
             self.capped.append(f"{pair.mode} burst: only {delivered} of {expected} deliveries within the drain time")
-        elapsed = finished - started
-        if issued and elapsed > 0:
-            rate = delivered / elapsed
-            result.deliveries_per_s.append(rate)
+        rate = result.add_burst(issued, expected, delivered, finished - started)
+        if rate is not None:
             result.broadcasts_per_s.append(rate / k)
             result.emulator_us.append(emulator_cpu[0] / issued * 1e6)
             result.server_us.append(server_cpu[0] / issued * 1e6)
