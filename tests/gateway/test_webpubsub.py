@@ -43,7 +43,8 @@ class WebPubSubBackend:
 
     ``handshakes`` lists how it saw each WebSocket handshake; ``requests`` counts every request it received.
     ``?refuse=<status>`` refuses the handshake with that status, as the service does for a bad token. A client event
-    named ``drop`` is acknowledged, then the connection is cut without a close frame (a network drop).
+    named ``drop`` is acknowledged, then the connection is cut without a close frame (a network drop); on a resumed
+    connection it is only acknowledged.
     """
 
     def __init__(self) -> None:
@@ -124,7 +125,10 @@ class WebPubSubBackend:
                 out = {"type": "message", "from": "group", "group": frame["group"], "fromUserId": "u1"}
                 out.update(dataType=frame["dataType"], data=frame["data"])
                 await ws.send_str(json.dumps(out))
-            if frame.get("type") == "event" and frame.get("event") == "drop":
+            # A resumed connection is never dropped again: if the cut lost the ack (an abort can reset the socket
+            # before it is sent), the client sends "drop" again after its recovery, and that one is only acknowledged.
+            resumed = "awps_connection_id" in request.query
+            if frame.get("type") == "event" and frame.get("event") == "drop" and not resumed:
                 assert request.transport is not None
                 request.transport.abort()
                 break
