@@ -143,6 +143,22 @@ def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
+async def wait_for_change(changed: asyncio.Event, check: Callable[[], _T | None], timeout: float) -> _T | None:
+    """``check()``'s first value that is not None, looked at again each time ``changed`` is set, within ``timeout``
+    s; None when the time is up. ``changed`` is cleared before each look, so a change in between is not missed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        changed.clear()
+        value = check()
+        if value is not None:
+            return value
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), left)
+
+
 def _snippet(body: bytes) -> str:
     """The start of a body, redacted before it is cut (a token cut short would escape redaction)."""
     return redact_text(body[:4096].decode("utf-8", "replace")).strip()[:SNIPPET]
@@ -625,17 +641,7 @@ class _Run:
 
     async def wait(self, check: Callable[[], _T | None], timeout: float) -> _T | None:
         """Wait until ``check()`` returns something not None, at most ``timeout`` s; returns it or None."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.hub.changed.clear()  # before looking, so that a change in between is not missed
-            value = check()
-            if value is not None:
-                return value
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.hub.changed.wait(), left)
+        return await wait_for_change(self.hub.changed, check, timeout)
 
     def handshake_state(self) -> tuple[bool, str] | None:
         hub = self.hub

@@ -84,11 +84,19 @@ def service_url_for(audience: str | None) -> str:
 
 
 def export_command(
-    profile: Profile, service_url: str = SERVICE_PLACEHOLDER, *, with_delete: bool = True, subscription: bool = False
+    profile: Profile,
+    service_url: str = SERVICE_PLACEHOLDER,
+    *,
+    with_delete: bool = True,
+    subscription: bool = False,
+    hub: str = "chat",
 ) -> str:
-    """The ``apim-gateway export`` command that writes ``profile`` as Bicep (``--with-delete`` for ``sse-lp`` unless
-    told otherwise, ``--subscription-required`` when asked)."""
-    parts = ["apim-gateway", "export", "--profile", profile.value, "--format", "bicep", "--service-url", service_url]
+    """The ``apim-gateway export`` command that writes ``profile`` as Bicep (``--hub`` for another hub than ``chat``,
+    ``--with-delete`` for ``sse-lp`` unless told otherwise, ``--subscription-required`` when asked)."""
+    parts = ["apim-gateway", "export", "--profile", profile.value]
+    if hub != "chat":
+        parts += ["--hub", hub]
+    parts += ["--format", "bicep", "--service-url", service_url]
     if profile is Profile.SSE_LP and with_delete:
         parts.append("--with-delete")
     if subscription:
@@ -114,8 +122,14 @@ class Context:
     def host(self) -> str:
         return self.negotiate.redirect_host or "the redirect's host"
 
-    def fix(self, doc: str, profile: Profile | None = None, **kwargs: bool) -> Fix:
-        command = export_command(profile, self.service_url, **kwargs) if profile is not None else ""
+    def fix(
+        self, doc: str, profile: Profile | None = None, *, with_delete: bool = True, subscription: bool = False
+    ) -> Fix:
+        command = (
+            export_command(profile, self.service_url, with_delete=with_delete, subscription=subscription)
+            if profile is not None
+            else ""
+        )
         return Fix(doc, command)
 
 

@@ -52,7 +52,17 @@ from webpubsub.subprotocol import (
 )
 
 from . import webpubsub_verdict
-from .checks import MAX_BODY, SUBSCRIPTION_KEY_HEADER, _Answer, _ms, _net_error, _Probe, decode_token, host_kind
+from .checks import (
+    MAX_BODY,
+    SUBSCRIPTION_KEY_HEADER,
+    _Answer,
+    _ms,
+    _net_error,
+    _Probe,
+    decode_token,
+    host_kind,
+    wait_for_change,
+)
 from .model import (
     WEBPUBSUB_TRANSPORT,
     HostKind,
@@ -344,17 +354,7 @@ class _WebPubSubRun:
 
     async def wait(self, check: Callable[[], _T | None], timeout: float) -> _T | None:
         """``check()``'s first value that is not None within ``timeout`` s, else None."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.session.changed.clear()
-            value = check()
-            if value is not None:
-                return value
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.session.changed.wait(), left)
+        return await wait_for_change(self.session.changed, check, timeout)
 
     async def connected(self) -> bool:
         started = time.monotonic()

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from signalr.redact import redact_url
 
+from . import verdict
 from .model import (
     WEBPUBSUB_TRANSPORT,
     Cause,
@@ -29,6 +30,7 @@ from .model import (
     NetError,
     ProbeOptions,
     ProbeReport,
+    Profile,
     Service,
     Step,
     StepResult,
@@ -65,13 +67,8 @@ def export_command(service_url: str = SERVICE_PLACEHOLDER, hub: str = "chat", *,
     """The ``apim-gateway export`` command that writes the ``webpubsub`` profile (``--hub`` unless it is ``chat``; a
     hub that is not a valid hub name, which the app server should never send, becomes ``<hub>``, so the command is
     always safe to paste)."""
-    parts = ["apim-gateway", "export", "--profile", "webpubsub"]
-    if hub and hub != "chat":
-        parts += ["--hub", hub if _HUB_NAME.fullmatch(hub) else "<hub>"]
-    parts += ["--format", "bicep", "--service-url", service_url]
-    if subscription:
-        parts.append("--subscription-required")
-    return " ".join(parts)
+    safe_hub = (hub if _HUB_NAME.fullmatch(hub) else "<hub>") if hub else "chat"
+    return verdict.export_command(Profile.WEBPUBSUB, service_url, subscription=subscription, hub=safe_hub)
 
 
 @dataclass(frozen=True)
