@@ -15,13 +15,15 @@ from aiohttp import web
 
 from signalr.http_limits import HttpLimits
 
+from .http_transports import connect_delete, connect_send
 from .hub import SERVICE_KEY, SignalRService
+from .negotiate import negotiate, preflight
 from .process import RunningApp, start_and_stop_with, start_runner
 from .public_host import check_host_middleware, refused_for_host
 from .rest import add_rest_routes, rest_errors_middleware
 from .server_endpoint import server_connect
 from .settings import EmulatorSettings
-from .transports import connect, connect_delete, connect_send, negotiate, preflight
+from .transports import connect
 
 __all__ = ["RunningEmulator", "create_app", "serve"]
 

@@ -1,7 +1,7 @@
 """One client connection of the emulator, independent of its transport.
 
 A :class:`ClientConnection` owns the sans-I/O :class:`signalr.connection.ServerProtocol`, a bounded outbound queue of
-encoded records and the connection's timers. Transports (``emulator/transports.py``) feed it the bytes they receive
+encoded records and the connection's timers. Transports (``emulator/transports.py``, ``emulator/http_transports.py``) feed it the bytes they receive
 (:meth:`ClientConnection.receive_data`), take what it has to send (:meth:`ClientConnection.take_outgoing`) and wait
 for more (:meth:`ClientConnection.wait`). Hub events go to a :class:`ConnectionListener` (the service: hub registry
 and upstream).

@@ -1,0 +1,145 @@
+"""The transports over plain HTTP requests on ``/client/``: Server-Sent Events (``docs/protocol.md`` §3.6) and
+LongPolling (§3.7), with the ``POST`` that carries their clients' records (§3.8) and the ``DELETE`` that ends a
+LongPolling connection (§3.9)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from signalr.negotiate import TransportType
+from signalr.sse import SSE_PREAMBLE, encode_event
+
+from .answers import Refused, plain_text
+from .client_requests import check_transport, find_connection, service_of, start_transport
+
+__all__ = ["NO_CACHE", "SSE_HEADERS", "connect_delete", "connect_send", "long_poll", "server_sent_events"]
+
+log = logging.getLogger("emulator")
+
+NO_CACHE: Mapping[str, str] = {
+    "Cache-Control": "no-cache, no-store",
+    "Pragma": "no-cache",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+}
+SSE_HEADERS: Mapping[str, str] = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache,no-store",
+    "Pragma": "no-cache",
+    "Content-Encoding": "identity",
+}
+
+
+async def server_sent_events(request: web.Request) -> web.StreamResponse:
+    """§3.6: ``:\\r\\n`` first, then one event per flush of the outbound queue, each written at once."""
+    service = service_of(request)
+    connection, identity = find_connection(request, allow_query_token=True)
+    if connection.closed:
+        raise Refused(plain_text(404, "No Connection with that ID"))
+    check_transport(connection, TransportType.SERVER_SENT_EVENTS)
+    start_transport(connection, TransportType.SERVER_SENT_EVENTS, request, identity)
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    try:
+        await response.prepare(request)
+        await response.write(SSE_PREAMBLE)
+        if service.flow.enabled:
+            service.flow.connected(connection)
+        while True:
+            data = connection.take_outgoing()
+            if data:
+                await response.write(encode_event(data))
+                continue
+            if connection.closed:
+                break
+            waiter = connection.idle()
+            if waiter is not None:
+                await waiter
+        await response.write_eof()
+    except ConnectionError as exc:
+        log.debug("event stream ended id=%s: %s", connection.connection_id, exc)
+    finally:
+        # The SSE client stops by dropping the TCP connection (§3.6): that is a normal close.
+        if not connection.closed:
+            connection.close(None, by_peer=True)
+        service.forget(connection)
+    return response
+
+
+def _poll_response(data: bytes | None) -> web.Response:
+    """A poll's answer (§3.7): 200 with the records (empty: poll again), or 204 for ``None`` (closed or superseded)."""
+    if data is None:
+        return web.Response(status=204, headers=NO_CACHE)
+    return web.Response(status=200, body=data, content_type="application/octet-stream", headers=NO_CACHE)
+
+
+async def long_poll(request: web.Request) -> web.StreamResponse:
+    """§3.7: first poll 200 empty at once; later polls held until data, timeout (200 empty) or close (204)."""
+    service = service_of(request)
+    connection, identity = find_connection(request, allow_query_token=False)
+    check_transport(connection, TransportType.LONG_POLLING)
+    if connection.transport is None:
+        start_transport(connection, TransportType.LONG_POLLING, request, identity)
+        connection.end_poll(connection.begin_poll())
+        if service.flow.enabled:
+            service.flow.connected(connection)
+        return _poll_response(b"")
+    generation = connection.begin_poll()
+    deadline = time.monotonic() + service.settings.poll_timeout
+    try:
+        while True:
+            if connection.poll_superseded(generation):
+                return _poll_response(None)
+            data = connection.take_outgoing()
+            if data:
+                if service.flow.enabled:
+                    service.flow.polled(connection, len(data))
+                return _poll_response(data)
+            if connection.closed:
+                service.forget(connection)
+                return _poll_response(None)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _poll_response(b"")
+            await connection.wait(remaining)
+    finally:
+        connection.end_poll(generation)
+
+
+# --- connect: POST and DELETE ------------------------------------------------------------------------------------
+
+
+async def connect_send(request: web.Request) -> web.Response:
+    """§3.8: ``POST /client/?id=…`` carries one or more records from an SSE or LongPolling client."""
+    try:
+        connection, _ = find_connection(request, allow_query_token=False)
+    except Refused as refused:
+        return refused.response
+    if connection.transport is TransportType.WEBSOCKETS:
+        return plain_text(405, "POST requests are not allowed for WebSocket connections.")
+    if connection.closed:
+        return web.Response(status=404)
+    async with connection.post_lock:
+        # Fed chunk by chunk: the record reader bounds each record, so a huge body cannot grow memory.
+        async for chunk in request.content.iter_any():
+            await connection.receive_data(chunk)
+            if connection.closed:
+                break
+    return web.Response(status=200, headers=NO_CACHE)
+
+
+async def connect_delete(request: web.Request) -> web.Response:
+    """§3.9: ``DELETE /client/?id=…`` ends a LongPolling connection: 202, and the pending poll answers 204."""
+    try:
+        connection, _ = find_connection(request, allow_query_token=False)
+    except Refused as refused:
+        return refused.response
+    if connection.transport is not TransportType.LONG_POLLING:
+        return plain_text(400, "Cannot terminate this connection using the DELETE endpoint.")
+    connection.close(None, by_peer=True)
+    connection.discard_outgoing()
+    if not connection.polling:
+        service_of(request).forget(connection)
+    return web.Response(status=202, content_type="text/plain", headers=NO_CACHE)
