@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
+# The product venv with the bench extra (matplotlib, for the plots): `make bench` only.
+BENCH_STAMP := $(VENV)/.bench-installed
 NODE_STAMP := node_modules/.installed
 # The web page's Web PubSub client: @azure/web-pubsub-client bundled for browsers (served at /lib/web-pubsub-client.js).
 WPS_BUNDLE := node_modules/.bundles/web-pubsub-client.js
@@ -26,21 +28,23 @@ format: $(PY_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(PY_STAMP) $(NODE_STAMP) bench-peers
+bench: $(PY_STAMP) $(BENCH_STAMP) $(NODE_STAMP) bench-peers
 	$(BIN)/python -m bench
 
-# The peers bench.fanout measures against, each in its own venv (never the product's, never by `make test`).
+# The peers bench.fanout measures against, each in its own venv (never the product's, never by `make test`), each
+# with uvloop, so that they run on the same event loop as the product's servers.
 PEER_VENVS := bench/.venvs
+UVLOOP_PIN := 'uvloop==0.23.0'
 bench-peers: $(PEER_VENVS)/websockets/.installed $(PEER_VENVS)/aiosignalr/.installed
 
 $(PEER_VENVS)/websockets/.installed: Makefile
 	test -x $(PEER_VENVS)/websockets/bin/python || $(PYTHON) -m venv $(PEER_VENVS)/websockets
-	$(PEER_VENVS)/websockets/bin/python -m pip install --quiet 'websockets==17.4'
+	$(PEER_VENVS)/websockets/bin/python -m pip install --quiet 'websockets==17.4' $(UVLOOP_PIN)
 	touch $@
 
 $(PEER_VENVS)/aiosignalr/.installed: Makefile
 	test -x $(PEER_VENVS)/aiosignalr/bin/python || $(PYTHON) -m venv $(PEER_VENVS)/aiosignalr
-	$(PEER_VENVS)/aiosignalr/bin/python -m pip install --quiet 'aiosignalr==0.1.1'
+	$(PEER_VENVS)/aiosignalr/bin/python -m pip install --quiet 'aiosignalr==0.1.1' $(UVLOOP_PIN)
 	touch $@
 
 # The fuzz targets of tests/fuzz with a large budget (make test runs them with a small one).
@@ -54,7 +58,11 @@ node: $(NODE_STAMP) $(WPS_BUNDLE)
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,fast]'
+	touch $@
+
+$(BENCH_STAMP): $(PY_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,fast,bench]'
 	touch $@
 
 $(NODE_STAMP): package.json

@@ -15,6 +15,7 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from flow.publisher import add_flow_argument
+from signalr.event_loop import EventLoop, add_loop_argument
 from signalr.http_limits import add_limit_arguments, limits_from_args
 from signalr.redact import redact_url
 from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
@@ -99,13 +100,20 @@ def _parser() -> Parser:
     )
     add_flow_argument(parser)
     add_limit_arguments(parser)
+    add_loop_argument(parser)
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return parser
 
 
-def _log_ready(settings: EmulatorSettings, running: RunningEmulator) -> None:
+def _log_ready(settings: EmulatorSettings, loop: EventLoop, running: RunningEmulator) -> None:
     upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
-    log.info("listening on %s (mode: %s, upstream: %s)", running.url, settings.service_mode, upstreams)
+    log.info(
+        "listening on %s (mode: %s, upstream: %s, event loop: %s)",
+        running.url,
+        settings.service_mode,
+        upstreams,
+        loop.name,
+    )
     if settings.public_host:
         log.info("serving only Host %s (--public-host); other Host names get 404", settings.public_host)
     if settings.flow_to is not None:
@@ -131,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         sys.exit(2)
-    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings))
-    run_until_signal(PROG, settings.host, settings.port, running)
+    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings, args.loop))
+    run_until_signal(PROG, settings.host, settings.port, running, args.loop)
 
 
 if __name__ == "__main__":

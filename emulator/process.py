@@ -1,6 +1,6 @@
 """What the two emulator commands (``signalr-emulator``, ``webpubsub-emulator``) share as processes: one-line usage
 errors, the ``--port`` type, logging to stderr, the runner, and running until SIGINT/SIGTERM with the connection
-string as the ready line.
+string as the ready line, on the event loop ``--loop`` chose (:mod:`signalr.event_loop`).
 
 A command builds its parser with :class:`Parser`, calls :func:`setup_logging` once it has its flags, and hands
 :func:`run_until_signal` a coroutine from :func:`serve_until_signal`; exit codes: 2 for bad flags, 1 for an address
@@ -22,6 +22,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 from aiohttp import web
 
+from signalr.event_loop import EventLoop
 from signalr.http_limits import HttpLimits, install_bad_request_log_filter, limit_connections
 
 __all__ = [
@@ -136,11 +137,11 @@ async def serve_until_signal(
         log.info("shutting down")
 
 
-def run_until_signal(prog: str, host: str, port: int, main: Coroutine[Any, Any, None]) -> NoReturn:
-    """Run ``main`` (from :func:`serve_until_signal`) and exit: 1 with one line on stderr when ``host:port`` cannot
-    be bound, else 0."""
+def run_until_signal(prog: str, host: str, port: int, main: Coroutine[Any, Any, None], loop: EventLoop) -> NoReturn:
+    """Run ``main`` (from :func:`serve_until_signal`) on ``loop`` and exit: 1 with one line on stderr when
+    ``host:port`` cannot be bound, else 0."""
     try:
-        asyncio.run(main)
+        loop.run(main)
     except ListenError as exc:
         sys.stderr.write(f"{prog}: error: cannot listen on {host}:{port}: {exc}\n")
         sys.exit(1)

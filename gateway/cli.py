@@ -3,7 +3,7 @@
     apim-gateway --backend URL [--profile websocket|sse-lp|webpubsub] [--hub HUB] [--config FILE]
                  [--host 127.0.0.1] [--port 8080] [--subscription-key KEY]... [--with-delete] [--buffer-sse]
                  [--no-options] [--keep-host] [--strip-subscription-key] [--max-ws-message BYTES]
-                 [--flow-to 127.0.0.1:PORT]
+                 [--flow-to 127.0.0.1:PORT] [--loop auto|asyncio|uvloop]
     apim-gateway export --profile websocket|sse-lp|webpubsub [--hub HUB] --format bicep|azcli|terraform|arm
                  [--service-url https://<res>.service.signalr.net | https://<res>.webpubsub.azure.com]
                  [--apim-name NAME] [--with-delete] [--sku SKU] [--subscription-required]
@@ -54,6 +54,7 @@ from gateway.profiles import (
 from gateway.proxy import DEFAULT_MAX_WS_MESSAGE, ApimGateway
 from gateway.redaction import RedactingFilter
 from gateway.routing import ON_HANDSHAKE
+from signalr.event_loop import add_loop_argument
 from signalr.http_limits import add_limit_arguments, install_bad_request_log_filter, limits_from_args
 
 __all__ = ["listening_line", "main"]
@@ -163,6 +164,7 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     add_flow_argument(parser)
     add_limit_arguments(parser)
+    add_loop_argument(parser)
     return parser
 
 
@@ -354,8 +356,9 @@ def _run(argv: Sequence[str]) -> int:
         log.warning("%s", warning)
     if args.flow_to is not None:
         log.info("flow: publishing hop events to udp://%s:%d", *args.flow_to)
+    log.info("event loop: %s", args.loop.name)
     try:
-        asyncio.run(_serve(gateway, model, backend))
+        args.loop.run(_serve(gateway, model, backend))
     except RuntimeError as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from flow.collector import FlowCollector
 from flow.publisher import FlowPublisher, add_flow_argument
+from signalr.event_loop import EventLoop, add_loop_argument
 from signalr.http_limits import (
     HttpLimits,
     add_limit_arguments,
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "own, and serve them on GET /flow to this machine; off by default",
     )
     add_limit_arguments(parser)
+    add_loop_argument(parser)
     return parser
 
 
@@ -239,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
+    loop: EventLoop = args.loop
+    log.info("event loop: %s", loop.name)
     try:
-        asyncio.run(serve(settings, limits=limits_from_args(args), flow_to=args.flow_to, flow_port=args.flow_port))
+        loop.run(serve(settings, limits=limits_from_args(args), flow_to=args.flow_to, flow_port=args.flow_port))
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_RUNTIME
