@@ -1,4 +1,5 @@
-"""Run every benchmark module of this package, or those named: ``python -m bench [name]...``."""
+"""Run every benchmark module of this package, or those named: ``python -m bench [name]...``; then draw the PNG
+plots of the results (``bench/_plots.py``). ``python -m bench plots`` only draws them, from the last results."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ._plots import write_plots
+
 HERE = Path(__file__).resolve().parent
 USAGE = "usage: python -m bench [-h] [name ...]"
+PLOTS = "plots"  # not a module: the name that only draws the plots
 
 
 def modules() -> list[str]:
@@ -32,6 +36,7 @@ def help_text() -> str:
         "",
         "Run every benchmark module, or those named, each on its default budget. Every module reports ratios",
         "against a baseline measured in the same run, with the absolute numbers next to them (docs/benchmarks.md).",
+        "Then the results written as JSON (artifacts/bench/) are drawn as PNG plots in docs/img/ (needs matplotlib).",
         "",
         "benchmarks:",
     ]
@@ -39,6 +44,7 @@ def help_text() -> str:
         wrapped = textwrap.wrap(summary(name), width=100 - width - 2) or [""]
         lines.append(f"  {name:<{width}}{wrapped[0]}")
         lines.extend(f"  {'':<{width}}{line}" for line in wrapped[1:])
+    lines.append(f"  {PLOTS:<{width}}run nothing, only draw the plots from the last results")
     lines += ["", "options:", "  -h, --help  show this help and exit", ""]
     lines.append("Options of one module (budget, rounds, ...): python -m bench.<name> --help")
     return "\n".join(lines)
@@ -59,18 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     available = modules()
-    unknown = [name for name in args if name not in available]
+    unknown = [name for name in args if name not in (*available, PLOTS)]
     if unknown:
         print(f"bench: no benchmark named {', '.join(unknown)} (available: {', '.join(available)})", file=sys.stderr)
         return 2
     status = 0
-    for name in args or available:
+    for name in [name for name in args if name != PLOTS] if args else available:
         module = importlib.import_module(f"bench.{name}")
         run = getattr(module, "main", None)
         if run is None:
             continue
         print(f"== bench.{name}", flush=True)
         status |= int(run([]) or 0)
+    print("== plots", flush=True)
+    for line in write_plots():
+        print(line, flush=True)
     return status
 
 

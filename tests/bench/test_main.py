@@ -29,6 +29,7 @@ def test_help_lists_every_module_and_exits_0(flag: str) -> None:
     # Each module is described by the first sentence of its docstring, not cut off mid-sentence.
     assert "The emulator's fan-out: REST broadcasts to K WebSocket clients" in result.stdout
     assert "python -m bench.<name> --help" in result.stdout
+    assert listed["plots"].split(None, 1)[1] == "run nothing, only draw the plots from the last results"
     assert "no benchmark named" not in result.stdout
 
 
