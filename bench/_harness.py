@@ -410,8 +410,8 @@ class Tally:
         self._target = 0
         self._waiter: asyncio.Future[float] | None = None
 
-    def add(self, arrived: float) -> None:
-        self.count += 1
+    def add(self, arrived: float, count: int = 1) -> None:
+        self.count += count
         self.last_arrival = arrived
         waiter = self._waiter
         if waiter is not None and self.count >= self._target and not waiter.done():

@@ -2,7 +2,8 @@
 ``signalr-emulator`` side by side, K WebSocket clients each.
 
 Peers (each a fresh process per round, pinned to core 0 with ``taskset`` when there are two cores or more; this load
-generator is pinned to core 1):
+generator is pinned to core 1). Every server is started with ``--loop`` (``auto``: uvloop where it is installed) and
+the table names the loop each one ran on:
 
 - ``websockets``: ``bench/peers/websockets_broadcast.py`` in ``bench/.venvs/websockets`` (``websockets==17.4``): no
   protocol, no auth; a sender WebSocket's messages are written as-is to every client (``websockets.broadcast``).
@@ -18,34 +19,42 @@ generator is pinned to core 1):
   ``azure-messaging-webpubsubservice``'s ``send_to_all`` calls) broadcasts. The same chat on the other service, so its
   rows read beside the SignalR emulator's (the ``webpubsub/emulator`` column).
 
-Every client receives the same record, ``{"type":1,"target":"broadcastMessage","arguments":["bench","N"]}`` + 0x1E
-(SignalR JSON; the websockets and aiohttp peers are sent the record itself). The SignalR peers' clients do the JSON
-handshake. Web PubSub clients receive the same broadcast body as the ``data`` of a server message,
-``{"type":"message","from":"server","dataType":"json","data":{"target":"broadcastMessage","arguments":["bench","N"]}}``.
-``make bench`` installs the venvs of websockets and aiosignalr; a peer whose venv is missing is left out and
-named.
+The three in the product's venv run inside ``bench/peers/emulator_gc.py``, which reports their GC pauses from
+``gc.callbacks`` without changing them; ``--loop`` goes to an emulator that has the option (read from its
+``--help``), and the aiohttp baseline gets uvloop as asyncio's default loop. The peers' scripts report the same GC
+figures themselves (``bench/peers/peer_runtime.py``).
 
-Per peer and round: 0 → N idle connections (RSS delta per connection from ``/proc``), idle CPU % of the server over a
-few seconds; then N - K connections are closed and the K left get B broadcasts back to back (frames/s at the clients,
-until every client has every frame; server CPU µs per frame) and P broadcasts paced at R/s (delivery latency per
-frame, from the start of the send until a client has it: p50/p99). The peers' longest GC pause in the round comes
-from ``gc.callbacks`` in their scripts; the emulator's is not measured (the product is not changed for it): its paced
-p99 and max show stalls from outside.
-Run ``python -m bench.fanout`` (``--clients`` K, ``--idle`` N, ``--json PATH``; ``--help`` for all).
+The clients are ``bench.loadgen``'s raw WebSocket clients (one process holds up to 19,900; a few µs of CPU per frame
+received), so the load generator is not what caps frames/s; its own CPU per phase is in the table. Every client
+receives the same record, ``{"type":1,"target":"broadcastMessage","arguments":["bench","M"]}`` + 0x1E (SignalR JSON;
+the websockets and aiohttp peers are sent the record itself), where M is a number, or while paced ``sent@`` and the
+send time. The SignalR peers' clients do the JSON handshake and a hub Ping before 30 s of silence. Web PubSub clients
+receive the same broadcast body as the ``data`` of a server message. ``make bench`` installs the venvs of websockets
+and aiosignalr; a peer whose venv is missing is left out and named.
+
+Per peer and round: 0 → N idle connections (RSS delta per connection from ``/proc``, GC-tracked objects per
+connection), idle CPU % of the server over a few seconds, the longest GC pause so far; one broadcast to all N (until
+the last client has it); then N - K connections are closed and the K left get B broadcasts back to back (frames/s at
+the clients, until every client has every frame; server CPU µs per frame) and P broadcasts paced at R/s (delivery
+latency per frame, from the start of the send until a client has it: p50/p99), and the GC figures of the round.
+Run ``python -m bench.fanout`` (``--clients`` K, ``--idle`` N up to 19,900, ``--loop``, ``--json PATH``; ``--help``
+for all).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import resource
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,21 +72,31 @@ from webpubsub.tokens import mint_client_token, mint_rest_token
 from ._harness import (
     REPLY_TIMEOUT,
     BenchError,
-    RawWebSocketClient,
     RestBroadcaster,
     Services,
-    Tally,
-    arrival,
-    broadcast_body,
-    broadcast_record,
     cpu_seconds,
     median,
     negotiate,
     percentile,
     ready_line,
     run_benchmark,
+    send_paced,
 )
 from .broadcast import BASELINE_READY
+from .loadgen import CONNECT_CONCURRENCY as CONNECT_CONCURRENCY  # bench.http_fanout imports it from here
+from .loadgen import (
+    Deliveries,
+    PhaseCpu,
+    WebSocketClient,
+    close_clients,
+    connect,
+    loop_name,
+    open_clients,
+    ping_silent,
+    stamped,
+    uvloop_module,
+)
+from .loadgen import run as run_load
 
 PEERS = ("websockets", "aiohttp", "aiosignalr", "emulator", "webpubsub")
 OURS = "emulator"
@@ -86,9 +105,12 @@ VENVS = REPO / "bench" / ".venvs"
 PEER_SCRIPTS = REPO / "bench" / "peers"
 PEER_READY = "fanout peer listening on "
 HUB = "fanout"
-CONNECT_CONCURRENCY = 32
+HTTP_CONNECTIONS = 32  # the aiohttp session's pool: negotiates and REST sends
 HTTP_SENDERS = 4  # concurrent POSTs in a burst (the websockets peer gets its frames on one socket, no reply)
 SETTLE = 1.0  # seconds after the last connection before RSS is read
+KEEPALIVE_AFTER = 20.0  # a SignalR client silent this long sends a hub Ping (the service drops one silent for 30 s)
+MAX_IDLE = 19_900  # connections: the load generator and the server each hold one fd per connection, limit 20,000
+LOOPS = ("auto", "asyncio", "uvloop")
 SERVER_CORE = 0
 DEFAULT_JSON = REPO / "artifacts" / "bench" / "fanout.json"
 LOAD_CORE = 1
@@ -106,37 +128,28 @@ class Counts:
     idle_seconds: float = 3.0
     rounds: int = 3
     phase_timeout: float = 60.0
+    loop: str = "auto"
 
 
 Results = dict[str, dict[str, list[float]]]  # peer → metric → value per round
+Loops = dict[str, list[str]]  # peer → the event loop its server ran on, per round
 
 
-# --- receiving -----------------------------------------------------------------------------------------------------
+Message = int | bytes  # the text of a broadcast: a number, or bytes such as bench.loadgen.stamped()'s
 
 
-def record_seq(record: bytes) -> int | None:
-    """The N of a broadcastMessage record (any JSON spacing), None for other records (pings)."""
-    if b"broadcastMessage" not in record:
-        return None
-    return int(record.rsplit(b'"', 2)[1])
+def _text(message: Message) -> bytes:
+    return b"%d" % message if isinstance(message, int) else message
 
 
-class Receiver:
-    """What all clients of one peer received: a frame count, and per-frame latency for sequence numbers being timed."""
+def record_of(message: Message) -> bytes:
+    """The hub record of ``broadcastMessage("bench", message)``, what every recipient receives."""
+    return b'{"type":1,"target":"broadcastMessage","arguments":["bench","%b"]}\x1e' % _text(message)
 
-    def __init__(self) -> None:
-        self.frames = Tally()
-        self.sent_at: dict[int, float] = {}  # seq → when its send started (paced phase only)
-        self.latencies: list[float] = []
 
-    def on_record(self, record: bytes, arrived: float) -> None:
-        seq = record_seq(record)
-        if seq is None:
-            return
-        sent = self.sent_at.get(seq)
-        if sent is not None:
-            self.latencies.append(arrived - sent)
-        self.frames.add(arrived)
+def body_of(message: Message) -> bytes:
+    """The REST body of ``broadcastMessage("bench", message)``."""
+    return b'{"target":"broadcastMessage","arguments":["bench","%b"]}' % _text(message)
 
 
 # --- the peers -----------------------------------------------------------------------------------------------------
@@ -159,21 +172,37 @@ def available_peers(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
     return present, [name for name in wanted if name not in present]
 
 
+def takes_loop_option(command: str) -> bool:
+    """Whether the product's ``command`` has ``--loop`` (read from its ``--help``)."""
+    try:
+        result = subprocess.run([script(command), "--help"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--loop" in result.stdout
+
+
 class Peer:
-    """One server under test: its process, how a client connects, how one broadcast is sent."""
+    """One server under test: its process, how a client connects, how one broadcast is sent, its GC figures."""
 
     name: str
-    process: Process
+    signalr = False  # its clients speak SignalR: a hub Ping keeps one that is otherwise silent connected
 
-    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
+    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession) -> None:
+        self.process = process
+        self.stats_path = stats_path
+        self._session = session
+        self._snapshots = 0
+
+    async def connect(self, deliveries: Deliveries) -> WebSocketClient:
         raise NotImplementedError
 
-    async def send(self, seq: int) -> None:
+    async def send(self, message: Message) -> None:
+        """Broadcast ``broadcastMessage("bench", message)`` to every client."""
         raise NotImplementedError
 
-    async def send_many(self, seqs: Sequence[int]) -> None:
+    async def send_many(self, messages: Sequence[Message]) -> None:
         """Send these broadcasts back to back (``HTTP_SENDERS`` concurrent requests unless a peer says otherwise)."""
-        queue = list(reversed(seqs))
+        queue = list(reversed(messages))
 
         async def sender() -> None:
             while queue:
@@ -181,7 +210,33 @@ class Peer:
 
         await asyncio.gather(*(sender() for _ in range(HTTP_SENDERS)))
 
-    async def gc_stats(self, session: aiohttp.ClientSession) -> dict[str, float] | None:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        async with self._session.post(url, data=body, headers=headers) as response:
+            if response.status != 202:
+                raise BenchError(
+                    f"{self.name}: a broadcast answered {response.status}: {(await response.read())[:200]!r}"
+                )
+
+    async def gc_snapshot(self) -> dict[str, Any] | None:
+        """The server's GC figures now (SIGUSR1, then its stats file), None without a stats file or an answer in
+        time."""
+        if self.stats_path is None:
+            return None
+        self._snapshots += 1
+        try:
+            os.kill(self.process.pid, signal.SIGUSR1)
+        except OSError:
+            return None
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                stats: dict[str, Any] = json.loads(self.stats_path.read_bytes())
+            except (OSError, ValueError):
+                stats = {}
+            if stats.get("seq", 0) >= self._snapshots:
+                self._snapshots = stats["seq"]
+                return stats
+            await asyncio.sleep(0.02)
         return None
 
     async def close(self) -> None:
@@ -189,63 +244,51 @@ class Peer:
 
 
 class WebsocketsPeer(Peer):
+    """``bench/peers/websockets_broadcast.py``: a sender WebSocket's messages go as-is to every ``/ws`` client."""
+
     name = "websockets"
 
-    def __init__(self, process: Process, url: str, session: aiohttp.ClientSession) -> None:
-        self.process = process
-        self.url = url
+    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, url: str) -> None:
+        super().__init__(process, stats_path, session)
         self.ws_url = "ws" + url[4:]
-        self._session = session
-        self._sender: aiohttp.ClientWebSocketResponse | None = None
+        self._sender: WebSocketClient | None = None
 
-    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
-        client = RawWebSocketClient(receiver.on_record)
-        await client.open(session, f"{self.ws_url}/ws", None, handshake=False)
-        return client
+    async def connect(self, deliveries: Deliveries) -> WebSocketClient:
+        return await connect(f"{self.ws_url}/ws", deliveries)
 
-    async def _control(self) -> aiohttp.ClientWebSocketResponse:
+    async def _control(self) -> WebSocketClient:
         if self._sender is None:
-            async with asyncio.timeout(REPLY_TIMEOUT):
-                self._sender = await self._session.ws_connect(f"{self.ws_url}/send", compress=0)
+            self._sender = await connect(f"{self.ws_url}/send", Deliveries())
         return self._sender
 
-    async def send(self, seq: int) -> None:
-        await (await self._control()).send_bytes(broadcast_record(seq))
+    async def send(self, message: Message) -> None:
+        (await self._control()).send_text(record_of(message))
 
-    async def send_many(self, seqs: Sequence[int]) -> None:
+    async def send_many(self, messages: Sequence[Message]) -> None:
         sender = await self._control()
-        for seq in seqs:
-            await sender.send_bytes(broadcast_record(seq))
-
-    async def gc_stats(self, session: aiohttp.ClientSession) -> dict[str, float] | None:
-        return await _peer_stats(session, f"{self.url}/stats")
+        for message in messages:
+            sender.send_text(record_of(message))
 
     async def close(self) -> None:
         if self._sender is not None:
-            async with asyncio.timeout(REPLY_TIMEOUT):
-                await self._sender.close()
+            await close_clients([self._sender])
 
 
 class AiosignalrPeer(Peer):
+    """``bench/peers/aiosignalr_hub.py``: ``POST /send`` broadcasts through aiosignalr's lifetime manager."""
+
     name = "aiosignalr"
+    signalr = True
 
-    def __init__(self, process: Process, url: str, session: aiohttp.ClientSession) -> None:
-        self.process = process
+    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, url: str) -> None:
+        super().__init__(process, stats_path, session)
         self.url = url
-        self._session = session
 
-    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
-        client = RawWebSocketClient(receiver.on_record)
-        await client.open(session, f"{self.url}/hub", None, handshake=True)
-        return client
+    async def connect(self, deliveries: Deliveries) -> WebSocketClient:
+        return await connect(f"{self.url}/hub", deliveries, signalr=True)
 
-    async def send(self, seq: int) -> None:
-        async with self._session.post(f"{self.url}/send", data=b"%d" % seq) as response:
-            if response.status != 202:
-                raise BenchError(f"aiosignalr peer answered {response.status}")
-
-    async def gc_stats(self, session: aiohttp.ClientSession) -> dict[str, float] | None:
-        return await _peer_stats(session, f"{self.url}/stats")
+    async def send(self, message: Message) -> None:
+        await self._post(f"{self.url}/send", _text(message))
 
 
 class AiohttpPeer(Peer):
@@ -255,114 +298,127 @@ class AiohttpPeer(Peer):
 
     name = "aiohttp"
 
-    def __init__(self, process: Process, url: str, session: aiohttp.ClientSession) -> None:
-        self.process = process
+    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, url: str) -> None:
+        super().__init__(process, stats_path, session)
         self.url = url
-        self._session = session
 
-    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
-        client = RawWebSocketClient(receiver.on_record)
-        await client.open(session, f"{self.url}/ws/{HUB}", None, handshake=False)
-        return client
+    async def connect(self, deliveries: Deliveries) -> WebSocketClient:
+        return await connect(f"{self.url}/ws/{HUB}", deliveries)
 
-    async def send(self, seq: int) -> None:
-        async with self._session.post(f"{self.url}/send/{HUB}", data=broadcast_record(seq)) as response:
-            if response.status != 202:
-                raise BenchError(f"aiohttp peer answered {response.status}")
+    async def send(self, message: Message) -> None:
+        await self._post(f"{self.url}/send/{HUB}", record_of(message))
 
 
 class EmulatorPeer(Peer):
-    name = "emulator"
+    """``signalr-emulator`` in Serverless mode: negotiate, then the client WebSocket; the REST API broadcasts."""
 
-    def __init__(self, process: Process, connection: ConnectionString, session: aiohttp.ClientSession) -> None:
-        self.process = process
+    name = "emulator"
+    signalr = True
+
+    def __init__(
+        self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, connection: ConnectionString
+    ) -> None:
+        super().__init__(process, stats_path, session)
         self.connection = connection
         self.rest = RestBroadcaster(session, connection)
 
-    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
+    async def connect(self, deliveries: Deliveries) -> WebSocketClient:
         redirect = build_redirect(self.connection, HUB, request_path="/chat/negotiate")
-        client = RawWebSocketClient(receiver.on_record)
-        await client.open(session, await negotiate(session, redirect), redirect.access_token, handshake=True)
-        return client
+        url = await negotiate(self._session, redirect)
+        headers = {"Authorization": f"Bearer {redirect.access_token}"}
+        return await connect(url, deliveries, headers=headers, signalr=True)
 
-    async def send(self, seq: int) -> None:
-        await self.rest.send(HUB, broadcast_body(seq))
-
-
-class WebPubSubClientLeg(RawWebSocketClient):
-    """A Web PubSub client on ``json.webpubsub.azure.v1``: every text frame is one message, no record separator."""
-
-    async def open_webpubsub(self, session: aiohttp.ClientSession, url: str) -> None:
-        try:
-            async with asyncio.timeout(REPLY_TIMEOUT):
-                self._ws = await session.ws_connect(url, protocols=(JSON_SUBPROTOCOL,), autoping=True, compress=0)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BenchError(f"Web PubSub connect failed: {type(exc).__name__} {exc}") from None
-        if self._ws.protocol != JSON_SUBPROTOCOL:
-            raise BenchError(f"the Web PubSub emulator chose subprotocol {self._ws.protocol!r}")
-        self._task = asyncio.create_task(self._read(self._ws))
-
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in ws:
-            if message.type is aiohttp.WSMsgType.TEXT:
-                self.on_record(message.data.encode(), time.perf_counter())
+    async def send(self, message: Message) -> None:
+        await self.rest.send(HUB, body_of(message))
 
 
 class WebPubSubPeer(Peer):
+    """``webpubsub-emulator``: clients on ``json.webpubsub.azure.v1``; the data-plane ``:send`` broadcasts."""
+
     name = "webpubsub"
 
-    def __init__(self, process: Process, connection: WebPubSubConnectionString, session: aiohttp.ClientSession) -> None:
-        self.process = process
-        self._session = session
+    def __init__(
+        self,
+        process: Process,
+        stats_path: Path | None,
+        session: aiohttp.ClientSession,
+        connection: WebPubSubConnectionString,
+    ) -> None:
+        super().__init__(process, stats_path, session)
         token = mint_client_token(connection.access_key, connection.client_audience(HUB))
         self._client_url = f"{connection.client_base_url(HUB)}?access_token={token}"
         self._send_url = f"{connection.endpoint}/api/hubs/{HUB}/:send?api-version=2024-01-01"
         rest_token = mint_rest_token(connection.access_key, self._send_url, lifetime=3600)
         self._headers = {"Authorization": f"Bearer {rest_token}", "Content-Type": "application/json"}
 
-    async def connect(self, session: aiohttp.ClientSession, receiver: Receiver) -> RawWebSocketClient:
-        client = WebPubSubClientLeg(receiver.on_record)
-        await client.open_webpubsub(session, self._client_url)
-        return client
+    async def connect(self, deliveries: Deliveries) -> WebSocketClient:
+        return await connect(self._client_url, deliveries, headers={"Sec-WebSocket-Protocol": JSON_SUBPROTOCOL})
 
-    async def send(self, seq: int) -> None:
-        async with self._session.post(self._send_url, data=broadcast_body(seq), headers=self._headers) as response:
-            if response.status != 202:
-                body = (await response.read())[:200]
-                raise BenchError(f"Web PubSub send_to_all answered {response.status}: {body!r}")
+    async def send(self, message: Message) -> None:
+        await self._post(self._send_url, body_of(message), self._headers)
 
 
-async def _peer_stats(session: aiohttp.ClientSession, url: str) -> dict[str, float] | None:
-    try:
-        async with asyncio.timeout(REPLY_TIMEOUT):
-            async with session.get(url) as response:
-                stats: dict[str, float] = json.loads(await response.read())
-                return stats
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
+class Launcher:
+    """Starts each peer pinned to the server core with ``--loop`` and, given a ``stats_dir``, a GC stats file there;
+    waits for its ready line."""
 
+    def __init__(
+        self, services: Services, session: aiohttp.ClientSession, loop: str, stats_dir: Path | None = None
+    ) -> None:
+        self.services = services
+        self.session = session
+        self.loop = loop
+        self.stats_dir = stats_dir
+        self._loop_option: dict[str, bool] = {}
 
-def start_peer(services: Services, name: str, session: aiohttp.ClientSession) -> Peer:
-    """Start peer ``name`` pinned to the server core and wait for its ready line."""
-    if name == OURS:
-        process = services.spawn(pinned([script("signalr-emulator"), "--port", "0", "--log-level", "warning"]))
-        return EmulatorPeer(process, parse_connection_string(ready_line(process)), session)
-    if name == "webpubsub":
-        process = services.spawn(pinned([script("webpubsub-emulator"), "--port", "0", "--log-level", "warning"]))
-        return WebPubSubPeer(process, parse_webpubsub_connection_string(ready_line(process)), session)
-    if name == "aiohttp":
-        process = services.spawn(pinned([sys.executable, "-m", "bench.broadcast", "--serve-baseline"]))
+    def _in_process(self, stats: Path | None, module: str, *args: str, set_loop: bool = False) -> list[str]:
+        """The product's python running ``module`` inside ``bench/peers/emulator_gc.py``."""
+        argv = [sys.executable, str(PEER_SCRIPTS / "emulator_gc.py"), *_stats_option(stats)]
+        return [*argv, *(["--set-loop", self.loop] if set_loop else []), module, *args]
+
+    def _product(self, stats: Path | None, command: str, module: str) -> Process:
+        if command not in self._loop_option:
+            self._loop_option[command] = takes_loop_option(command)
+        loop = ["--loop", self.loop] if self._loop_option[command] else []
+        argv = self._in_process(stats, module, "--port", "0", "--log-level", "warning", *loop)
+        return self.services.spawn(pinned(argv))
+
+    def start(self, name: str) -> Peer:
+        stats = None if self.stats_dir is None else self.stats_dir / f"{name}.json"
+        if stats is not None:
+            stats.unlink(missing_ok=True)
+        if name == OURS:
+            process = self._product(stats, "signalr-emulator", "emulator.cli")
+            return EmulatorPeer(process, stats, self.session, parse_connection_string(ready_line(process)))
+        if name == "webpubsub":
+            process = self._product(stats, "webpubsub-emulator", "emulator.webpubsub.cli")
+            connection = parse_webpubsub_connection_string(ready_line(process))
+            return WebPubSubPeer(process, stats, self.session, connection)
+        if name == "aiohttp":
+            argv = self._in_process(stats, "bench.broadcast", "--serve-baseline", set_loop=True)
+            process = self.services.spawn(pinned(argv), env={"PYTHONPATH": str(REPO)})
+            line = ready_line(process)
+            if not line.startswith(BASELINE_READY):
+                raise BenchError(f"unexpected ready line from the aiohttp peer: {line[:200]!r}")
+            return AiohttpPeer(process, stats, self.session, line.removeprefix(BASELINE_READY).strip())
+        script_name = {"websockets": "websockets_broadcast.py", "aiosignalr": "aiosignalr_hub.py"}[name]
+        argv = [str(peer_python(name)), str(PEER_SCRIPTS / script_name), "--loop", self.loop, *_stats_option(stats)]
+        process = self.services.spawn(pinned(argv))
         line = ready_line(process)
-        if not line.startswith(BASELINE_READY):
-            raise BenchError(f"unexpected ready line from the aiohttp peer: {line[:200]!r}")
-        return AiohttpPeer(process, line.removeprefix(BASELINE_READY).strip(), session)
-    script_name = {"websockets": "websockets_broadcast.py", "aiosignalr": "aiosignalr_hub.py"}[name]
-    process = services.spawn(pinned([str(peer_python(name)), str(PEER_SCRIPTS / script_name)]))
-    line = ready_line(process)
-    if not line.startswith(PEER_READY):
-        raise BenchError(f"unexpected ready line from the {name} peer: {line[:200]!r}")
-    url = line[len(PEER_READY) :].strip()
-    return WebsocketsPeer(process, url, session) if name == "websockets" else AiosignalrPeer(process, url, session)
+        if not line.startswith(PEER_READY):
+            raise BenchError(f"unexpected ready line from the {name} peer: {line[:200]!r}")
+        url = line[len(PEER_READY) :].strip()
+        peer_class = WebsocketsPeer if name == "websockets" else AiosignalrPeer
+        return peer_class(process, stats, self.session, url)
+
+
+def _stats_option(stats: Path | None) -> list[str]:
+    return [] if stats is None else ["--stats", str(stats)]
+
+
+def start_peer(services: Services, name: str, session: aiohttp.ClientSession, loop: str = "auto") -> Peer:
+    """Peer ``name`` started as :class:`Launcher` does, without GC figures."""
+    return Launcher(services, session, loop).start(name)
 
 
 # --- one round of one peer -----------------------------------------------------------------------------------------
@@ -382,112 +438,139 @@ def rss_kib(pid: int) -> float:
 
 @dataclass
 class RoundResult:
-    """The figures of one peer in one round (see :data:`METRICS` for names and units)."""
+    """The figures of one peer in one round (see :data:`METRICS` for names and units) and its server's loop."""
 
     values: dict[str, float] = field(default_factory=dict)
+    loop: str = "?"
 
 
-async def connect_all(
-    peer: Peer, session: aiohttp.ClientSession, receiver: Receiver, count: int, deadline: float
-) -> list[RawWebSocketClient]:
-    """``count`` connections, ``CONNECT_CONCURRENCY`` at a time; BenchError past ``deadline`` (monotonic)."""
-    clients: list[RawWebSocketClient] = []
-    left = iter(range(count))
+async def keep_alive(clients: Sequence[WebSocketClient]) -> None:
+    """A hub Ping from each SignalR client silent for ``KEEPALIVE_AFTER`` s, checked every 2 s until cancelled."""
+    while True:
+        await asyncio.sleep(2.0)
+        ping_silent(clients, KEEPALIVE_AFTER)
 
-    async def worker() -> None:
-        for _ in left:
-            if time.monotonic() > deadline:
-                raise BenchError(f"{peer.name}: {len(clients)} of {count} connections within the time bound")
-            clients.append(await peer.connect(session, receiver))
 
+async def delivered(deliveries: Deliveries, total: int, what: str, timeout: float) -> float:
+    """When the count of ``deliveries`` reaches ``total``; BenchError naming ``what`` and any lost connections."""
     try:
-        await asyncio.gather(*(worker() for _ in range(CONNECT_CONCURRENCY)))
-    except BaseException:
-        await close_all(clients)
-        raise
-    return clients
+        async with asyncio.timeout(timeout):
+            return await deliveries.tally.reaches(total)
+    except TimeoutError:
+        lost = f" ({deliveries.lost} connections lost)" if deliveries.lost else ""
+        raise BenchError(f"{what} did not arrive within {timeout:.1f} s{lost}") from None
 
 
-async def close_all(clients: Sequence[RawWebSocketClient]) -> None:
-    """Close these clients, ``CONNECT_CONCURRENCY`` at a time (each close is bounded by the harness)."""
-    pending = iter(clients)
+def gc_values(
+    values: dict[str, float], start: dict[str, Any] | None, stats: dict[str, Any] | None, prefix: str
+) -> None:
+    """``{prefix}_max_pause_ms`` (since the previous snapshot), ``{prefix}_gen2_collections`` (since ``start``) and
+    ``{prefix}_tracked`` from a GC snapshot; NaN for what is missing."""
+    nan = float("nan")
+    values[f"{prefix}_max_pause_ms"] = float(stats["max_ms"]) if stats else nan
+    full = (stats["collections_by_generation"][2] - start["collections_by_generation"][2]) if stats and start else nan
+    values[f"{prefix}_gen2_collections"] = float(full)
+    values[f"{prefix}_tracked"] = float(stats["tracked"]) if stats else nan
 
-    async def worker() -> None:
-        for client in pending:
-            await client.close()
 
-    await asyncio.gather(*(worker() for _ in range(CONNECT_CONCURRENCY)))
-
-
-async def measure_peer(peer: Peer, session: aiohttp.ClientSession, counts: Counts) -> RoundResult:
-    """Idle connections, then burst and paced fan-out to K of them; see the module docstring."""
+async def measure_peer(peer: Peer, counts: Counts) -> RoundResult:
+    """Idle connections, one broadcast to all of them, then burst and paced fan-out to K of them; see the module
+    docstring."""
     result = RoundResult()
     values = result.values
     pid = peer.process.pid
-    receiver = Receiver()
+    deliveries = Deliveries()
+    load = PhaseCpu()
     await asyncio.sleep(0.5)
+    before = await peer.gc_snapshot()
     rss_before = rss_kib(pid)
-    clients = await connect_all(peer, session, receiver, counts.idle, time.monotonic() + counts.phase_timeout)
+    deadline = time.monotonic() + counts.phase_timeout
+    with load.phase("connect"):
+        clients = await open_clients(counts.idle, lambda: peer.connect(deliveries), deadline)
+    keeper = asyncio.create_task(keep_alive(clients)) if peer.signalr else None
     try:
+        if peer.signalr:
+            ping_silent(clients, 0.0)
         await asyncio.sleep(SETTLE)
         values["kib_per_connection"] = (rss_kib(pid) - rss_before) / counts.idle
-        cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-        await asyncio.sleep(counts.idle_seconds)
-        values["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+        with load.phase("idle"):
+            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(counts.idle_seconds)
+            values["idle_cpu_percent"] = 100 * (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+        idle = await peer.gc_snapshot()
+        gc_values(values, before, idle, "gc_idle")
+        if before and idle:
+            values["gc_tracked_per_connection"] = (idle["tracked"] - before["tracked"]) / counts.idle
+
+        # One broadcast to all N idle clients: until the last has it.
+        target = deliveries.tally.count + len(clients)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                await peer.send(b"all")
+        except TimeoutError:
+            raise BenchError(f"{peer.name}: the broadcast to all took over {REPLY_TIMEOUT:g} s to send") from None
+        last = await delivered(
+            deliveries, target, f"{peer.name}: one broadcast to {len(clients)}", counts.phase_timeout
+        )
+        values["all_idle_broadcast_ms"] = 1000 * (last - started)
+
         extra, clients = clients[counts.clients :], clients[: counts.clients]
-        await close_all(extra)
-        if peer.name not in ("websockets", "webpubsub"):  # SignalR drops a client silent for 30 s: one hub Ping each
-            await asyncio.gather(*(client.ping() for client in clients))
+        await close_clients(extra)
+        if peer.signalr:
+            ping_silent(clients, 0.0)
         await asyncio.sleep(0.3)
 
         # Burst: B broadcasts back to back, until every client has every frame.
         k = len(clients)
-        start_count = receiver.frames.count
-        target = start_count + k * counts.burst
-        done = receiver.frames.reaches(target)
-        cpu_before, load_before = cpu_seconds(pid), time.process_time()
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(counts.phase_timeout):
-                await peer.send_many(range(1, counts.burst + 1))
-        except TimeoutError:
-            raise BenchError(f"{peer.name}: the burst's sends took over {counts.phase_timeout:g} s") from None
-        last = await arrival(done, f"{peer.name}: {k * counts.burst} burst frames", counts.phase_timeout)
+        target = deliveries.tally.count + k * counts.burst
+        cpu_before = cpu_seconds(pid)
+        with load.phase("burst"):
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(counts.phase_timeout):
+                    await peer.send_many(range(1, counts.burst + 1))
+            except TimeoutError:
+                raise BenchError(f"{peer.name}: the burst's sends took over {counts.phase_timeout:g} s") from None
+            last = await delivered(
+                deliveries, target, f"{peer.name}: {k * counts.burst} burst frames", counts.phase_timeout
+            )
         elapsed = last - started
         values["burst_frames_per_s"] = k * counts.burst / elapsed
         values["burst_server_us_per_frame"] = 1e6 * (cpu_seconds(pid) - cpu_before) / (k * counts.burst)
-        values["burst_load_cpu_percent"] = 100 * (time.process_time() - load_before) / elapsed
 
-        # Paced: P broadcasts at R/s; latency of every frame from the start of its send.
+        # Paced: P broadcasts at R/s; latency of every frame from the start of its send (the time it carries).
         await asyncio.sleep(0.3)
-        target = receiver.frames.count + k * counts.paced
-        done = receiver.frames.reaches(target)
-        interval = 1.0 / counts.rate
-        paced_start = time.perf_counter()
-        for i in range(counts.paced):
-            seq = 1_000_000 + i
-            now = time.perf_counter()
-            wait = paced_start + i * interval - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            receiver.sent_at[seq] = time.perf_counter()
+        target = deliveries.tally.count + k * counts.paced
+        deliveries.timing = True
+        with load.phase("paced"):
             try:
-                async with asyncio.timeout(REPLY_TIMEOUT):
-                    await peer.send(seq)
+                await send_paced(counts.paced, counts.rate, deadline=float("inf"), send_one=lambda: _paced_send(peer))
             except TimeoutError:
                 raise BenchError(f"{peer.name}: a paced send took over {REPLY_TIMEOUT:g} s") from None
-        await arrival(done, f"{peer.name}: {k * counts.paced} paced frames", counts.phase_timeout)
-        latencies = receiver.latencies
+            await delivered(deliveries, target, f"{peer.name}: {k * counts.paced} paced frames", counts.phase_timeout)
+        deliveries.timing = False
+        latencies = deliveries.latencies
         values["paced_p50_ms"] = 1000 * percentile(latencies, 50)
         values["paced_p99_ms"] = 1000 * percentile(latencies, 99)
         values["paced_max_ms"] = 1000 * max(latencies)
-        stats = await peer.gc_stats(session)
-        values["gc_max_pause_ms"] = float(stats["max_ms"]) if stats else float("nan")
-        values["gc_tracked_objects"] = float(stats["tracked"]) if stats else float("nan")
+        end = await peer.gc_snapshot()
+        gc_values(values, before, end, "gc")
+        values["gc_max_pause_ms"] = max(values["gc_max_pause_ms"], values["gc_idle_max_pause_ms"])
+        result.loop = str(end["loop"]) if end else "?"
+        for phase, percent in load.percent.items():
+            values[f"load_{phase}_cpu_percent"] = percent
     finally:
+        if keeper is not None:
+            keeper.cancel()
         await peer.close()
-        await close_all(clients)
+        await close_clients(clients)
     return result
+
+
+async def _paced_send(peer: Peer) -> None:
+    async with asyncio.timeout(REPLY_TIMEOUT):
+        await peer.send(stamped())
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -508,9 +591,16 @@ METRICS = (
     MetricInfo("burst_server_us_per_frame", "server CPU per frame in the burst, µs", False),
     MetricInfo("kib_per_connection", "KiB per idle WS connection (RSS, 0 → {N})", False),
     MetricInfo("idle_cpu_percent", "idle server CPU % with {N} connections", False),
-    MetricInfo("gc_max_pause_ms", "longest GC pause in the round, ms (gc.callbacks)", False),
-    MetricInfo("gc_tracked_objects", "GC-tracked objects after the round", False),
-    MetricInfo("burst_load_cpu_percent", "load generator CPU % during the burst", False),
+    MetricInfo(
+        "all_idle_broadcast_ms", "one REST broadcast to all {N} idle WS clients: ms until the last has it", False
+    ),
+    MetricInfo("gc_idle_max_pause_ms", "longest GC pause while {N} connect and sit idle, ms (gc.callbacks)", False),
+    MetricInfo("gc_tracked_per_connection", "GC-tracked objects per idle connection", False),
+    MetricInfo("gc_max_pause_ms", "longest GC pause in the round, ms", False),
+    MetricInfo("gc_gen2_collections", "full (gen-2) collections in the round", False),
+    MetricInfo("gc_tracked", "GC-tracked objects at the end of the round ({K} connected)", False),
+    MetricInfo("load_burst_cpu_percent", "load generator CPU % during the burst (of one core)", False),
+    MetricInfo("load_paced_cpu_percent", "load generator CPU % during the paced phase", False),
 )
 
 
@@ -542,10 +632,14 @@ def ratio(results: Results, key: str, against: str, ours_name: str = OURS) -> st
     return "n/a" if value != value else f"{value:.2f}x"
 
 
-def markdown_table(results: Results, peers: Sequence[str], counts: Counts) -> str:
-    """Medians of the rounds with min–max, and the ratios ours/raw, ours/aiosignalr and Web PubSub/SignalR."""
+def markdown_table(results: Results, peers: Sequence[str], counts: Counts, loops: Loops | None = None) -> str:
+    """Medians of the rounds with min–max, and the ratios ours/raw, ours/aiosignalr and Web PubSub/SignalR; the
+    first row names the event loop each server ran on."""
     header = ["metric (median, min–max)", *peers, "emulator/websockets", "emulator/aiosignalr", "webpubsub/emulator"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    if loops is not None:
+        cells = ["/".join(sorted(set(loops.get(peer, [])))) or "n/a" for peer in peers]
+        lines.append("| " + " | ".join(["server event loop", *cells, "", "", ""]) + " |")
     for metric in METRICS:
         label = metric.label.format(K=f"{counts.clients:,}", B=counts.burst, R=f"{counts.rate:g}", N=f"{counts.idle:,}")
         cells = [spread(results.get(peer, {}).get(metric.key, [])) for peer in peers]
@@ -583,7 +677,9 @@ def pin_load_generator() -> str:
 def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str]:
     parser = argparse.ArgumentParser(prog="bench.fanout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=Counts.clients, help="K fan-out clients (default 1000)")
-    parser.add_argument("--idle", type=int, default=Counts.idle, help="N idle connections, >= K (default 2000)")
+    parser.add_argument(
+        "--idle", type=int, default=Counts.idle, help=f"N idle connections, K..{MAX_IDLE:,} (default 2000)"
+    )
     parser.add_argument("--burst", type=int, default=Counts.burst, help="B broadcasts back to back (default 200)")
     parser.add_argument("--paced", type=int, default=Counts.paced, help="P paced broadcasts (default 100)")
     parser.add_argument("--rate", type=float, default=Counts.rate, help="R paced broadcasts per s (default 20)")
@@ -591,14 +687,20 @@ def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str]:
     parser.add_argument("--rounds", type=int, default=Counts.rounds, help="rounds, order alternating (default 3)")
     parser.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}")
     parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=Counts.loop,
+        help="every server's event loop (default auto: uvloop if installed)",
+    )
+    parser.add_argument(
         "--json",
         metavar="PATH",
         default=str(DEFAULT_JSON),
         help="per-round values as JSON (default artifacts/bench/fanout.json)",
     )
     args = parser.parse_args(argv)
-    if not 1 <= args.clients <= 20_000 or not args.clients <= args.idle <= 20_000:
-        parser.error("need 1 <= --clients <= --idle <= 20000")
+    if not 1 <= args.clients <= args.idle <= MAX_IDLE:
+        parser.error(f"need 1 <= --clients <= --idle <= {MAX_IDLE}")
     if not 1 <= args.burst <= 10_000 or not 1 <= args.paced <= 10_000 or not 0.1 <= args.rate <= 1000:
         parser.error("--burst and --paced must be 1..10000, --rate 0.1..1000")
     if not 0.5 <= args.idle_seconds <= 60 or not 1 <= args.rounds <= 9:
@@ -615,6 +717,7 @@ def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str]:
         rate=args.rate,
         idle_seconds=args.idle_seconds,
         rounds=args.rounds,
+        loop=args.loop,
     )
     return counts, peers, args.json
 
@@ -624,30 +727,38 @@ def order_of(peers: Sequence[str], round_index: int) -> list[str]:
     return list(peers) if round_index % 2 == 0 else list(reversed(peers))
 
 
-async def run(services: Services, counts: Counts, peers: Sequence[str]) -> Results:
-    """Every round of every peer; returns ``{peer: {metric: [value per round]}}``."""
+async def run(services: Services, counts: Counts, peers: Sequence[str]) -> tuple[Results, Loops]:
+    """Every round of every peer; returns ``{peer: {metric: [value per round]}}`` and each server's loop per round."""
     results: Results = {peer: {} for peer in peers}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for round_index in range(counts.rounds):
-            for name in order_of(peers, round_index):
-                peer = start_peer(services, name, session)
-                try:
-                    round_result = await measure_peer(peer, session, counts)
-                finally:
-                    peer.process.stop()
-                    services.processes.remove(peer.process)
-                for key, value in round_result.values.items():
-                    results[name].setdefault(key, []).append(value)
-                print(f"  round {round_index + 1} {name}: " + _summary(round_result.values), flush=True)
-    return results
+    loops: Loops = {peer: [] for peer in peers}
+    connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS)
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as stats_dir:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            launcher = Launcher(services, session, counts.loop, Path(stats_dir))
+            for round_index in range(counts.rounds):
+                for name in order_of(peers, round_index):
+                    peer = launcher.start(name)
+                    try:
+                        round_result = await measure_peer(peer, counts)
+                    finally:
+                        peer.process.stop()
+                        services.processes.remove(peer.process)
+                    for key, value in round_result.values.items():
+                        results[name].setdefault(key, []).append(value)
+                    loops[name].append(round_result.loop)
+                    print(
+                        f"  round {round_index + 1} {name} ({round_result.loop}): " + _summary(round_result.values),
+                        flush=True,
+                    )
+    return results, loops
 
 
 def _summary(values: dict[str, float]) -> str:
     return (
         f"{values['burst_frames_per_s']:,.0f} frames/s, p99 {values['paced_p99_ms']:.1f} ms, "
         f"{values['kib_per_connection']:.1f} KiB/conn, idle CPU {values['idle_cpu_percent']:.1f} %, "
-        f"load generator {values['burst_load_cpu_percent']:.0f} % CPU in the burst"
+        f"to all idle {values['all_idle_broadcast_ms']:.0f} ms, GC max {values['gc_max_pause_ms']:.1f} ms, "
+        f"load generator {values['load_burst_cpu_percent']:.0f} % CPU in the burst"
     )
 
 
@@ -656,28 +767,27 @@ def main(argv: list[str] | None = None) -> int:
     peers, missing = available_peers(wanted)
 
     def measure(services: Services) -> Callable[[], None]:
-        raise_fd_limit(counts.idle + 256)  # per process: the clients here, the connections in the server
+        raise_fd_limit(counts.idle + 2 * HTTP_CONNECTIONS)  # per process: the WebSockets, the HTTP pool and a few
         pinning = pin_load_generator()
         if missing:
             print(f"left out (no venv under bench/.venvs; `make bench-peers`): {', '.join(missing)}", flush=True)
-        uvloop = _uvloop()
-        loop = "asyncio" if uvloop is None else "uvloop"
+        loop = loop_name()
         print(
             f"K={counts.clients} N={counts.idle} B={counts.burst} P={counts.paced}@{counts.rate:g}/s, "
-            f"{counts.rounds} rounds; {pinning}; load generator on {loop}",
+            f"{counts.rounds} rounds; {pinning}; load generator on {loop}, servers --loop {counts.loop}",
             flush=True,
         )
-        runner: Callable[[Coroutine[Any, Any, Results]], Results] = asyncio.run if uvloop is None else uvloop.run
-        results = runner(run(services, counts, peers))
+        results, loops = run_load(run(services, counts, peers))
 
         def report() -> None:
-            print(markdown_table(results, peers, counts), flush=True)
+            print(markdown_table(results, peers, counts, loops), flush=True)
             document = {
                 "counts": counts.__dict__,
                 "peers": list(peers),
                 "left_out": missing,
                 "pinning": pinning,
                 "load_loop": loop,
+                "server_loops": loops,
                 "rounds": results,
             }
             path = Path(json_path)
@@ -691,11 +801,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _uvloop() -> Any:
-    """The ``uvloop`` module when it is installed (then the load generator runs on it), else None."""
-    try:
-        return importlib.import_module("uvloop")
-    except ImportError:
-        return None
+    """``bench.loadgen.uvloop_module()``, under the name bench.http_fanout imports."""
+    return uvloop_module()
 
 
 if __name__ == "__main__":

@@ -1,55 +1,29 @@
 """The Python SignalR peer of ``bench.fanout``: an ``aiosignalr`` server with a minimal hub that broadcasts.
 
 Run with the interpreter of its own venv (``make bench`` installs ``aiosignalr==0.1.1`` there):
-``python aiosignalr_hub.py``. It listens on 127.0.0.1 on a free port and prints
-``fanout peer listening on http://127.0.0.1:PORT`` once ready.
+``python aiosignalr_hub.py [--loop auto|asyncio|uvloop] [--stats PATH]``. It listens on 127.0.0.1 on a free port and
+prints ``fanout peer listening on http://127.0.0.1:PORT`` once ready.
 
 - ``/hub``: the SignalR endpoint (aiosignalr's own aiohttp front end; a WebSocket without ``id`` skips negotiate).
   aiosignalr writes every message as a binary WebSocket frame, JSON included.
 - ``POST /send`` with the body ``N``: ``broadcastMessage("bench", "N")`` to every connection, through the server's
   lifetime manager (``send_all``: serialised once per protocol, as a hub's ``Clients.All`` does); answers 202.
-- ``GET /stats``: JSON with the longest GC pause seen (``gc.callbacks``) and the number of connections.
 
-SIGINT or SIGTERM stops it.
+GC figures go to ``--stats PATH`` on SIGUSR1 and at exit (``peer_runtime``). SIGINT or SIGTERM stops it.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import gc
 import logging
 import signal
-import time
 
 from aiohttp import web
 from aiosignalr.server import Hub, ServerOptions, SignalRServer  # type: ignore[import-not-found]
+from peer_runtime import GcWatch, add_arguments, run  # type: ignore[import-not-found]
 
 READY = "fanout peer listening on "
-
-
-# --- the longest GC pause, from gc.callbacks ---------------------------------------------------------------------
-
-_gc: dict[str, float] = {"started": 0.0, "max_ms": 0.0, "total_ms": 0.0, "collections": 0.0}
-
-
-def _on_gc(phase: str, info: dict[str, int]) -> None:
-    if phase == "start":
-        _gc["started"] = time.perf_counter()
-        return
-    pause = (time.perf_counter() - _gc["started"]) * 1000.0
-    _gc["collections"] += 1
-    _gc["total_ms"] += pause
-    _gc["max_ms"] = max(_gc["max_ms"], pause)
-
-
-def gc_stats() -> dict[str, float]:
-    """The longest pause (ms), total pause time and collections since start, and the objects the GC tracks now."""
-    return {
-        "max_ms": _gc["max_ms"],
-        "total_ms": _gc["total_ms"],
-        "collections": _gc["collections"],
-        "tracked": float(len(gc.get_objects())),
-    }
 
 
 class BroadcastHub(Hub):  # type: ignore[misc]
@@ -60,7 +34,6 @@ class BroadcastHub(Hub):  # type: ignore[misc]
 
 
 async def main() -> None:
-    gc.callbacks.append(_on_gc)
     logging.basicConfig(level=logging.WARNING)
     server = SignalRServer(BroadcastHub, options=ServerOptions())
     app = server.create_application(path="/hub")
@@ -70,11 +43,7 @@ async def main() -> None:
         await server.lifetime.send_all("broadcastMessage", ("bench", seq))
         return web.Response(status=202)
 
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response({**gc_stats(), "clients": len(server.lifetime.connections)})
-
     app.router.add_post("/send", send)
-    app.router.add_get("/stats", stats)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
@@ -90,4 +59,13 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    watch = GcWatch()
+    watch.report_to(args.stats)
+    try:
+        run(main(), args.loop)
+    finally:
+        if args.stats:
+            watch.write(args.stats)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fanout import PEERS, available_peers, order_of, record_seq, spread
+from bench.fanout import PEERS, available_peers, body_of, order_of, record_of, spread
 from tests.support.processes import REPO
 
 TINY = ["--clients", "3", "--idle", "6", "--burst", "5", "--paced", "5", "--rate", "50", "--idle-seconds", "0.5"]
@@ -31,10 +31,9 @@ def run_fanout(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_record_seq_reads_the_broadcast_number_in_any_spacing() -> None:
-    assert record_seq(b'{"type":1,"target":"broadcastMessage","arguments":["bench","42"]}\x1e') == 42
-    assert record_seq(b'{"type": 1, "target": "broadcastMessage", "arguments": ["bench", "7"]}') == 7
-    assert record_seq(b'{"type":6}') is None
+def test_a_broadcast_carries_its_message_as_the_second_argument() -> None:
+    assert record_of(42) == b'{"type":1,"target":"broadcastMessage","arguments":["bench","42"]}\x1e'
+    assert body_of(b"sent@123") == b'{"target":"broadcastMessage","arguments":["bench","sent@123"]}'
 
 
 def test_rounds_alternate_the_order_of_the_peers() -> None:
@@ -56,7 +55,7 @@ def test_usage_errors_exit_2() -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "--clients <= --idle" in result.stderr
+    assert "--clients <= --idle <= 19900" in result.stderr
 
 
 def test_emulator_alone_runs_and_writes_json(tmp_path: Path) -> None:
@@ -64,10 +63,15 @@ def test_emulator_alone_runs_and_writes_json(tmp_path: Path) -> None:
     result = run_fanout("--peers", "emulator", "--json", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| fan-out to 3 WS, 5 broadcasts back to back: frames/s ↑ |" in result.stdout
+    assert "| one REST broadcast to all 6 idle WS clients: ms until the last has it ↓ |" in result.stdout
+    loop_row = next(line for line in result.stdout.splitlines() if line.startswith("| server event loop |"))
+    assert loop_row.split("|")[2].strip() in ("asyncio", "uvloop"), loop_row
     document = json.loads(out.read_text(encoding="utf-8"))
     rounds = document["rounds"]["emulator"]
     assert len(rounds["burst_frames_per_s"]) == 1 and rounds["burst_frames_per_s"][0] > 0
     assert len(rounds["paced_p99_ms"]) == 1
+    # The emulator's GC figures, from gc.callbacks inside its process.
+    assert rounds["gc_max_pause_ms"][0] >= 0 and rounds["gc_tracked"][0] > 0
 
 
 def test_webpubsub_runs_beside_the_signalr_emulator(tmp_path: Path) -> None:
@@ -98,5 +102,6 @@ def test_all_peers_run_side_by_side(tmp_path: Path) -> None:
     assert row.count("x |") == 3, row
     document = json.loads(out.read_text(encoding="utf-8"))
     assert sorted(document["rounds"]) == sorted(PEERS)
-    for peer in ("websockets", "aiosignalr"):
+    for peer in PEERS:
         assert document["rounds"][peer]["gc_max_pause_ms"][0] >= 0
+        assert document["server_loops"][peer][0] in ("asyncio", "uvloop")
