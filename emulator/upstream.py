@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,9 +91,14 @@ class _Event:
 
 
 class _Worker:
+    """A connection's events on their way upstream, in order. Made by the first event that has somewhere to go (or
+    the first invocation); a task runs only while events wait, so an idle connection costs this object alone."""
+
+    __slots__ = ("connection", "events", "slots", "task")
+
     def __init__(self, connection: ClientConnection, max_pending: int) -> None:
         self.connection = connection
-        self.queue: asyncio.Queue[_Event | None] = asyncio.Queue()
+        self.events: deque[_Event | None] = deque()
         self.slots = asyncio.Semaphore(max_pending)
         self.task: asyncio.Task[None] | None = None
 
@@ -132,22 +138,21 @@ class UpstreamDispatcher:
     # --- events from connections ---------------------------------------------------------------------------
 
     def connected(self, connection: ClientConnection) -> None:
-        worker = _Worker(connection, self._settings.max_pending_upstream)
-        self._workers[connection.connection_id] = worker
-        worker.task = asyncio.create_task(self._run(worker), name=f"upstream-{connection.connection_id}")
-        worker.queue.put_nowait(_Event("connections", "connected", CONNECTED_BODY))
+        # An event no template takes is dropped silently (§6.2): it needs no worker.
+        if self._template(connection.hub, "connections", "connected") is not None:
+            self._queue(self._worker(connection), _Event("connections", "connected", CONNECTED_BODY))
 
     async def message(self, connection: ClientConnection, message: InboundMessage, flow_id: str | None = None) -> None:
         """Queue an invocation for the upstream; waits while the connection already has too many in flight.
         ``flow_id`` (flow on) rides on the POST as ``X-Flow-Id``."""
-        worker = self._workers.get(connection.connection_id)
         protocol = connection.protocol
-        if worker is None or protocol is None:
+        if protocol is None or connection.closed:
             return
         if isinstance(message, StreamInvocation):
             error = "Streaming hub methods are not supported in serverless mode."
             _answer(connection, Completion.with_error(message.invocation_id, error))
             return
+        worker = self._worker(connection)
         await worker.slots.acquire()
         if connection.closed:
             # Closed while waiting (REST close, timeout): its disconnected event is already queued, stay behind it.
@@ -161,22 +166,37 @@ class UpstreamDispatcher:
             worker.slots.release()
             raise ProtocolError("The message is nested too deeply to be passed on to the upstream.") from None
         content_type = MEDIA_TYPES.get(protocol.name, "application/octet-stream")
-        worker.queue.put_nowait(_Event("messages", message.target, body, message.invocation_id, content_type, flow_id))
+        self._queue(worker, _Event("messages", message.target, body, message.invocation_id, content_type, flow_id))
 
     def disconnected(self, connection: ClientConnection, error: str | None) -> None:
         worker = self._workers.get(connection.connection_id)
+        if self._template(connection.hub, "connections", "disconnected") is not None:
+            worker = worker or self._worker(connection)
+            self._queue(worker, _Event("connections", "disconnected", disconnected_body(error)))
+        if worker is not None:
+            self._queue(worker, None)  # the worker is forgotten once everything before this is delivered
+
+    def _worker(self, connection: ClientConnection) -> _Worker:
+        worker = self._workers.get(connection.connection_id)
         if worker is None:
-            return
-        worker.queue.put_nowait(_Event("connections", "disconnected", disconnected_body(error)))
-        worker.queue.put_nowait(None)
+            worker = self._workers[connection.connection_id] = _Worker(connection, self._settings.max_pending_upstream)
+        return worker
+
+    def _queue(self, worker: _Worker, event: _Event | None) -> None:
+        worker.events.append(event)
+        if worker.task is None:
+            worker.task = asyncio.create_task(self._run(worker), name=f"upstream-{worker.connection.connection_id}")
 
     # --- posting -------------------------------------------------------------------------------------------
 
     async def _run(self, worker: _Worker) -> None:
+        """Deliver the worker's events in order until none is left (or its end marker came), then end."""
+        events = worker.events
         try:
-            while True:
-                event = await worker.queue.get()
+            while events:
+                event = events.popleft()
                 if event is None:
+                    self._workers.pop(worker.connection.connection_id, None)
                     return
                 try:
                     await self._deliver(worker.connection, event)
@@ -186,7 +206,7 @@ class UpstreamDispatcher:
                     if event.is_message:
                         worker.slots.release()
         finally:
-            self._workers.pop(worker.connection.connection_id, None)
+            worker.task = None
 
     def _template(self, hub: str, category: str, event: str) -> UpstreamTemplate | None:
         for template in self._templates:
