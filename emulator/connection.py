@@ -1,10 +1,11 @@
 """One client connection of the emulator, independent of its transport.
 
 A :class:`ClientConnection` owns the sans-I/O :class:`signalr.connection.ServerProtocol`, a bounded outbound queue of
-encoded records and the connection's timers. Transports (``emulator/transports.py``, ``emulator/http_transports.py``) feed it the bytes they receive
-(:meth:`ClientConnection.receive_data`), take what it has to send (:meth:`ClientConnection.take_outgoing`) and wait
-for more (:meth:`ClientConnection.wait`). Hub events go to a :class:`ConnectionListener` (the service: hub registry
-and upstream).
+encoded records and the connection's timers. Transports (``emulator/transports.py``,
+``emulator/http_transports.py``) feed it the bytes they receive (:meth:`ClientConnection.receive_data`), take what it
+has to send (:meth:`ClientConnection.take_outgoing`) and wait for more (:meth:`ClientConnection.wait`), or, for
+WebSockets, give it a sink that takes bytes as they come (:meth:`ClientConnection.attach_sink`). Hub events go to a
+:class:`ConnectionListener` (the service: hub registry and upstream).
 
 Lifecycle: negotiated → transport attached → handshake → open → closed. A closed connection stays reachable by its
 token until its transport has delivered the final bytes (the Close message), so a LongPolling client can still
@@ -125,6 +126,7 @@ class ClientConnection(Waker):
         "_buffered",
         "_finished",
         "_handshake_buffer",
+        "_kick",
         "_listener",
         "_max_message_size",
         "_opened",
@@ -132,6 +134,7 @@ class ClientConnection(Waker):
         "_poll_generation",
         "_post_lock",
         "_protocol",
+        "_push",
         "_reply_buffer",
         "_routed_protocol",
         "_timer_slot",
@@ -204,6 +207,9 @@ class ClientConnection(Waker):
         # The transport's waiter (:meth:`wait`): created only when the transport must sleep, resolved by the next
         # queued bytes, close or poll.
         Waker.__init__(self)
+        # Or the transport's sink (:meth:`attach_sink`): bytes written at once, a writer started when they queue.
+        self._push: Callable[[bytes], bool] | None = None
+        self._kick: Callable[[], None] | None = None
         self._opened = False
         self._finished = False
         now = time.monotonic()
@@ -283,6 +289,29 @@ class ClientConnection(Waker):
         self.attached_at = time.monotonic()
         self.last_received = self.attached_at
         self._reschedule()
+
+    def attach_sink(self, push: Callable[[bytes], bool], kick: Callable[[], None]) -> None:
+        """For a transport that can write without waiting (WebSockets), instead of a writer that :meth:`wait` s: once
+        the handshake is done, bytes queued while nothing waits before them go to ``push`` (which returns False
+        when it cannot take them now: then they are queued); ``kick`` is called instead of waking a waiter whenever
+        bytes are queued or the connection closes, and must drain :meth:`take_outgoing` (and close the transport once
+        :attr:`closed`)."""
+        self._push = push
+        self._kick = kick
+
+    def _wake(self) -> None:
+        if self._kick is not None:
+            self._kick()
+        else:
+            Waker._wake(self)
+
+    def _write_now(self, data: bytes) -> bool:
+        """Hand ``data`` to the sink at once when that keeps the order (nothing queued, handshake answered)."""
+        push = self._push
+        if push is None or self._outbox or not self._opened or not push(data):
+            return False
+        self.last_sent = time.monotonic()
+        return True
 
     # --- inbound -----------------------------------------------------------------------------------------------
 
@@ -442,6 +471,8 @@ class ClientConnection(Waker):
         if self._outbox and self._buffered + len(record) > self.max_buffer_size:
             self.drop(f"send buffer exceeded {self.max_buffer_size} bytes")
             return False
+        if self._write_now(record):
+            return True
         self._outbox.append(record)
         self._buffered += len(record)
         self._wake()
@@ -530,7 +561,7 @@ class ClientConnection(Waker):
         self._queue_raw(self._protocol.data_to_send())
 
     def _queue_raw(self, data: bytes) -> None:
-        if data:
+        if data and not self._write_now(data):
             self._outbox.append(data)
             self._buffered += len(data)
             self._wake()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import struct
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -83,12 +84,12 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise Refused(plain_text(400, "Not a valid WebSocket request."))
     start_transport(connection, TransportType.WEBSOCKETS, request, identity)
-    writer: asyncio.Task[None] | None = None
+    sink: _WebSocketSink | None = None
     try:
         await ws.prepare(request)
         if service.flow.enabled:
             service.flow.connected(connection)
-        writer = asyncio.create_task(_websocket_writer(ws, connection), name=f"ws-writer-{connection.connection_id}")
+        sink = _WebSocketSink(ws, connection, request)
         max_size = service.settings.max_message_size
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -110,6 +111,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
             code = ws.close_code
             error = None if code in (None, 1000, 1001) else f"WebSocket closed with status code {code}."
             connection.close(error, by_peer=True)
+        writer = sink.task if sink is not None else None
         if writer is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({writer}, timeout=_WS_CLOSE_TIMEOUT + 1)
@@ -166,20 +168,76 @@ class _ClientWebSocket(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
 
-async def _websocket_writer(ws: web.WebSocketResponse, connection: ClientConnection) -> None:
-    """Send queued records as text or binary frames (:func:`_frame_type`); after the connection closes, flush and close
-    the socket with 1000."""
-    try:
-        while True:
-            data = connection.take_outgoing()
-            if data:
+class _WebSocketSink:
+    """How a client's records reach its WebSocket: written straight to the socket by the sender while nothing is
+    waiting before them and the socket takes them (:meth:`push`, the common case: no task, no wake-up, and one frame
+    built per broadcast, not per recipient), else queued on the connection and sent by a writer task that exists only
+    while there is a queue to drain or a close to do (:meth:`kick`). An idle connection has no task."""
+
+    __slots__ = ("connection", "task", "transport", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, connection: ClientConnection, request: web.Request) -> None:
+        self.ws = ws
+        self.connection = connection
+        self.transport = request.transport
+        self.task: asyncio.Task[None] | None = None
+        connection.attach_sink(self.push, self.kick)
+
+    def push(self, record: bytes) -> bool:
+        """Write ``record`` as one frame now if the socket is open and its buffer below the high-water mark (else
+        the caller queues it and :meth:`kick` s)."""
+        transport = self.transport
+        if (
+            transport is None
+            or self.ws.closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT
+        ):
+            return False
+        transport.write(_frame(record, self.connection.binary))
+        return True
+
+    def kick(self) -> None:
+        """Something was queued (or the connection closed): start the writer unless it runs."""
+        if self.task is None:
+            self.task = asyncio.create_task(self._drain(), name=f"ws-writer-{self.connection.connection_id}")
+
+    async def _drain(self) -> None:
+        """Send what is queued as text or binary frames (:func:`_frame_type`) until nothing is; once the connection
+        is closed, close the socket with 1000."""
+        connection = self.connection
+        ws = self.ws
+        try:
+            while data := connection.take_outgoing():
                 await ws.send_frame(data, _frame_type(connection))
-                continue
             if connection.closed:
-                break
-            waiter = connection.idle()
-            if waiter is not None:
-                await waiter
-        await ws.close(code=1000)
-    except Exception as exc:  # the socket is gone (reset, aborted, closing): nothing left to send to
-        log.debug("websocket writer ended id=%s: %r", connection.connection_id, exc)
+                await ws.close(code=1000)
+        except Exception as exc:  # the socket is gone (reset, aborted, closing): nothing left to send to
+            log.debug("websocket writer ended id=%s: %r", connection.connection_id, exc)
+            connection.discard_outgoing()
+        finally:
+            self.task = None
+
+
+_DIRECT_WRITE_LIMIT = 64 * 1024  # asyncio's default high-water mark: past it, records queue on the connection
+_last_frame: tuple[bytes, bool, bytes] = (b"", False, b"")
+
+
+def _frame(record: bytes, binary: bool) -> bytes:
+    """``record`` as one unmasked, final WebSocket frame (RFC 6455 §5.2), text or binary. A broadcast hands every
+    recipient the same bytes object, so the last frame is kept and reused while the same record comes again."""
+    global _last_frame
+    last_record, last_binary, frame = _last_frame
+    if record is last_record and binary is last_binary:
+        return frame
+    length = len(record)
+    first = 0x82 if binary else 0x81
+    if length < 126:
+        header = bytes((first, length))
+    elif length < 65536:
+        header = struct.pack("!BBH", first, 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 127, length)
+    frame = header + record
+    _last_frame = (record, binary, frame)
+    return frame

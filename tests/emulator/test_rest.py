@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -329,12 +330,21 @@ async def test_unknown_rest_path_is_404_json_and_wrong_method_405_json(emulator:
 
 
 async def test_broadcast_is_encoded_once_and_shared_by_all_recipients(emulator: Emulator) -> None:
-    """The same bytes object is queued for every recipient: serialisation does not scale with the audience."""
+    """The same bytes object is handed to every recipient: serialisation does not scale with the audience."""
     connections = [await emulator.open_ws() for _ in range(3)]
     hub = emulator.running.service.find_hub("chat")  # type: ignore[union-attr]
     assert hub is not None
+    queued: list[bytes] = []
+    for connection in hub.connections.values():
+        send = connection.send
+
+        def spy(record: bytes, send: Callable[[bytes], bool] = send) -> bool:
+            queued.append(record)
+            return send(record)
+
+        connection.send = spy  # type: ignore[method-assign]
     assert hub.broadcast(Invocation("t", ())) == 3
-    queued = [c._outbox[-1] for c in hub.connections.values()]
+    assert len(queued) == 3
     assert queued[0] == b'{"type":1,"target":"t","arguments":[]}\x1e'
     assert all(item is queued[0] for item in queued)
     for ws, _ in connections:
