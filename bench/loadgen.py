@@ -233,34 +233,44 @@ class WebSocketClient(asyncio.Protocol):
         counted = 0
         end = len(data)
         i = 0
+        run = 0  # where the current run of whole, final text and binary frames starts: counted in one scan
+        plain = not self._handshake and self._fragments is None
         while end - i >= 2:
             b0 = data[i]
             n = data[i + 1]
-            if n & 0x80:
+            if n < 126:
+                start = i + 2
+            elif n == 126:
+                if end - i < 4:
+                    break
+                n = int.from_bytes(data[i + 2 : i + 4], "big")
+                start = i + 4
+            elif n == 127:
+                if end - i < 10:
+                    break
+                n = int.from_bytes(data[i + 2 : i + 10], "big")
+                start = i + 10
+            else:
                 self._protocol_error("a masked frame from the server")
                 return
-            start = i + 2
-            if n == 126:
-                if end - start < 2:
-                    break
-                n = int.from_bytes(data[start : start + 2], "big")
-                start += 2
-            elif n == 127:
-                if end - start < 8:
-                    break
-                n = int.from_bytes(data[start : start + 8], "big")
-                start += 8
             stop = start + n
             if stop > end:
                 break
-            if (b0 == 0x81 or b0 == 0x82) and not self._handshake and self._fragments is None:
-                counted += deliveries.add(data, start, stop, arrived)
-            else:
+            if not (plain and (b0 == 0x81 or b0 == 0x82)):
+                # A frame header is never part of the marker (its first byte is not ASCII), so a run of frames is
+                # scanned as one range; anything else ends the run and takes the slow path.
+                if run < i:
+                    counted += deliveries.add(data, run, i, arrived)
                 counted += self._frame(b0, data, start, stop, arrived)
                 if self._closing:
+                    i = run = end
                     break
+                plain = not self._handshake and self._fragments is None
+                run = stop
             i = stop
-        if i < end and not self._closing:
+        if run < i:
+            counted += deliveries.add(data, run, i, arrived)
+        if i < end:
             self._rest = data[i:]
         if counted:
             deliveries.tally.add(arrived, counted)
