@@ -124,6 +124,64 @@ def test_tampered_payload_is_invalid_signature() -> None:
     assert reason(f"{header}.{forged}.{signature}") == "invalid signature"
 
 
+# The usual token is verified without PyJWT; every token must still be answered exactly as PyJWT answers it.
+
+
+def signed(header: str, payload: str, key: str = KEY) -> str:
+    """``header.payload.signature`` over the segments as given (any spelling), signed with HMAC-SHA256."""
+    signature = hmac.new(key.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
+PLAIN_HEADER = b64url(b'{"alg":"HS256","typ":"JWT"}')
+
+
+def test_padded_segments_verify_as_pyjwt_takes_them() -> None:
+    payload = b64url(json.dumps(claims(x="ab")).encode())
+    padded = payload + "=" * (-len(payload) % 4)
+    assert padded != payload
+    token = signed(PLAIN_HEADER, padded)
+    assert verify_token(token, KEY, AUD, now=NOW)["x"] == "ab"
+    header, body, signature = signed(PLAIN_HEADER, payload).split(".")
+    assert verify_token(f"{header}.{body}.{signature}=", KEY, AUD, now=NOW)["x"] == "ab"
+
+
+def test_a_segment_with_unused_bits_set_is_malformed() -> None:
+    payload = b64url(json.dumps(claims(x="ab")).encode())
+    assert len(payload) % 4 in (2, 3)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(payload[-1])
+    assert verify_token(signed(PLAIN_HEADER, payload), KEY, AUD, now=NOW)["x"] == "ab"
+    assert reason(signed(PLAIN_HEADER, payload[:-1] + alphabet[last + 1])) == "malformed token"
+
+
+@pytest.mark.parametrize("claim", ["sub", "jti"])
+def test_a_non_string_sub_or_jti_is_malformed(claim: str) -> None:
+    assert reason(hand_made({"alg": "HS256", "typ": "JWT"}, claims(**{claim: 7}))) == "malformed token"
+    token = hand_made({"alg": "HS256", "typ": "JWT"}, claims(**{claim: "s"}))
+    assert verify_token(token, KEY, AUD, now=NOW)[claim] == "s"
+
+
+def test_header_parameters_as_pyjwt_judges_them() -> None:
+    assert reason(hand_made({"alg": "HS256", "kid": 5}, claims())) == "malformed token"
+    assert reason(hand_made({"alg": "HS256", "crit": ["exp"]}, claims())) == "malformed token"
+    assert verify_token(hand_made({"alg": "HS256", "x5t": "abc"}, claims()), KEY, AUD, now=NOW)["aud"] == AUD
+
+
+@pytest.mark.parametrize("bad_key", ["", "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----"])
+def test_a_key_pyjwt_refuses_as_an_hmac_secret_refuses_the_token(bad_key: str) -> None:
+    token = hand_made({"alg": "HS256", "typ": "JWT"}, claims(), key=bad_key.encode())
+    assert reason(token, keys=bad_key) == "malformed token"
+    assert reason(token, keys=[bad_key, KEY]) == "malformed token"
+
+
+def test_the_same_token_twice_gives_claims_of_its_own_each_time() -> None:
+    token = mint_token(KEY, AUD, claims={"asrs.s.uid": "alice"}, now=NOW)
+    first = verify_token(token, KEY, AUD, now=NOW)
+    first["asrs.s.uid"] = "mallory"
+    assert verify_token(token, KEY, AUD, now=NOW)["asrs.s.uid"] == "alice"
+
+
 def test_alg_none_is_refused() -> None:
     token = hand_made({"alg": "none", "typ": "JWT"}, claims(), key=None)
     assert reason(token) == "unsupported algorithm 'none'"
