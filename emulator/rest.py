@@ -56,10 +56,17 @@ def rest_error(
 
 
 @web.middleware
-async def rest_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Under ``/api/``: every error as a JSON body (aiohttp's own 404/405/413 too), one log line per call."""
+def rest_errors_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Under ``/api/``: every error as a JSON body (aiohttp's own 404/405/413 too), one log line per call.
+
+    Not a coroutine itself: any other request gets its handler's awaitable as it is, so a WebSocket, which keeps its
+    request's call chain for its whole life, holds no frame of this middleware."""
     if not request.path.startswith("/api/"):
-        return await handler(request)
+        return handler(request)
+    return _rest_call(request, handler)
+
+
+async def _rest_call(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except RestError as exc:
