@@ -10,11 +10,17 @@ Server tokens (Default and Classic mode): signature, ``exp``, and an ``aud`` who
 
 REST tokens (§6.1, trap 17): signature, ``exp``, and ``aud`` naming the request URL, with or without its query, port
 ignored. A token is never echoed in an answer or a log line.
+
+A LongPolling or SSE client sends the same token with every poll and POST: :class:`CheckedTokens` remembers, per
+connection, the one token string that passed the full check, and takes it again without a signature check while its
+``exp`` and ``nbf`` still hold. Any other token, or that one once it has expired, is checked in full again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +31,7 @@ from aiohttp import web
 from signalr.tokens import TokenError, rest_audience_matches, verify_token
 
 __all__ = [
+    "CheckedTokens",
     "ClientIdentity",
     "Unauthorized",
     "authenticate_client",
@@ -157,3 +164,52 @@ def authenticate_rest(request: web.BaseRequest, access_key: str) -> dict[str, An
     """Check a REST call's token against the request URL; raises :class:`Unauthorized`."""
     url = str(request.url)
     return _verified_claims(request, access_key, lambda aud: rest_audience_matches(url, aud), allow_query=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A client token that passed the full check for ``hub`` with ``access_key``, and when it is valid."""
+
+    token: str
+    hub: str
+    access_key: str
+    valid_from: float
+    valid_until: float
+    identity: ClientIdentity
+
+
+class CheckedTokens:
+    """The token each connection last passed the full check with (at most ``size`` connections: the oldest entry
+    goes first). An entry holds strings and the identity only, never the connection, so a forgotten connection's
+    entry just ages out."""
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[str, _Checked] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def identity(self, connection: str, token: str, hub: str, access_key: str) -> ClientIdentity | None:
+        """The identity ``token`` was found to be for ``connection``, when it is the very token that passed, for the
+        same hub and key, and its ``nbf``/``exp`` still hold now (``verify_token``'s bounds); else None."""
+        checked = self._entries.get(connection)
+        if checked is None or checked.token != token or checked.hub != hub or checked.access_key != access_key:
+            return None
+        if not checked.valid_from <= time.time() <= checked.valid_until:
+            del self._entries[connection]
+            return None
+        return checked.identity
+
+    def remember(self, connection: str, token: str, hub: str, access_key: str, identity: ClientIdentity) -> None:
+        """``token`` passed the full check (:func:`authenticate_client`) for ``connection`` as ``identity``."""
+        claims = identity.claims
+        nbf = claims.get("nbf")
+        valid_from = float(nbf) if isinstance(nbf, int | float) else -math.inf
+        entries = self._entries
+        entries.pop(connection, None)
+        if len(entries) >= self._size:
+            del entries[next(iter(entries))]
+        entries[connection] = _Checked(token, hub, access_key, valid_from, float(claims["exp"]), identity)

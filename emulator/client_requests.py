@@ -14,7 +14,7 @@ from signalr.negotiate import TransportType
 from signalr.query import split_query
 
 from .answers import Refused, hub_query, plain_text, request_line, unauthorized
-from .auth import ClientIdentity, Unauthorized, authenticate_client
+from .auth import CheckedTokens, ClientIdentity, Unauthorized, authenticate_client, bearer_token
 from .connection import ClientConnection
 from .hub import SERVICE_KEY, SignalRService
 from .server_connections import request_headers
@@ -28,6 +28,9 @@ log = logging.getLogger("emulator")
 # is dropped whatever its case.
 _PRIVATE_QUERY_KEYS = frozenset({"id", "access_token", "_"})
 _SUBSCRIPTION_KEY = "subscription-key"
+# The token each connection's requests passed the full check with (polls and POSTs repeat it): bounded, and an
+# entry holds no connection, so a forgotten connection's one ages out.
+_CHECKED_TOKENS = CheckedTokens(8192)
 
 
 def service_of(request: web.Request) -> SignalRService:
@@ -61,7 +64,10 @@ def find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[C
     service = service_of(request)
     connection = service.lookup(token)
     hub = hub_query(request, default=connection.hub if connection else None)
-    identity = authenticate(request, hub, allow_query=allow_query_token)
+    if connection is None:
+        identity = authenticate(request, hub, allow_query=allow_query_token)
+    else:
+        identity = _checked_identity(request, token, hub, allow_query=allow_query_token)
     if connection is None or connection.hub != hub:
         raise Refused(plain_text(404, "No Connection with that ID"))
     if connection.owner != identity.owner:
@@ -74,6 +80,21 @@ def find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[C
         )
         raise Refused(plain_text(403, "Forbidden"))
     return connection, identity
+
+
+def _checked_identity(request: web.Request, connection_token: str, hub: str, *, allow_query: bool) -> ClientIdentity:
+    """:func:`authenticate`, skipped while the request carries the very token this connection's last request passed
+    the check with and that token is still within its ``nbf``/``exp``."""
+    access_key = service_of(request).settings.access_key
+    bearer = bearer_token(request, allow_query=allow_query)
+    if bearer is not None:
+        identity = _CHECKED_TOKENS.identity(connection_token, bearer, hub, access_key)
+        if identity is not None:
+            return identity
+    identity = authenticate(request, hub, allow_query=allow_query)
+    if bearer is not None:
+        _CHECKED_TOKENS.remember(connection_token, bearer, hub, access_key, identity)
+    return identity
 
 
 def start_transport(

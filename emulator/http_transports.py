@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from signalr.negotiate import TransportType
 from signalr.sse import SSE_PREAMBLE, encode_event
@@ -25,6 +26,9 @@ NO_CACHE: Mapping[str, str] = {
     "Pragma": "no-cache",
     "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
 }
+# Built once: every poll answer and POST reply copies one of these instead of assembling its headers.
+_POLL_HEADERS = CIMultiDictProxy(CIMultiDict({**NO_CACHE, "Content-Type": "application/octet-stream"}))
+_NO_CACHE_HEADERS = CIMultiDictProxy(CIMultiDict(NO_CACHE))
 SSE_HEADERS: Mapping[str, str] = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache,no-store",
@@ -71,8 +75,8 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
 def _poll_response(data: bytes | None) -> web.Response:
     """A poll's answer (§3.7): 200 with the records (empty: poll again), or 204 for ``None`` (closed or superseded)."""
     if data is None:
-        return web.Response(status=204, headers=NO_CACHE)
-    return web.Response(status=200, body=data, content_type="application/octet-stream", headers=NO_CACHE)
+        return web.Response(status=204, headers=_NO_CACHE_HEADERS)
+    return web.Response(status=200, body=data, headers=_POLL_HEADERS)
 
 
 async def long_poll(request: web.Request) -> web.StreamResponse:
@@ -127,7 +131,7 @@ async def connect_send(request: web.Request) -> web.Response:
             await connection.receive_data(chunk)
             if connection.closed:
                 break
-    return web.Response(status=200, headers=NO_CACHE)
+    return web.Response(status=200, headers=_NO_CACHE_HEADERS)
 
 
 async def connect_delete(request: web.Request) -> web.Response:
