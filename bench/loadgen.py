@@ -52,7 +52,10 @@ __all__ = [
 T = TypeVar("T")
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
-CONNECT_CONCURRENCY = 200  # connections being opened at once
+# Connections being opened at once: no more than asyncio's default listen backlog (100), so a server that accepts
+# slowly never has its accept queue overflow (a dropped SYN is retried only after 1 s, then 3 s, 7 s).
+CONNECT_CONCURRENCY = 100
+CONNECT_TIMEOUT = 10.0  # one TCP connect, SYN retries included
 MARKER = b"broadcastMessage"
 STAMP = b"sent@"
 HANDSHAKE_REQUEST = b'{"protocol":"json","version":1}\x1e'
@@ -451,7 +454,7 @@ async def connect(
     loop = asyncio.get_running_loop()
     client = WebSocketClient(deliveries)
     try:
-        async with asyncio.timeout(REPLY_TIMEOUT):
+        async with asyncio.timeout(CONNECT_TIMEOUT):
             transport, _ = await loop.create_connection(lambda: client, parts.hostname, port)
     except (OSError, TimeoutError) as exc:
         raise BenchError(f"WebSocket connect to {parts.hostname}:{port} failed: {type(exc).__name__} {exc}") from None
