@@ -118,9 +118,11 @@ class ClientConnection(Waker):
     """
 
     # Fixed slots keep a connection small (the service holds thousands); ``__dict__`` stays available for what a test
-    # attaches to one connection (a spy on ``send``) and is only allocated when used.
+    # attaches to one connection (a spy on ``send``) and is only allocated when used; ``__weakref__`` lets a test see
+    # the connection freed.
     __slots__ = (
         "__dict__",
+        "__weakref__",
         "_active_poll",
         "_awaiting_route",
         "_buffered",
@@ -281,6 +283,7 @@ class ClientConnection(Waker):
             self.close(None, by_peer=True)
         self._finished = True
         self._wake()
+        self._reschedule()  # the timer wheel lets go of it at the next tick
 
     def attach(self, transport: TransportType) -> None:
         """Bind the connection to its transport, before any byte is received; the handshake clock starts now."""
@@ -679,8 +682,8 @@ class TimerWheel:
     The service calls :meth:`due` once per ``tick`` and, for each connection it returns, runs its timers and
     :meth:`schedule` s it again at :meth:`ClientConnection.next_check` unless it is forgotten. Deadlines are rounded
     up to the next tick, as the former sweep every tick did. A connection waits in one slot at a time: scheduling
-    it earlier moves it (the old entry is skipped when its slot comes), scheduling it later does nothing until its
-    slot comes.
+    it earlier moves it (out of its old slot, so the wheel keeps nothing alive past its due tick), scheduling it later
+    does nothing until its slot comes.
     """
 
     __slots__ = ("_done", "_slots", "client_timeout", "keepalive", "tick")
@@ -689,11 +692,12 @@ class TimerWheel:
         self.tick = tick
         self.keepalive = keepalive
         self.client_timeout = client_timeout
-        self._slots: dict[int, list[ClientConnection]] = {}
+        # Each slot's connections as the keys of an insertion-ordered dict: filed in order, taken out in O(1).
+        self._slots: dict[int, dict[ClientConnection, None]] = {}
         self._done = math.floor(time.monotonic() / tick)  # every slot up to this one has been handed out
 
     def __len__(self) -> int:
-        """Entries filed, stale ones included (for tests and diagnostics)."""
+        """Connections filed (for tests and diagnostics)."""
         return sum(len(bucket) for bucket in self._slots.values())
 
     def schedule(self, connection: ClientConnection, deadline: float) -> None:
@@ -701,14 +705,20 @@ class TimerWheel:
         already waits for an earlier or the same tick."""
         slot = max(math.ceil(deadline / self.tick), self._done + 1)
         current = connection._timer_slot
-        if current is not None and current <= slot:
-            return
+        if current is not None:
+            if current <= slot:
+                return
+            old = self._slots.get(current)
+            if old is not None:
+                old.pop(connection, None)
+                if not old:
+                    del self._slots[current]
         connection._timer_slot = slot
         bucket = self._slots.get(slot)
         if bucket is None:
-            self._slots[slot] = [connection]
+            self._slots[slot] = {connection: None}
         else:
-            bucket.append(connection)
+            bucket[connection] = None
 
     def due(self, now: float) -> list[ClientConnection]:
         """The connections whose slot is at or before ``now``, each once; they are no longer filed."""
@@ -726,9 +736,8 @@ class TimerWheel:
             if bucket is None:
                 continue
             for connection in bucket:
-                if connection._timer_slot == key:  # else it moved to an earlier slot and was handed out there
-                    connection._timer_slot = None
-                    found.append(connection)
+                connection._timer_slot = None
+                found.append(connection)
         return found
 
 

@@ -25,6 +25,7 @@ from signalr.hub_protocol import HubProtocol
 from signalr.messages import HubMessage
 from signalr.redact import redact_text
 
+from .collector import HeapFreezer
 from .connection import ClientConnection, ClientRoute, InboundMessage, TimerWheel
 from .flow import EmulatorFlow, ProtocolCounts
 from .server_connections import NO_SERVER_ERROR, ServerPool
@@ -204,6 +205,8 @@ class SignalRService:
         self._by_token: dict[str, ClientConnection] = {}
         self._timers = TimerWheel(settings.tick, settings.keepalive_interval, settings.client_timeout)
         self._maintenance: asyncio.Task[None] | None = None
+        self._heap = HeapFreezer(settings.gc_freeze_step)
+        self._gone = 0  # connections forgotten in all
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -227,24 +230,31 @@ class SignalRService:
         self.flow.close()
 
     async def _run_timers(self) -> None:
-        """Every tick, the timers of the connections with one due (:class:`TimerWheel`), not a sweep over all."""
+        """Every tick, the timers of the connections with one due (:class:`TimerWheel`), not a sweep over all; then
+        the collector's view of the heap (:class:`HeapFreezer`)."""
+        while True:
+            await asyncio.sleep(self._timers.tick)
+            self._check_due(time.monotonic())
+            self._heap.tick(len(self._by_token), self._gone)
+
+    def _check_due(self, now: float) -> None:
+        """Run the due connections' timers; forget the expired ones, file the others again. Holds none of them once
+        it returns (the heap freezer may collect right after)."""
         timers = self._timers
         keepalive = timers.keepalive
         client_timeout = timers.client_timeout
-        while True:
-            await asyncio.sleep(timers.tick)
-            now = time.monotonic()
-            for connection in timers.due(now):
-                try:
-                    connection.check_timers(now, keepalive, client_timeout)
-                    if connection.expired(now):
-                        token = connection.connection_token
-                        if self._by_token.get(token) is connection:
-                            del self._by_token[token]
-                        continue
-                    timers.schedule(connection, connection.next_check(now, keepalive, client_timeout))
-                except Exception:  # one broken connection must not stop the timers of all others
-                    log.exception("timer check failed for %r", connection)
+        for connection in timers.due(now):
+            try:
+                connection.check_timers(now, keepalive, client_timeout)
+                if connection.expired(now):
+                    token = connection.connection_token
+                    if self._by_token.get(token) is connection:
+                        del self._by_token[token]
+                        self._gone += 1
+                    continue
+                timers.schedule(connection, connection.next_check(now, keepalive, client_timeout))
+            except Exception:  # one broken connection must not stop the timers of all others
+                log.exception("timer check failed for %r", connection)
 
     # --- hubs and connections ------------------------------------------------------------------------------
 
@@ -302,6 +312,7 @@ class SignalRService:
         connection.finish()
         if self._by_token.get(connection.connection_token) is connection:
             del self._by_token[connection.connection_token]
+            self._gone += 1
 
     # --- ConnectionListener --------------------------------------------------------------------------------
 

@@ -55,13 +55,15 @@ def test_a_new_connection_is_due_at_its_handshake_deadline_not_before() -> None:
     assert len(wheel) == 0
 
 
-def test_an_earlier_deadline_moves_the_connection_and_the_old_entry_is_skipped() -> None:
+def test_an_earlier_deadline_moves_the_connection_out_of_its_old_slot() -> None:
     wheel = TimerWheel(TICK, KEEPALIVE, CLIENT_TIMEOUT)
     connection = _connection(wheel, handshake_timeout=30.0)
     now = time.monotonic()
     wheel.schedule(connection, now + 60.0)  # later: ignored, it already waits for an earlier tick
     wheel.schedule(connection, now + 2.0)
+    assert len(wheel) == 1  # not left behind in the 30 s slot, where it would stay referenced until then
     assert wheel.due(now + 2.0 + TICK) == [connection]
+    assert len(wheel) == 0
     assert wheel.due(now + 61.0) == []
 
 
