@@ -76,6 +76,9 @@ class EmulatorSettings:
     public_host: str | None = None
     # --flow-to: where hop events go (a loopback UDP address, emulator/flow.py); None publishes nothing.
     flow_to: tuple[str, int] | None = None
+    # Freeze the collector's view of the heap each time this many more connections are open (emulator/collector.py);
+    # 0 leaves the collector as it is.
+    gc_freeze_step: int = 1000
 
     @property
     def endpoint_host(self) -> str:
