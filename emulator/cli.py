@@ -15,7 +15,7 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from flow.publisher import add_flow_argument
-from signalr.event_loop import EventLoop, add_loop_argument
+from signalr.event_loop import add_loop_argument, running_loop_name
 from signalr.http_limits import add_limit_arguments, limits_from_args
 from signalr.redact import redact_url
 from signalr.upstream import UpstreamTemplate, UpstreamTemplateError
@@ -105,14 +105,14 @@ def _parser() -> Parser:
     return parser
 
 
-def _log_ready(settings: EmulatorSettings, loop: EventLoop, running: RunningEmulator) -> None:
+def _log_ready(settings: EmulatorSettings, running: RunningEmulator) -> None:
     upstreams = ", ".join(redact_url(t.url_template) for t in settings.upstreams) or "none"
     log.info(
         "listening on %s (mode: %s, upstream: %s, event loop: %s)",
         running.url,
         settings.service_mode,
         upstreams,
-        loop.name,
+        running_loop_name(),
     )
     if settings.public_host:
         log.info("serving only Host %s (--public-host); other Host names get 404", settings.public_host)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         sys.exit(2)
-    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings, args.loop))
+    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings))
     run_until_signal(PROG, settings.host, settings.port, running, args.loop)
 
 

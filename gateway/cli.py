@@ -54,7 +54,7 @@ from gateway.profiles import (
 from gateway.proxy import DEFAULT_MAX_WS_MESSAGE, ApimGateway
 from gateway.redaction import RedactingFilter
 from gateway.routing import ON_HANDSHAKE
-from signalr.event_loop import add_loop_argument
+from signalr.event_loop import add_loop_argument, running_loop_name
 from signalr.http_limits import add_limit_arguments, install_bad_request_log_filter, limits_from_args
 
 __all__ = ["listening_line", "main"]
@@ -320,6 +320,7 @@ async def _serve(gateway: ApimGateway, model: ApimModel, backend: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     for line in _describe_routes(gateway.model):
         log.info("%s", line)
+    log.info("event loop: %s", running_loop_name())
     print(listening_line(url, model.profile, backend), flush=True)
     try:
         await stop.wait()
@@ -356,7 +357,6 @@ def _run(argv: Sequence[str]) -> int:
         log.warning("%s", warning)
     if args.flow_to is not None:
         log.info("flow: publishing hop events to udp://%s:%d", *args.flow_to)
-    log.info("event loop: %s", args.loop.name)
     try:
         args.loop.run(_serve(gateway, model, backend))
     except RuntimeError as exc:

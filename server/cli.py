@@ -23,7 +23,7 @@ from aiohttp import web
 
 from flow.collector import FlowCollector
 from flow.publisher import FlowPublisher, add_flow_argument
-from signalr.event_loop import EventLoop, add_loop_argument
+from signalr.event_loop import EventLoop, add_loop_argument, running_loop_name, system_error
 from signalr.http_limits import (
     HttpLimits,
     add_limit_arguments,
@@ -147,6 +147,12 @@ def _configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
+def _reason(exc: OSError) -> str:
+    """Why a socket could not be bound, in a few words (``address in use`` for the common case)."""
+    error = system_error(exc)
+    return "address in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -170,8 +176,7 @@ async def serve(
         try:
             await collector.start()
         except OSError as exc:
-            reason = "address in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-            raise ListenError(f"cannot listen on udp://127.0.0.1:{flow_port} for hop events: {reason}") from None
+            raise ListenError(f"cannot listen on udp://127.0.0.1:{flow_port} for hop events: {_reason(exc)}") from None
         log.info("flow: collecting hop events on udp://%s:%d", *collector.address)
     publisher = FlowPublisher(flow_to) if flow_to is not None else None
     if flow_to is not None:
@@ -185,8 +190,7 @@ async def serve(
         await site.start()
     except OSError as exc:
         await runner.cleanup()  # closes the collector and the publisher too
-        reason = "address in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
+        raise ListenError(f"cannot listen on {settings.host}:{settings.port}: {_reason(exc)}") from None
     port = settings.port
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
@@ -200,6 +204,7 @@ async def serve(
         log.info("Web PubSub service %s (event handler /eventhandler)", settings.connection.redacted())
     else:
         log.info("service %s (%s mode)", settings.connection.redacted(), settings.service_mode.value)
+    log.info("event loop: %s", running_loop_name())
     if SERVER_CONNECTIONS in app:
         # Dial only once listening, so a port in use is the only line a failed start prints.
         await app[SERVER_CONNECTIONS].start()
@@ -242,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     loop: EventLoop = args.loop
-    log.info("event loop: %s", loop.name)
     try:
         loop.run(serve(settings, limits=limits_from_args(args), flow_to=args.flow_to, flow_port=args.flow_port))
     except ListenError as exc:

@@ -8,8 +8,12 @@ never uses it.
 Use::
 
     add_loop_argument(parser)      # --loop; args.loop is an EventLoop, uvloop already checked
-    log.info("event loop: %s", args.loop.name)
     args.loop.run(serve(...))      # instead of asyncio.run(serve(...))
+    # once listening, in serve(): log.info("... event loop: %s", running_loop_name())
+
+The two loops differ in a few details a server may meet: uvloop's transports are not instances of
+``asyncio.Transport`` (test for the method, e.g. ``abort``, instead), and a socket it cannot bind for
+``create_datagram_endpoint`` is an ``OSError`` without ``errno`` whose cause is the system's (:func:`system_error`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["LOOP_CHOICES", "EventLoop", "LoopUnavailableError", "add_loop_argument", "choose_loop"]
+__all__ = [
+    "LOOP_CHOICES",
+    "EventLoop",
+    "LoopUnavailableError",
+    "add_loop_argument",
+    "choose_loop",
+    "running_loop_name",
+    "system_error",
+]
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 UVLOOP_INSTALL = "pip install uvloop"
@@ -46,6 +58,18 @@ class EventLoop:
 
 
 ASYNCIO = EventLoop("asyncio")
+
+
+def running_loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the kind of event loop running the caller, for a server's startup log."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
+def system_error(exc: OSError) -> OSError:
+    """The system's error behind ``exc``: uvloop raises ``OSError("could not bind to local_addr ...")`` without an
+    ``errno`` from the ``OSError`` of the failed bind; asyncio raises that one itself."""
+    cause = exc.__cause__
+    return cause if exc.errno is None and isinstance(cause, OSError) else exc
 
 
 def choose_loop(choice: str) -> EventLoop:

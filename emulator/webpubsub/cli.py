@@ -14,7 +14,7 @@ import sys
 from functools import partial
 
 from flow.publisher import add_flow_argument
-from signalr.event_loop import EventLoop, add_loop_argument
+from signalr.event_loop import add_loop_argument, running_loop_name
 from signalr.http_limits import add_limit_arguments, limits_from_args
 from signalr.redact import redact_url
 
@@ -85,9 +85,11 @@ def _parser() -> Parser:
     return parser
 
 
-def _log_ready(settings: WebPubSubSettings, loop: EventLoop, running: RunningEmulator) -> None:
+def _log_ready(settings: WebPubSubSettings, running: RunningEmulator) -> None:
     handlers = ", ".join((f"{h.hub}=" if h.hub else "") + redact_url(h.url_template) for h in settings.event_handlers)
-    log.info("listening on %s (event handlers: %s, event loop: %s)", running.url, handlers or "none", loop.name)
+    log.info(
+        "listening on %s (event handlers: %s, event loop: %s)", running.url, handlers or "none", running_loop_name()
+    )
     if settings.flow_to is not None:
         log.info("flow: publishing hop events to udp://%s:%d", *settings.flow_to)
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.access_key or any(c in settings.access_key for c in ";= \t"):
         sys.stderr.write(f"{PROG}: error: invalid --access-key: it must be non-empty without ';', '=' or spaces\n")
         sys.exit(2)
-    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings, args.loop))
+    running = serve_until_signal(serve(settings, limits_from_args(args)), log, partial(_log_ready, settings))
     run_until_signal(PROG, settings.host, settings.port, running, args.loop)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -169,6 +170,18 @@ def test_ready_line_healthz_and_sigterm(tmp_path: Path) -> None:
     assert "cannot reach the service at http://127.0.0.1:1" in stderr
     assert ACCESS_KEY not in stderr
     assert "AccessKey=***" in stderr  # the redacted connection string is logged, never the key
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "auto"])
+def test_the_event_loop_is_named_once_listening(tmp_path: Path, loop: str) -> None:
+    server = start_chat_server(GOOD, "--service-mode", "serverless", "--loop", loop, cwd=tmp_path)
+    try:
+        with urllib.request.urlopen(server.url + "healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        assert server.stop() == 0
+    expected = "asyncio" if loop == "asyncio" or importlib.util.find_spec("uvloop") is None else "uvloop"
+    assert f"INFO server: event loop: {expected}\n" in server.process.stderr()
 
 
 def test_serverless_mode_has_no_server_connections(tmp_path: Path) -> None:

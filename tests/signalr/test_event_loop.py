@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from signalr.event_loop import EventLoop, LoopUnavailableError, add_loop_argument, choose_loop
+from signalr.event_loop import (
+    EventLoop,
+    LoopUnavailableError,
+    add_loop_argument,
+    choose_loop,
+    running_loop_name,
+    system_error,
+)
 from tests.support.processes import script
 
 
@@ -131,3 +140,40 @@ def test_every_server_refuses_loop_uvloop_without_uvloop_in_one_line_exit_2(
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(prefix + "argument --loop: uvloop is not installed (pip install uvloop)")
+
+
+# --- what differs between the two loops --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_running_loop_name_is_the_loop_in_use(choice: str) -> None:
+    if choice == "uvloop":
+        pytest.importorskip("uvloop")
+
+    async def name() -> str:
+        return running_loop_name()
+
+    assert choose_loop(choice).run(name()) == choice
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_a_udp_port_in_use_is_address_in_use_on_either_loop(choice: str) -> None:
+    if choice == "uvloop":
+        pytest.importorskip("uvloop")
+
+    async def bind(port: int) -> OSError:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(OSError) as raised:
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", port))
+        return raised.value
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        error = choose_loop(choice).run(bind(taken.getsockname()[1]))
+    assert system_error(error).errno == errno.EADDRINUSE
+
+
+def test_system_error_leaves_an_error_with_errno_as_it_is() -> None:
+    error = OSError(errno.EACCES, "Permission denied")
+    error.__cause__ = OSError(errno.EADDRINUSE, "Address already in use")
+    assert system_error(error) is error
