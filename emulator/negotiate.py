@@ -45,7 +45,8 @@ async def negotiate(request: web.Request) -> web.Response:
     if version < 0:
         error = f"The client requested version '{version}', but the server does not support this version."
         return web.json_response({"error": error})
-    connection = service_of(request).new_connection(
+    service = service_of(request)
+    connection = service.new_connection(
         hub,
         negotiate_version=version,
         user_id=identity.user_id,
@@ -54,8 +55,7 @@ async def negotiate(request: web.Request) -> web.Response:
     )
     connection.owner = identity.owner
     log.info("negotiate hub=%s id=%s version=%d", hub, connection.connection_id, version)
-    flow = service_of(request).flow
-    if flow.enabled:
-        flow.negotiated(connection, version)
+    if service.flow.enabled:
+        service.flow.negotiated(connection, version)
     body = service_negotiate_response(connection.connection_id, connection.connection_token, version)
     return web.Response(body=body, content_type="application/json")

@@ -54,6 +54,9 @@ ALL_TRANSPORTS: list[dict[str, Any]] = [
     {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
     {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
 ]
+_ALL_TRANSPORTS_JSON = json.dumps(ALL_TRANSPORTS, separators=(",", ":"))
+# Strings that JSON writes as they are between quotes: connection ids and tokens from ``secrets.token_urlsafe``.
+_JSON_AS_IS = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class NegotiateError(Exception):
@@ -284,6 +287,18 @@ def service_negotiate_response(
     transports: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """The service's reply in ASP.NET Core's field order; v0 omits ``connectionToken`` (§3.3)."""
+    plain = (
+        transports is None
+        and type(version) is int
+        and _JSON_AS_IS.fullmatch(connection_id) is not None
+        and (version < 1 or _JSON_AS_IS.fullmatch(connection_token) is not None)
+    )
+    if plain:  # the usual reply, from a template: the very bytes json.dumps makes of it
+        token = f',"connectionToken":"{connection_token}"' if version >= 1 else ""
+        return (
+            f'{{"negotiateVersion":{version},"connectionId":"{connection_id}"{token},'
+            f'"availableTransports":{_ALL_TRANSPORTS_JSON}}}'
+        ).encode()
     body: dict[str, Any] = {"negotiateVersion": version, "connectionId": connection_id}
     if version >= 1:
         body["connectionToken"] = connection_token
@@ -297,7 +312,7 @@ def requested_version(query: str) -> int:
     Raises :class:`NegotiateError` with ASP.NET Core's text for a non-integer or negative version; the caller
     answers it as ``{"error": …}``.
     """
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    for key, value in _query_pairs(query):
         if key.lower() == "negotiateversion":
             # .NET int.TryParse: optional sign and spaces, ASCII digits, 32 bits (Python's int() takes more).
             if not _INTEGER.fullmatch(value) or not -(2**31) <= int(value) < 2**31:
@@ -309,3 +324,16 @@ def requested_version(query: str) -> int:
                 )
             return min(version, 1)
     return 0
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """``parse_qsl(query, keep_blank_values=True)``; split here when nothing is percent-encoded (then ``+`` is all
+    there is to decode), which is what a client sends."""
+    if "%" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    pairs = []
+    for part in query.replace("+", " ").split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((key, value))
+    return pairs

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
 from signalr.connection_string import parse_connection_string
 from signalr.hub_protocol import TransferFormat
 from signalr.negotiate import (
+    ALL_TRANSPORTS,
     MAX_REDIRECTS,
     AvailableTransport,
     NegotiateError,
@@ -430,10 +432,46 @@ def test_service_negotiate_response_v0_omits_token() -> None:
         ("hub=chat&negotiateVersion=1&x=y", 1),
         ("negotiateVersion=+1", 1),
         ("negotiateVersion=2147483647", 1),
+        # Decoded as parse_qsl decodes a query: '+' is a space, percent-escapes in keys and values, empty fields.
+        ("negotiateVersion=%2B1", 1),
+        ("negotiate%56ersion=1", 1),
+        ("negotiateVersion=+1+", 1),
+        ("&&negotiateVersion=1&", 1),
+        ("negotiateVersion=1&negotiateVersion=-1", 1),  # the first one counts
+        ("negotiate+Version=1", 0),
+        ("negotiateVersion+=1", 0),
     ],
 )
 def test_requested_version(query: str, version: int) -> None:
     assert requested_version(query) == version
+
+
+@pytest.mark.parametrize("query", ["negotiateVersion", "negotiateVersion=", "x=1&negotiateVersion&negotiateVersion=1"])
+def test_requested_version_without_a_value_is_non_integer(query: str) -> None:
+    with pytest.raises(NegotiateError, match="non-integer"):
+        requested_version(query)
+
+
+@pytest.mark.parametrize(
+    ("connection_id", "token"),
+    [
+        ("Ab-_09", "zZ_-1"),
+        ('with"quote', "t"),
+        ("id", "back\\slash"),
+        ("é", "\u2028"),
+        ("", ""),
+    ],
+)
+@pytest.mark.parametrize("version", [0, 1])
+def test_service_negotiate_response_is_the_compact_json_of_its_fields(
+    connection_id: str, token: str, version: int
+) -> None:
+    body = service_negotiate_response(connection_id, token, version)
+    fields: dict[str, Any] = {"negotiateVersion": version, "connectionId": connection_id}
+    if version:
+        fields["connectionToken"] = token
+    fields["availableTransports"] = ALL_TRANSPORTS
+    assert body == json.dumps(fields, separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize("value", ["abc", "", "1.0", "1e3", "²", "١", "1_0", "2147483648", "99999999999999999999999"])
