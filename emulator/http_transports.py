@@ -4,6 +4,7 @@ LongPolling connection (§3.9)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from signalr.sse import SSE_PREAMBLE, encode_event
 
 from .answers import Refused, plain_text
 from .client_requests import check_transport, find_connection, service_of, start_transport
+from .connection import ClientConnection
 
 __all__ = ["NO_CACHE", "SSE_HEADERS", "connect_delete", "connect_send", "long_poll", "server_sent_events"]
 
@@ -38,7 +40,8 @@ SSE_HEADERS: Mapping[str, str] = {
 
 
 async def server_sent_events(request: web.Request) -> web.StreamResponse:
-    """§3.6: ``:\\r\\n`` first, then one event per flush of the outbound queue, each written at once."""
+    """§3.6: ``:\\r\\n`` first, then one event per record written by its sender (:class:`_EventStreamSink`), or per
+    flush of the outbound queue when records had to wait."""
     service = service_of(request)
     connection, identity = find_connection(request, allow_query_token=True)
     if connection.closed:
@@ -51,6 +54,7 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
         await response.write(SSE_PREAMBLE)
         if service.flow.enabled:
             service.flow.connected(connection)
+        sink = _EventStreamSink(connection, request, chunked=response.headers.get("Transfer-Encoding") == "chunked")
         while True:
             data = connection.take_outgoing()
             if data:
@@ -58,9 +62,7 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
                 continue
             if connection.closed:
                 break
-            waiter = connection.idle()
-            if waiter is not None:
-                await waiter
+            await sink.sleep()
         await response.write_eof()
     except ConnectionError as exc:
         log.debug("event stream ended id=%s: %s", connection.connection_id, exc)
@@ -70,6 +72,59 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
             connection.close(None, by_peer=True)
         service.forget(connection)
     return response
+
+
+class _EventStreamSink:
+    """How a client's records reach its event stream: written straight to the socket by the sender, one event each,
+    while nothing waits before them and the socket's buffer is below the high-water mark (:meth:`push`: no task
+    wake-up per record, and one event built per broadcast, not per recipient); else queued on the connection, and the
+    stream's handler, asleep in :meth:`sleep`, is woken to write them with backpressure (:meth:`kick`)."""
+
+    __slots__ = ("chunked", "transport", "waiter")
+
+    def __init__(self, connection: ClientConnection, request: web.Request, *, chunked: bool) -> None:
+        self.transport = request.transport
+        self.chunked = chunked  # HTTP/1.1: every write is one chunk of the chunked transfer coding
+        self.waiter: asyncio.Future[None] | None = None
+        connection.attach_sink(self.push, self.kick)
+
+    def push(self, record: bytes) -> bool:
+        """Write ``record`` as one event now if the socket is open and takes it (else the caller queues it)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT:
+            return False
+        transport.write(_event_bytes(record, self.chunked))
+        return True
+
+    def kick(self) -> None:
+        """Records were queued or the connection closed: wake the handler if it sleeps."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def sleep(self) -> asyncio.Future[None]:
+        """What the handler awaits when the queue is empty and the connection open; :meth:`kick` resolves it."""
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+
+_DIRECT_WRITE_LIMIT = 64 * 1024  # asyncio's default high-water mark: past it, records queue on the connection
+_last_event: tuple[bytes, bool, bytes] = (b"", False, b"")
+
+
+def _event_bytes(record: bytes, chunked: bool) -> bytes:
+    """``record`` as one SSE event, as one chunk when ``chunked``. A broadcast hands every recipient the same bytes
+    object, so the last one built is kept and reused while the same record comes again."""
+    global _last_event
+    last_record, last_chunked, data = _last_event
+    if record is last_record and chunked is last_chunked:
+        return data
+    event = encode_event(record)
+    data = b"%x\r\n%b\r\n" % (len(event), event) if chunked else event
+    _last_event = (record, chunked, data)
+    return data
 
 
 def _poll_response(data: bytes | None) -> web.Response:
