@@ -19,7 +19,8 @@ The WebSocket clients are ``aiohttp`` ones that count messages. Every client rec
 
 Per leg and round: B broadcasts back to back (frames/s at the clients until every client has every record, and the
 server's CPU µs per record from ``/proc``), then P broadcasts paced at R/s (latency of every record from the start of
-its send until a client has it: p50 and p99). Rounds alternate the order of the legs; the table shows the median of
+its send until a client has it: p50 and p99, and the server's CPU per record again: a LongPolling client makes one
+poll per record here). Rounds alternate the order of the legs; the table shows the median of
 the rounds with min–max and each HTTP leg's ratio to raw WebSockets. Every phase is bounded in count and in time.
 Run ``python -m bench.http_fanout`` (``--clients`` K, ``--burst`` B, ``--rounds``; ``--help`` for all).
 """
@@ -462,6 +463,7 @@ async def _fan_out(server: Server, receiver: Receiver, counts: Counts) -> dict[s
     done = receiver.records.reaches(receiver.records.count + k * counts.paced)
     receiver.timing = True
     interval = 1.0 / counts.rate
+    cpu_before = cpu_seconds(pid)
     paced_start = time.perf_counter()
     phase_end = time.monotonic() + counts.phase_timeout
     for i in range(counts.paced):
@@ -479,6 +481,7 @@ async def _fan_out(server: Server, receiver: Receiver, counts: Counts) -> dict[s
             raise BenchError(f"{server.leg}: a paced send took over {REPLY_TIMEOUT:g} s") from None
     await arrival(done, f"{k * counts.paced} paced records", counts.phase_timeout)
     latencies = receiver.latencies
+    values["paced_server_us_per_frame"] = 1e6 * (cpu_seconds(pid) - cpu_before) / (k * counts.paced)
     values["paced_p50_ms"] = 1000 * percentile(latencies, 50)
     values["paced_p99_ms"] = 1000 * percentile(latencies, 99)
     values["paced_max_ms"] = 1000 * max(latencies)
@@ -494,6 +497,7 @@ METRICS = (
     ("paced_p50_ms", "paced at {R}/s: delivery p50 ms ↓"),
     ("paced_p99_ms", "paced: delivery p99 ms ↓"),
     ("paced_max_ms", "paced: delivery max ms ↓"),
+    ("paced_server_us_per_frame", "paced: server CPU per record, µs ↓"),
     ("burst_load_cpu_percent", "load generator CPU % in the burst ↓"),
 )
 
