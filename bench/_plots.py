@@ -6,7 +6,8 @@ min–max whisker, the product's servers in one colour and the peers in another.
 project's ``bench`` extra, installed by ``make bench``); without it the plots are skipped with a note.
 
 Only results written as JSON are drawn: today ``bench.fanout``'s (``--json``, the default path), whose document is
-``{"counts": {...}, "peers": [...], "load_loop": "...", "rounds": {peer: {metric: [value per round]}}}``.
+``{"counts": {...}, "peers": [...], "pinning": "...", "load_loop": "...", "server_loops": {peer: [loop per round]},
+"rounds": {peer: {metric: [value per round]}}}``.
 """
 
 from __future__ import annotations
@@ -97,9 +98,20 @@ def _subtitle(document: Mapping[str, Any]) -> str:
     how = [f"median of {rounds} round{'s' if rounds != 1 else ''}, whiskers min–max"]
     if "pinning" in document:
         how.append(str(document["pinning"]))
+    servers = _server_loops(document.get("server_loops", {}))
+    if servers:
+        how.append(f"servers on {servers}")
     if "load_loop" in document:
         how.append(f"load generator on {document['load_loop']}")
     return sizes + "\n" + "; ".join(how)
+
+
+def _server_loops(loops: Mapping[str, Sequence[str]]) -> str:
+    """The event loop the servers ran on: one name when they all ran on the same, else each peer's."""
+    names = {peer: "/".join(sorted(set(rounds))) for peer, rounds in loops.items() if rounds}
+    if len(set(names.values())) == 1:
+        return next(iter(names.values()))
+    return ", ".join(f"{peer} {name}" for peer, name in names.items())
 
 
 def _label(value: float) -> str:

@@ -21,6 +21,7 @@ FANOUT = {
     "left_out": [],
     "pinning": "server on core 0, load generator on core 1",
     "load_loop": "uvloop",
+    "server_loops": {"websockets": ["uvloop"] * 3, "aiosignalr": ["uvloop"] * 3, "emulator": ["asyncio"] * 3},
     "rounds": {
         "websockets": {
             "burst_frames_per_s": [90_000.0, 100_000.0, 95_000.0],
