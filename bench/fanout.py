@@ -109,6 +109,7 @@ HTTP_CONNECTIONS = 32  # the aiohttp session's pool: negotiates and REST sends
 HTTP_SENDERS = 4  # concurrent POSTs in a burst (the websockets peer gets its frames on one socket, no reply)
 SETTLE = 1.0  # seconds after the last connection before RSS is read
 KEEPALIVE_AFTER = 20.0  # a SignalR client silent this long sends a hub Ping (the service drops one silent for 30 s)
+CONNECTIONS_PER_PHASE = 5000  # connections opened within one phase_timeout (a larger N gets a longer bound)
 MAX_IDLE = 19_900  # connections: the load generator and the server each hold one fd per connection, limit 20,000
 LOOPS = ("auto", "asyncio", "uvloop")
 SERVER_CORE = 0
@@ -131,7 +132,7 @@ class Counts:
     loop: str = "auto"
 
 
-Results = dict[str, dict[str, list[float]]]  # peer → metric → value per round
+Results = dict[str, dict[str, list[float]]]  # peer → metric → value per round (a failed round has none)
 Loops = dict[str, list[str]]  # peer → the event loop its server ran on, per round
 
 
@@ -465,12 +466,14 @@ def gc_values(
     values: dict[str, float], start: dict[str, Any] | None, stats: dict[str, Any] | None, prefix: str
 ) -> None:
     """``{prefix}_max_pause_ms`` (since the previous snapshot), ``{prefix}_gen2_collections`` (since ``start``) and
-    ``{prefix}_tracked`` from a GC snapshot; NaN for what is missing."""
+    ``{prefix}_tracked`` and ``{prefix}_frozen`` (collected, and out of reach after ``gc.freeze()``) from a GC
+    snapshot; NaN for what is missing."""
     nan = float("nan")
     values[f"{prefix}_max_pause_ms"] = float(stats["max_ms"]) if stats else nan
     full = (stats["collections_by_generation"][2] - start["collections_by_generation"][2]) if stats and start else nan
     values[f"{prefix}_gen2_collections"] = float(full)
     values[f"{prefix}_tracked"] = float(stats["tracked"]) if stats else nan
+    values[f"{prefix}_frozen"] = float(stats.get("frozen", 0)) if stats else nan
 
 
 async def measure_peer(peer: Peer, counts: Counts) -> RoundResult:
@@ -484,7 +487,7 @@ async def measure_peer(peer: Peer, counts: Counts) -> RoundResult:
     await asyncio.sleep(0.5)
     before = await peer.gc_snapshot()
     rss_before = rss_kib(pid)
-    deadline = time.monotonic() + counts.phase_timeout
+    deadline = time.monotonic() + counts.phase_timeout * max(1.0, counts.idle / CONNECTIONS_PER_PHASE)
     with load.phase("connect"):
         clients = await open_clients(counts.idle, lambda: peer.connect(deliveries), deadline)
     keeper = asyncio.create_task(keep_alive(clients)) if peer.signalr else None
@@ -500,7 +503,8 @@ async def measure_peer(peer: Peer, counts: Counts) -> RoundResult:
         idle = await peer.gc_snapshot()
         gc_values(values, before, idle, "gc_idle")
         if before and idle:
-            values["gc_tracked_per_connection"] = (idle["tracked"] - before["tracked"]) / counts.idle
+            added = idle["tracked"] + idle.get("frozen", 0) - before["tracked"] - before.get("frozen", 0)
+            values["gc_tracked_per_connection"] = added / counts.idle
 
         # One broadcast to all N idle clients: until the last has it.
         target = deliveries.tally.count + len(clients)
@@ -595,10 +599,11 @@ METRICS = (
         "all_idle_broadcast_ms", "one REST broadcast to all {N} idle WS clients: ms until the last has it", False
     ),
     MetricInfo("gc_idle_max_pause_ms", "longest GC pause while {N} connect and sit idle, ms (gc.callbacks)", False),
-    MetricInfo("gc_tracked_per_connection", "GC-tracked objects per idle connection", False),
+    MetricInfo("gc_tracked_per_connection", "GC-tracked objects per idle connection (frozen ones included)", False),
     MetricInfo("gc_max_pause_ms", "longest GC pause in the round, ms", False),
     MetricInfo("gc_gen2_collections", "full (gen-2) collections in the round", False),
-    MetricInfo("gc_tracked", "GC-tracked objects at the end of the round ({K} connected)", False),
+    MetricInfo("gc_tracked", "GC-tracked objects the collector walks at the end of the round ({K} connected)", False),
+    MetricInfo("gc_frozen", "objects gc.freeze() put out of its reach at the end of the round", False),
     MetricInfo("load_burst_cpu_percent", "load generator CPU % during the burst (of one core)", False),
     MetricInfo("load_paced_cpu_percent", "load generator CPU % during the paced phase", False),
 )
@@ -727,10 +732,12 @@ def order_of(peers: Sequence[str], round_index: int) -> list[str]:
     return list(peers) if round_index % 2 == 0 else list(reversed(peers))
 
 
-async def run(services: Services, counts: Counts, peers: Sequence[str]) -> tuple[Results, Loops]:
-    """Every round of every peer; returns ``{peer: {metric: [value per round]}}`` and each server's loop per round."""
+async def run(services: Services, counts: Counts, peers: Sequence[str]) -> tuple[Results, Loops, list[str]]:
+    """Every round of every peer; returns ``{peer: {metric: [value per round]}}``, each server's loop per round, and
+    what failed (a peer's round that fails is printed and left out; the others go on)."""
     results: Results = {peer: {} for peer in peers}
     loops: Loops = {peer: [] for peer in peers}
+    failed: list[str] = []
     connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as stats_dir:
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -740,6 +747,10 @@ async def run(services: Services, counts: Counts, peers: Sequence[str]) -> tuple
                     peer = launcher.start(name)
                     try:
                         round_result = await measure_peer(peer, counts)
+                    except BenchError as exc:
+                        failed.append(f"round {round_index + 1} {name}: {exc}")
+                        print(f"  {failed[-1]}", flush=True)
+                        continue
                     finally:
                         peer.process.stop()
                         services.processes.remove(peer.process)
@@ -750,7 +761,7 @@ async def run(services: Services, counts: Counts, peers: Sequence[str]) -> tuple
                         f"  round {round_index + 1} {name} ({round_result.loop}): " + _summary(round_result.values),
                         flush=True,
                     )
-    return results, loops
+    return results, loops, failed
 
 
 def _summary(values: dict[str, float]) -> str:
@@ -777,10 +788,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts.rounds} rounds; {pinning}; load generator on {loop}, servers --loop {counts.loop}",
             flush=True,
         )
-        results, loops = run_load(run(services, counts, peers))
+        results, loops, failed = run_load(run(services, counts, peers))
 
         def report() -> None:
             print(markdown_table(results, peers, counts, loops), flush=True)
+            for failure in failed:
+                print(f"failed: {failure}", flush=True)
             document = {
                 "counts": counts.__dict__,
                 "peers": list(peers),
@@ -788,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pinning": pinning,
                 "load_loop": loop,
                 "server_loops": loops,
+                "failed": failed,
                 "rounds": results,
             }
             path = Path(json_path)

@@ -3,7 +3,8 @@ reports (``--stats PATH``).
 
 The GC figures come from ``gc.callbacks``: the longest pause per generation since the previous snapshot, the number
 of collections per generation and the total pause time since start, and the objects the collector tracks now
-(``len(gc.get_objects())``), with the event loop running. ``bench.fanout`` asks for a snapshot with SIGUSR1: the
+(``len(gc.get_objects())``, the ones it collects, and ``gc.get_freeze_count()``, the ones ``gc.freeze()`` moved out of
+its reach), with the event loop running. ``bench.fanout`` asks for a snapshot with SIGUSR1: the
 process writes it to PATH as JSON (whole, then renamed into place, with a sequence number), and writes a last one
 when it exits. This file is imported by path (the peers run as scripts, each in its own venv), so it uses the
 standard library only.
@@ -101,6 +102,7 @@ class GcWatch:
             "collections_by_generation": list(self.collections),
             "total_ms": self.total_ms,
             "tracked": len(gc.get_objects()),
+            "frozen": gc.get_freeze_count(),
         }
 
     def write(self, path: str) -> None:
