@@ -172,6 +172,31 @@ async def test_poll_timeout_answers_200_empty(start_emulator: EmulatorFactory) -
         assert await response.read() == b""
 
 
+async def test_held_polls_of_several_connections_each_time_out_after_one_got_data(
+    start_emulator: EmulatorFactory,
+) -> None:
+    emulator = await start_emulator(poll_timeout=0.4)
+    headers = emulator.auth(emulator.client_token())
+    (first_url, first_id), (second_url, second_id) = [await emulator.open_lp() for _ in range(2)]
+
+    async def poll(url: str) -> tuple[int, bytes]:
+        async with emulator.session.get(url, headers=headers) as response:
+            return response.status, await response.read()
+
+    first = asyncio.create_task(poll(first_url))
+    await emulator.poll_held(first_id)
+    second = asyncio.create_task(poll(second_url))
+    await emulator.poll_held(second_id)
+    path = f"/api/hubs/chat/connections/{first_id}/:send?api-version=2022-06-01"
+    status, _, _ = await emulator.rest("POST", path, {"target": "direct", "arguments": ["first only"]})
+    assert status == 202
+    status, body = await asyncio.wait_for(first, 5)
+    assert status == 200 and records(body)[0]["arguments"] == ["first only"]
+    # The other poll still ends at its timeout, and so does the answered connection's next poll.
+    assert await asyncio.wait_for(second, 5) == (200, b"")
+    assert await asyncio.wait_for(poll(first_url), 5) == (200, b"")
+
+
 async def test_new_poll_supersedes_the_pending_one_with_204(emulator: Emulator) -> None:
     url, connection_id = await emulator.open_lp()
     headers = emulator.auth(emulator.client_token())
