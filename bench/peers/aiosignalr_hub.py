@@ -14,14 +14,13 @@ GC figures go to ``--stats PATH`` on SIGUSR1 and at exit (``peer_runtime``). SIG
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 
 from aiohttp import web
 from aiosignalr.server import Hub, ServerOptions, SignalRServer  # type: ignore[import-not-found]
-from peer_runtime import GcWatch, add_arguments, run  # type: ignore[import-not-found]
+from peer_runtime import serve_peer  # type: ignore[import-not-found]
 
 READY = "fanout peer listening on "
 
@@ -59,13 +58,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args()
-    watch = GcWatch()
-    watch.report_to(args.stats)
-    try:
-        run(main(), args.loop)
-    finally:
-        if args.stats:
-            watch.write(args.stats)
+    serve_peer(main, __doc__.splitlines()[0])

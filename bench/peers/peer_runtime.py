@@ -122,3 +122,18 @@ class GcWatch:
             self.write(path)
 
         signal.signal(signal.SIGUSR1, on_signal)
+
+
+def serve_peer(serve: Callable[[], Coroutine[Any, Any, None]], description: str) -> None:
+    """A peer script's entry point: ``--loop`` and ``--stats`` from the command line, the GC watched, ``serve()`` run
+    on the chosen loop until it returns, and a last snapshot written at exit."""
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
+    args = parser.parse_args()
+    watch = GcWatch()
+    watch.report_to(args.stats)
+    try:
+        run(serve(), args.loop)
+    finally:
+        if args.stats:
+            watch.write(args.stats)

@@ -88,19 +88,32 @@ def upgrade_answer(request: bytes, *, accept: bytes | None = None, extra: str = 
     )
 
 
+class Opening:
+    """A client whose upgrade request is written to a fake transport; the test feeds the server's answers."""
+
+    def __init__(self, deliveries: Deliveries, *, signalr: bool, headers: dict[str, str] | None = None) -> None:
+        self.client = WebSocketClient(deliveries)
+        self.transport = FakeTransport()
+        self.client.connection_made(self.transport)
+        opening = self.client.open(self.transport, "127.0.0.1:1", "/hub", headers or {}, signalr=signalr)
+        self.task = asyncio.ensure_future(opening)
+
+    async def request(self) -> bytes:
+        """What the client wrote so far (the upgrade request once it has run)."""
+        await asyncio.sleep(0)
+        return bytes(self.transport.written)
+
+
 async def opened(deliveries: Deliveries, *, signalr: bool = False) -> tuple[WebSocketClient, FakeTransport]:
     """A client opened over a fake transport, the server's answers fed by hand."""
-    client = WebSocketClient(deliveries)
-    transport = FakeTransport()
-    client.connection_made(transport)
-    opening = asyncio.ensure_future(client.open(transport, "127.0.0.1:1", "/ws", {}, signalr=signalr))
-    await asyncio.sleep(0)
-    client.data_received(upgrade_answer(bytes(transport.written)))
+    opening = Opening(deliveries, signalr=signalr)
+    client, transport = opening.client, opening.transport
+    client.data_received(upgrade_answer(await opening.request()))
     if signalr:
         request = transport.written.partition(b"\r\n\r\n")[2]
         assert client_frames(bytes(request)) == [(0x1, b'{"protocol":"json","version":1}\x1e')]
         client.data_received(server_frame(0x1, b"{}\x1e"))
-    await opening
+    await opening.task
     transport.written.clear()
     return client, transport
 
@@ -173,60 +186,43 @@ async def test_stamped_records_give_latencies_while_timing() -> None:
 
 async def test_signalr_handshake_answer_is_not_counted_and_what_follows_it_is() -> None:
     deliveries = Deliveries()
-    client = WebSocketClient(deliveries)
-    transport = FakeTransport()
-    client.connection_made(transport)
-    opening = asyncio.ensure_future(client.open(transport, "127.0.0.1:1", "/hub", {}, signalr=True))
-    await asyncio.sleep(0)
-    client.data_received(upgrade_answer(bytes(transport.written)) + server_frame(0x1, b"{}\x1e" + RECORD))
-    await opening
+    opening = Opening(deliveries, signalr=True)
+    client, request = opening.client, await opening.request()
+    client.data_received(upgrade_answer(request) + server_frame(0x1, b"{}\x1e" + RECORD))
+    await opening.task
     assert deliveries.tally.count == 1
 
 
 async def test_a_wrong_accept_is_refused_with_a_clear_error() -> None:
-    client = WebSocketClient(Deliveries())
-    transport = FakeTransport()
-    client.connection_made(transport)
-    opening = asyncio.ensure_future(client.open(transport, "127.0.0.1:1", "/ws", {}, signalr=False))
-    await asyncio.sleep(0)
-    client.data_received(upgrade_answer(bytes(transport.written), accept=base64.b64encode(b"x" * 20)))
+    opening = Opening(Deliveries(), signalr=False)
+    client, request = opening.client, await opening.request()
+    client.data_received(upgrade_answer(request, accept=base64.b64encode(b"x" * 20)))
     with pytest.raises(BenchError, match="Sec-WebSocket-Accept is 'eHh4"):
-        await opening
-    assert transport.aborted
+        await opening.task
+    assert opening.transport.aborted
 
 
 async def test_another_status_or_subprotocol_is_refused() -> None:
-    client = WebSocketClient(Deliveries())
-    transport = FakeTransport()
-    client.connection_made(transport)
-    opening = asyncio.ensure_future(client.open(transport, "127.0.0.1:1", "/ws", {}, signalr=False))
-    await asyncio.sleep(0)
+    opening = Opening(Deliveries(), signalr=False)
+    client, request = opening.client, await opening.request()
     client.data_received(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(BenchError, match=re.escape("answered 'HTTP/1.1 401 Unauthorized'")):
-        await opening
+        await opening.task
 
-    client = WebSocketClient(Deliveries())
-    transport = FakeTransport()
-    client.connection_made(transport)
-    opening = asyncio.ensure_future(
-        client.open(transport, "127.0.0.1:1", "/ws", {"Sec-WebSocket-Protocol": "p1"}, signalr=False)
-    )
-    await asyncio.sleep(0)
-    client.data_received(upgrade_answer(bytes(transport.written), extra="Sec-WebSocket-Protocol: p2\r\n"))
+    opening = Opening(Deliveries(), signalr=False, headers={"Sec-WebSocket-Protocol": "p1"})
+    client, request = opening.client, await opening.request()
+    client.data_received(upgrade_answer(request, extra="Sec-WebSocket-Protocol: p2\r\n"))
     with pytest.raises(BenchError, match="chose subprotocol 'p2', not 'p1'"):
-        await opening
+        await opening.task
 
 
 async def test_a_refused_signalr_handshake_is_an_error() -> None:
-    client = WebSocketClient(Deliveries())
-    transport = FakeTransport()
-    client.connection_made(transport)
-    opening = asyncio.ensure_future(client.open(transport, "127.0.0.1:1", "/hub", {}, signalr=True))
-    await asyncio.sleep(0)
-    client.data_received(upgrade_answer(bytes(transport.written)))
+    opening = Opening(Deliveries(), signalr=True)
+    client, request = opening.client, await opening.request()
+    client.data_received(upgrade_answer(request))
     client.data_received(server_frame(0x1, b'{"error":"unsupported protocol"}\x1e'))
     with pytest.raises(BenchError, match="SignalR handshake refused"):
-        await opening
+        await opening.task
 
 
 async def test_a_masked_server_frame_is_a_protocol_error() -> None:
