@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import sys
 import time
@@ -56,7 +55,6 @@ from ._harness import (
     broadcast_body,
     broadcast_record,
     cpu_seconds,
-    median,
     negotiate,
     percentile,
     ready_line,
@@ -65,7 +63,6 @@ from ._harness import (
 from .fanout import (
     HTTP_SENDERS,
     HUB,
-    LOAD_CORE,
     PEER_READY,
     PEER_SCRIPTS,
     available_peers,
@@ -73,8 +70,10 @@ from .fanout import (
     peer_python,
     pin_load_generator,
     pinned,
+    ratio,
     spread,
 )
+from .loadgen import uvloop_module
 
 LEGS = ("websockets", "sse", "longpolling")
 BASELINE = "websockets"
@@ -510,18 +509,9 @@ def markdown_table(results: Results, legs: Sequence[str], counts: Counts) -> str
     for key, label in METRICS:
         text = label.format(K=counts.clients, B=counts.burst, R=f"{counts.rate:g}")
         cells = [spread(results.get(leg, {}).get(key, [])) for leg in legs]
-        ratios = [_ratio(results, key, leg) for leg in http]
+        ratios = [ratio(results, key, BASELINE, ours_name=leg) for leg in http]
         lines.append("| " + " | ".join([text, *cells, *ratios]) + " |")
     return "\n".join(lines)
-
-
-def _ratio(results: Results, key: str, leg: str) -> str:
-    ours, base = results.get(leg, {}).get(key), results.get(BASELINE, {}).get(key)
-    if not ours or not base:
-        return "n/a"
-    denominator = median(base)
-    value = median(ours) / denominator if denominator == denominator and denominator else float("nan")
-    return "n/a" if value != value else f"{value:.2f}x"
 
 
 def parse_args(argv: list[str] | None) -> tuple[Counts, list[str], str]:
@@ -581,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         pinning = pin_load_generator()
         if missing:
             print("left out (no venv under bench/.venvs; `make bench-peers`): websockets", flush=True)
-        uvloop = _uvloop()
+        uvloop = uvloop_module()
         loop = "asyncio" if uvloop is None else "uvloop"
         print(
             f"K={counts.clients} B={counts.burst} P={counts.paced}@{counts.rate:g}/s, {counts.rounds} rounds; "
@@ -591,34 +581,18 @@ def main(argv: list[str] | None = None) -> int:
         runner: Callable[[Coroutine[Any, Any, Results]], Results] = asyncio.run if uvloop is None else uvloop.run
         results = runner(run(services, counts, legs))
 
+        setup = {"legs": legs, "left_out": missing, "pinning": pinning, "load_loop": loop, "senders": HTTP_SENDERS}
+
         def report() -> None:
             print(markdown_table(results, legs, counts), flush=True)
-            document = {
-                "counts": counts.__dict__,
-                "legs": legs,
-                "left_out": missing,
-                "pinning": pinning,
-                "load_core": LOAD_CORE,
-                "load_loop": loop,
-                "senders": HTTP_SENDERS,
-                "rounds": results,
-            }
-            path = Path(json_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            out = Path(json_path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"counts": counts.__dict__, **setup, "rounds": results}, indent=2) + "\n")
             print(f"per-round values: {json_path}", flush=True)
 
         return report
 
     return run_benchmark("bench.http_fanout", measure)
-
-
-def _uvloop() -> Any:
-    """The ``uvloop`` module when it is installed (then the load generator runs on it), else None."""
-    try:
-        return importlib.import_module("uvloop")
-    except ImportError:
-        return None
 
 
 if __name__ == "__main__":

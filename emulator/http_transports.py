@@ -18,6 +18,7 @@ from signalr.sse import SSE_PREAMBLE, encode_event
 from .answers import Refused, plain_text
 from .client_requests import check_transport, find_connection, service_of, start_transport
 from .connection import ClientConnection
+from .waker import Waker
 
 __all__ = ["NO_CACHE", "SSE_HEADERS", "connect_delete", "connect_send", "long_poll", "server_sent_events"]
 
@@ -74,19 +75,19 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-class _EventStreamSink:
+class _EventStreamSink(Waker):
     """How a client's records reach its event stream: written straight to the socket by the sender, one event each,
     while nothing waits before them and the socket's buffer is below the high-water mark (:meth:`push`: no task
     wake-up per record, and one event built per broadcast, not per recipient); else queued on the connection, and the
     stream's handler, asleep in :meth:`sleep`, is woken to write them with backpressure (:meth:`kick`)."""
 
-    __slots__ = ("chunked", "transport", "waiter")
+    __slots__ = ("chunked", "transport")
 
     def __init__(self, connection: ClientConnection, request: web.Request, *, chunked: bool) -> None:
+        Waker.__init__(self)
         self.transport = request.transport
         self.chunked = chunked  # HTTP/1.1: every write is one chunk of the chunked transfer coding
-        self.waiter: asyncio.Future[None] | None = None
-        connection.attach_sink(self.push, self.kick)
+        connection.attach_sink(self.push, self._wake)
 
     def push(self, record: bytes) -> bool:
         """Write ``record`` as one event now if the socket is open and takes it (else the caller queues it)."""
@@ -96,18 +97,10 @@ class _EventStreamSink:
         transport.write(_event_bytes(record, self.chunked))
         return True
 
-    def kick(self) -> None:
-        """Records were queued or the connection closed: wake the handler if it sleeps."""
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
     def sleep(self) -> asyncio.Future[None]:
-        """What the handler awaits when the queue is empty and the connection open; :meth:`kick` resolves it."""
-        waiter = self.waiter = asyncio.get_running_loop().create_future()
-        return waiter
+        """What the handler awaits when the queue is empty and the connection open: resolved when records were
+        queued or the connection closed (the connection calls the sink's wake-up then)."""
+        return self._sleep()
 
 
 _DIRECT_WRITE_LIMIT = 64 * 1024  # asyncio's default high-water mark: past it, records queue on the connection
