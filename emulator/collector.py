@@ -5,13 +5,15 @@ long as the connection, so every full collection walks all of them: at 10,000 co
 to a second, and the collector runs one each time the long-lived objects have grown by a quarter. Objects moved to
 the permanent generation (``gc.freeze``) are never walked again; they are still freed as soon as nothing refers to them.
 
-What the permanent generation cannot do is collect a cycle, and a closed WebSocket leaves its objects in cycles
-(the request, its handler, the transport, the connection). So :class:`HeapFreezer` freezes whenever the open
-connections have grown by ``step`` since the last freeze (a young collection first, so no young garbage is frozen),
-and thaws once half as many connections have gone as it froze (at least ``step``): one full collection frees what
-the departed connections left, and what is alive is frozen again if it is ``step`` connections or more. A service
-whose connections come and stay pays one short young collection per ``step`` new connections; one whose connections
-churn pays a full collection per half turnover, as the collector itself would, instead of one per quarter of growth.
+What the permanent generation cannot do is collect a cycle. A connection that ends lets go of its transport
+(``ClientConnection.finish``), so what it leaves is freed by reference counting, frozen or not; but a cycle made on
+some path nobody foresaw would stay for good. So :class:`HeapFreezer` freezes whenever the open connections have grown
+by ``step`` since the last freeze (a young collection first, so no young garbage is frozen; called as connections are
+made, so a fast ramp-up freezes as it goes), and thaws as a safety net once twice as many connections have gone as it
+froze (at least ``step``): one full collection frees whatever cycles they left, and what is alive is frozen again if
+it is ``step`` connections or more. A service whose connections come and stay pays one short young collection per
+``step`` new connections; one whose connections churn pays one full collection per two turnovers, instead of one
+each time the long-lived objects grew by a quarter.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class Collector:
 
 
 class HeapFreezer:
-    """Call :meth:`tick` now and then (the service's timer tick) with how many connections are open and how many have
-    gone in all; ``step`` 0 turns it off."""
+    """Call :meth:`tick` with how many connections are open and how many have gone in all, whenever a connection is
+    made and now and then (the service's timer tick); ``step`` 0 turns it off. Cheap when there is nothing to do."""
 
     __slots__ = ("_collector", "_frozen_alive", "_gone_at_freeze", "step")
 
@@ -52,7 +54,7 @@ class HeapFreezer:
         if self.step <= 0:
             return
         collector = self._collector
-        if self._frozen_alive and gone - self._gone_at_freeze >= max(self.step, self._frozen_alive // 2):
+        if self._frozen_alive and gone - self._gone_at_freeze >= max(self.step, 2 * self._frozen_alive):
             started = time.perf_counter()
             collector.unfreeze()
             found = collector.collect(2)

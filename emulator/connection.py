@@ -282,8 +282,12 @@ class ClientConnection(Waker):
         if not self.closed:
             self.close(None, by_peer=True)
         self._finished = True
-        self._wake()
-        self._reschedule()  # the timer wheel lets go of it at the next tick
+        Waker._wake(self)
+        # Let go of the transport (the sink and the abort refer back to it), so what is left of a finished connection
+        # is freed by reference counting, not only by a full collection; the timer wheel lets go at the next tick.
+        self._push = self._kick = None
+        self.abort_transport = None
+        self._reschedule()
 
     def attach(self, transport: TransportType) -> None:
         """Bind the connection to its transport, before any byte is received; the handshake clock starts now."""

@@ -298,6 +298,7 @@ class SignalRService:
             timers=self._timers,
         )
         self._by_token[token] = connection
+        self._heap.tick(len(self._by_token), self._gone)
         return connection
 
     def lookup(self, token: str) -> ClientConnection | None:

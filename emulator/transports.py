@@ -210,7 +210,10 @@ class _WebSocketSink:
         try:
             while data := connection.take_outgoing():
                 await ws.send_frame(data, _frame_type(connection))
-            if connection.closed:
+            transport = self.transport
+            if connection.closed and not ws.closed and transport is not None and not transport.is_closing():
+                # (Closing a socket that is already gone would only keep aiohttp's error, whose traceback refers back
+                # to the socket: a cycle that only a full collection frees.)
                 await ws.close(code=1000)
         except Exception as exc:  # the socket is gone (reset, aborted, closing): nothing left to send to
             log.debug("websocket writer ended id=%s: %r", connection.connection_id, exc)

@@ -1,4 +1,4 @@
-"""The collector policy (emulator/collector.py): freeze as connections come, thaw and collect once half have gone."""
+"""The collector policy (emulator/collector.py): freeze as connections come, thaw and collect after two turnovers."""
 
 from __future__ import annotations
 
@@ -38,19 +38,19 @@ def test_freezes_each_time_the_connections_grew_by_a_step_after_a_young_collecti
     assert recorder.calls == ["collect(1)", "freeze"] * 2
 
 
-def test_thaws_collects_and_freezes_again_once_half_of_the_frozen_connections_are_gone() -> None:
+def test_thaws_collects_and_freezes_again_once_twice_the_frozen_connections_are_gone() -> None:
     recorder = Recorder()
     heap = HeapFreezer(100, recorder.collector())
     heap.tick(alive=1000, gone=0)
     recorder.calls.clear()
-    heap.tick(alive=600, gone=400)  # a churn below half: the frozen garbage waits
+    heap.tick(alive=1000, gone=1999)  # a churn below two turnovers: whatever cycles they left wait
     assert recorder.calls == []
-    heap.tick(alive=500, gone=500)
+    heap.tick(alive=500, gone=2000)
     assert recorder.calls == ["unfreeze", "collect(2)", "collect(1)", "freeze"]
     recorder.calls.clear()
-    heap.tick(alive=300, gone=700)  # counted again from the new freeze: 200 of 500 is not half
+    heap.tick(alive=500, gone=2999)  # counted again from the new freeze: 999 of 2 x 500
     assert recorder.calls == []
-    heap.tick(alive=250, gone=750)
+    heap.tick(alive=500, gone=3000)
     assert recorder.calls == ["unfreeze", "collect(2)", "collect(1)", "freeze"]
 
 
@@ -60,7 +60,7 @@ def test_departures_before_the_first_freeze_do_not_count() -> None:
     heap.tick(alive=50, gone=5000)  # a busy service that never held a step of connections: nothing frozen
     heap.tick(alive=100, gone=5000)
     assert recorder.calls == ["collect(1)", "freeze"]
-    heap.tick(alive=100, gone=5050)  # 50 of the frozen 100 gone: fewer than a step
+    heap.tick(alive=100, gone=5199)
     assert recorder.calls == ["collect(1)", "freeze"]
 
 
@@ -69,11 +69,11 @@ def test_a_small_service_never_thaws_for_less_than_a_step_and_stays_thawed() -> 
     heap = HeapFreezer(100, recorder.collector())
     heap.tick(alive=100, gone=0)
     recorder.calls.clear()
-    heap.tick(alive=40, gone=60)  # more than half gone, fewer than a step
+    heap.tick(alive=40, gone=199)
     assert recorder.calls == []
-    heap.tick(alive=0, gone=100)
+    heap.tick(alive=0, gone=200)
     assert recorder.calls == ["unfreeze", "collect(2)"]  # nothing worth freezing is left
-    heap.tick(alive=99, gone=100)
+    heap.tick(alive=99, gone=200)
     assert recorder.calls == ["unfreeze", "collect(2)"]
 
 
@@ -86,10 +86,10 @@ def test_step_zero_leaves_the_collector_alone() -> None:
 
 
 async def test_closed_connections_are_freed_although_they_were_frozen(start_emulator: EmulatorFactory) -> None:
-    """Served for real: three WebSockets freeze the heap; once they closed, their connections (cyclic garbage in the
-    permanent generation) are freed by the thaw, not kept."""
-    # A 0.1 s timer tick (a quarter of the shortest timer) and a freeze every 3 connections.
-    emulator = await start_emulator(gc_freeze_step=3, max_poll_interval=0.4)
+    """Served for real: three WebSockets freeze the heap (a freeze every 3 connections); once they closed, one
+    gracefully and two by dropping the TCP connection, their connections are freed by reference counting alone: no
+    thaw (that waits for 6 departures) and no full collection."""
+    emulator = await start_emulator(gc_freeze_step=3)
     assert emulator.running is not None
     try:
         sockets = [await emulator.open_ws() for _ in range(3)]
@@ -97,17 +97,18 @@ async def test_closed_connections_are_freed_although_they_were_frozen(start_emul
         assert hub is not None
         refs = [weakref.ref(connection) for connection in hub.connections.values()]
         assert len(refs) == 3
-        for _ in range(50):
-            if gc.get_freeze_count():
-                break
-            await asyncio.sleep(0.05)
         assert gc.get_freeze_count() > 0
-        for ws, _ in sockets:
-            await ws.close()
-        for _ in range(100):
+        gc.disable()  # nothing but reference counting from here on
+        await sockets[0][0].close()
+        for ws, _ in sockets[1:]:
+            transport = ws._response.connection.transport if ws._response.connection else None  # type: ignore[union-attr]
+            assert transport is not None
+            transport.abort()
+        for _ in range(200):
             if all(ref() is None for ref in refs):
                 break
             await asyncio.sleep(0.05)
         assert [ref() for ref in refs] == [None, None, None]
     finally:
+        gc.enable()
         gc.unfreeze()
