@@ -1,18 +1,20 @@
-"""A lean WebSocket load generator: thousands of client connections in one process, each a few hundred bytes of
-Python and a few microseconds of CPU per frame received.
+"""A lean WebSocket load generator: up to ~20,000 client connections in one process, a small Python object each and
+about a microsecond of Python per frame received.
 
-Design. Every client is a bare :class:`asyncio.Protocol` (on uvloop when it is installed, asyncio's own loop
-otherwise), not a client library: it writes the HTTP/1.1 upgrade request itself and checks the ``101`` answer and its
-``Sec-WebSocket-Accept`` (RFC 6455 §4.1), optionally a subprotocol, and optionally speaks SignalR's JSON handshake
-(``{"protocol":"json","version":1}`` + 0x1E, answered by ``{}`` + 0x1E). Server frames are parsed in place from
-each chunk the loop hands over (7-, 16- and 64-bit lengths, text, binary and continuation frames; a ping is answered
-with a masked pong, a close with a close); only a frame cut at a chunk's end is copied. A frame is not decoded: the
-clients of one run share a :class:`Deliveries`, which counts the occurrences of a marker (``broadcastMessage``) in
-each message with ``bytes.count`` and, while timing, reads the send time a message carries after ``sent@`` (the
-sender's ``time.perf_counter_ns()``) with ``bytes.find``, so a latency costs no JSON parse and no lookup. The arrival
-time is read once per chunk. Every wait (connect, upgrade, handshake, close) has a timeout; connections are opened a
-bounded number at a time (:func:`open_clients`), so a server's listen backlog is not overrun, and the process's own
-CPU time is measured per phase (:class:`PhaseCpu`).
+Design. Every client is a bare :class:`asyncio.Protocol` with ``__slots__`` (on uvloop when it is installed, asyncio's
+own loop otherwise), not a client library: no task, no stream and no reader per connection. It writes the HTTP/1.1
+upgrade request itself and checks the ``101`` answer and its ``Sec-WebSocket-Accept`` (RFC 6455 §4.1), optionally a
+subprotocol, then optionally speaks SignalR's JSON handshake (``{"protocol":"json","version":1}`` + 0x1E, answered by
+``{}`` + 0x1E). Server frames are parsed in place in each chunk the loop hands over (7-, 16- and 64-bit lengths; text,
+binary and continuation frames; a ping is answered with a masked pong, a close with a close); only a frame cut at the
+chunk's end is copied. Frames are not decoded: the clients of one run share a :class:`Deliveries`, which counts the
+occurrences of a marker (``broadcastMessage``) with one ``bytes.count`` over each run of whole frames in a chunk (a
+frame header, whose first byte is not ASCII, can never be part of the marker) and, while timing, reads the send time a
+message carries after ``sent@`` (the sender's ``time.perf_counter_ns()``) with ``bytes.find``, so a latency costs no
+JSON parse and no lookup; the arrival time is read once per chunk. Every wait (TCP connect, upgrade and handshake
+answers, close) has a timeout; connections are opened a bounded number at a time (:func:`open_clients`), so a server's
+accept queue does not overflow; :func:`ping_silent` keeps SignalR clients from looking dead; and the process's own CPU
+time is measured per phase (:class:`PhaseCpu`), so a report can show that the load generator is not the bottleneck.
 """
 
 from __future__ import annotations
