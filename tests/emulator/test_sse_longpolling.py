@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import aiohttp
@@ -113,6 +114,61 @@ async def test_sse_client_disconnect_closes_the_connection(
     call = await upstream_receiver.event("disconnected", connection_id)
     assert call.json == {"Type": 11}
     assert await exists(emulator, connection_id) == 404
+
+
+async def test_sse_over_http_1_0_gets_its_events_without_chunk_framing(emulator: Emulator) -> None:
+    negotiated = await emulator.negotiate()
+    token = emulator.client_token()
+    host, port = emulator.base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET /client/?hub=chat&id={negotiated['connectionToken']} HTTP/1.0\r\n"
+        f"Accept: text/event-stream\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.0 200") and b"transfer-encoding" not in head.lower()
+    url = emulator.connect_url(negotiated["connectionToken"])
+    async with emulator.session.post(url, data=HANDSHAKE, headers=emulator.auth(token)) as posted:
+        assert posted.status == 200
+    await emulator.broadcast("broadcastMessage", "plain", "1")
+    record = b'{"type":1,"target":"broadcastMessage","arguments":["plain","1"]}\x1e'
+    expected = b":\r\ndata: {}\x1e\r\n\r\ndata: " + record + b"\r\n\r\n"
+    assert await asyncio.wait_for(reader.readexactly(len(expected)), 5) == expected
+    writer.close()
+
+
+async def test_sse_client_that_stops_reading_is_dropped_and_the_others_get_everything(
+    start_emulator: EmulatorFactory,
+) -> None:
+    emulator = await start_emulator(max_buffer_size=65536)
+    _, healthy, _, _ = await open_sse(emulator)
+    negotiated = await emulator.negotiate()
+    token = emulator.client_token()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    host, port = emulator.base.removeprefix("http://").split(":")
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    writer.write(
+        f"GET /client/?hub=chat&id={negotiated['connectionToken']} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Accept: text/event-stream\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 200")
+    url = emulator.connect_url(negotiated["connectionToken"])
+    async with emulator.session.post(url, data=HANDSHAKE, headers=emulator.auth(token)) as posted:
+        assert posted.status == 200
+    sent = 0
+    for _ in range(600):  # at most 9.6 MB in 16 KB messages; the stalled client never reads again
+        await emulator.broadcast("broadcastMessage", "bulk", "x" * 16000)
+        sent += 1
+        if sent % 20 == 0 and await exists(emulator, negotiated["connectionId"]) == 404:
+            break
+    assert await exists(emulator, negotiated["connectionId"]) == 404, f"still connected after {sent} messages"
+    for n in range(sent):
+        assert records(await healthy.next_event())[0]["arguments"] == ["bulk", "x" * 16000], n
+    writer.close()
+    sock.close()
 
 
 async def test_sse_ends_after_close_message(emulator: Emulator) -> None:
