@@ -11,8 +11,8 @@ each screen update is still encoded as a terminal would get it (``render_segment
 
 Measured per phase (first with no load, then under the load):
 
-- backlog: load messages the connection received minus those painted on screen (the newest message line on the
-  screen at each update), sampled every 0.5 s: its maximum, its mean in the last quarter of the phase against the
+- backlog: load messages the connection received minus those painted on screen (the message on the view's bottom row
+  at each screen update), sampled every 0.5 s: its maximum, its mean in the last quarter of the phase against the
   second quarter (a growing backlog shows as a rising mean), and how long it takes to drain once the load stops;
 - keystroke-to-screen: characters typed into the message field at ``--keys`` per second, each timed from posting the
   key event (as the terminal driver does) to the first screen update after the field rendered it: p50, p99, max;
@@ -41,7 +41,7 @@ import aiohttp
 from textual import events
 from textual.widgets import Input
 
-from chat.app import ChatApp
+from chat.app import ChatApp, freeze_startup_heap
 from chat.connection import ChatConnection
 from chat.service_connection import ServiceConnection
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
@@ -162,6 +162,7 @@ class Phase:
     key_latencies_ms: list[float] = field(default_factory=list)
     keys_lost: int = 0
     cpu_s: float = 0.0
+    waited_s: float = 0.0
     servers_cpu_s: float = 0.0
     rss_start_kib: int = 0
     rss_end_kib: int = 0
@@ -198,6 +199,7 @@ class Phase:
             "key_p99_ms": percentile(keys, 99) if keys else None,
             "key_max_ms": max(keys) if keys else None,
             "app_cpu_percent": 100 * self.cpu_s / self.seconds if self.seconds else None,
+            "app_waiting_for_cpu_percent": 100 * self.waited_s / self.seconds if self.seconds else None,
             "servers_cpu_percent": 100 * self.servers_cpu_s / self.seconds if self.seconds else None,
             "rss_start_mib": self.rss_start_kib / 1024,
             "rss_end_mib": self.rss_end_kib / 1024,
@@ -205,6 +207,16 @@ class Phase:
             "broadcaster": self.broadcaster,
             "samples": [[round(s.at, 2), s.received, s.painted, s.rss_kib, round(s.cpu_s, 3)] for s in self.samples],
         }
+
+
+def run_queue_wait_s() -> float:
+    """Seconds this process's main thread (the app's loop) spent ready to run but waiting for a CPU (``/proc``'s
+    schedstat; NaN without it): on a shared machine, latency that is the machine's, not the app's."""
+    try:
+        with open("/proc/self/schedstat", "rb") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def rss_kib() -> int:
@@ -271,11 +283,12 @@ class Watch:
         return field
 
     def _on_display(self, app: ChatApp) -> None:
-        lines = app.chat_log.lines
-        if lines:
-            seq = load_seq(lines[-1].text)
-            if seq is not None and seq > self.painted:
-                self.painted = seq
+        log = app.chat_log
+        bottom = min(round(log.scroll_offset.y) + log.scrollable_content_region.height, log.row_count) - 1
+        line = log.line_at(bottom)
+        seq = load_seq(line.text) if line is not None else None
+        if seq is not None and seq > self.painted:
+            self.painted = seq
         if self._pending:
             now = time.perf_counter()
             while self._pending and self._pending[0][0] <= self._rendered_length:
@@ -327,7 +340,7 @@ async def _phase(
 ) -> None:
     """Type keys at ``keys_per_s`` and sample every :data:`SAMPLE_EVERY` for ``seconds``."""
     started = time.monotonic()
-    cpu0, servers0 = time.process_time(), cpu_of(servers)
+    cpu0, servers0, waited0 = time.process_time(), cpu_of(servers), run_queue_wait_s()
     received0, painted0 = watch.received, watch.painted
     phase.rss_start_kib = rss_kib()
     next_key, next_sample, typed = started, started, 0
@@ -353,8 +366,12 @@ async def _phase(
         await asyncio.sleep(max(0.0, min(next_key, next_sample) - time.monotonic()))
     phase.seconds = time.monotonic() - started
     phase.cpu_s = time.process_time() - cpu0
+    phase.waited_s = run_queue_wait_s() - waited0
     phase.servers_cpu_s = cpu_of(servers) - servers0
     phase.rss_end_kib = rss_kib()
+
+
+async def _collect_keys(watch: Watch, phase: Phase) -> None:
     await asyncio.sleep(KEY_TIMEOUT / 10)  # the last keys reach the screen
     phase.key_latencies_ms, phase.keys_lost = watch.take_keys()
 
@@ -377,6 +394,7 @@ async def measure(server_url: str, broadcaster: Process, servers: Sequence[Proce
         f"{server_url}chat", TransportChoice.WEBSOCKETS, name="tui", connection_factory=watch.connection_factory
     )
     phases = [Phase("no load"), Phase(f"{options.rate:g} msg/s")]
+    freeze_startup_heap()  # as the chat command does before it runs the app
     async with app.run_test(size=options.size) as pilot:
         deadline = time.monotonic() + JOIN_TIMEOUT
         while app.connection is None or app.connection.state is not ConnectionState.CONNECTED:
@@ -388,6 +406,7 @@ async def measure(server_url: str, broadcaster: Process, servers: Sequence[Proce
         field.focus()
         await pilot.pause(0.2)
         await _phase(app, field, watch, phases[0], options.baseline, options.keys, servers)
+        await _collect_keys(watch, phases[0])
         phases[0].received, phases[0].painted = watch.received, watch.painted
         received0, painted0 = watch.received, watch.painted
         assert broadcaster.popen.stdin is not None
@@ -399,6 +418,7 @@ async def measure(server_url: str, broadcaster: Process, servers: Sequence[Proce
         await _drain(
             watch, load, painted0, received0, max(1.0, min(DRAIN_TIMEOUT, options.deadline - time.monotonic()))
         )
+        await _collect_keys(watch, load)
         line = await asyncio.to_thread(broadcaster.readline, max(1.0, options.deadline - time.monotonic()) + 15)
         load.broadcaster = json.loads(line)
         await app.action_quit()
@@ -437,6 +457,12 @@ def markdown_table(phases: Sequence[Phase], options: Options) -> str:
         ("keystroke → screen max (ms)", _fmt(base["key_max_ms"]), _fmt(load["key_max_ms"]), ""),
         ("keys typed (lost)", f"{base['keys']} ({base['keys_lost']})", f"{load['keys']} ({load['keys_lost']})", ""),
         ("chat CPU (% of one core)", _fmt(base["app_cpu_percent"]), _fmt(load["app_cpu_percent"]), ""),
+        (
+            "chat waiting for a CPU, run queue (% of wall)",
+            _fmt(base["app_waiting_for_cpu_percent"]),
+            _fmt(load["app_waiting_for_cpu_percent"]),
+            "",
+        ),
         ("emulator + app server CPU (%)", _fmt(base["servers_cpu_percent"]), _fmt(load["servers_cpu_percent"]), ""),
         (
             "chat RSS start → end (MiB)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import signal
 import threading
@@ -44,10 +45,11 @@ from .connection import ChatConnection, ConnectionFactory, webpubsub_protocol_of
 from .flow_feed import FlowFeed
 from .flow_view import OUTSIDE_THE_DEMO, FlowContext, FlowPanel, diagram_order, message_span_ms
 from .messages import (
+    Arrival,
     ConnectionFailed,
     FlowStateChanged,
     HopArrived,
-    MessageArrived,
+    MessagesArrived,
     ProbeFinished,
     ProbeStepDone,
     StateChanged,
@@ -71,7 +73,7 @@ from .widgets import (
     TransportSelector,
 )
 
-__all__ = ["NOT_CONNECTED", "ChatApp", "describe_error", "host_of"]
+__all__ = ["NOT_CONNECTED", "ChatApp", "describe_error", "freeze_startup_heap", "host_of"]
 
 STOP_TIMEOUT = 5.0
 """Longest wait for a clean ``stop()`` before the app moves on (quit, transport switch)."""
@@ -97,6 +99,18 @@ DELIVERY_TIMEOUT = 15.0
 REPLAY_STEP = 0.12
 """Seconds between two hops when the Flow view replays a selected message's journey."""
 """Sent messages remembered for round-trip timing; older ones are forgotten (a peer may never echo them back)."""
+
+
+def freeze_startup_heap() -> None:
+    """Leave every object made so far (the modules, classes and functions imported) out of the cyclic garbage
+    collector's full collections; call it once, before the app runs.
+
+    Under a busy room the screen's updates leave reference cycles behind (Textual's layout and cropped strips), so a
+    full collection comes every second or so; without this each one walks the ~80,000 objects of the imports too, a
+    stall of tens of milliseconds that the keyboard feels. The objects stay alive as they were (they are never garbage).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def host_of(url: str) -> str:
@@ -256,6 +270,10 @@ class ChatApp(App[None]):
         self._sending_since = 0.0
         self._flow_redraw_due = False
         self._replay_shown: int | None = None
+        # The messages still waiting in the queue that later hub messages and trace steps are added to (one dispatch
+        # per burst); None when the next one must be posted.
+        self._arrivals: list[Arrival] | None = None
+        self._traces: TraceRecorded | None = None
 
     # ----------------------------------------------------------------------------------------------- layout
 
@@ -263,7 +281,7 @@ class ChatApp(App[None]):
         yield Header()
         yield StatusBar(id="status")
         yield ChatLog(id="chat-log")
-        yield TracePanel(id="trace")
+        yield TracePanel(id="trace", clean=self._clean_trace)
         yield FlowPanel(id="flow")
         with Horizontal(id="compose-bar"):
             yield Input(placeholder="Message — Enter broadcasts, ctrl+e echoes", id="message")
@@ -355,12 +373,33 @@ class ChatApp(App[None]):
 
     # ----------------------------------------------------------------------------------------------- connection
 
+    def _on_ui_thread(self) -> bool:
+        return threading.get_ident() == self._ui_thread or self._loop is None
+
     def _post(self, message: Message) -> None:
-        """Post from whatever thread the client calls back on (the UI loop's own thread is the common case)."""
-        if threading.get_ident() == self._ui_thread or self._loop is None:
+        """Post from whatever thread the client calls back on (the UI loop's own thread is the common case).
+
+        Hub messages that arrive after this one go into a new :class:`MessagesArrived`, so none overtakes it.
+        """
+        if self._on_ui_thread():
+            self._arrivals = None
             self.post_message(message)
         else:
-            self._loop.call_soon_threadsafe(self.post_message, message)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._post, message)
+
+    def _arrive(self, arrival: Arrival) -> None:
+        """Queue a hub message for the chat: into the :class:`MessagesArrived` still waiting, else a new one."""
+        if not self._on_ui_thread():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._arrive, arrival)
+            return
+        if self._arrivals is None:
+            batch = [arrival]
+            if self.post_message(MessagesArrived(batch)):  # not while the app closes
+                self._arrivals = batch
+        else:
+            self._arrivals.append(arrival)
 
     def _hub_message(self, generation: int, target: str, *arguments: Any) -> None:
         # The sample's callback: (name, message); nothing is shown for a falsy message (§5).
@@ -368,10 +407,24 @@ class ChatApp(App[None]):
         message = arguments[1] if len(arguments) > 1 else None
         if not message:
             return
-        self._post(MessageArrived(generation, target, _as_text(sender), _as_text(message), at=self.clock().timestamp()))
+        self._arrive(Arrival(generation, target, _as_text(sender), _as_text(message), self.clock().timestamp()))
+
+    def _record_trace(self, event: TraceEvent) -> None:
+        """Queue a trace step for the panel: into the :class:`TraceRecorded` still waiting, else a new one."""
+        if not self._on_ui_thread():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._record_trace, event)
+            return
+        waiting = self._traces
+        if waiting is None:
+            message = TraceRecorded(self._generation, event)
+            if self.post_message(message):  # not while the app closes
+                self._traces = message
+        else:
+            waiting.events.append(event)
 
     def _trace(self, event: TraceEvent) -> None:
-        self._post(TraceRecorded(self._generation, event))
+        self._record_trace(event)
         sending = self._sending
         if sending is not None and event.kind == "send":
             self._own_send(event, sending)
@@ -621,23 +674,31 @@ class ChatApp(App[None]):
 
     # ----------------------------------------------------------------------------------------------- handlers
 
-    def on_message_arrived(self, message: MessageArrived) -> None:
-        if message.generation != self._generation:
+    def on_messages_arrived(self, message: MessagesArrived) -> None:
+        if message.arrivals is self._arrivals:
+            self._arrivals = None  # later ones go into a new message
+        try:
+            chat_log = self.chat_log
+        except NoMatches:  # late messages while the app shuts down
             return
-        started = self._in_flight.pop((message.sender, message.text), None)
+        for arrival in message.arrivals:
+            if arrival.generation == self._generation:
+                self._show_arrival(arrival, chat_log)
+
+    def _show_arrival(self, arrival: Arrival, chat_log: ChatLog) -> None:
+        started = self._in_flight.pop((arrival.sender, arrival.text), None)
         if started is not None:
             # Client → gateway → service → upstream → app server → REST → service → client: the chat's round trip.
             self._round_trip_ms = (time.monotonic() - started) * 1000.0
             self._refresh_status()
-        flow = self._flow_keys.pop((message.sender, message.text), None)
+        flow = self._flow_keys.pop((arrival.sender, arrival.text), None)
         if flow is not None:
             rtt = self._round_trip_ms if started is not None else None
             hop = deliver_hop(flow[0], flow[1], self._client_side(), rtt, time.time())
             if hop is not None:
                 self.on_hop_arrived(HopArrived(hop))
-        at = datetime.fromtimestamp(message.at)
-        with contextlib.suppress(NoMatches):  # late messages while the app shuts down
-            self.chat_log.add(ChatLine.from_hub(message.sender, self._scrub(message.text), self.user_name, at))
+        at = datetime.fromtimestamp(arrival.at)
+        chat_log.add(ChatLine.from_hub(arrival.sender, self._scrub(arrival.text), self.user_name, at))
 
     def on_state_changed(self, message: StateChanged) -> None:
         if message.generation != self._generation:
@@ -654,10 +715,16 @@ class ChatApp(App[None]):
 
     def on_trace_recorded(self, message: TraceRecorded) -> None:
         # Every connection's steps are kept, also the close of one just replaced: the trace is a log.
-        event = message.event
-        clean = dataclasses.replace(event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail))
+        if message is self._traces:
+            self._traces = None  # later steps go into a new message
         with contextlib.suppress(NoMatches):  # the close of a connection stopped while the app shuts down
-            self.trace_panel.record(clean)
+            panel = self.trace_panel
+            for event in message.events:
+                panel.record(event)
+
+    def _clean_trace(self, event: TraceEvent) -> TraceEvent:
+        """``event`` as the trace panel shows it: no secrets, neither patterns nor the values of our secret headers."""
+        return dataclasses.replace(event, url=self._scrub(redact_url(event.url)), detail=self._scrub(event.detail))
 
     # ----------------------------------------------------------------------------------------------- flow
 

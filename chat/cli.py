@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat: error: {exc}", file=sys.stderr)
         return 2
 
-    from .app import ChatApp  # imported late so `chat --help` and option errors stay fast
+    from .app import ChatApp, freeze_startup_heap  # imported late so `chat --help` and option errors stay fast
 
     app = ChatApp(
         options.url,
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol=options.protocol,
         flow_url=options.flow_url,
     )
+    freeze_startup_heap()
     try:
         app.run()
     except KeyboardInterrupt:

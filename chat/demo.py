@@ -433,8 +433,9 @@ async def _serve(demo: Demo) -> None:
 
 
 async def _run_tui(demo: Demo, args: argparse.Namespace, journeys: JourneyBook | None) -> None:
-    from .app import ChatApp
+    from .app import ChatApp, freeze_startup_heap
 
+    freeze_startup_heap()
     if demo.service == "webpubsub":
         # One WebSocket API at the gateway: no profile to switch; the app server's negotiate answers for Web PubSub.
         webpubsub = ChatApp(

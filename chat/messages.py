@@ -10,6 +10,7 @@ their run instead, for the same reason.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
@@ -19,10 +20,11 @@ from signalr.client import ConnectionState, TraceEvent
 from .probe import ProbeReport, StepResult
 
 __all__ = [
+    "Arrival",
     "ConnectionFailed",
     "FlowStateChanged",
     "HopArrived",
-    "MessageArrived",
+    "MessagesArrived",
     "ProbeFinished",
     "ProbeStepDone",
     "StateChanged",
@@ -30,16 +32,28 @@ __all__ = [
 ]
 
 
-class MessageArrived(Message):
+@dataclass(frozen=True, slots=True)
+class Arrival:
     """A hub invocation for the chat: ``target`` is ``broadcastMessage`` or ``echo``, with ``(sender, text)``."""
 
-    def __init__(self, generation: int, target: str, sender: str, text: str, at: float | None = None) -> None:
+    generation: int
+    target: str
+    sender: str
+    text: str
+    at: float = field(default_factory=time.time)
+
+
+class MessagesArrived(Message):
+    """Hub invocations for the chat, in the order they arrived: one message for a whole burst.
+
+    The app keeps adding arrivals to the newest of these until it posts any other message (so nothing overtakes a state
+    change or a note), and handles them together: a busy room costs one dispatch per turn of the UI's loop, not one
+    per chat message.
+    """
+
+    def __init__(self, arrivals: list[Arrival]) -> None:
         super().__init__()
-        self.generation = generation
-        self.target = target
-        self.sender = sender
-        self.text = text
-        self.at = time.time() if at is None else at
+        self.arrivals = arrivals
 
 
 class StateChanged(Message):
@@ -53,12 +67,14 @@ class StateChanged(Message):
 
 
 class TraceRecorded(Message):
-    """One network step reported by the client's trace hook (already redacted by the client)."""
+    """One network step reported by the client's trace hook (already redacted by the client), and in ``events`` the
+    steps reported after it until it was handled (the app adds them to the message still waiting), oldest first."""
 
     def __init__(self, generation: int, event: TraceEvent) -> None:
         super().__init__()
         self.generation = generation
         self.event = event
+        self.events = [event]
 
 
 class ConnectionFailed(Message):

@@ -7,18 +7,27 @@ before they reach the terminal (a peer must not be able to send escape sequences
 
 from __future__ import annotations
 
+import bisect
 import time
 import unicodedata
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
+from textual.cache import LRUCache
 from textual.containers import Vertical
+from textual.geometry import Region, Size
 from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widgets import OptionList, RichLog, Select, Static
 
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
@@ -43,6 +52,8 @@ __all__ = [
     "TransportSelector",
     "printable",
     "render_chat_line",
+    "render_chat_row",
+    "render_chat_rows",
     "render_trace_row",
 ]
 
@@ -55,6 +66,9 @@ MAX_SHOWN_CHARS = 2000
 MAX_NAME_CHARS = 64
 FLUSH_BUDGET_S = 0.015
 """Longest stretch of chat-line rendering per turn of the message loop (keeps key handling prompt)."""
+FLUSH_INTERVAL_S = 0.05
+"""Shortest time between two writes to the message view: in a busy room the view scrolls (and the screen repaints
+it) at most 20 times a second, whatever the message rate; a line after a quiet spell is written at once."""
 
 
 class LineKind(Enum):
@@ -68,7 +82,7 @@ class LineKind(Enum):
     NOTE = "note"  # a local explanation (e.g. why the gateway profile changes): centred, italic
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatLine:
     """One line of the message view, before rendering."""
 
@@ -126,12 +140,53 @@ def render_chat_line(line: ChatLine) -> Text:
     return Text.assemble((stamp, "dim"), " ", (text, "italic magenta"), justify="center")
 
 
-class ChatLog(RichLog):
-    """The message view: bounded, written in time-sliced batches, re-rendered when its width changes.
+def render_chat_row(line: ChatLine, width: int, console: Console) -> Strip | None:
+    """The line as the one row Rich would lay it out in at ``width`` cells, without Rich's wrapping machinery;
+    ``None`` when it takes more than a row (or has a tab, or trailing spaces Rich would strip): then let Rich do it.
 
-    Call :meth:`add` for every line. Lines are written on later turns of the widget's message loop, at most
-    :data:`FLUSH_BUDGET_S` of rendering per turn, so a burst of thousands of messages never freezes the keyboard:
-    keys are handled between slices, and a burst costs one scroll per slice, not one per line.
+    Most chat lines fit in a row: this draws them for a fraction of a full render, with the same segments.
+    """
+    text = render_chat_line(line)
+    plain = text.plain
+    length = text.cell_len
+    if length > width or "\n" in plain or "\t" in plain:
+        return None
+    spare = width - length
+    if text.justify == "left":
+        text.pad_right(spare)
+    elif plain[-1:].isspace():
+        return None
+    elif text.justify == "right":
+        text.pad_left(spare)
+    else:  # centred, as rich.containers.Lines.justify does it
+        text.pad_left(spare // 2)
+        text.pad_right(spare - spare // 2)
+    return Strip(list(text.render(console)), width)
+
+
+def render_chat_rows(line: ChatLine, width: int, console: Console) -> list[Strip]:
+    """The line laid out at ``width`` cells, one strip per row: as :func:`render_chat_row` when it fits in a row, else
+    wrapped by Rich (tabs expanded)."""
+    row = render_chat_row(line, width, console)
+    if row is not None:
+        return [row]
+    text = render_chat_line(line)
+    text.expand_tabs()
+    segments = console.render(text, console.options.update_width(width))
+    return [Strip(row) for row in Segment.split_lines(segments)] or [Strip.blank(width)]
+
+
+class ChatLog(ScrollView, can_focus=True):
+    """The message view: bounded, laid out in time-sliced batches, drawn lazily, laid out again when its width changes.
+
+    Call :meth:`add` for every line. Lines are laid out on later turns of the widget's message loop, at most
+    :data:`FLUSH_BUDGET_S` of work per turn and at most one batch every :data:`FLUSH_INTERVAL_S`, so a burst of
+    thousands of messages never freezes the keyboard: keys are handled between slices, and a burst costs one scroll
+    (and one repaint of the view) per slice, not one per line.
+
+    Only the lines on screen are drawn (a few recent ones are kept drawn): the history holds the :class:`ChatLine`
+    records and how many rows each takes, not rendered rows, so a busy room's scrollback costs little memory and little
+    work for the garbage collector.
 
     A click on a line posts :class:`ChatLog.Selected` with the :class:`ChatLine` drawn there (the Flow view replays
     that message's journey).
@@ -145,68 +200,197 @@ class ChatLog(RichLog):
             self.line = line
 
     DEFAULT_CSS = """
-    ChatLog { scrollbar-gutter: stable; overflow-x: hidden; }
+    ChatLog {
+        background: $surface;
+        color: $foreground;
+        overflow-y: scroll;
+        overflow-x: hidden;
+        scrollbar-gutter: stable;
+        &:focus {
+            background-tint: $foreground 5%;
+        }
+    }
     """
 
+    MIN_WIDTH = 20
+    """Narrowest layout: a line is never laid out narrower than this, however narrow the view."""
+    DRAWN_LINES = 128
+    """Laid-out lines whose rows are kept drawn (the newest, usually the ones on screen)."""
+
     def __init__(self, max_lines: int = MAX_CHAT_LINES, *, id: str | None = None) -> None:
-        # min_width: RichLog's default (78) would lay lines out wider than a narrow terminal.
-        super().__init__(
-            max_lines=max_lines, wrap=True, markup=False, highlight=False, auto_scroll=True, min_width=20, id=id
-        )
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        """Most lines (and rows) held; older ones scroll out."""
+        self.auto_scroll = True
+        """Scroll to the newest line when lines are added."""
         self.records: deque[ChatLine] = deque(maxlen=max_lines)
-        """The lines held by the view, oldest first (what a re-render draws)."""
+        """The lines held by the view, oldest first, laid out or not yet."""
         self._pending: deque[ChatLine] = deque(maxlen=max_lines)
         self._flush_scheduled = False
-        self._rendered_width = 0
-        # Which ChatLine each rendered row belongs to (aligned with the end of ``self.lines``), and the lines written
-        # but not rendered yet (RichLog defers writes until its size is known).
-        self._owners: deque[ChatLine] = deque(maxlen=max_lines)
-        self._unrendered: deque[ChatLine] = deque()
+        self._flushed_at = 0.0
+        # The laid-out lines, oldest first, and the absolute row each ends before; rows are numbered from the first row
+        # ever laid out at this width, so dropping old lines renumbers nothing.
+        self._laid: deque[ChatLine] = deque()
+        self._ends: deque[int] = deque()
+        self._first_row = 0
+        self._dropped = 0  # laid-out lines dropped so far: the absolute number of the first one held
+        self._width = 0
+        self._drawn: LRUCache[int, list[Strip]] = LRUCache(self.DRAWN_LINES)
+        self._row_style: Style | None = None
+
+    # --- the lines ----------------------------------------------------------------------------------------------
 
     def add(self, line: ChatLine) -> None:
         """Queue ``line`` for display; it appears within a few frames, after the current burst was handled."""
         self.records.append(line)
-        self._pending.append(line)  # bounded: lines that would scroll out of the history at once are never drawn
+        self._pending.append(line)  # bounded: lines that would scroll out of the history at once are never laid out
         self._schedule_flush()
 
     def clear_messages(self) -> None:
         """Remove every line from the view."""
         self.records.clear()
         self._pending.clear()
-        self.clear()
+        self._reset(self._width)
+        self.refresh()
 
-    def clear(self) -> ChatLog:
-        self._owners.clear()
-        self._unrendered.clear()
-        super().clear()
-        return self
+    @property
+    def backlog(self) -> int:
+        """Lines added but not laid out yet."""
+        return len(self._pending)
 
-    def _write_line(self, line: ChatLine, scroll_end: bool) -> None:
-        self._unrendered.append(line)
-        self.write(render_chat_line(line), expand=True, scroll_end=scroll_end)
+    @property
+    def row_count(self) -> int:
+        """Rows the laid-out lines take at the current width."""
+        return self._ends[-1] - self._first_row if self._ends else 0
 
-    def write(
-        self,
-        content: object,
-        width: int | None = None,
-        expand: bool = False,
-        shrink: bool = True,
-        scroll_end: bool | None = None,
-        animate: bool = False,
-    ) -> ChatLog:
-        before = len(self.lines) + self._start_line
-        super().write(content, width, expand, shrink, scroll_end, animate)
-        # RichLog drops rows beyond max_lines from the top (counted in _start_line): what it made is the difference.
-        added = len(self.lines) + self._start_line - before
-        if self._size_known and self._unrendered:
-            owner = self._unrendered.popleft()
-            self._owners.extend([owner] * added)
-        return self
+    @property
+    def lines(self) -> list[Strip]:
+        """Every row held, drawn (what a reader sees when scrolling through the whole view)."""
+        rows: list[Strip] = []
+        for index in range(len(self._laid)):
+            rows.extend(self._rows_of(index))
+        return rows
+
+    @property
+    def plain_lines(self) -> list[str]:
+        """The rows as plain text (what a reader of the screen sees, scrolled or not)."""
+        return [strip.text for strip in self.lines]
 
     def line_at(self, row: int) -> ChatLine | None:
         """The chat line drawn on content row ``row`` (0 = the first row held), ``None`` past the end."""
-        owners = list(self._owners)[-len(self.lines) :] if self.lines else []
-        return owners[row] if 0 <= row < len(owners) else None
+        found = self._find(row)
+        return self._laid[found[0]] if found is not None else None
+
+    def _find(self, row: int) -> tuple[int, int] | None:
+        """The laid-out line drawn on content row ``row`` and the row within it."""
+        if not 0 <= row < self.row_count:
+            return None
+        absolute = self._first_row + row
+        index = bisect.bisect_right(self._ends, absolute)
+        start = self._ends[index - 1] if index else self._first_row
+        return index, absolute - start
+
+    def _rows_of(self, index: int) -> list[Strip]:
+        key = self._dropped + index
+        rows = self._drawn.get(key)
+        if rows is None:
+            rows = render_chat_rows(self._laid[index], self._width, self.app.console)
+            self._drawn[key] = rows
+        return rows
+
+    # --- laying out -----------------------------------------------------------------------------------------------
+
+    def _reset(self, width: int) -> None:
+        """Forget the layout (every held line is laid out again at ``width`` by the next flush)."""
+        self._laid.clear()
+        self._ends.clear()
+        self._first_row = 0
+        self._dropped = 0
+        self._width = width
+        self._drawn.clear()
+        self.virtual_size = Size(width, 0)
+
+    def _layout_width(self) -> int:
+        """The width lines are laid out at: the view's content width (0 while it is not known yet)."""
+        width = self.scrollable_content_region.width
+        return max(width, self.MIN_WIDTH) if width else 0
+
+    def _schedule_flush(self) -> None:
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        wait = self._flushed_at + FLUSH_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._flush)
+        else:
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._flushed_at = time.monotonic()
+        width = self._layout_width()
+        if not width:
+            return  # laid out once the view has a size (on_resize)
+        if width != self._width:
+            # Centred and right-aligned lines were laid out for the old width: lay out the held lines again.
+            self._reset(width)
+            self._pending = deque(self.records, maxlen=self.records.maxlen)
+        deadline = self._flushed_at + FLUSH_BUDGET_S
+        laid = 0
+        end = self._ends[-1] if self._ends else self._first_row
+        while self._pending:
+            self._laid.append(self._pending.popleft())
+            end += len(self._rows_of(len(self._laid) - 1))
+            self._ends.append(end)
+            laid += 1
+            if laid % 16 == 0 and time.monotonic() > deadline:
+                break
+        while len(self._laid) > self.max_lines or self.row_count > self.max_lines:
+            self._laid.popleft()
+            self._first_row = self._ends.popleft()
+            self._dropped += 1
+        if laid:
+            self.virtual_size = Size(width, self.row_count)
+            self.refresh()
+            if self.auto_scroll:
+                self.scroll_end(animate=False, immediate=False, x_axis=False)
+        if self._pending:  # the rest on the next turn, after keys and other messages had theirs
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._layout_width() != self._width:
+            self._schedule_flush()
+
+    # --- drawing --------------------------------------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn.clear()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The view's style once per repaint, not once per row (working it out from the CSS is not free).
+        self._row_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._row_style = None
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        style = self._row_style or self.rich_style
+        found = self._find(scroll_y + y)
+        if found is None:
+            return Strip.blank(width, style)
+        index, row = found
+        rows = self._rows_of(index)
+        line = rows[row] if row < len(rows) else Strip.blank(width, style)
+        if scroll_x or line.cell_length != width:
+            # (Only when it changes the row: a strip cropped to itself caches itself, a cycle only a full garbage
+            # collection frees.)
+            line = line.crop_extend(scroll_x, scroll_x + width, style)
+        return line.apply_style(style)
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
@@ -215,45 +399,6 @@ class ChatLog(RichLog):
         line = self.line_at(offset.y + round(self.scroll_offset.y))
         if line is not None:
             self.post_message(self.Selected(line))
-
-    @property
-    def plain_lines(self) -> list[str]:
-        """The rendered lines as plain text (what a reader of the screen sees, scrolled or not)."""
-        return [strip.text for strip in self.lines]
-
-    @property
-    def backlog(self) -> int:
-        """Lines added but not drawn yet."""
-        return len(self._pending)
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.call_later(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        deadline = time.monotonic() + FLUSH_BUDGET_S
-        written = 0
-        while self._pending:
-            self._write_line(self._pending.popleft(), scroll_end=False)
-            written += 1
-            if written % 16 == 0 and time.monotonic() > deadline:
-                break
-        if written:
-            if self._size_known:
-                self._rendered_width = self.scrollable_content_region.width
-            if self.auto_scroll:
-                self.scroll_end(animate=False, immediate=False, x_axis=False)
-        if self._pending:
-            self._schedule_flush()  # the rest on the next turn, after keys and other messages had theirs
-
-    def on_resize(self, event: events.Resize) -> None:
-        # Centred and right-aligned lines were laid out for the old width: draw the held lines again.
-        if self._rendered_width and self._size_known and self.scrollable_content_region.width != self._rendered_width:
-            self.clear()
-            self._pending = deque(self.records, maxlen=self.records.maxlen)
-            self._schedule_flush()
 
 
 @dataclass(frozen=True)
@@ -376,12 +521,21 @@ class TracePanel(Vertical):
     """The network trace (F12): a column header and the last :data:`MAX_TRACE_ROWS` trace events.
 
     Events are always recorded; they are rendered only while the panel is shown, so a hidden panel costs nothing.
+    ``clean`` makes an event fit to be shown (the app removes its own secrets): it is applied when a row is drawn, so
+    it costs nothing while the panel is hidden; :attr:`events` holds the events as recorded.
     """
 
-    def __init__(self, max_rows: int = MAX_TRACE_ROWS, *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        max_rows: int = MAX_TRACE_ROWS,
+        *,
+        clean: Callable[[TraceEvent], TraceEvent] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.events: deque[TraceEvent] = deque(maxlen=max_rows)
         self._max_rows = max_rows
+        self._clean = clean
 
     def compose(self) -> ComposeResult:
         yield Static(Text(_TRACE_HEADER, style="bold underline", no_wrap=True), id="trace-header")
@@ -395,14 +549,17 @@ class TracePanel(Vertical):
         """Keep ``event``; show it at once if the panel is visible."""
         self.events.append(event)
         if self.display:
-            self.log_view.write(render_trace_row(event))
+            self.log_view.write(self._row(event))
+
+    def _row(self, event: TraceEvent) -> Text:
+        return render_trace_row(self._clean(event) if self._clean is not None else event)
 
     def redraw(self) -> None:
         """Draw every kept event again (call after making the panel visible)."""
         view = self.log_view
         view.clear()
         for event in self.events:
-            view.write(render_trace_row(event), scroll_end=False)
+            view.write(self._row(event), scroll_end=False)
         view.scroll_end(animate=False, immediate=False)
 
     @property

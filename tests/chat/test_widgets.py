@@ -8,7 +8,9 @@ from datetime import datetime
 
 import pytest
 from rich.console import Console
+from rich.segment import Segment
 from rich.text import Text
+from textual.strip import Strip
 
 from chat.widgets import (
     MAX_SHOWN_CHARS,
@@ -18,6 +20,8 @@ from chat.widgets import (
     StatusInfo,
     printable,
     render_chat_line,
+    render_chat_row,
+    render_chat_rows,
     render_trace_row,
 )
 from signalr.client import ConnectionState, TraceEvent, TransportChoice
@@ -38,6 +42,43 @@ def test_line_kinds_follow_the_sample() -> None:
     assert ChatLine.from_hub("alice", "x", "alice", AT).kind is LineKind.OWN
     assert ChatLine.from_hub("bob", "x", "alice", AT).kind is LineKind.OTHER
     assert ChatLine.from_hub("alice", "x", None, AT).kind is LineKind.OTHER
+
+
+ONE_ROW_TEXTS = ["hi", "日本語のテキスト", "🙂 emoji", "[bold]x[/]", "  leading spaces", "x" * 40]
+
+
+def rich_rows(line: ChatLine, width: int, console: Console) -> list[list[Segment]]:
+    """The line laid out by Rich at ``width`` cells (as the message view did with every line before)."""
+    return list(Segment.split_lines(console.render(render_chat_line(line), console.options.update_width(width))))
+
+
+@pytest.mark.parametrize("kind", list(LineKind))
+@pytest.mark.parametrize("width", [20, 60, 118])
+def test_a_line_that_fits_is_drawn_as_rich_lays_it_out(kind: LineKind, width: int) -> None:
+    console = Console(width=200, color_system="truecolor", file=io.StringIO())
+    exact = "y" * max(1, width - len("09:05:07 bob (you): "))  # fills the row to the last cell (own lines)
+    for message in [*ONE_ROW_TEXTS, exact]:
+        line = ChatLine(kind, AT, "bob", message)
+        row = render_chat_row(line, width, console)
+        expected = rich_rows(line, width, console)
+        if row is None:
+            assert len(expected) > 1, message  # only a line Rich wraps is left to Rich
+            continue
+        assert len(expected) == 1 and list(row) == expected[0], message
+        assert row.cell_length == width
+
+
+def test_lines_that_wrap_or_hold_tabs_are_laid_out_by_rich() -> None:
+    console = Console(width=200, color_system="truecolor", file=io.StringIO())
+    for message in ["word " * 30, "two\nlines", "a\ttab"]:
+        line = ChatLine(LineKind.OTHER, AT, "bob", message)
+        assert render_chat_row(line, 40, console) is None
+        rows = render_chat_rows(line, 40, console)
+        assert len(rows) >= 2 or "\t" in message
+        assert " ".join(Strip(row).text for row in rows).split() == render_chat_line(line).plain.expandtabs().split()
+    centred = ChatLine(LineKind.SYSTEM, AT, "_SYSTEM_", "trailing   ")
+    assert render_chat_row(centred, 60, console) is None  # Rich strips the spaces before centring: it does it
+    assert [list(r) for r in render_chat_rows(centred, 60, console)] == rich_rows(centred, 60, console)
 
 
 def test_own_line_is_right_aligned_with_you_and_others_left() -> None:
