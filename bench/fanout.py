@@ -83,7 +83,6 @@ from ._harness import (
     send_paced,
 )
 from .broadcast import BASELINE_READY
-from .loadgen import CONNECT_CONCURRENCY as CONNECT_CONCURRENCY  # bench.http_fanout imports it from here
 from .loadgen import (
     Deliveries,
     PhaseCpu,
@@ -94,7 +93,6 @@ from .loadgen import (
     open_clients,
     ping_silent,
     stamped,
-    uvloop_module,
 )
 from .loadgen import run as run_load
 
@@ -188,7 +186,7 @@ class Peer:
     name: str
     signalr = False  # its clients speak SignalR: a hub Ping keeps one that is otherwise silent connected
 
-    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession) -> None:
+    def __init__(self, process: Process, stats_path: Path, session: aiohttp.ClientSession) -> None:
         self.process = process
         self.stats_path = stats_path
         self._session = session
@@ -223,10 +221,7 @@ class Peer:
                 )
 
     async def gc_snapshot(self) -> dict[str, Any] | None:
-        """The server's GC figures now (SIGUSR1, then its stats file), None without a stats file or an answer in
-        time."""
-        if self.stats_path is None:
-            return None
+        """The server's GC figures now (SIGUSR1, then its stats file), None when it does not answer in time."""
         self._snapshots += 1
         try:
             os.kill(self.process.pid, signal.SIGUSR1)
@@ -253,7 +248,7 @@ class WebsocketsPeer(Peer):
 
     name = "websockets"
 
-    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, process: Process, stats_path: Path, session: aiohttp.ClientSession, url: str) -> None:
         super().__init__(process, stats_path, session)
         self.ws_url = "ws" + url[4:]
         self._sender: WebSocketClient | None = None
@@ -288,7 +283,7 @@ class AiosignalrPeer(Peer):
     name = "aiosignalr"
     signalr = True
 
-    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, process: Process, stats_path: Path, session: aiohttp.ClientSession, url: str) -> None:
         super().__init__(process, stats_path, session)
         self.url = url
 
@@ -306,7 +301,7 @@ class AiohttpPeer(Peer):
 
     name = "aiohttp"
 
-    def __init__(self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, process: Process, stats_path: Path, session: aiohttp.ClientSession, url: str) -> None:
         super().__init__(process, stats_path, session)
         self.url = url
 
@@ -324,7 +319,7 @@ class EmulatorPeer(Peer):
     signalr = True
 
     def __init__(
-        self, process: Process, stats_path: Path | None, session: aiohttp.ClientSession, connection: ConnectionString
+        self, process: Process, stats_path: Path, session: aiohttp.ClientSession, connection: ConnectionString
     ) -> None:
         super().__init__(process, stats_path, session)
         self.connection = connection
@@ -348,7 +343,7 @@ class WebPubSubPeer(Peer):
     def __init__(
         self,
         process: Process,
-        stats_path: Path | None,
+        stats_path: Path,
         session: aiohttp.ClientSession,
         connection: WebPubSubConnectionString,
     ) -> None:
@@ -367,24 +362,22 @@ class WebPubSubPeer(Peer):
 
 
 class Launcher:
-    """Starts each peer pinned to the server core with ``--loop`` and, given a ``stats_dir``, a GC stats file there;
-    waits for its ready line."""
+    """Starts each peer pinned to the server core with ``--loop`` and a GC stats file in ``stats_dir``; waits for its
+    ready line."""
 
-    def __init__(
-        self, services: Services, session: aiohttp.ClientSession, loop: str, stats_dir: Path | None = None
-    ) -> None:
+    def __init__(self, services: Services, session: aiohttp.ClientSession, loop: str, stats_dir: Path) -> None:
         self.services = services
         self.session = session
         self.loop = loop
         self.stats_dir = stats_dir
         self._loop_option: dict[str, bool] = {}
 
-    def _in_process(self, stats: Path | None, module: str, *args: str, set_loop: bool = False) -> list[str]:
+    def _in_process(self, stats: Path, module: str, *args: str, set_loop: bool = False) -> list[str]:
         """The product's python running ``module`` inside ``bench/peers/emulator_gc.py``."""
-        argv = [sys.executable, str(PEER_SCRIPTS / "emulator_gc.py"), *_stats_option(stats)]
+        argv = [sys.executable, str(PEER_SCRIPTS / "emulator_gc.py"), "--stats", str(stats)]
         return [*argv, *(["--set-loop", self.loop] if set_loop else []), module, *args]
 
-    def _product(self, stats: Path | None, command: str, module: str) -> Process:
+    def _product(self, stats: Path, command: str, module: str) -> Process:
         if command not in self._loop_option:
             self._loop_option[command] = takes_loop_option(command)
         loop = ["--loop", self.loop] if self._loop_option[command] else []
@@ -392,9 +385,8 @@ class Launcher:
         return self.services.spawn(pinned(argv))
 
     def start(self, name: str) -> Peer:
-        stats = None if self.stats_dir is None else self.stats_dir / f"{name}.json"
-        if stats is not None:
-            stats.unlink(missing_ok=True)
+        stats = self.stats_dir / f"{name}.json"
+        stats.unlink(missing_ok=True)
         if name == OURS:
             process = self._product(stats, "signalr-emulator", "emulator.cli")
             return EmulatorPeer(process, stats, self.session, parse_connection_string(ready_line(process)))
@@ -410,7 +402,7 @@ class Launcher:
                 raise BenchError(f"unexpected ready line from the aiohttp peer: {line[:200]!r}")
             return AiohttpPeer(process, stats, self.session, line.removeprefix(BASELINE_READY).strip())
         script_name = {"websockets": "websockets_broadcast.py", "aiosignalr": "aiosignalr_hub.py"}[name]
-        argv = [str(peer_python(name)), str(PEER_SCRIPTS / script_name), "--loop", self.loop, *_stats_option(stats)]
+        argv = [str(peer_python(name)), str(PEER_SCRIPTS / script_name), "--loop", self.loop, "--stats", str(stats)]
         process = self.services.spawn(pinned(argv))
         line = ready_line(process)
         if not line.startswith(PEER_READY):
@@ -418,15 +410,6 @@ class Launcher:
         url = line[len(PEER_READY) :].strip()
         peer_class = WebsocketsPeer if name == "websockets" else AiosignalrPeer
         return peer_class(process, stats, self.session, url)
-
-
-def _stats_option(stats: Path | None) -> list[str]:
-    return [] if stats is None else ["--stats", str(stats)]
-
-
-def start_peer(services: Services, name: str, session: aiohttp.ClientSession, loop: str = "auto") -> Peer:
-    """Peer ``name`` started as :class:`Launcher` does, without GC figures."""
-    return Launcher(services, session, loop).start(name)
 
 
 # --- one round of one peer -----------------------------------------------------------------------------------------
@@ -820,11 +803,6 @@ def main(argv: list[str] | None = None) -> int:
         return report
 
     return run_benchmark("bench.fanout", measure)
-
-
-def _uvloop() -> Any:
-    """``bench.loadgen.uvloop_module()``, under the name bench.http_fanout imports."""
-    return uvloop_module()
 
 
 if __name__ == "__main__":

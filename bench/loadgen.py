@@ -134,7 +134,7 @@ class Deliveries:
         self.tally = Tally()
         self.timing = False
         self.latencies: list[float] = []
-        self.lost = 0  # connections the server closed or dropped
+        self.lost = 0  # connections the server closed or dropped, not this process
 
     def add(self, data: bytes, start: int, stop: int, arrived: float) -> int:
         """Count one message, ``data[start:stop]``, and read its stamps while timing; returns the count."""
@@ -292,6 +292,8 @@ class WebSocketClient(asyncio.Protocol):
         if opcode == OP_PONG:
             return 0
         if opcode == OP_CLOSE:
+            if not self._closing:
+                self.deliveries.lost += 1  # the server closed it
             self.close(data[start : start + 2] if stop - start >= 2 else b"")
             return 0
         if opcode in (OP_TEXT, OP_BINARY):

@@ -170,6 +170,7 @@ async def test_a_close_is_answered_and_the_connection_closed() -> None:
     assert client_frames(bytes(transport.written)) == [(0x8, b"\x03\xe9")]
     assert transport.closed
     assert deliveries.tally.count == 0  # nothing is read after a close
+    assert deliveries.lost == 1
 
 
 async def test_stamped_records_give_latencies_while_timing() -> None:
