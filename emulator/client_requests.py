@@ -28,8 +28,8 @@ log = logging.getLogger("emulator")
 # is dropped whatever its case.
 _PRIVATE_QUERY_KEYS = frozenset({"id", "access_token", "_"})
 _SUBSCRIPTION_KEY = "subscription-key"
-# The token each connection's requests passed the full check with (polls and POSTs repeat it): bounded, and an
-# entry holds no connection, so a forgotten connection's one ages out.
+# The token each connection's repeated requests (polls, POSTs) passed the full check with: bounded, and an entry holds
+# no connection, so a forgotten connection's one ages out.
 _CHECKED_TOKENS = CheckedTokens(8192)
 
 
@@ -55,19 +55,23 @@ def client_query(request: web.Request) -> str:
     return "?" + "&".join(kept) if kept else ""
 
 
-def find_connection(request: web.Request, *, allow_query_token: bool) -> tuple[ClientConnection, ClientIdentity]:
+def find_connection(
+    request: web.Request, *, allow_query_token: bool, repeated: bool = False
+) -> tuple[ClientConnection, ClientIdentity]:
     """The connection named by ``id=`` and the request's identity, after auth. Refuses 400 / 401 / 404 with
-    ASP.NET's texts."""
+    ASP.NET's texts. ``repeated``: a request a client makes again and again on its connection (a poll, a POST, a
+    DELETE), whose token is checked in full once and then taken again while it is the same (:class:`CheckedTokens`);
+    a WebSocket upgrade or an event stream comes once and is always checked in full."""
     token = request.rel_url.query.get("id")
     if not token:
         raise Refused(plain_text(400, "Connection ID required"))
     service = service_of(request)
     connection = service.lookup(token)
     hub = hub_query(request, default=connection.hub if connection else None)
-    if connection is None:
-        identity = authenticate(request, hub, allow_query=allow_query_token)
-    else:
+    if connection is not None and repeated:
         identity = _checked_identity(request, token, hub, allow_query=allow_query_token)
+    else:
+        identity = authenticate(request, hub, allow_query=allow_query_token)
     if connection is None or connection.hub != hub:
         raise Refused(plain_text(404, "No Connection with that ID"))
     if connection.owner != identity.owner:

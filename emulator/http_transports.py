@@ -130,7 +130,7 @@ def _poll_response(data: bytes | None) -> web.Response:
 async def long_poll(request: web.Request) -> web.StreamResponse:
     """§3.7: first poll 200 empty at once; later polls held until data, timeout (200 empty) or close (204)."""
     service = service_of(request)
-    connection, identity = find_connection(request, allow_query_token=False)
+    connection, identity = find_connection(request, allow_query_token=False, repeated=True)
     check_transport(connection, TransportType.LONG_POLLING)
     if connection.transport is None:
         start_transport(connection, TransportType.LONG_POLLING, request, identity)
@@ -166,7 +166,7 @@ async def long_poll(request: web.Request) -> web.StreamResponse:
 async def connect_send(request: web.Request) -> web.Response:
     """§3.8: ``POST /client/?id=…`` carries one or more records from an SSE or LongPolling client."""
     try:
-        connection, _ = find_connection(request, allow_query_token=False)
+        connection, _ = find_connection(request, allow_query_token=False, repeated=True)
     except Refused as refused:
         return refused.response
     if connection.transport is TransportType.WEBSOCKETS:
@@ -185,7 +185,7 @@ async def connect_send(request: web.Request) -> web.Response:
 async def connect_delete(request: web.Request) -> web.Response:
     """§3.9: ``DELETE /client/?id=…`` ends a LongPolling connection: 202, and the pending poll answers 204."""
     try:
-        connection, _ = find_connection(request, allow_query_token=False)
+        connection, _ = find_connection(request, allow_query_token=False, repeated=True)
     except Refused as refused:
         return refused.response
     if connection.transport is not TransportType.LONG_POLLING:
