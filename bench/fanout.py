@@ -478,10 +478,11 @@ async def measure_peer(peer: Peer, counts: Counts) -> RoundResult:
     before = await peer.gc_snapshot()
     rss_before = rss_kib(pid)
     deadline = time.monotonic() + counts.phase_timeout * max(1.0, counts.idle / CONNECTIONS_PER_PHASE)
-    with load.phase("connect"):
-        clients = await open_clients(counts.idle, lambda: peer.connect(deliveries), deadline)
+    clients: list[WebSocketClient] = []
     keeper = asyncio.create_task(keep_alive(clients)) if peer.signalr else None
     try:
+        with load.phase("connect"):
+            await open_clients(counts.idle, lambda: peer.connect(deliveries), deadline, clients=clients)
         if peer.signalr:
             ping_silent(clients, 0.0)
         await asyncio.sleep(SETTLE)
@@ -501,16 +502,17 @@ async def measure_peer(peer: Peer, counts: Counts) -> RoundResult:
         target = deliveries.tally.count + len(clients)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(REPLY_TIMEOUT):
+            async with asyncio.timeout(counts.phase_timeout):  # aiosignalr answers once it has written to all
                 await peer.send(b"all")
         except TimeoutError:
-            raise BenchError(f"{peer.name}: the broadcast to all took over {REPLY_TIMEOUT:g} s to send") from None
+            raise BenchError(f"{peer.name}: the broadcast to all took over {counts.phase_timeout:g} s") from None
         last = await delivered(
             deliveries, target, f"{peer.name}: one broadcast to {len(clients)}", counts.phase_timeout
         )
         values["all_idle_broadcast_ms"] = 1000 * (last - started)
 
-        extra, clients = clients[counts.clients :], clients[: counts.clients]
+        extra = clients[counts.clients :]
+        del clients[counts.clients :]
         await close_clients(extra)
         if peer.signalr:
             ping_silent(clients, 0.0)

@@ -476,10 +476,12 @@ async def open_clients(
     open_one: Callable[[], Awaitable[WebSocketClient]],
     deadline: float,
     concurrency: int = CONNECT_CONCURRENCY,
+    clients: list[WebSocketClient] | None = None,
 ) -> list[WebSocketClient]:
-    """``count`` clients from ``open_one``, at most ``concurrency`` being opened at once; :class:`BenchError` (the
-    ones open closed again) when one fails or ``deadline`` (monotonic) passes first."""
-    clients: list[WebSocketClient] = []
+    """``count`` clients from ``open_one``, at most ``concurrency`` being opened at once, appended to ``clients`` (a
+    new list unless given: a keep-alive can then see them as they come); :class:`BenchError` (the ones open closed
+    again) when one fails or ``deadline`` (monotonic) passes first."""
+    clients = [] if clients is None else clients
     left = iter(range(count))
 
     async def worker() -> None:
