@@ -61,6 +61,7 @@ __all__ = [
     "ClientRoute",
     "ConnectionListener",
     "InboundMessage",
+    "Timed",
     "TimerWheel",
 ]
 
@@ -180,11 +181,14 @@ class ClientConnection(Waker):
         max_poll_interval: float,
         routable: bool = False,
         timers: TimerWheel | None = None,
+        created_at: float | None = None,
     ) -> None:
         """``routable``: the service may hand the client to an app server (Default or Classic mode), so the handshake
         is held until :meth:`ClientConnection.receive_data` has it whole and the listener's ``route`` decided.
         ``timers``: the wheel that calls the service back when this connection's next timer is due; the connection
-        schedules itself on it (without one, the caller must run :meth:`check_timers` itself)."""
+        schedules itself on it (without one, the caller must run :meth:`check_timers` itself). ``created_at``: when
+        negotiate handed out the id (the handshake timeout of a connection never started runs from then); now by
+        default."""
         self.connection_id = connection_id
         self.connection_token = connection_token
         self.hub = hub
@@ -215,7 +219,7 @@ class ClientConnection(Waker):
         self._opened = False
         self._finished = False
         now = time.monotonic()
-        self.created_at = now
+        self.created_at = now if created_at is None else created_at
         self.attached_at: float | None = None
         self.last_sent = now
         self.last_received = now
@@ -679,6 +683,12 @@ class ClientConnection(Waker):
         return f"<ClientConnection hub={self.hub} id={self.connection_id} transport={self.transport}>"
 
 
+class Timed(Protocol):
+    """What the timer wheel files: a connection, or a negotiated id not started yet (``emulator/negotiated.py``)."""
+
+    _timer_slot: int | None
+
+
 class TimerWheel:
     """Connections filed by the tick their next timer falls in, so a tick looks only at the connections with
     something due (an idle service with many connections does almost nothing).
@@ -697,14 +707,14 @@ class TimerWheel:
         self.keepalive = keepalive
         self.client_timeout = client_timeout
         # Each slot's connections as the keys of an insertion-ordered dict: filed in order, taken out in O(1).
-        self._slots: dict[int, dict[ClientConnection, None]] = {}
+        self._slots: dict[int, dict[Timed, None]] = {}
         self._done = math.floor(time.monotonic() / tick)  # every slot up to this one has been handed out
 
     def __len__(self) -> int:
         """Connections filed (for tests and diagnostics)."""
         return sum(len(bucket) for bucket in self._slots.values())
 
-    def schedule(self, connection: ClientConnection, deadline: float) -> None:
+    def schedule(self, connection: Timed, deadline: float) -> None:
         """File ``connection`` for the first tick at or after ``deadline`` (at the earliest the next one), unless it
         already waits for an earlier or the same tick."""
         slot = max(math.ceil(deadline / self.tick), self._done + 1)
@@ -712,11 +722,7 @@ class TimerWheel:
         if current is not None:
             if current <= slot:
                 return
-            old = self._slots.get(current)
-            if old is not None:
-                old.pop(connection, None)
-                if not old:
-                    del self._slots[current]
+            self.cancel(connection)
         connection._timer_slot = slot
         bucket = self._slots.get(slot)
         if bucket is None:
@@ -724,7 +730,19 @@ class TimerWheel:
         else:
             bucket[connection] = None
 
-    def due(self, now: float) -> list[ClientConnection]:
+    def cancel(self, connection: Timed) -> None:
+        """Take ``connection`` out of the wheel (nothing when it is not filed)."""
+        current = connection._timer_slot
+        if current is None:
+            return
+        connection._timer_slot = None
+        bucket = self._slots.get(current)
+        if bucket is not None:
+            bucket.pop(connection, None)
+            if not bucket:
+                del self._slots[current]
+
+    def due(self, now: float) -> list[Timed]:
         """The connections whose slot is at or before ``now``, each once; they are no longer filed."""
         now_slot = math.floor(now / self.tick)
         done = self._done
@@ -734,7 +752,7 @@ class TimerWheel:
         slots = self._slots
         # Usually one slot per tick; after a long stall, only the slots that hold something.
         keys = range(done + 1, now_slot + 1) if now_slot - done <= 64 else sorted(k for k in slots if k <= now_slot)
-        found: list[ClientConnection] = []
+        found: list[Timed] = []
         for key in keys:
             bucket = slots.pop(key, None)
             if bucket is None:

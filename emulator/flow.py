@@ -30,6 +30,7 @@ from signalr.messages import Invocation, ProtocolError, StreamInvocation
 
 if TYPE_CHECKING:
     from .connection import ClientConnection, InboundMessage
+    from .negotiated import Negotiated
 
 __all__ = ["EmulatorFlow", "ProtocolCounts", "ServiceFlow", "fan_out_label", "protocol_note"]
 
@@ -116,7 +117,7 @@ class EmulatorFlow(ServiceFlow):
 
     # --- the client's side -----------------------------------------------------------------------------------
 
-    def negotiated(self, connection: ClientConnection, version: int) -> None:
+    def negotiated(self, connection: Negotiated, version: int) -> None:
         """``POST /client/negotiate`` answered with a new connection id."""
         self.hop(
             Lifeline.CLIENT,

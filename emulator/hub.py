@@ -28,6 +28,7 @@ from signalr.redact import redact_text
 from .collector import HeapFreezer
 from .connection import ClientConnection, ClientRoute, InboundMessage, TimerWheel
 from .flow import EmulatorFlow, ProtocolCounts
+from .negotiated import Negotiated
 from .server_connections import NO_SERVER_ERROR, ServerPool
 from .settings import EmulatorSettings
 from .upstream import UpstreamDispatcher
@@ -202,7 +203,8 @@ class SignalRService:
         self.upstream = UpstreamDispatcher(settings, self.flow)
         self.servers = ServerPool()
         self._hubs: dict[str, Hub] = {}
-        self._by_token: dict[str, ClientConnection] = {}
+        # Every id handed out and not yet forgotten: compact until a transport starts it (emulator/negotiated.py).
+        self._by_token: dict[str, ClientConnection | Negotiated] = {}
         self._timers = TimerWheel(settings.tick, settings.keepalive_interval, settings.client_timeout)
         self._maintenance: asyncio.Task[None] | None = None
         self._heap = HeapFreezer(settings.gc_freeze_step)
@@ -218,7 +220,8 @@ class SignalRService:
         """Close every connection (each gets a Close message), then every server connection (WebSocket close 1000),
         deliver pending upstream events briefly, stop."""
         for connection in list(self._by_token.values()):
-            connection.close(reason)
+            if isinstance(connection, ClientConnection):
+                connection.close(reason)
         for server in self.servers.all():
             server.end(1000, reason)
         if self._maintenance is not None:
@@ -244,6 +247,10 @@ class SignalRService:
         keepalive = timers.keepalive
         client_timeout = timers.client_timeout
         for connection in timers.due(now):
+            if isinstance(connection, Negotiated):
+                self._never_started(connection)
+                continue
+            assert isinstance(connection, ClientConnection)
             try:
                 connection.check_timers(now, keepalive, client_timeout)
                 if connection.expired(now):
@@ -276,37 +283,66 @@ class SignalRService:
         negotiate_version: int,
         user_id: str | None,
         claims: dict[str, Any],
-        client_query: str,
-    ) -> ClientConnection:
-        """Register a negotiated connection. ``connectionToken`` differs from ``connectionId`` under v1 (trap 6)."""
+    ) -> Negotiated:
+        """Hand out a connection id. ``connectionToken`` differs from ``connectionId`` under v1 (trap 6). The token's
+        ``claims`` set the id's timers; the transport's request brings the claims the connection runs with."""
         connection_id = secrets.token_urlsafe(16)
         token = secrets.token_urlsafe(16) if negotiate_version >= 1 else connection_id
         settings = self.settings
-        connection = ClientConnection(
+        negotiated = Negotiated(
             connection_id=connection_id,
             connection_token=token,
             hub=hub.lower(),
             user_id=user_id,
-            claims=claims,
-            client_query=client_query,
+            created_at=time.monotonic(),
+            handshake_timeout=_claim_seconds(claims, "asrs.s.cht", 1, 30, settings.handshake_timeout),
+            max_poll_interval=_claim_seconds(claims, "asrs.s.ttl", 1, 300, settings.max_poll_interval),
+        )
+        self._timers.schedule(negotiated, negotiated.created_at + negotiated.handshake_timeout)
+        self._by_token[token] = negotiated
+        self._heap.tick(len(self._by_token), self._gone)
+        return negotiated
+
+    def lookup(self, token: str) -> ClientConnection | None:
+        """The connection whose ``id=`` is ``token`` (made from its negotiation on first use), or None once it is
+        unknown or forgotten."""
+        connection = self._by_token.get(token)
+        if connection is None:
+            return None
+        if isinstance(connection, Negotiated):
+            return self._start(connection)
+        return None if connection.finished else connection
+
+    def _start(self, negotiated: Negotiated) -> ClientConnection:
+        settings = self.settings
+        self._timers.cancel(negotiated)
+        connection = ClientConnection(
+            connection_id=negotiated.connection_id,
+            connection_token=negotiated.connection_token,
+            hub=negotiated.hub,
+            user_id=negotiated.user_id,
+            claims={},
+            client_query="",
             listener=self,
             max_buffer_size=settings.max_buffer_size,
             max_message_size=settings.max_message_size,
-            handshake_timeout=_claim_seconds(claims, "asrs.s.cht", 1, 30, settings.handshake_timeout),
-            max_poll_interval=_claim_seconds(claims, "asrs.s.ttl", 1, 300, settings.max_poll_interval),
+            handshake_timeout=negotiated.handshake_timeout,
+            max_poll_interval=negotiated.max_poll_interval,
             routable=settings.service_mode != "serverless",
             timers=self._timers,
+            created_at=negotiated.created_at,
         )
-        self._by_token[token] = connection
-        self._heap.tick(len(self._by_token), self._gone)
+        connection.owner = negotiated.owner
+        self._by_token[negotiated.connection_token] = connection
         return connection
 
-    def lookup(self, token: str) -> ClientConnection | None:
-        """The connection whose ``id=`` is ``token``, or None once it is unknown or forgotten."""
-        connection = self._by_token.get(token)
-        if connection is None or connection.finished:
-            return None
-        return connection
+    def _never_started(self, negotiated: Negotiated) -> None:
+        """A negotiated id whose handshake timeout passed before any transport used it: forget it."""
+        token = negotiated.connection_token
+        if self._by_token.get(token) is negotiated:
+            log.info("negotiated connection never connected hub=%s id=%s", negotiated.hub, negotiated.connection_id)
+            del self._by_token[token]
+            self._gone += 1
 
     def forget(self, connection: ClientConnection) -> None:
         """The transport finished with ``connection``: later requests with its id get 404."""

@@ -9,7 +9,7 @@ from aiohttp import web
 from signalr.negotiate import NegotiateError, requested_version, service_negotiate_response
 
 from .answers import Refused, hub_query
-from .client_requests import authenticate, client_query, service_of
+from .client_requests import authenticate, service_of
 
 __all__ = ["negotiate", "preflight"]
 
@@ -51,7 +51,6 @@ async def negotiate(request: web.Request) -> web.Response:
         negotiate_version=version,
         user_id=identity.user_id,
         claims=identity.claims,
-        client_query=client_query(request),
     )
     connection.owner = identity.owner
     log.info("negotiate hub=%s id=%s version=%d", hub, connection.connection_id, version)

@@ -22,7 +22,7 @@ from signalr.redact import redact_text
 
 from .answers import Refused, hub_query, plain_text
 from .auth import ClientIdentity
-from .client_requests import authenticate, check_transport, client_query, find_connection, service_of, start_transport
+from .client_requests import authenticate, check_transport, find_connection, service_of, start_transport
 from .connection import ClientConnection
 from .http_transports import long_poll, server_sent_events
 
@@ -52,10 +52,11 @@ def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, C
     """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
     hub = hub_query(request)
     identity = authenticate(request, hub, allow_query=True)
-    connection = service_of(request).new_connection(
-        hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims, client_query=client_query(request)
-    )
-    connection.owner = identity.owner
+    service = service_of(request)
+    negotiated = service.new_connection(hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims)
+    negotiated.owner = identity.owner
+    connection = service.lookup(negotiated.connection_token)
+    assert connection is not None  # made from the negotiation just now
     return connection, identity
 
 
