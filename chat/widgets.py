@@ -114,7 +114,10 @@ def printable(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
     extra = len(text) - limit
     if extra > 0:
         text = text[:limit]
-    out = "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
+    if text.isprintable():  # no control character (nor any other unprintable one): nothing to escape
+        out = text
+    else:
+        out = "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
     if extra > 0:
         out += f"… ({extra} more characters)"
     return out
