@@ -108,7 +108,9 @@ def start_transport(
     connection.user_id = identity.user_id
     connection.claims = identity.claims
     connection.client_query = client_query(request)
-    connection.request_headers = request_headers(request.headers.items())
+    if service_of(request).settings.service_mode != "serverless":
+        # An app server that carries the client gets them in OpenConnection; Serverless mode keeps no copy.
+        connection.request_headers = request_headers(request.headers.items())
     connection.attach(transport)
     if transport is not TransportType.LONG_POLLING and request.transport is not None:
         # A WebSocket or an event stream owns its socket, so dropping the connection may cut it; polls come and go.
