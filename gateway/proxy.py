@@ -32,10 +32,10 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import ClientRequest, ClientResponse, WSMsgType, web
@@ -53,7 +53,7 @@ from gateway.flow import (
 )
 from gateway.misconfig import Misconfigurations
 from gateway.model import DEFAULT_TIMEOUT_S, Api, ApimModel
-from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, RedactingFilter, redact_target
+from gateway.redaction import DEFAULT_SECRET_QUERY_NAMES, SCRUBBED_WITH, RedactingFilter, redact_target
 from gateway.responses import GatewayResponse, bad_request, internal_server_error, resource_not_found
 from gateway.routing import NoRoute, Route, route
 from gateway.subscription import check_subscription
@@ -81,6 +81,9 @@ access_log = logging.getLogger("gateway.access")
 #: (https://learn.microsoft.com/azure/azure-signalr/signalr-concept-messages-and-connections#message-size).
 #: 1 MiB lets through every client message SignalR accepts on any transport and bounds what one message can cost.
 DEFAULT_MAX_WS_MESSAGE = 1024 * 1024
+
+# Routes remembered per gateway (`ApimGateway._route`): a client uses a handful of paths.
+_ROUTES_CACHED = 256
 
 #: How long a closing handshake (or a relay's other half) may take before the connection is cut.
 CLOSE_GRACE_S = 1.0
@@ -115,6 +118,8 @@ _WS_HANDSHAKE_HEADERS = frozenset(
         "sec-websocket-protocol",
     }
 )
+_WS_HANDSHAKE_AND_HOST = _WS_HANDSHAKE_HEADERS | {"host"}
+_REFUSAL_DROP = _WS_HANDSHAKE_HEADERS | {"content-length"}
 # Close codes that must not appear in a close frame (RFC 6455 §7.4.1): forwarded as 1000.
 _UNSENDABLE_CLOSE_CODES = frozenset({0, 1004, 1005, 1006, 1015})
 
@@ -155,9 +160,13 @@ def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set
     return tokens
 
 
-def _end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Collection[str] = ()) -> CIMultiDict[str]:
-    """Headers without hop-by-hop ones (including those named in ``Connection``) and `drop`."""
-    skip = HOP_BY_HOP_HEADERS | _connection_tokens(headers) | {d.lower() for d in drop}
+def _end_to_end(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
+    """Headers without hop-by-hop ones (including those named in ``Connection``) and ``drop`` (lower-case names)."""
+    skip = HOP_BY_HOP_HEADERS | drop
+    if "Connection" in headers:
+        skip |= _connection_tokens(headers)
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
@@ -174,11 +183,11 @@ def _to_backend(request: web.Request, match: Route, *, keep_host: bool = False) 
     like the ``set-header``/``set-query-parameter exists-action="delete"`` policy the exporters write.
     ``keep_host`` keeps the client's ``Host`` instead (the ``--keep-host`` misconfiguration)."""
     raw_query = request.rel_url.raw_query_string
-    drop: tuple[str, ...] = (*_WS_HANDSHAKE_HEADERS,) if keep_host else ("Host", *_WS_HANDSHAKE_HEADERS)
+    drop = _WS_HANDSHAKE_HEADERS if keep_host else _WS_HANDSHAKE_AND_HOST
     api: Api = match.api
     if api.strip_subscription_key:
         raw_query = strip_query_parameter(raw_query, api.subscription_key_names.query)
-        drop = (*drop, api.subscription_key_names.header)
+        drop |= {api.subscription_key_names.header.lower()}
     url = URL(match.backend_url(raw_query), encoded=True)
     return url, _end_to_end(request.headers, drop=drop)
 
@@ -227,13 +236,16 @@ class _Stall:
         """Blocked for `CLOSE_GRACE_S` or more: the receiving side is not reading."""
         return self.since is not None and time.monotonic() - self.since >= CLOSE_GRACE_S
 
-    @contextlib.asynccontextmanager
-    async def writing(self) -> AsyncIterator[None]:
+    def writing(self) -> _Stall:
+        """``with stall.writing(): await …write…``: the time of the write is known while it blocks."""
         self.since = time.monotonic()
-        try:
-            yield
-        finally:
-            self.since = None
+        return self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.since = None
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -242,6 +254,22 @@ async def _until(condition: Callable[[], bool]) -> None:
         if condition():
             return
         await asyncio.sleep(_WATCH_INTERVAL_S)
+
+
+async def _done_or_until(task: asyncio.Future[None], condition: Callable[[], bool]) -> None:
+    """Return once ``task`` is done, or earlier once ``condition()`` holds (checked every `_WATCH_INTERVAL_S`, as
+    `_until` does, without a task of its own)."""
+    while not condition():
+        done, _ = await asyncio.wait((task,), timeout=_WATCH_INTERVAL_S)
+        if done:
+            return
+
+
+class _BufferedResponse(web.StreamResponse):
+    """A response written in blocks (``buffer-response="true"``): its head leaves with its first block, in one write,
+    so a small answer (a negotiate) reaches the client as one segment. aiohttp's own ``Response`` does the same."""
+
+    _send_headers_immediately = False
 
 
 def _abort(transport: asyncio.BaseTransport | None) -> None:
@@ -340,10 +368,13 @@ class ApimGateway:
             )
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._plain_request: dict[str, Any] = {}  # options of an HTTP forward's request
         self._sockets: set[web.WebSocketResponse] = set()
         self._forwards: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._base_url = ""
+        self._routes_model = model
+        self._routes: dict[tuple[str, str, bool], Route | NoRoute] = {}
 
     @property
     def url(self) -> str:
@@ -414,6 +445,8 @@ class ApimGateway:
         }
         try:
             self._session = aiohttp.ClientSession(**options, middlewares=(_capture_refused_upgrade,))  # type: ignore[arg-type]
+            # The middleware is for WebSocket handshakes: plain requests skip its layer (HTTP forwards never upgrade).
+            self._plain_request = {"middlewares": ()}
         except TypeError:  # aiohttp < 3.12 has no client middlewares: refusals get a plain body
             self._session = aiohttp.ClientSession(**options)  # type: ignore[arg-type]
 
@@ -442,7 +475,9 @@ class ApimGateway:
 
     def _access(self, message: str) -> None:
         """One access line: secrets scrubbed, control characters escaped (one request, one line)."""
-        access_log.info("%s", _one_line(self._scrubber.scrub(message)))
+        if access_log.isEnabledFor(logging.INFO):
+            line = _one_line(self._scrubber.scrub(message))
+            access_log.info("%s", line, extra={SCRUBBED_WITH: self._scrubber.rules})
 
     def _log(self, exchange: _Exchange) -> None:
         ms = (time.monotonic() - exchange.started) * 1000
@@ -480,6 +515,19 @@ class ApimGateway:
             why = exchange.explained().partition(":")[0] or "answered by the gateway"
             flow.answered(exchange.method, exchange.path, exchange.raw_query, exchange.status, why, exchange.started)
 
+    def _route(self, method: str, raw_path: str, upgrade: bool) -> Route | NoRoute:
+        """`route`, remembered per method, raw path and upgrade for the paths that match (the model is immutable; a new
+        one assigned to `model` starts afresh). At most `_ROUTES_CACHED` are kept."""
+        if self._routes_model is not self.model:
+            self._routes_model, self._routes = self.model, {}
+        key = (method, raw_path, upgrade)
+        match = self._routes.get(key)
+        if match is None:
+            match = route(self.model, method, raw_path, upgrade=upgrade)
+            if isinstance(match, Route) and len(self._routes) < _ROUTES_CACHED:
+                self._routes[key] = match
+        return match
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         exchange = _Exchange(method=request.method, target="?", started=time.monotonic())
         try:
@@ -506,7 +554,7 @@ class ApimGateway:
         upgrade = request.headers.get("Upgrade", "").strip().lower() == "websocket"
         if self._flow is not None:
             exchange.path, exchange.raw_query = raw_path, raw_query
-        match = route(self.model, request.method, raw_path, upgrade=upgrade)
+        match = self._route(request.method, raw_path, upgrade)
         if isinstance(match, NoRoute):
             exchange.where = f"API {match.api.name}" if match.api else "no API"
             exchange.status = 404
@@ -573,7 +621,7 @@ class ApimGateway:
         try:
             async with asyncio.timeout(policy.timeout_s):
                 backend = await self._session.request(
-                    request.method, url, headers=headers, data=data, allow_redirects=False
+                    request.method, url, headers=headers, data=data, allow_redirects=False, **self._plain_request
                 )
         except TimeoutError:
             return self._fail(exchange, f"no response headers from the backend within {policy.timeout_s} s")
@@ -584,7 +632,8 @@ class ApimGateway:
         except (ValueError, UnicodeError) as exc:  # e.g. a control character or undecodable byte in a header
             raise _Unforwardable(f"a request header cannot be forwarded ({type(exc).__name__})") from exc
 
-        response = web.StreamResponse(status=backend.status, reason=backend.reason)
+        response_type = _BufferedResponse if policy.buffer_response else web.StreamResponse
+        response = response_type(status=backend.status, reason=backend.reason)
         for name, value in _end_to_end(backend.headers).items():
             response.headers.add(name, value)
         exchange.status = backend.status
@@ -600,7 +649,7 @@ class ApimGateway:
 
         async def write(data: bytes) -> None:
             nonlocal sent
-            async with stall.writing():
+            with stall.writing():
                 if not response.prepared:
                     await response.prepare(request)
                 started = time.monotonic()
@@ -625,7 +674,7 @@ class ApimGateway:
                 await response.prepare(request)
                 async for chunk in backend.content.iter_any():
                     await write(chunk)
-            async with stall.writing():
+            with stall.writing():
                 if not response.prepared:
                     await response.prepare(request)
                 await response.write_eof()
@@ -639,11 +688,10 @@ class ApimGateway:
         finished = False
         client_transport = request.transport
         copying = asyncio.ensure_future(copy())
-        # The copy can only notice the backend's end by reading, which it cannot do while it is blocked writing to a
-        # client that does not read: that case is watched for here.
-        watching = asyncio.ensure_future(_until(lambda: stall.stuck() and backend_gone()))
         try:
-            await asyncio.wait((copying, watching), return_when=asyncio.FIRST_COMPLETED)
+            # The copy can only notice the backend's end by reading, which it cannot do while it is blocked writing
+            # to a client that does not read: that case is watched for here.
+            await _done_or_until(copying, lambda: stall.stuck() and backend_gone())
             if not copying.done():
                 # The backend has ended while the client has not been reading for CLOSE_GRACE_S: end the client's
                 # side now instead of when it finally leaves.
@@ -668,9 +716,8 @@ class ApimGateway:
             if request.transport is not None:
                 request.transport.close()
         finally:
-            for task in (copying, watching):
-                if not task.done():
-                    task.cancel()
+            if not copying.done():
+                copying.cancel()
             if finished:
                 backend.release()
             else:
@@ -682,7 +729,7 @@ class ApimGateway:
                 if negotiate is not None and finished and len(negotiate) <= MAX_NEGOTIATE_BODY:
                     flow.learn_negotiate(bytes(negotiate))
             self._log(exchange)  # before the last await: a cancelled handler may not get past it
-            await asyncio.gather(copying, watching, return_exceptions=True)
+            await asyncio.gather(copying, return_exceptions=True)
         return response
 
     def _flow_response(
@@ -731,7 +778,7 @@ class ApimGateway:
             exchange.detail = _join(exchange.detail, "backend refused the WebSocket handshake; client not upgraded")
             self._log(exchange)
             refused = CIMultiDict(refusal.headers)
-            kept = _end_to_end(refused, drop=("Content-Length", *_WS_HANDSHAKE_HEADERS))
+            kept = _end_to_end(refused, drop=_REFUSAL_DROP)
             return web.Response(status=refusal.status, reason=refusal.reason or None, headers=kept, body=refusal.body)
         except aiohttp.WSServerHandshakeError as exc:
             exchange.status = exc.status
@@ -812,6 +859,8 @@ class ApimGateway:
 
 def _one_line(text: str) -> str:
     """Control characters (CR, LF and the rest) escaped, so one record is one line."""
+    if text.isprintable():  # the usual line: nothing to escape
+        return text
     return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
 
 
@@ -888,10 +937,10 @@ class _Relay:
                 received = time.monotonic()  # the hop begins when the gateway has the message
             try:
                 if msg.type is WSMsgType.TEXT:
-                    async with self._stalls[upward].writing():
+                    with self._stalls[upward].writing():
                         await sink.send_str(msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    async with self._stalls[upward].writing():
+                    with self._stalls[upward].writing():
                         await sink.send_bytes(msg.data)
                 elif msg.type is WSMsgType.CLOSE:
                     return _PumpEnd(True, msg.data, msg.extra or "")

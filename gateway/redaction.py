@@ -18,11 +18,21 @@ from collections.abc import Iterable
 from signalr.query import split_query
 from signalr.redact import REDACTED, connection_token_tag, redact_text
 
-__all__ = ["DEFAULT_SECRET_QUERY_NAMES", "REDACTED", "RedactingFilter", "redact_query", "redact_target"]
+__all__ = [
+    "DEFAULT_SECRET_QUERY_NAMES",
+    "REDACTED",
+    "SCRUBBED_WITH",
+    "RedactingFilter",
+    "redact_query",
+    "redact_target",
+]
 
 # awps_reconnection_token: with it and the connection id, a reliable Web PubSub connection can be taken over
 # (https://learn.microsoft.com/azure/azure-web-pubsub/reference-json-reliable-webpubsub-subprotocol).
 DEFAULT_SECRET_QUERY_NAMES = frozenset({"access_token", "subscription-key", "awps_reconnection_token"})
+
+#: The log record attribute (``extra=``) that says which rules already scrubbed its message (`RedactingFilter.rules`).
+SCRUBBED_WITH = "scrubbed_with"
 
 
 def _tag(raw_value: str) -> str:
@@ -65,6 +75,12 @@ class RedactingFilter(logging.Filter):
         self._literals: set[str] = set()
         alternatives = "|".join(re.escape(n) for n in sorted({*secret_query_names, *DEFAULT_SECRET_QUERY_NAMES}))
         self._query = re.compile(rf"(?i)((?:^|[?&;\s])(?:{alternatives})=)[^&\s\"'#]*")
+        self._rules: tuple[str, frozenset[str]] = (self._query.pattern, frozenset())
+
+    @property
+    def rules(self) -> tuple[str, frozenset[str]]:
+        """What this filter scrubs: filters with equal rules turn any text into the same text."""
+        return self._rules
 
     def add_secret(self, value: str) -> None:
         """Redact this literal value (e.g. a configured subscription key) wherever it appears.
@@ -72,6 +88,7 @@ class RedactingFilter(logging.Filter):
         line, and they never reach a log line anyway (headers are not logged, query values are redacted by name)."""
         if len(value) >= 4:
             self._literals.add(value)
+            self._rules = (self._query.pattern, frozenset(self._literals))
 
     def scrub(self, text: str) -> str:
         # The shared rules (bearer tokens, JWTs, AccessKeys, the usual secret query names) first, then the
@@ -83,6 +100,8 @@ class RedactingFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, SCRUBBED_WITH, None) == self._rules and not record.exc_info:
+            return True  # scrubbed with these very rules when it was logged: a second pass changes nothing
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
