@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from gateway.redaction import RedactingFilter, redact_query, redact_target
+from gateway.redaction import SCRUBBED_WITH, RedactingFilter, redact_query, redact_target
 from signalr.redact import connection_token_tag
 
 
@@ -38,12 +38,18 @@ def test_redact_query_edge_cases_keep_the_raw_bytes() -> None:
         assert redact_query(raw) == expected, raw
 
 
-def _log_through_filter(message: str, *args: object, exc: BaseException | None = None) -> str:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+def _redactor() -> RedactingFilter:
     redactor = RedactingFilter({"key"})
     redactor.add_secret("literal-subscription-key")
-    handler.addFilter(redactor)
+    return redactor
+
+
+def _log_through_filter(
+    message: str, *args: object, exc: BaseException | None = None, extra: dict[str, object] | None = None
+) -> str:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_redactor())
     logger = logging.getLogger("test.redaction")
     logger.handlers[:] = [handler]
     logger.propagate = False
@@ -53,7 +59,7 @@ def _log_through_filter(message: str, *args: object, exc: BaseException | None =
         except BaseException:
             logger.exception(message, *args)
     else:
-        logger.error(message, *args)
+        logger.error(message, *args, extra=extra)
     return stream.getvalue()
 
 
@@ -67,6 +73,17 @@ def test_filter_scrubs_tokens_keys_and_urls() -> None:
     for secret in (jwt, "abc.def", "qk", "literal-subscription-key"):
         assert secret not in out, out
     assert "hub=chat" in out and "Bearer ***" in out
+
+
+def test_a_record_scrubbed_with_the_same_rules_passes_as_logged_and_any_other_is_scrubbed() -> None:
+    line = "GET /client/?hub=chat&key=*** -> api/op 200 1.0 ms"
+    same = _redactor().rules
+    assert _log_through_filter("%s", line, extra={SCRUBBED_WITH: same}) == line + "\n"
+    other = RedactingFilter({"key"}).rules  # without the literal key
+    out = _log_through_filter("%s literal-subscription-key", line, extra={SCRUBBED_WITH: other})
+    assert "literal-subscription-key" not in out
+    out = _log_through_filter("GET /?key=qk", extra={SCRUBBED_WITH: ("forged", frozenset())})
+    assert "qk" not in out
 
 
 def test_filter_scrubs_exception_text() -> None:
