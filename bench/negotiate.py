@@ -15,7 +15,8 @@ its next request when the previous answer is in. The load generator speaks HTTP/
 (no HTTP client library), so it spends little per request. Per server and round: a warm-up, then up to N requests
 or the round's share of the time budget: requests/s and the server's CPU µs per request (``/proc``). Rounds
 alternate which server goes first; the table shows the medians and the ratio emulator/pyjwt.
-Run ``python -m bench.negotiate`` (``--budget`` seconds for the whole run, default 30; ``--help`` for all).
+Run ``python -m bench.negotiate`` (``--budget`` seconds for the whole run, default 30; ``--json PATH`` writes every
+round's values; ``--help`` for all).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from signalr.connection_string import parse_connection_string
 from signalr.negotiate import NegotiateResult, parse_negotiate_response
@@ -43,8 +45,10 @@ from ._harness import (
     print_capped,
     print_table,
     ready_line,
+    reporter,
     round_parser,
     run_benchmark,
+    run_measuring_load,
 )
 from .fanout import pin_load_generator, pinned
 
@@ -221,6 +225,17 @@ class NegotiateBench:
         print_table([self.rate, self.cpu], "pyjwt", "emulator")
         print_capped(self.capped)
 
+    def summary(self, load: float) -> dict[str, Any]:
+        """Every round's values and the ratios of the medians, as JSON-ready data (``--json``)."""
+        return {
+            "clients": self.load.clients,
+            "loop": self.loop,
+            "negotiates_per_s": {"pyjwt": self.rate.baseline, "emulator": self.rate.ours, "ratio": self.rate.ratio},
+            "server_cpu_us": {"pyjwt": self.cpu.baseline, "emulator": self.cpu.ours, "ratio": self.cpu.ratio},
+            "capped": self.capped,
+            "load_generator_cpu": load,
+        }
+
 
 def _default_loop() -> str:
     try:
@@ -243,6 +258,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Load]:
         default=_default_loop(),
         help="both servers' event loop (default uvloop when installed)",
     )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = parse_rounds(parser, argv)
     if not 1 <= args.clients <= 256 or not 100 <= args.requests <= 1_000_000:
         parser.error("--clients must be 1..256 and --requests 100..1000000")
@@ -261,16 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{pinning}; servers on {args.loop}",
             flush=True,
         )
-        cpu_started = time.process_time()
-        wall_started = time.monotonic()
-        asyncio.run(bench.run(args.rounds))
-        load_share = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
-
-        def report() -> None:
-            bench.report()
-            print(f"load generator CPU {load_share:.0%} of wall time; measured in {budget.elapsed():.1f} s", flush=True)
-
-        return report
+        _, load_share = run_measuring_load(bench.run(args.rounds))
+        return reporter(bench, load_share, budget, args.json)
 
     return run_benchmark("bench.negotiate", measure)
 

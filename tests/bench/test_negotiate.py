@@ -4,9 +4,11 @@ answers however the bytes arrive. Nothing here judges speed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,11 +29,15 @@ def run_negotiate(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_both_servers_run_and_the_table_shows_their_ratio() -> None:
-    result = run_negotiate("--budget", "10", "--rounds", "1", "--requests", "200", "--clients", "4")
+def test_both_servers_run_and_the_table_shows_their_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "negotiate.json"
+    result = run_negotiate("--budget", "10", "--rounds", "1", "--requests", "200", "--clients", "4", "--json", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "round 1 pyjwt:" in result.stdout and "round 1 emulator:" in result.stdout
     assert re.search(r"negotiate, 4 connections \(requests/s, ↑ better\) .* \d+\.\d+x", result.stdout), result.stdout
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    rates = summary["negotiates_per_s"]
+    assert len(rates["pyjwt"]) == len(rates["emulator"]) == 1 and rates["emulator"][0] > 0 and rates["ratio"] > 0
 
 
 @pytest.mark.parametrize(
