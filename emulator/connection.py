@@ -476,14 +476,18 @@ class ClientConnection(Waker):
         ``max_buffer_size`` (a client that stops reading must not grow the service's memory: at most the bound
         plus one message is held per connection).
         """
-        if self.closed or not self._opened:
+        if self.closed_at is not None or not self._opened:
             return False
-        # An empty queue always takes one message, so a single large message never drops a healthy client.
-        if self._outbox and self._buffered + len(record) > self.max_buffer_size:
-            self.drop(f"send buffer exceeded {self.max_buffer_size} bytes")
-            return False
-        if self._write_now(record):
-            return True
+        if self._outbox:
+            # An empty queue always takes one message, so a single large message never drops a healthy client.
+            if self._buffered + len(record) > self.max_buffer_size:
+                self.drop(f"send buffer exceeded {self.max_buffer_size} bytes")
+                return False
+        else:
+            push = self._push  # the fan-out's path: written at once (_write_now, inlined)
+            if push is not None and push(record):
+                self.last_sent = time.monotonic()
+                return True
         self._outbox.append(record)
         self._buffered += len(record)
         self._wake()

@@ -144,17 +144,17 @@ class Hub:
         """
         skip = set(excluded)
         recipients: list[tuple[ClientConnection, HubProtocol]] = []
+        encoded: dict[HubProtocol, bytes] = {}  # encoded before anything is queued: ValueError leaves all as it was
         for connection in list(targets):
             protocol = connection.protocol
-            if protocol is not None and connection.connection_id not in skip:
-                recipients.append((connection, protocol))
-        encoded: dict[str, bytes] = {}
-        for _, protocol in recipients:
-            if protocol.name not in encoded:
-                encoded[protocol.name] = protocol.encode(message)
+            if protocol is None or (skip and connection.connection_id in skip):
+                continue
+            recipients.append((connection, protocol))
+            if protocol not in encoded:
+                encoded[protocol] = protocol.encode(message)
         count = 0
         for connection, protocol in recipients:
-            if connection.send(encoded[protocol.name]):
+            if connection.send(encoded[protocol]):
                 count += 1
         if counts is not None:
             for connection, protocol in recipients:

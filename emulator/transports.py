@@ -175,18 +175,19 @@ class _WebSocketSink:
     built per broadcast, not per recipient), else queued on the connection and sent by a writer task that exists only
     while there is a queue to drain or a close to do (:meth:`kick`). An idle connection has no task."""
 
-    __slots__ = ("connection", "task", "transport", "ws")
+    __slots__ = ("_binary", "connection", "task", "transport", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, connection: ClientConnection, request: web.Request) -> None:
         self.ws = ws
         self.connection = connection
         self.transport = request.transport
         self.task: asyncio.Task[None] | None = None
+        self._binary: bool | None = None  # the frame type, known once the handshake is answered
         connection.attach_sink(self.push, self.kick)
 
     def push(self, record: bytes) -> bool:
         """Write ``record`` as one frame now if the socket is open and its buffer below the high-water mark (else
-        the caller queues it and :meth:`kick` s)."""
+        the caller queues it and :meth:`kick` s). Only called once the handshake is answered."""
         transport = self.transport
         if (
             transport is None
@@ -195,7 +196,10 @@ class _WebSocketSink:
             or transport.get_write_buffer_size() > _DIRECT_WRITE_LIMIT
         ):
             return False
-        transport.write(_frame(record, self.connection.binary))
+        binary = self._binary
+        if binary is None:
+            binary = self._binary = self.connection.binary
+        transport.write(_frame(record, binary))
         return True
 
     def kick(self) -> None:
