@@ -7,13 +7,13 @@ the permanent generation (``gc.freeze``) are never walked again; they are still 
 
 What the permanent generation cannot do is collect a cycle. A connection that ends lets go of its transport
 (``ClientConnection.finish``), so what it leaves is freed by reference counting, frozen or not; but a cycle made on
-some path nobody foresaw would stay for good. So :class:`HeapFreezer` freezes whenever the open connections have grown
-by ``step`` since the last freeze (a young collection first, so no young garbage is frozen; called as connections are
-made, so a fast ramp-up freezes as it goes), and thaws as a safety net once twice as many connections have gone as it
-froze (at least ``step``): one full collection frees whatever cycles they left, and what is alive is frozen again if
-it is ``step`` connections or more. A service whose connections come and stay pays one short young collection per
-``step`` new connections; one whose connections churn pays one full collection per two turnovers, instead of one
-each time the long-lived objects grew by a quarter.
+some path nobody foresaw would stay for good. So :class:`HeapFreezer` freezes at the first connection (the service's
+own objects: modules, the app) and whenever the open connections have grown by ``step`` since the last freeze (a young
+collection first, so no young garbage is frozen; called as connections are made, so a fast ramp-up freezes as it
+goes), and thaws as a safety net once twice as many connections have gone as it froze (at least ``step``): one full
+collection frees whatever cycles they left, and what is alive is frozen again. A service whose connections come and
+stay pays one short young collection per ``step`` new connections; one whose connections churn pays one full
+collection per two turnovers, instead of one each time the long-lived objects grew by a quarter.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class HeapFreezer:
                 found,
                 (time.perf_counter() - started) * 1000,
             )
-        if alive - self._frozen_alive >= self.step:
+        if alive and (not self._frozen_alive or alive - self._frozen_alive >= self.step):
             collector.collect(1)
             collector.freeze()
             log.debug("heap frozen at %d open connections", alive)

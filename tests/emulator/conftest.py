@@ -206,7 +206,9 @@ async def start_emulator(session: aiohttp.ClientSession) -> AsyncIterator[Emulat
     stack = contextlib.AsyncExitStack()
 
     async def start(**overrides: Any) -> Emulator:
-        settings = replace(EmulatorSettings(host="127.0.0.1", port=0, access_key=new_access_key()), **overrides)
+        # The heap of an in-process emulator is the test process's: it is not frozen unless a test asks for it.
+        base = EmulatorSettings(host="127.0.0.1", port=0, access_key=new_access_key(), gc_freeze_step=0)
+        settings = replace(base, **overrides)
         running = await stack.enter_async_context(serve(settings))
         return Emulator(running.url, settings.access_key, session, running)
 

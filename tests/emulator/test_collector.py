@@ -24,18 +24,21 @@ class Recorder:
         )
 
 
-def test_freezes_each_time_the_connections_grew_by_a_step_after_a_young_collection() -> None:
+def test_freezes_at_the_first_connection_then_each_time_the_connections_grew_by_a_step() -> None:
     recorder = Recorder()
     heap = HeapFreezer(100, recorder.collector())
-    heap.tick(alive=99, gone=0)
+    heap.tick(alive=0, gone=0)
     assert recorder.calls == []
+    heap.tick(alive=1, gone=0)  # the service's own objects, with the first connection
+    assert recorder.calls == ["collect(1)", "freeze"]
     heap.tick(alive=100, gone=0)
     assert recorder.calls == ["collect(1)", "freeze"]
-    heap.tick(alive=150, gone=0)
-    heap.tick(alive=199, gone=0)
-    assert recorder.calls == ["collect(1)", "freeze"]
+    heap.tick(alive=101, gone=0)  # a young collection first, so no young garbage is frozen
+    assert recorder.calls == ["collect(1)", "freeze"] * 2
     heap.tick(alive=200, gone=0)
     assert recorder.calls == ["collect(1)", "freeze"] * 2
+    heap.tick(alive=201, gone=0)
+    assert recorder.calls == ["collect(1)", "freeze"] * 3
 
 
 def test_thaws_collects_and_freezes_again_once_twice_the_frozen_connections_are_gone() -> None:
@@ -57,23 +60,23 @@ def test_thaws_collects_and_freezes_again_once_twice_the_frozen_connections_are_
 def test_departures_before_the_first_freeze_do_not_count() -> None:
     recorder = Recorder()
     heap = HeapFreezer(100, recorder.collector())
-    heap.tick(alive=50, gone=5000)  # a busy service that never held a step of connections: nothing frozen
-    heap.tick(alive=100, gone=5000)
+    heap.tick(alive=0, gone=5000)  # nothing open: nothing frozen, whatever came and went before
+    heap.tick(alive=1, gone=5000)
     assert recorder.calls == ["collect(1)", "freeze"]
-    heap.tick(alive=100, gone=5199)
+    heap.tick(alive=1, gone=5099)
     assert recorder.calls == ["collect(1)", "freeze"]
 
 
-def test_a_small_service_never_thaws_for_less_than_a_step_and_stays_thawed() -> None:
+def test_a_small_service_thaws_after_a_step_of_departures_and_an_empty_one_stays_thawed() -> None:
     recorder = Recorder()
     heap = HeapFreezer(100, recorder.collector())
-    heap.tick(alive=100, gone=0)
+    heap.tick(alive=40, gone=0)
     recorder.calls.clear()
-    heap.tick(alive=40, gone=199)
+    heap.tick(alive=40, gone=99)
     assert recorder.calls == []
-    heap.tick(alive=0, gone=200)
-    assert recorder.calls == ["unfreeze", "collect(2)"]  # nothing worth freezing is left
-    heap.tick(alive=99, gone=200)
+    heap.tick(alive=0, gone=100)
+    assert recorder.calls == ["unfreeze", "collect(2)"]  # nothing is open: nothing to freeze again
+    heap.tick(alive=0, gone=100)
     assert recorder.calls == ["unfreeze", "collect(2)"]
 
 
