@@ -278,9 +278,13 @@ def _abort(transport: asyncio.BaseTransport | None) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    if transport is not None and isinstance(transport, asyncio.WriteTransport):
-        transport.abort()
-    elif transport is not None:
+    if transport is None:
+        return
+    # uvloop's transports have abort() without deriving from asyncio.WriteTransport; close() would wait for the peer.
+    abort: Callable[[], None] | None = getattr(transport, "abort", None)
+    if abort is not None:
+        abort()
+    else:
         transport.close()
 
 
