@@ -206,7 +206,7 @@ class ClientConnection(Waker):
         self.abort_transport: Callable[[], None] | None = None
         self._post_lock: asyncio.Lock | None = None  # made by the first POST (SSE and LongPolling only)
         self._listener = listener
-        # Replaced by attach(), which knows the transport's transfer formats; no byte is read before that.
+        # attach() limits it to the transfer formats of the transport.
         self._protocol = ServerProtocol(max_message_size)
         self._outbox: list[bytes] = []
         self._buffered = 0
@@ -294,8 +294,9 @@ class ClientConnection(Waker):
         self._reschedule()
 
     def attach(self, transport: TransportType) -> None:
-        """Bind the connection to its transport, before any byte is received; the handshake clock starts now."""
-        self._protocol = ServerProtocol(self._max_message_size, transfer_formats=TRANSFER_FORMATS[transport])
+        """Bind the connection to its transport; the handshake clock starts now. A handshake that still comes is held
+        to what the transport carries (one that a POST brought before the transport started stays as it was)."""
+        self._protocol.transfer_formats = TRANSFER_FORMATS[transport]
         self.transport = transport
         self.attached_at = time.monotonic()
         self.last_received = self.attached_at

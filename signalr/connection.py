@@ -54,6 +54,13 @@ __all__ = [
 ]
 
 
+def _lowered(protocols: Mapping[str, HubProtocol]) -> dict[str, HubProtocol]:
+    return {name.lower(): protocol for name, protocol in protocols.items()}
+
+
+_LOWERED_PROTOCOLS = _lowered(PROTOCOLS)
+
+
 class State(Enum):
     HANDSHAKING = "handshaking"
     OPEN = "open"
@@ -199,8 +206,9 @@ class ServerProtocol(_Protocol):
         transfer_formats: frozenset[TransferFormat] = frozenset(TransferFormat),
     ) -> None:
         super().__init__(None, max_message_size)
-        # Names match regardless of case, as ASP.NET Core's DefaultHubProtocolResolver (OrdinalIgnoreCase).
-        self._protocols = {name.lower(): protocol for name, protocol in protocols.items()}
+        # Names match regardless of case, as ASP.NET Core's DefaultHubProtocolResolver (OrdinalIgnoreCase); the
+        # default table is shared by every connection.
+        self._protocols = _LOWERED_PROTOCOLS if protocols is PROTOCOLS else _lowered(protocols)
         self.transfer_formats = transfer_formats
 
     def _on_handshake(self, record: bytes) -> Event:

@@ -431,3 +431,22 @@ async def test_oversized_record_in_a_post_closes_the_connection(start_emulator: 
             {"type": 7, "error": "The message exceeded the maximum message size of 1000 bytes."}
         ]
     assert await exists(emulator, connection_id) == 404
+
+
+async def test_a_handshake_posted_before_the_first_poll_keeps_the_connection_whole(emulator: Emulator) -> None:
+    """A client that POSTs its handshake before its first poll: the first poll starts the transport without
+    forgetting that handshake, so the reply and later broadcasts reach it (they were lost before)."""
+    negotiated = await emulator.negotiate()
+    url = emulator.connect_url(negotiated["connectionToken"])
+    headers = emulator.auth(emulator.client_token())
+    async with emulator.session.post(url, data=HANDSHAKE, headers=headers) as response:
+        assert response.status == 200
+    async with emulator.session.get(url, headers=headers) as response:
+        assert response.status == 200  # the first poll: answered at once
+    await emulator.broadcast("broadcastMessage", "a", "1")
+    async with emulator.session.get(url, headers=headers) as response:
+        assert response.status == 200
+        assert records(await response.read()) == [
+            {},
+            {"type": 1, "target": "broadcastMessage", "arguments": ["a", "1"]},
+        ]
