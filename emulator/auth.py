@@ -18,6 +18,7 @@ connection, the one token string that passed the full check, and takes it again 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -99,14 +100,22 @@ def bearer_token(request: web.BaseRequest, *, allow_query: bool) -> str | None:
 
 
 def _audience_matches(aud: str, path: str, hub: str) -> bool:
+    found = _audience_hub(aud)
+    return found is not None and found[0] == path and found[1] == hub.lower()
+
+
+@functools.lru_cache(maxsize=1024)
+def _audience_hub(aud: str) -> tuple[str, str] | None:
+    """The path (without trailing slash) and the lower-cased single ``hub=`` of an audience, None without exactly one
+    hub; remembered per audience (an app server mints many tokens for few audiences)."""
     try:
         parts = urlsplit(aud)
     except ValueError:
-        return False
-    if parts.path.rstrip("/") != path:
-        return False
+        return None
     hubs = [value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "hub"]
-    return len(hubs) == 1 and hubs[0].lower() == hub.lower()
+    if len(hubs) != 1:
+        return None
+    return parts.path.rstrip("/"), hubs[0].lower()
 
 
 def client_audience_matches(aud: str, hub: str) -> bool:
@@ -128,9 +137,16 @@ def _description(exc: TokenError) -> str:
 
 
 def _verified_claims(
-    request: web.BaseRequest, access_key: str, audience_matches: Callable[[str], bool], *, allow_query: bool
+    request: web.BaseRequest,
+    access_key: str,
+    audience_matches: Callable[[str], bool],
+    *,
+    allow_query: bool,
+    token: str | None = None,
 ) -> dict[str, Any]:
-    token = bearer_token(request, allow_query=allow_query)
+    """The claims of the request's bearer token (``token`` when the caller already read it) once checked."""
+    if token is None:
+        token = bearer_token(request, allow_query=allow_query)
     if token is None:
         raise Unauthorized(None)
     try:
@@ -143,7 +159,7 @@ def authenticate_client(request: web.BaseRequest, hub: str, access_key: str, *, 
     """Check a client request's token for ``hub``; raises :class:`Unauthorized`."""
     token = bearer_token(request, allow_query=allow_query)
     claims = _verified_claims(
-        request, access_key, lambda aud: client_audience_matches(aud, hub), allow_query=allow_query
+        request, access_key, lambda aud: client_audience_matches(aud, hub), allow_query=allow_query, token=token
     )
     user = claims.get("asrs.s.uid") or claims.get("nameid")
     user_id = str(user) if user not in (None, "") else None
