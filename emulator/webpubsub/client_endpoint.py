@@ -305,7 +305,7 @@ async def _serve(
         ws.connection = connection
     transport = request.transport
     connection.abort_socket = transport.abort if transport is not None else None
-    writer_ready = isinstance(transport, asyncio.Transport)
+    writer_ready = transport is not None  # (uvloop's transports are no asyncio.Transport subclass)
     writer = asyncio.create_task(
         _writer(ws, request, connection, generation), name=f"wps-writer-{connection.connection_id}"
     )
