@@ -220,6 +220,26 @@ async def test_connection_loss_shows_reason_and_ctrl_r_reconnects(
         )
 
 
+async def test_messages_around_a_connection_loss_keep_their_order(
+    make_app: Callable[..., ChatApp], hub: FakeHub
+) -> None:
+    """Messages that arrive together are shown together, but none overtakes what happened between them."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await joined(pilot, app, hub)
+        connection = hub.created[0]
+        loop = asyncio.get_running_loop()
+        # One turn of the loop, as the network hands it over: two messages, the connection lost, two more.
+        hub.push("broadcastMessage", "bob", "before 1")
+        hub.push("broadcastMessage", "bob", "before 2")
+        loop.call_soon(connection._set_state, ConnectionState.RECONNECTING)
+        hub.push("broadcastMessage", "bob", "after 1")
+        hub.push("broadcastMessage", "bob", "after 2")
+        await wait_until(pilot, lambda: seen(app, "bob: after 2"), what="the last message")
+        texts = [r.text for r in app.chat_log.records][-5:]
+        assert texts == ["before 1", "before 2", "Connection lost — reconnecting…", "after 1", "after 2"]
+
+
 # ----------------------------------------------------------------------------------------------- transport switch
 
 
