@@ -233,8 +233,10 @@ class ClientConnection(Waker):
         self.route: ClientRoute | None = None
         self._routed_protocol: HubProtocol | None = None
         self._awaiting_route = routable
-        self._handshake_buffer = bytearray()
-        self._reply_buffer = bytearray()
+        # Default and Classic mode only: the client's handshake until it is routed, the app server's answer until it
+        # is whole (made when first needed).
+        self._handshake_buffer: bytearray | None = None
+        self._reply_buffer: bytearray | None = None
         self._max_message_size = max_message_size
         self._timers = timers
         self._timer_slot: int | None = None  # the wheel's slot this connection waits in; owned by TimerWheel
@@ -383,6 +385,8 @@ class ClientConnection(Waker):
         invalid handshake, one it would refuse itself, or Classic mode without an app server), else ``b""``.
         """
         buffer = self._handshake_buffer
+        if buffer is None:
+            buffer = self._handshake_buffer = bytearray()
         buffer += data
         held = bytes(buffer)
         request: HandshakeRequest | None = None
@@ -436,6 +440,8 @@ class ClientConnection(Waker):
         if self._opened:
             return self.send(payload)
         reply = self._reply_buffer
+        if reply is None:
+            reply = self._reply_buffer = bytearray()
         reply += payload
         try:
             parts = split_handshake(bytes(reply), self._max_message_size)

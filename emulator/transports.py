@@ -151,21 +151,22 @@ class _ClientWebSocket(web.WebSocketResponse):
     def __init__(self, connection: ClientConnection, max_message_size: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._connection = connection
-        # The record reader's text, so a too-large message reads the same whichever check caught it.
-        self._too_big = f"The message exceeded the maximum message size of {max_message_size} bytes."
+        self._max_message_size = max_message_size
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
         if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
             connection = self._connection
-            log.info("closing hub=%s id=%s: %s (1009)", connection.hub, connection.connection_id, self._too_big)
+            # The record reader's text, so a too-large message reads the same whichever check caught it.
+            too_big = f"The message exceeded the maximum message size of {self._max_message_size} bytes."
+            log.info("closing hub=%s id=%s: %s (1009)", connection.hub, connection.connection_id, too_big)
             # Once the handshake is done, closing queues the Close message (the emulator's own, or for a carried
             # client the one the service adds); it goes out right here, ahead of the close frame.
-            connection.close(self._too_big)
+            connection.close(too_big)
             pending = connection.take_outgoing()
             if pending:
                 with contextlib.suppress(Exception):
                     await self.send_frame(pending, _frame_type(connection))
-            message = message or self._too_big.encode()
+            message = message or too_big.encode()
         return await super().close(code=code, message=message, drain=drain)
 
 
