@@ -65,7 +65,7 @@ MAX_SHOWN_CHARS = 2000
 """Longest message text rendered; the rest is summarised (a 1 MB message must not freeze the view)."""
 MAX_NAME_CHARS = 64
 FLUSH_BUDGET_S = 0.005
-"""Longest stretch of chat-line rendering per turn of the message loop (keeps key handling prompt)."""
+"""Longest stretch of laying out chat lines per turn of the message loop (keeps key handling prompt)."""
 FLUSH_INTERVAL_S = 0.05
 """Shortest time between two writes to the message view: in a busy room the view scrolls (and the screen repaints
 it) at most 20 times a second, whatever the message rate; a line after a quiet spell is written at once."""
