@@ -20,7 +20,7 @@ from .hub import SERVICE_KEY, SignalRService
 from .negotiate import negotiate, preflight
 from .process import RunningApp, start_and_stop_with, start_runner
 from .public_host import check_host_middleware, refused_for_host
-from .rest import add_rest_routes, rest_errors_middleware
+from .rest import add_rest_routes
 from .server_endpoint import server_connect
 from .settings import EmulatorSettings
 from .transports import connect
@@ -42,7 +42,7 @@ def create_app(settings: EmulatorSettings) -> web.Application:
     """The emulator's Application; ``app[SERVICE_KEY]`` is its :class:`SignalRService`."""
     settings.validate()
     host_check = [check_host_middleware(settings.public_host)] if settings.public_host else []
-    app = web.Application(middlewares=[*host_check, rest_errors_middleware], client_max_size=settings.max_rest_body)
+    app = web.Application(middlewares=host_check, client_max_size=settings.max_rest_body)
     service = SignalRService(settings)
     app[SERVICE_KEY] = service
     router = app.router

@@ -23,7 +23,7 @@ from .auth import Unauthorized, authenticate_rest
 from .flow import ProtocolCounts
 from .hub import HUB_NAME, INVALID_HUB_NAME, SERVICE_KEY, Hub, SignalRService
 
-__all__ = ["add_rest_routes", "rest_error", "rest_errors_middleware"]
+__all__ = ["add_rest_routes", "rest_error"]
 
 log = logging.getLogger("emulator")
 
@@ -55,15 +55,23 @@ def rest_error(
     return web.json_response(body, status=status, headers=headers)
 
 
-@web.middleware
-def rest_errors_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    """Under ``/api/``: every error as a JSON body (aiohttp's own 404/405/413 too), one log line per call.
+def _rest(handler: Handler) -> Handler:
+    """``handler`` answering every error as a JSON body (aiohttp's 413 too), with one log line per call. The REST
+    routes carry this themselves instead of a middleware, so no other request (a WebSocket keeps its request's call
+    chain for its whole life) pays for it."""
 
-    Not a coroutine itself: any other request gets its handler's awaitable as it is, so a WebSocket, which keeps its
-    request's call chain for its whole life, holds no frame of this middleware."""
-    if not request.path.startswith("/api/"):
-        return handler(request)
-    return _rest_call(request, handler)
+    async def call(request: web.Request) -> web.StreamResponse:
+        return await _rest_call(request, handler)
+
+    return call
+
+
+async def _no_operation(request: web.Request) -> web.Response:
+    return rest_error(404, f"No REST operation matches {request.method} {request.path}.")
+
+
+async def _method_not_allowed(request: web.Request) -> web.Response:
+    return rest_error(405, f"Method {request.method} is not allowed on {request.path}.")
 
 
 async def _rest_call(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -299,49 +307,57 @@ async def health(request: web.Request) -> web.Response:
     return _status(200)
 
 
-def _v1(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -> None:
-    router.add_route(method, "/api/v1/hubs/{hub}" + path, handler)
-
-
-def _v2022(router: web.UrlDispatcher, method: str, path: str, handler: Handler) -> None:
-    router.add_route(method, "/api/hubs/{hub}" + path, handler)
-
-
 def add_rest_routes(router: web.UrlDispatcher) -> None:
-    """Register both API versions on ``router`` (with :func:`rest_errors_middleware`, misses get JSON 404/405)."""
-    _v1(router, "POST", "", broadcast)
-    _v1(router, "POST", "/users/{user}", send_to_user)
-    _v1(router, "POST", "/connections/{connection}", send_to_connection)
-    _v1(router, "POST", "/groups/{group}", send_to_group)
-    _v1(router, "PUT", "/groups/{group}/connections/{connection}", add_connection_to_group)
-    _v1(router, "DELETE", "/groups/{group}/connections/{connection}", remove_connection_from_group)
-    _v1(router, "PUT", "/groups/{group}/users/{user}", add_user_to_group)
-    _v1(router, "DELETE", "/groups/{group}/users/{user}", remove_user_from_group)
-    _v1(router, "DELETE", "/connections/{connection}", close_connection)
-    for method in ("GET", "HEAD"):
-        _v1(router, method, "/connections/{connection}", connection_exists)
-        _v1(router, method, "/groups/{group}", group_exists)
-        _v1(router, method, "/users/{user}", user_exists)
-        _v1(router, method, "/groups/{group}/users/{user}", user_in_group)
-    router.add_get("/api/v1/health", health)  # add_get also answers HEAD
-    router.add_get("/api/health", health)
+    """Register both API versions on ``router``; a known path asked with another method answers a JSON 405, any other
+    path under ``/api/`` a JSON 404."""
+    routes: dict[str, list[tuple[str, Handler]]] = {}
 
-    _v2022(router, "POST", "/:send", broadcast)
-    _v2022(router, "POST", "/users/{user}/:send", send_to_user)
-    _v2022(router, "POST", "/connections/{connection}/:send", send_to_connection)
-    _v2022(router, "POST", "/groups/{group}/:send", send_to_group)
-    _v2022(router, "PUT", "/groups/{group}/connections/{connection}", add_connection_to_group)
-    _v2022(router, "DELETE", "/groups/{group}/connections/{connection}", remove_connection_from_group)
-    _v2022(router, "DELETE", "/connections/{connection}/groups", remove_connection_from_all_groups)
-    _v2022(router, "PUT", "/users/{user}/groups/{group}", add_user_to_group)
-    _v2022(router, "DELETE", "/users/{user}/groups/{group}", remove_user_from_group)
-    _v2022(router, "DELETE", "/users/{user}/groups", remove_user_from_all_groups)
-    _v2022(router, "DELETE", "/connections/{connection}", close_connection)
-    _v2022(router, "POST", "/:closeConnections", close_connections)
-    _v2022(router, "POST", "/groups/{group}/:closeConnections", close_connections)
-    _v2022(router, "POST", "/users/{user}/:closeConnections", close_connections)
+    def _v1(method: str, path: str, handler: Handler) -> None:
+        routes.setdefault("/api/v1/hubs/{hub}" + path, []).append((method, handler))
+
+    def _v2022(method: str, path: str, handler: Handler) -> None:
+        routes.setdefault("/api/hubs/{hub}" + path, []).append((method, handler))
+
+    _v1("POST", "", broadcast)
+    _v1("POST", "/users/{user}", send_to_user)
+    _v1("POST", "/connections/{connection}", send_to_connection)
+    _v1("POST", "/groups/{group}", send_to_group)
+    _v1("PUT", "/groups/{group}/connections/{connection}", add_connection_to_group)
+    _v1("DELETE", "/groups/{group}/connections/{connection}", remove_connection_from_group)
+    _v1("PUT", "/groups/{group}/users/{user}", add_user_to_group)
+    _v1("DELETE", "/groups/{group}/users/{user}", remove_user_from_group)
+    _v1("DELETE", "/connections/{connection}", close_connection)
     for method in ("GET", "HEAD"):
-        _v2022(router, method, "/connections/{connection}", connection_exists)
-        _v2022(router, method, "/groups/{group}", group_exists)
-        _v2022(router, method, "/users/{user}", user_exists)
-        _v2022(router, method, "/users/{user}/groups/{group}", user_in_group)
+        _v1(method, "/connections/{connection}", connection_exists)
+        _v1(method, "/groups/{group}", group_exists)
+        _v1(method, "/users/{user}", user_exists)
+        _v1(method, "/groups/{group}/users/{user}", user_in_group)
+    for path in ("/api/v1/health", "/api/health"):
+        routes[path] = [("GET", health), ("HEAD", health)]
+
+    _v2022("POST", "/:send", broadcast)
+    _v2022("POST", "/users/{user}/:send", send_to_user)
+    _v2022("POST", "/connections/{connection}/:send", send_to_connection)
+    _v2022("POST", "/groups/{group}/:send", send_to_group)
+    _v2022("PUT", "/groups/{group}/connections/{connection}", add_connection_to_group)
+    _v2022("DELETE", "/groups/{group}/connections/{connection}", remove_connection_from_group)
+    _v2022("DELETE", "/connections/{connection}/groups", remove_connection_from_all_groups)
+    _v2022("PUT", "/users/{user}/groups/{group}", add_user_to_group)
+    _v2022("DELETE", "/users/{user}/groups/{group}", remove_user_from_group)
+    _v2022("DELETE", "/users/{user}/groups", remove_user_from_all_groups)
+    _v2022("DELETE", "/connections/{connection}", close_connection)
+    _v2022("POST", "/:closeConnections", close_connections)
+    _v2022("POST", "/groups/{group}/:closeConnections", close_connections)
+    _v2022("POST", "/users/{user}/:closeConnections", close_connections)
+    for method in ("GET", "HEAD"):
+        _v2022(method, "/connections/{connection}", connection_exists)
+        _v2022(method, "/groups/{group}", group_exists)
+        _v2022(method, "/users/{user}", user_exists)
+        _v2022(method, "/users/{user}/groups/{group}", user_in_group)
+
+    # Each path's methods on one resource, then any other method on it; the catch-all after every path.
+    for path, handlers in routes.items():
+        for method, handler in handlers:
+            router.add_route(method, path, _rest(handler))
+        router.add_route("*", path, _rest(_method_not_allowed))
+    router.add_route("*", "/api/{tail:.*}", _rest(_no_operation))
