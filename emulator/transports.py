@@ -25,6 +25,7 @@ from .auth import ClientIdentity
 from .client_requests import authenticate, check_transport, find_connection, service_of, start_transport
 from .connection import ClientConnection
 from .http_transports import long_poll, server_sent_events
+from .hub import SignalRService
 
 __all__ = ["connect"]
 
@@ -37,54 +38,16 @@ _WS_CLOSE_TIMEOUT = 5.0  # §0.1: server WebSocket close timeout
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
-    """``GET /client/?hub=…&id=…``: a WebSocket upgrade, an SSE stream (``Accept: text/event-stream``) or a poll."""
+    """``GET /client/?hub=…&id=…``: a WebSocket upgrade (served right here: a WebSocket keeps this call for its whole
+    life, so it is one frame, not two), an SSE stream (``Accept: text/event-stream``) or a poll."""
     try:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _websocket(request)
-        if "text/event-stream" in request.headers.get("Accept", ""):
-            return await server_sent_events(request)
-        return await long_poll(request)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            if "text/event-stream" in request.headers.get("Accept", ""):
+                return await server_sent_events(request)
+            return await long_poll(request)
+        service, connection, ws = _accept_websocket(request)
     except Refused as refused:
         return refused.response
-
-
-def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, ClientIdentity]:
-    """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
-    hub = hub_query(request)
-    identity = authenticate(request, hub, allow_query=True)
-    service = service_of(request)
-    negotiated = service.new_connection(hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims)
-    negotiated.owner = identity.owner
-    connection = service.lookup(negotiated.connection_token)
-    assert connection is not None  # made from the negotiation just now
-    return connection, identity
-
-
-async def _websocket(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
-    if request.rel_url.query.get("id"):
-        connection, identity = find_connection(request, allow_query_token=True)
-    else:
-        connection, identity = _new_websocket_connection(request)
-    if connection.closed:
-        raise Refused(plain_text(404, "No Connection with that ID"))
-    check_transport(connection, TransportType.WEBSOCKETS)
-    # One WebSocket message holds at most one hub message of max_message_size bytes plus its framing. Azure
-    # SignalR Service documents a 1 MB limit for client messages over LongPolling and SSE and none for WebSockets
-    # (https://learn.microsoft.com/azure/azure-signalr/signalr-concept-messages-and-connections#message-size); the
-    # emulator applies its limit to every transport. aiohttp refuses a longer message from its length header, before
-    # buffering it (it accepts payloads strictly below max_msg_size), and the close then says 1009.
-    ws = _ClientWebSocket(
-        connection,
-        service.settings.max_message_size,
-        autoping=True,
-        timeout=_WS_CLOSE_TIMEOUT,
-        max_msg_size=_largest_framed(service.settings.max_message_size) + 1,
-        compress=False,
-    )
-    if not ws.can_prepare(request).ok:
-        raise Refused(plain_text(400, "Not a valid WebSocket request."))
-    start_transport(connection, TransportType.WEBSOCKETS, request, identity)
     sink: _WebSocketSink | None = None
     try:
         await ws.prepare(request)
@@ -120,6 +83,48 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
                 writer.cancel()
         service.forget(connection)
     return ws
+
+
+def _new_websocket_connection(request: web.Request) -> tuple[ClientConnection, ClientIdentity]:
+    """A WebSocket without ``id=`` skips negotiate and gets a new connection, as in ASP.NET Core (§3.5)."""
+    hub = hub_query(request)
+    identity = authenticate(request, hub, allow_query=True)
+    service = service_of(request)
+    negotiated = service.new_connection(hub, negotiate_version=0, user_id=identity.user_id, claims=identity.claims)
+    negotiated.owner = identity.owner
+    connection = service.lookup(negotiated.connection_token)
+    assert connection is not None  # made from the negotiation just now
+    return connection, identity
+
+
+def _accept_websocket(request: web.Request) -> tuple[SignalRService, ClientConnection, _ClientWebSocket]:
+    """The connection a WebSocket upgrade starts, with its transport bound, and the socket to prepare; refuses
+    (:class:`Refused`) what ASP.NET Core refuses before the upgrade."""
+    service = service_of(request)
+    if request.rel_url.query.get("id"):
+        connection, identity = find_connection(request, allow_query_token=True)
+    else:
+        connection, identity = _new_websocket_connection(request)
+    if connection.closed:
+        raise Refused(plain_text(404, "No Connection with that ID"))
+    check_transport(connection, TransportType.WEBSOCKETS)
+    # One WebSocket message holds at most one hub message of max_message_size bytes plus its framing. Azure
+    # SignalR Service documents a 1 MB limit for client messages over LongPolling and SSE and none for WebSockets
+    # (https://learn.microsoft.com/azure/azure-signalr/signalr-concept-messages-and-connections#message-size); the
+    # emulator applies its limit to every transport. aiohttp refuses a longer message from its length header, before
+    # buffering it (it accepts payloads strictly below max_msg_size), and the close then says 1009.
+    ws = _ClientWebSocket(
+        connection,
+        service.settings.max_message_size,
+        autoping=True,
+        timeout=_WS_CLOSE_TIMEOUT,
+        max_msg_size=_largest_framed(service.settings.max_message_size) + 1,
+        compress=False,
+    )
+    if not ws.can_prepare(request).ok:
+        raise Refused(plain_text(400, "Not a valid WebSocket request."))
+    start_transport(connection, TransportType.WEBSOCKETS, request, identity)
+    return service, connection, ws
 
 
 def _largest_framed(max_message_size: int) -> int:
