@@ -239,8 +239,10 @@ class EmulatorFlow(ServiceFlow):
             size=size,
         )
 
-    def rest_received(self, method: str, path: str, status: int, flow: str | None, size: int) -> None:
-        """The app server's REST send answered."""
+    def rest_received(
+        self, method: str, path: str, status: int, flow: str | None, size: int, started: float | None = None
+    ) -> None:
+        """The app server's REST send answered; ``started`` (``time.monotonic()``) when the request arrived."""
         self.hop(
             Lifeline.APP,
             Lifeline.SERVICE,
@@ -250,10 +252,14 @@ class EmulatorFlow(ServiceFlow):
             flow=flow,
             mode="serverless",
             size=size,
+            started=started,
         )
 
-    def service_message(self, name: str, flow: str | None, size: int | None = None) -> None:
-        """Default mode: a send arrived over a server connection (BroadcastData, GroupBroadcastData, …)."""
+    def service_message(
+        self, name: str, flow: str | None, size: int | None = None, started: float | None = None
+    ) -> None:
+        """Default mode: a send arrived over a server connection (BroadcastData, GroupBroadcastData, …); ``started``
+        (``time.monotonic()``) when it arrived."""
         self.hop(
             Lifeline.APP,
             Lifeline.SERVICE,
@@ -262,10 +268,15 @@ class EmulatorFlow(ServiceFlow):
             flow=flow,
             mode="default",
             size=size,
+            started=started,
         )
 
-    def fanned_out(self, what: str, counts: Mapping[str, int], flow: str | None, mode: str) -> None:
-        """One send queued to its recipients: one hop, ``count`` = how many accepted it."""
+    def fanned_out(
+        self, what: str, counts: Mapping[str, int], flow: str | None, mode: str, started: float | None = None
+    ) -> None:
+        """One send queued to its recipients: one hop, ``count`` = how many accepted it. ``started``
+        (``time.monotonic()`` before the first recipient got it) makes the hop begin before any delivery: a record is
+        written to a WebSocket as it is queued, so a client may have it before the fan-out ends."""
         self.hop(
             Lifeline.SERVICE,
             Lifeline.OTHERS,
@@ -274,4 +285,5 @@ class EmulatorFlow(ServiceFlow):
             flow=flow,
             mode=mode,
             count=sum(counts.values()),
+            started=started,
         )

@@ -10,6 +10,7 @@ JSON ``ErrorDetail`` body ``{"code":…,"message":…,"target":…}``. Auth is a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -74,7 +75,11 @@ async def _method_not_allowed(request: web.Request) -> web.Response:
     return rest_error(405, f"Method {request.method} is not allowed on {request.path}.")
 
 
+_ARRIVED = "emulator.rest.arrived"  # the request's time.monotonic() on arrival, for its flow hop
+
+
 async def _rest_call(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[_ARRIVED] = time.monotonic()
     try:
         response = await handler(request)
     except RestError as exc:
@@ -153,25 +158,34 @@ def _send(request: web.Request, what: str, deliver: Callable[[ProtocolCounts | N
     ``fan-out`` hop (``what`` names the send); off, that costs the one ``enabled`` check."""
     flow = _service(request).flow
     counts: ProtocolCounts | None = {} if flow.enabled else None
+    started = time.monotonic() if counts is not None else 0.0
     try:
         deliver(counts)
     except (ValueError, RecursionError):
         if counts is not None:
-            _report(request, 400, None)
+            _report(request, 400, None, started)
         raise RestError(400, "The 'arguments' cannot be sent as a hub message.", "arguments") from None
     if counts is not None:
-        _report(request, 202, (what, counts))
+        _report(request, 202, (what, counts), started)
     return _status(202)
 
 
-def _report(request: web.Request, status: int, fan_out: tuple[str, ProtocolCounts] | None) -> None:
-    """Flow on: the REST send received and, when it was queued, its fan-out."""
+def _report(request: web.Request, status: int, fan_out: tuple[str, ProtocolCounts] | None, started: float) -> None:
+    """Flow on: the REST send received and, when it was queued, its fan-out (begun at ``started``)."""
     flow = _service(request).flow
     flow_id = parse_flow_id(request.headers.get(FLOW_ID_HEADER))
-    flow.rest_received(request.method, request.path, status, flow_id, request.content_length or 0)
+    arrived = request.get(_ARRIVED)
+    flow.rest_received(
+        request.method,
+        request.path,
+        status,
+        flow_id,
+        request.content_length or 0,
+        arrived if isinstance(arrived, float) else None,
+    )
     if fan_out is not None:
         what, counts = fan_out
-        flow.fanned_out(what, counts, flow_id, "serverless")
+        flow.fanned_out(what, counts, flow_id, "serverless", started)
 
 
 def _excluded(request: web.Request) -> list[str]:

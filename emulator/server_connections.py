@@ -417,28 +417,33 @@ class ServerConnection:
         self, message: ServiceMessage, payloads: Mapping[str, bytes], targets: Iterable[ClientConnection]
     ) -> None:
         # Every recipient of one protocol gets the same bytes object: nothing is copied per client.
+        started = time.monotonic()
         recipients = list(targets)
         for connection in recipients:
             record = _payload(payloads, connection)
             if record is not None:
                 connection.send(record)
         if self.flow.enabled:
-            self._report_fan_out(message, payloads, recipients)
+            self._report_fan_out(message, payloads, recipients, started)
 
     def _report_fan_out(
-        self, message: ServiceMessage, payloads: Mapping[str, bytes], recipients: list[ClientConnection]
+        self,
+        message: ServiceMessage,
+        payloads: Mapping[str, bytes],
+        recipients: list[ClientConnection],
+        started: float,
     ) -> None:
         """Flow on: the service message received and its one fan-out hop (recipients counted per protocol)."""
         tracing = getattr(message, "tracing_id", None)  # every send message carries the extension map
         flow = flow_id_from_tracing_id(tracing if isinstance(tracing, int) else None)
         name = type(message).__name__
-        self.flow.service_message(name, flow, sum(len(p) for p in payloads.values()))
+        self.flow.service_message(name, flow, sum(len(p) for p in payloads.values()), self.last_received)
         counts: dict[str, int] = {}
         for connection in recipients:
             protocol = connection.protocol
             if protocol is not None and not connection.closed and _payload(payloads, connection) is not None:
                 counts[protocol.name] = counts.get(protocol.name, 0) + 1
-        self.flow.fanned_out(name, counts, flow, "default")
+        self.flow.fanned_out(name, counts, flow, "default", started)
 
     def _ack(self, ack_id: int, found: bool) -> None:
         self.send(Ack(ack_id, int(AckStatus.OK if found else AckStatus.NOT_FOUND)))
