@@ -18,8 +18,18 @@ PLOTS = "plots"  # not a module: the name that only draws the plots
 
 
 def modules() -> list[str]:
-    """Names of the modules in this package that define ``main``, in alphabetical order."""
-    return sorted(info.name for info in pkgutil.iter_modules([str(HERE)]) if not info.name.startswith("_"))
+    """Names of the modules in this package that define ``main``, in alphabetical order (read from the source:
+    ``loadgen`` is a library of the others)."""
+    return sorted(
+        info.name
+        for info in pkgutil.iter_modules([str(HERE)])
+        if not info.name.startswith("_") and _defines_main(HERE / f"{info.name}.py")
+    )
+
+
+def _defines_main(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
 
 
 def summary(name: str) -> str:
