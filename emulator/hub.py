@@ -143,22 +143,21 @@ class Hub:
         Raises :class:`ValueError`, before anything is queued, when a recipient's protocol cannot carry it.
         """
         skip = set(excluded)
-        recipients: list[tuple[ClientConnection, HubProtocol]] = []
-        encoded: dict[HubProtocol, bytes] = {}  # encoded before anything is queued: ValueError leaves all as it was
-        for connection in list(targets):
+        # One list of connections, no object per recipient (a fan-out to thousands must not feed the collector).
+        recipients = [c for c in targets if c.protocol is not None and not (skip and c.connection_id in skip)]
+        encoded: dict[HubProtocol | None, bytes] = {}  # all before anything is queued: ValueError leaves all as it was
+        for connection in recipients:
             protocol = connection.protocol
-            if protocol is None or (skip and connection.connection_id in skip):
-                continue
-            recipients.append((connection, protocol))
-            if protocol not in encoded:
+            if protocol not in encoded and protocol is not None:
                 encoded[protocol] = protocol.encode(message)
         count = 0
-        for connection, protocol in recipients:
-            if connection.send(encoded[protocol]):
+        for connection in recipients:
+            if connection.send(encoded[connection.protocol]):
                 count += 1
         if counts is not None:
-            for connection, protocol in recipients:
-                if not connection.closed:
+            for connection in recipients:
+                protocol = connection.protocol
+                if protocol is not None and not connection.closed:
                     counts[protocol.name] = counts.get(protocol.name, 0) + 1
         return count
 
