@@ -75,7 +75,7 @@ async def _method_not_allowed(request: web.Request) -> web.Response:
     return rest_error(405, f"Method {request.method} is not allowed on {request.path}.")
 
 
-_ARRIVED = "emulator.rest.arrived"  # the request's time.monotonic() on arrival, for its flow hop
+_ARRIVED = web.RequestKey("emulator.rest.arrived", float)  # the request's time.monotonic() on arrival, for its flow hop
 
 
 async def _rest_call(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -174,14 +174,8 @@ def _report(request: web.Request, status: int, fan_out: tuple[str, ProtocolCount
     """Flow on: the REST send received and, when it was queued, its fan-out (begun at ``started``)."""
     flow = _service(request).flow
     flow_id = parse_flow_id(request.headers.get(FLOW_ID_HEADER))
-    arrived = request.get(_ARRIVED)
     flow.rest_received(
-        request.method,
-        request.path,
-        status,
-        flow_id,
-        request.content_length or 0,
-        arrived if isinstance(arrived, float) else None,
+        request.method, request.path, status, flow_id, request.content_length or 0, request.get(_ARRIVED)
     )
     if fan_out is not None:
         what, counts = fan_out

@@ -277,6 +277,11 @@ async def test_a_closed_connection_reconnects_and_a_dead_app_server_ends_in_the_
             sockets: dict[str, SocketSeen] = {}
             await until(lambda: len(websockets_of(page, sockets)) == 2, "a second WebSocket", timeout=20)
             await page_status(page, "Connected", "the page to connect again")
+            # The second handshake's answer may reach the browser's log after its creation did: read the log until
+            # both are known (a socket created but not yet answered has no status), then check them.
+            await until(
+                lambda: all(s.status is not None for s in websockets_of(page, sockets).values()), "both handshakes"
+            )
             assert all(s.url.startswith(f"ws://{running.gateway.host}/client/hubs/{HUB}?") for s in sockets.values())
             assert [s.status for s in sockets.values()] == [101, 101]
             await rest.send_to_all({"name": "gus", "message": "still there?", "target": "broadcastMessage"})
