@@ -78,7 +78,7 @@ class EmulatorSettings:
     flow_to: tuple[str, int] | None = None
     # Freeze the collector's view of the heap each time this many more connections are open (emulator/collector.py);
     # 0 leaves the collector as it is.
-    gc_freeze_step: int = 500
+    gc_freeze_step: int = 250
 
     @property
     def endpoint_host(self) -> str:
