@@ -41,10 +41,12 @@ from .model import (
 )
 
 __all__ = [
+    "CONNECTION_ERRORS",
     "GUIDE_SECTIONS",
     "GUIDE_URL",
     "Context",
     "app_problem",
+    "azure_url_for",
     "conclude",
     "export_command",
     "judge_transport",
@@ -62,7 +64,8 @@ SERVICE_PLACEHOLDER = "https://<resource>.service.signalr.net"
 PREFLIGHTS = frozenset({Step.NEGOTIATE_PREFLIGHT, Step.POLL_PREFLIGHT, Step.SEND_PREFLIGHT, Step.DELETE_PREFLIGHT})
 # Steps after the transport worked: their failure is a note, not the transport's failure.
 AFTERWARDS = frozenset({Step.CLOSE, Step.DELETE, Step.DELETE_PREFLIGHT})
-_CONNECTION_ERRORS = frozenset({NetError.REFUSED, NetError.DNS, NetError.CONNECT_TIMEOUT})
+CONNECTION_ERRORS = frozenset({NetError.REFUSED, NetError.DNS, NetError.CONNECT_TIMEOUT})
+"""Errors that mean nothing answered at that address."""
 
 
 def profile_of(kind: TransportType) -> Profile:
@@ -72,15 +75,21 @@ def profile_of(kind: TransportType) -> Profile:
 
 def service_url_for(audience: str | None) -> str:
     """``https://<host>`` of the service the token is for, when that is an Azure SignalR host; else a placeholder."""
+    return azure_url_for(audience, ".service.signalr.net", SERVICE_PLACEHOLDER)
+
+
+def azure_url_for(audience: str | None, host_suffix: str, placeholder: str) -> str:
+    """``https://<host>`` of a token's audience when it is an https URL on a host ending in ``host_suffix`` (an
+    Azure resource of that kind), else ``placeholder``."""
     if audience:
         try:
             parts = urlsplit(audience)
         except ValueError:
-            return SERVICE_PLACEHOLDER
+            return placeholder
         host = (parts.hostname or "").lower()
-        if parts.scheme == "https" and host.endswith(".service.signalr.net"):
+        if parts.scheme == "https" and host.endswith(host_suffix):
             return f"https://{host}"
-    return SERVICE_PLACEHOLDER
+    return placeholder
 
 
 def export_command(
@@ -371,7 +380,7 @@ def _step_finding(step: StepResult, ctx: Context) -> Finding:
     kind = step.transport
     profile = profile_of(kind) if kind is not None else None
     what = _answer(step)
-    if step.status is None and step.error in _CONNECTION_ERRORS and step.step is Step.NEGOTIATE:
+    if step.status is None and step.error in CONNECTION_ERRORS and step.step is Step.NEGOTIATE:
         return _unreachable(step, ctx)
     if step.status == 401 and step.apim is not None:
         return _key_finding(step, ctx)

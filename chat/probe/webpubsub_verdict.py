@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from signalr.redact import redact_url
 
@@ -38,7 +37,7 @@ from .model import (
     TransportReport,
     Works,
 )
-from .verdict import _answer, app_problem
+from .verdict import CONNECTION_ERRORS, _answer, app_problem
 
 __all__ = ["SERVICE_PLACEHOLDER", "conclude", "export_command", "judge", "service_url_for"]
 
@@ -47,20 +46,11 @@ SETTING = "Azure__WebPubSub__ConnectionString"
 EVENT_HANDLER_DOC = "https://learn.microsoft.com/azure/azure-web-pubsub/howto-develop-eventhandler"
 _HUB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
 """A hub name as the service's SDK describes it (a letter, then letters, digits or ``_``)."""
-_CONNECTION_ERRORS = frozenset({NetError.REFUSED, NetError.DNS, NetError.CONNECT_TIMEOUT})
 
 
 def service_url_for(audience: str | None) -> str:
     """``https://<host>`` of the Web PubSub resource the token is for, when it is one; else a placeholder."""
-    if audience:
-        try:
-            parts = urlsplit(audience)
-        except ValueError:
-            return SERVICE_PLACEHOLDER
-        host = (parts.hostname or "").lower()
-        if parts.scheme == "https" and host.endswith(".webpubsub.azure.com"):
-            return f"https://{host}"
-    return SERVICE_PLACEHOLDER
+    return verdict.azure_url_for(audience, ".webpubsub.azure.com", SERVICE_PLACEHOLDER)
 
 
 def export_command(service_url: str = SERVICE_PLACEHOLDER, hub: str = "chat", *, subscription: bool = False) -> str:
@@ -102,7 +92,7 @@ def _upgrade_finding(step: StepResult, ctx: Context) -> Finding:
     target = ctx.negotiate.target
     if step.status is None:
         reason = step.error.value if step.error is not None else "no answer"
-        if step.error in _CONNECTION_ERRORS:
+        if step.error in CONNECTION_ERRORS:
             where = "the APIM gateway" if ctx.negotiate.host_kind is HostKind.APIM else "nothing"
             return Finding(
                 Cause.GATEWAY_UNREACHABLE if ctx.negotiate.host_kind is HostKind.APIM else Cause.REDIRECT_UNREACHABLE,
