@@ -417,7 +417,7 @@ class ServerConnection:
         self, message: ServiceMessage, payloads: Mapping[str, bytes], targets: Iterable[ClientConnection]
     ) -> None:
         # Every recipient of one protocol gets the same bytes object: nothing is copied per client.
-        started = time.monotonic()
+        started = time.monotonic() if self.flow.enabled else 0.0
         recipients = list(targets)
         for connection in recipients:
             record = _payload(payloads, connection)
