@@ -513,13 +513,12 @@ class ClientConnection(Waker):
     async def wait(self, timeout: float | None = None) -> None:
         """Return when something was queued, the connection closed, a newer poll began, or ``timeout`` passed.
 
-        One caller at a time (the transport's writer or the current poll; a new poll calls :meth:`begin_poll` first,
-        which wakes the previous one). The caller must check the state again when it returns: a wake-up may have no
-        cause left by then.
+        One caller at a time (the current poll; a new poll calls :meth:`begin_poll` first, which wakes the previous
+        one). The caller must check the state again when it returns: a wake-up may have no cause left by then.
         """
-        waiter = self.idle()
-        if waiter is None:
+        if self._outbox or self.closed_at is not None:
             return
+        waiter = self._sleep()
         if timeout is None:
             await waiter
             return
@@ -528,14 +527,6 @@ class ClientConnection(Waker):
             await waiter
         finally:
             handle.cancel()
-
-    def idle(self) -> asyncio.Future[None] | None:
-        """``None`` when the transport has something to do (bytes queued, or closed); else the future to await
-        before looking again (what :meth:`wait` awaits, without a coroutine of its own: a writer calls this once
-        per wake-up). Same one-caller rule as :meth:`wait`."""
-        if self._outbox or self.closed_at is not None:
-            return None
-        return self._sleep()
 
     # --- closing -----------------------------------------------------------------------------------------------
 
