@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -162,6 +163,8 @@ def test_ready_line_healthz_and_sigterm(tmp_path: Path) -> None:
         assert health["status"] == "ok"
         assert (health["hub"], health["service_mode"]) == ("chat", "default")
         assert {k: health["server_connections"][k] for k in ("connected", "wanted")} == {"connected": 0, "wanted": 5}
+        # The first dial's failure is logged when it fails, which can come after /healthz answered: wait for it.
+        asyncio.run(server.process.stderr_line(r"cannot reach the service at http://127\.0\.0\.1:1\b", timeout=10))
     finally:
         code = server.stop()
     assert code == 0
